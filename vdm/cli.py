@@ -1,0 +1,371 @@
+"""The ``vdm`` command line: train, sample, forward, tune-alpha, elbo, model.
+
+Bad input ends with one sentence on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A problem the user can fix, reported as one sentence."""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
+def _finite_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+
+def _add_schedule_args(p: argparse.ArgumentParser) -> None:
+    from vdm.schedule import KINDS
+
+    p.add_argument("--schedule", choices=KINDS, default="constant", help="noise schedule (default: constant)")
+    p.add_argument("--T", type=_positive_int, default=500, help="number of diffusion steps (default: 500)")
+    p.add_argument("--alpha", type=_finite_float, default=None,
+                   help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vdm.data import DATASETS
+    from vdm.denoiser import PREDICTIONS
+    from vdm.elbo import ESTIMATORS
+    from vdm.nets import MODELS
+    from vdm.train import TrainConfig
+
+    d = TrainConfig()
+    ap = argparse.ArgumentParser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a denoiser and write a run directory",
+                       description="Train x̂_0(x_t, t) (exercise 5) and write runs/<name>/.")
+    p.add_argument("--name", default="", help="run name (default: the date and time)")
+    p.add_argument("--runs-dir", default=d.runs_dir, help="parent of run directories (default: runs)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN from its last checkpoint")
+    p.add_argument("--data", choices=DATASETS, default=d.data, help="data set (default: shapes, embedded)")
+    p.add_argument("--data-dir", default=d.data_dir, help="where CIFAR-10 lives or is downloaded to; the folder for --data folder")
+    p.add_argument("--limit", type=_nonneg_int, default=0, help="use only the first N training images")
+    p.add_argument("--model", choices=MODELS, default=d.model, help="network (default: assignment)")
+    p.add_argument("--prediction", choices=PREDICTIONS, default=d.prediction, help="what the network predicts")
+    _add_schedule_args(p)
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=_finite_float, default=d.lr)
+    p.add_argument("--ema", type=_finite_float, default=d.ema, help="EMA decay of the weights, e.g. 0.999 (0: off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--minutes", type=_finite_float, default=d.minutes, help="stop after this much training time, saving everything")
+    p.add_argument("--eval-size", type=_nonneg_int, default=d.eval_size, help="held-out images evaluated each epoch")
+    p.add_argument("--sample-every", type=_nonneg_int, default=d.sample_every, help="epochs between sample grids (0: only at the end)")
+    p.add_argument("--n-samples", type=_positive_int, default=d.n_samples)
+    p.add_argument("--ckpt-every", type=_nonneg_int, default=d.ckpt_every, help="steps between checkpoints (0: each epoch)")
+    p.add_argument("--log-every", type=_positive_int, default=d.log_every, help="steps between metrics records")
+    p.add_argument("--threads", type=_nonneg_int, default=d.threads, help="CPU threads (0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="ancestral sampling from a checkpoint",
+                       description="Sample x_T ~ N(0, I) down to x_0 with a trained checkpoint (bonus exercise).")
+    p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png", help="PNG grid to write")
+    p.add_argument("--animation", default=None, help="also write the denoising as a .gif or .mp4")
+    p.add_argument("--frames", type=_positive_int, default=60, help="frames in the animation")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA weights exist")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("forward", help="a strip and an animation of an image going to noise (exercise 1a)",
+                       description="Run the forward chain x_0 -> x_T step by step on one image.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", help="an image file (centre-cropped, resized to 32x32)")
+    src.add_argument("--index", type=_nonneg_int, default=0, help="index into the data set's test split")
+    p.add_argument("--data", choices=DATASETS, default="shapes")
+    p.add_argument("--data-dir", default="data")
+    _add_schedule_args(p)
+    p.add_argument("--steps", type=_positive_int, default=10, help="frames in the strip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="forward.png", help="strip PNG to write")
+    p.add_argument("--animation", default="forward.gif", help=".gif or .mp4 to write ('' for none)")
+    p.set_defaults(func=cmd_forward)
+
+    p = sub.add_parser("tune-alpha", help="the constant alpha for a given T (exercise 1a)",
+                       description="alpha = s^(2/T): the final signal coefficient sqrt(alpha^T) reaches s.")
+    p.add_argument("--T", type=_positive_int, default=500)
+    p.add_argument("--final-signal", type=_finite_float, default=0.01, help="target sqrt(alpha_bar_T) (default 0.01)")
+    p.add_argument("--rows", type=_positive_int, default=11, help="rows of the SNR table")
+    p.set_defaults(func=cmd_tune_alpha)
+
+    p = sub.add_parser("elbo", help="the ELBO term table of a checkpoint, in nats and bits/dim",
+                       description="Both ELBO forms (exercises 2 and 3) on held-out images.")
+    p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
+    p.add_argument("--data", choices=DATASETS, default=None, help="data set (default: the run's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n", type=_positive_int, default=64, help="held-out images")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="full", help="full sum over t, or one uniform t")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_elbo)
+
+    p = sub.add_parser("model", help="print a network's layers and parameter count")
+    p.add_argument("--model", choices=MODELS, default="assignment")
+    p.add_argument("--T", type=_positive_int, default=500)
+    p.set_defaults(func=cmd_model)
+    return ap
+
+
+# -- commands ----------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from dataclasses import fields
+
+    from vdm.nets import summary
+    from vdm.train import TrainConfig, Trainer, TrainingStopped, load_run_config, new_run_dir
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir)
+        # flags given explicitly on the command line may extend the run (more epochs, a new time limit)
+        default = TrainConfig()
+        for k in ("epochs", "minutes", "sample_every", "log_every", "threads", "device"):
+            if getattr(args, k) != getattr(default, k):
+                setattr(cfg, k, getattr(args, k))
+    else:
+        names = {f.name for f in fields(TrainConfig)}
+        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+        run_dir = new_run_dir(cfg)
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+    print(f"run: {run_dir}")
+    print(f"schedule: {trainer.schedule.describe()}; device: {trainer.device}")
+    print(summary(trainer.model.net))
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        total = trainer.steps_per_epoch * cfg.epochs
+        bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(tr):
+        if bar is not None:
+            bar.update(tr.step - bar.n)
+            bar.set_postfix(epoch=f"{tr.epoch + tr.batch_in_epoch / tr.steps_per_epoch:.2f}")
+
+    try:
+        result = trainer.run(progress)
+    except TrainingStopped as e:
+        if bar is not None:
+            bar.close()
+        raise CommandError(str(e)) from None
+    if bar is not None:
+        bar.close()
+    ev = result.get("eval")
+    print(f"stopped ({result['reason']}) at step {result['step']}, epoch {result['epoch']}.")
+    if ev:
+        print(_bpd_line(ev["bpd"]))
+    print(f"samples: {run_dir / 'samples' / 'latest.png'}")
+    return 0
+
+
+def _bpd_line(bpd: dict) -> str:
+    return ("held-out ELBO (bits/dim): reconstruction {reconstruction:.3f} + prior {prior:.4f} "
+            "+ denoising {matching:.3f} = {total:.3f}").format(**bpd)
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from vdm.denoiser import load_denoiser
+    from vdm.images import grid, save_animation, save_png
+    from vdm.sample import sample
+    from vdm.train import pick_device
+
+    device = pick_device(args.device)
+    den, meta = load_denoiser(args.checkpoint, device, use_ema=not args.no_ema)
+    _check_out(args.out, (".png",))
+    if args.animation:
+        _check_out(args.animation, (".gif", ".mp4"))
+    T = den.schedule.T
+    with tqdm(total=T, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        res = sample(den, den.schedule, args.n, seed=args.seed, device=device,
+                     return_chain=bool(args.animation), progress=lambda i, n: bar.update(1))
+    x = res[0] if args.animation else res
+    save_png(grid(x, scale=2), args.out)
+    print(f"wrote {args.out} ({args.n} samples, step {meta.get('step')} of {meta.get('model')})")
+    if args.animation:
+        chain = res[1]
+        ts = np.unique(np.linspace(T, 0, args.frames).round().astype(int))[::-1]
+        frames = [np.concatenate([grid(chain.x[t], scale=2), grid(chain.x0_hat[t], scale=2)], 1) for t in ts]
+        frames += [frames[-1]] * 10
+        save_animation(frames, args.animation)
+        print(f"wrote {args.animation} (left x_t, right x̂_0, t = {T}..0)")
+    return 0
+
+
+def _check_out(path: str, suffixes) -> None:
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise CommandError(f"{path} must end in {' or '.join(suffixes)}.")
+    if p.parent != Path("") and not p.parent.exists():
+        raise CommandError(f"the folder {p.parent} for {path} does not exist.")
+
+
+def cmd_forward(args) -> int:
+    import numpy as np
+    import torch
+
+    from vdm import data as datasets
+    from vdm.diffusion import forward_chain
+    from vdm.images import grid, save_animation, save_png
+    from vdm.schedule import make_schedule
+
+    schedule = make_schedule(args.schedule, args.T, args.alpha)
+    _check_out(args.out, (".png",))
+    if args.animation:
+        _check_out(args.animation, (".gif", ".mp4"))
+    if args.image:
+        x = datasets.load_image(args.image)[None]
+    else:
+        imgs = datasets.load(args.data, "test", args.data_dir)
+        if args.index >= len(imgs):
+            raise CommandError(f"--index {args.index} is past the end of the data set ({len(imgs)} images).")
+        x = imgs[args.index: args.index + 1]
+    g = torch.Generator().manual_seed(args.seed)
+    chain = forward_chain(schedule, datasets.to_float(x), generator=g)[:, 0]  # [T+1, 3, 32, 32]
+    T = schedule.T
+    ts = np.unique(np.linspace(0, T, args.steps).round().astype(int))
+    save_png(grid(chain[ts], ncol=len(ts), scale=3), args.out)
+    print(f"wrote {args.out}: x_t at t = {', '.join(map(str, ts))} ({schedule.describe()})")
+    if args.animation:
+        step = max(1, T // 100)
+        frames = [grid(chain[t: t + 1], scale=8) for t in range(0, T + 1, step)]
+        save_animation(frames + [frames[-1]] * 10, args.animation)
+        print(f"wrote {args.animation}")
+    return 0
+
+
+def cmd_tune_alpha(args) -> int:
+    import numpy as np
+
+    from vdm.schedule import Schedule, tune_alpha
+
+    alpha = tune_alpha(args.T, args.final_signal)
+    s = Schedule.constant(alpha, args.T)
+    print(f"alpha = {alpha:.6f}  for T = {args.T}")
+    print(f"criterion: sqrt(alpha^T) = {args.final_signal:g}, i.e. alpha = {args.final_signal:g}^(2/T); "
+          f"SNR(T) = {float(s.snr[-1]):.3g}")
+    print(f"{'t':>6} {'alpha_bar_t':>12} {'sqrt(ab_t)':>11} {'sqrt(1-ab_t)':>13} {'SNR(t)':>11} {'log SNR':>8}")
+    for t in np.unique(np.linspace(1, args.T, args.rows).round().astype(int)):
+        ab = float(s.alpha_bar[t])
+        print(f"{t:>6} {ab:>12.6f} {math.sqrt(ab):>11.5f} {math.sqrt(1 - ab):>13.5f} "
+              f"{float(s.snr[t]):>11.4g} {float(s.log_snr[t]):>8.2f}")
+    return 0
+
+
+def cmd_elbo(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from vdm import data as datasets
+    from vdm.denoiser import load_denoiser
+    from vdm.elbo import elbo, nats_to_bpd
+    from vdm.train import pick_device
+
+    device = pick_device(args.device)
+    den, meta = load_denoiser(args.checkpoint, device, use_ema=not args.no_ema)
+    cfg = meta.get("config", {})
+    name = args.data or cfg.get("data", "shapes")
+    x = datasets.load(name, "test", args.data_dir or cfg.get("data_dir", "data"))[: args.n]
+    s = den.schedule
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    results = {}
+    with torch.no_grad():
+        for form in ("consistency", "denoising"):
+            parts = []
+            batches = range(0, len(x), args.batch_size)
+            for i in tqdm(batches, desc=form, file=sys.stderr, dynamic_ncols=True):
+                x0 = datasets.to_float(x[i: i + args.batch_size].to(device))
+                parts.append(elbo(den, s, x0, form, args.estimator, generator=g))
+            results[form] = {k: torch.cat([p.terms()[k] for p in parts]).double().cpu()
+                             for k in ("reconstruction", "prior", "matching", "total")}
+    dims = x[0].numel()
+    n = len(x)
+    print(f"ELBO of {meta.get('model')} at step {meta.get('step')} on {n} held-out {name} images, "
+          f"{args.estimator} estimator ({s.describe()})")
+    names = {"reconstruction": "reconstruction -log p(x0|x1)", "prior": "prior matching",
+             "matching": "consistency / denoising matching", "total": "total (-ELBO)"}
+    print(f"{'term':<34} {'consistency bpd':>16} {'denoising bpd':>14} {'nats (denoising)':>17}")
+    for k, label in names.items():
+        c, d = results["consistency"][k], results["denoising"][k]
+        print(f"{label:<34} {float(nats_to_bpd(c.mean(), dims)):>16.4f} {float(nats_to_bpd(d.mean(), dims)):>14.4f} "
+              f"{float(d.mean()):>17.2f}")
+    se = {f: float(nats_to_bpd(r['total'].std() / math.sqrt(n), dims)) if n > 1 else float('nan') for f, r in results.items()}
+    print(f"{'standard error of the total':<34} {se['consistency']:>16.4f} {se['denoising']:>14.4f}")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from vdm.nets import build_net, summary
+
+    print(summary(build_net(args.model, args.T)))
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CommandError, ValueError) as e:
+        print(f"vdm {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+                  errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(e.errno, e.strerror or str(e))
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"vdm {args.command}: {reason}{where}; nothing already saved was changed.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vdm {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

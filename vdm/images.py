@@ -1,0 +1,63 @@
+"""Writing images: grids, strips, GIF and MP4, with nearest-neighbour upscaling so pixels stay sharp."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vdm.atomic import atomic_path
+from vdm.data import to_uint8
+
+
+def as_hwc(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [-1, 1] (float) or uint8 -> uint8 numpy [B, H, W, 3]."""
+    if images.dtype != torch.uint8:
+        images = to_uint8(images)
+    return images.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile [B, 3, H, W] into one uint8 array [rows*(H+pad)+pad, ..., 3], upscaled by ``scale``."""
+    x = as_hwc(images)
+    b, h, w, c = x.shape
+    ncol = ncol or math.ceil(math.sqrt(b))
+    nrow = math.ceil(b / ncol)
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(b):
+        r, k = divmod(i, ncol)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    return upscale(out, scale)
+
+
+def upscale(img: np.ndarray, scale: int) -> np.ndarray:
+    return img if scale == 1 else img.repeat(scale, 0).repeat(scale, 1)
+
+
+def save_png(img: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write atomically: a reader never sees half a PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+    return path
+
+
+def save_animation(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 20) -> Path:
+    """A GIF (or MP4 when the name ends in .mp4) of uint8 frames [H, W, 3], written atomically."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".mp4":
+            # H.264 wants even sizes
+            frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]
+            iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps, codec="libx264")
+        else:
+            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+    return path

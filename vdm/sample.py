@@ -1,0 +1,82 @@
+"""Ancestral sampling: x_T ~ N(0, I), then x_{t-1} ~ p(x_{t-1}|x_t) = q(x_{t-1} | x_t, x̂_0(x_t, t)) down to x_0.
+
+At t = 1 the posterior variance is 0 and the posterior mean is x̂_0(x_1, 1),
+which is returned as the sample (the decoder's mean, as in DDPM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vdm.diffusion import posterior_coefs
+from vdm.schedule import Schedule
+
+
+@dataclass
+class Chain:
+    """A whole backward chain, indexed by t = 0..T.
+
+    x[t]: x_t (x[0] is the sample); x0_hat[t], mean[t]: x̂_0(x_t, t) and the
+    posterior mean of x_{t-1} given x_t (t >= 1; row 0 repeats the sample);
+    var[t]: the posterior variance sigma_q^2(t), a float per t.
+    """
+
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+    mean: torch.Tensor
+    var: torch.Tensor
+
+    @property
+    def T(self) -> int:
+        return self.x.shape[0] - 1
+
+
+@torch.no_grad()
+def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed: int | None = 0,
+           device: str | torch.device = "cpu", x_T: torch.Tensor | None = None, clip: bool = True,
+           return_chain: bool = False, progress=None):
+    """Draw ``n`` samples; with ``return_chain`` also the :class:`Chain` of every step.
+
+    ``clip`` keeps x̂_0 inside [-1, 1], where the data live. ``progress`` is
+    called as progress(done_steps, T) after each step.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    T = schedule.T
+    g = torch.Generator(device=device)
+    if seed is not None:
+        g.manual_seed(seed)
+    else:
+        g.seed()
+    if x_T is None:
+        x = torch.randn((n,) + tuple(shape), generator=g, device=device)
+    else:
+        x = x_T.to(device).float()
+        n = x.shape[0]
+    # Per-t coefficients once, as device floats: the loop reads them without host syncs.
+    c_x0, c_xt, var = (c.float().to(device) for c in posterior_coefs(schedule))
+    std = var.sqrt()
+    if return_chain:
+        xs = torch.empty((T + 1,) + tuple(x.shape), device=device)
+        x0s = torch.empty_like(xs)
+        means = torch.empty_like(xs)
+        xs[T] = x
+    t_batch = torch.empty(n, dtype=torch.long, device=device)
+    for t in range(T, 0, -1):
+        t_batch.fill_(t)
+        x0_hat = denoiser(x, t_batch)
+        if clip:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        mean = c_x0[t] * x0_hat + c_xt[t] * x
+        x = mean + std[t] * torch.randn(x.shape, generator=g, device=device) if t > 1 else mean
+        if return_chain:
+            x0s[t], means[t], xs[t - 1] = x0_hat, mean, x
+        if progress is not None:
+            progress(T - t + 1, T)
+    if not return_chain:
+        return x
+    x0s[0] = x
+    means[0] = x
+    return x, Chain(xs, x0s, means, var.cpu())

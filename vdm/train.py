@@ -1,0 +1,400 @@
+"""Training (exercise 5): x̂_0 regression on x_t drawn from the closed form q(x_t | x_0).
+
+Per image: t ~ U{1..T}, eps ~ N(0, I), x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,
+loss = ||x̂_0(x_t, t) - x_0||^2 (or ||ε̂ - ε||^2 with --prediction eps), Adam.
+
+The data set lives on the device as uint8 and becomes [-1, 1] inside the step.
+Everything random (data order, t, eps) comes from generators whose state is in
+the checkpoint, so a resumed run continues exactly where the killed one was.
+
+The run directory ``runs/<name>/`` is the contract with the terminal UI
+(README.md, "The run directory").
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vdm import checkpoint as ckpt
+from vdm import data as datasets
+from vdm.atomic import write_json
+from vdm.denoiser import Denoiser, PREDICTIONS
+from vdm.diffusion import q_sample
+from vdm.elbo import elbo
+from vdm.images import grid, save_png
+from vdm.metrics import MetricsWriter
+from vdm.nets import MODELS, build_net, count_parameters
+from vdm.sample import sample
+from vdm.schedule import KINDS, Schedule, make_schedule
+
+
+@dataclass
+class TrainConfig:
+    name: str = ""
+    runs_dir: str = "runs"
+    data: str = "shapes"
+    data_dir: str = "data"
+    limit: int = 0  # use only the first N training images (0: all)
+    model: str = "assignment"
+    prediction: str = "x0"
+    schedule: str = "constant"
+    T: int = 500
+    alpha: float | None = None
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    ema: float = 0.0  # EMA decay of the weights; 0 turns it off
+    seed: int = 0
+    device: str = "auto"
+    minutes: float = 0.0  # stop (with a checkpoint and samples) after this much wall time; 0: no limit
+    eval_size: int = 256
+    eval_every: int = 1  # epochs
+    sample_every: int = 1  # epochs; 0: only at the end
+    n_samples: int = 64
+    ckpt_every: int = 0  # steps; 0: once per epoch
+    log_every: int = 20  # steps between loss read-backs (the only host syncs)
+    keep: int = 2  # checkpoints kept
+    threads: int = 0  # torch CPU threads; 0: torch's default
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}.")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {self.prediction!r}; expected one of {', '.join(PREDICTIONS)}.")
+        if self.schedule not in KINDS:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(KINDS)}.")
+        if self.data not in datasets.DATASETS:
+            raise ValueError(f"unknown data set {self.data!r}; expected one of {', '.join(datasets.DATASETS)}.")
+        for k in ("epochs", "batch_size", "T", "n_samples", "log_every", "keep"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}.")
+        for k in ("limit", "eval_size", "eval_every", "sample_every", "ckpt_every", "threads"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"--{k.replace('_', '-')} must not be negative, got {getattr(self, k)}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}.")
+        if not (0.0 <= self.ema < 1.0):
+            raise ValueError(f"--ema must lie in [0, 1), got {self.ema}.")
+        if self.minutes < 0 or not math.isfinite(self.minutes):
+            raise ValueError(f"--minutes must be a non-negative number, got {self.minutes}.")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class TrainingStopped(Exception):
+    """Training ended early for a reason the user must read (a non-finite loss)."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available.")
+    return dev
+
+
+def memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if platform.system() != "Darwin" else rss / 2**20
+
+
+class Trainer:
+    """Owns the model, optimizer, EMA, generators and the run directory."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False, echo=print):
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.echo = echo
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        self.schedule = make_schedule(cfg.schedule, cfg.T, cfg.alpha)
+        torch.manual_seed(cfg.seed)
+        net = build_net(cfg.model, cfg.T).to(self.device)
+        self.model = Denoiser(net, self.schedule, cfg.prediction)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema > 0 else None
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None).to(self.device)
+        test = datasets.load(cfg.data, "test", cfg.data_dir)
+        self.eval_data = test[: cfg.eval_size].to(self.device) if cfg.eval_size else None
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0  # training wall time over all sessions of this run
+        self.stop_reason: str | None = None
+        if resume:
+            self._resume()
+
+    # -- identity of the model, checked on resume and when sampling -----------
+    def identity(self) -> dict:
+        return {"model": self.cfg.model, "prediction": self.cfg.prediction, "schedule": self.schedule.config()}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_data) / self.cfg.batch_size)
+
+    # -- state ------------------------------------------------------------------
+    def state_tensors(self) -> tuple[dict, dict]:
+        tensors = {f"model/{k}": v for k, v in self.model.net.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in self.ema.net.state_dict().items()})
+        opt_t, opt_info = ckpt.optimizer_to_tensors(self.opt)
+        tensors.update(opt_t)
+        tensors["rng/gen"] = self.gen.get_state()
+        tensors["rng/torch_cpu"] = torch.get_rng_state()
+        meta = dict(self.identity(), epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+                    elapsed=self.elapsed, optim=opt_info, parameters=count_parameters(self.model.net),
+                    config=asdict(self.cfg), torch=torch.__version__)
+        return tensors, meta
+
+    def save_checkpoint(self) -> Path:
+        tensors, meta = self.state_tensors()
+        path = ckpt.save(self.run_dir / "checkpoints", self.step, tensors, meta, keep=self.cfg.keep)
+        return path
+
+    def _resume(self) -> None:
+        c = ckpt.load(self.run_dir, device="cpu")
+        ckpt.check_compatible(c.meta, self.identity())
+        try:
+            self.model.net.load_state_dict(c.group("model"))
+            if self.ema is not None:
+                ema_sd = c.group("ema") or c.group("model")
+                self.ema.net.load_state_dict(ema_sd)
+            ckpt.optimizer_from_tensors(self.opt, c.group("optim"), c.meta["optim"])
+        except (RuntimeError, KeyError) as e:
+            raise ValueError(f"the checkpoint {c.path} does not fit this model ({str(e).splitlines()[0]}).") from None
+        self.gen.set_state(c.tensors["rng/gen"])
+        torch.set_rng_state(c.tensors["rng/torch_cpu"])
+        self.step = c.step
+        self.epoch = int(c.meta["epoch"])
+        self.batch_in_epoch = int(c.meta["batch_in_epoch"])
+        self.elapsed = float(c.meta.get("elapsed", 0.0))
+
+    # -- one optimisation step ------------------------------------------------------
+    def loss_on(self, x_uint8: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss on a uint8 batch: t ~ U{1..T}, x_t from the closed form, MSE to the target."""
+        x0 = datasets.to_float(x_uint8)
+        gen = gen or self.gen
+        t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=gen, device=self.device)
+        eps = torch.randn(x0.shape, generator=gen, device=self.device)
+        x_t = q_sample(self.schedule, x0, t, eps)
+        pred = self.model.raw(x_t, t)
+        return F.mse_loss(pred, self.model.target(x0, x_t, t, eps))
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The data order of an epoch: a function of (seed, epoch) only, so a resume needs no saved order."""
+        g = torch.Generator(device="cpu")
+        g.manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_data), generator=g).to(self.device)
+
+    def _ema_update(self) -> None:
+        d = self.cfg.ema
+        with torch.no_grad():
+            for pe, pm in zip(self.ema.net.parameters(), self.model.net.parameters()):
+                pe.lerp_(pm, 1 - d)
+            for be, bm in zip(self.ema.net.buffers(), self.model.net.buffers()):
+                be.copy_(bm)
+
+    # -- evaluation and samples -------------------------------------------------
+    @property
+    def eval_model(self) -> Denoiser:
+        return self.ema if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Held-out loss and the ELBO (denoising form, uniform-t estimate) in bits/dim, on fixed noise."""
+        m = self.eval_model
+        was_training = m.training
+        m.eval()
+        g = torch.Generator(device=self.device)
+        g.manual_seed(12345)
+        losses, terms = [], []
+        for i in range(0, len(self.eval_data), self.cfg.batch_size):
+            xb = self.eval_data[i: i + self.cfg.batch_size]
+            x0 = datasets.to_float(xb)
+            t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=g, device=self.device)
+            eps = torch.randn(x0.shape, generator=g, device=self.device)
+            x_t = q_sample(self.schedule, x0, t, eps)
+            losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
+            e = elbo(m, self.schedule, x0, "denoising", "uniform", generator=g)
+            terms.append(e)
+        m.train(was_training)
+        n = len(self.eval_data)
+        bpd = {k: sum(e.bpd()[k] * len(e.total) for e in terms) / n for k in ("reconstruction", "prior", "matching", "total")}
+        return {"eval_loss": float(sum(losses) / n), "bpd": bpd}
+
+    def write_samples(self) -> Path:
+        m = self.eval_model
+        was_training = m.training
+        m.eval()
+        x = sample(m, self.schedule, self.cfg.n_samples, seed=self.cfg.seed, device=self.device)
+        m.train(was_training)
+        d = self.run_dir / "samples"
+        img = grid(x, scale=2)
+        path = save_png(img, d / f"step-{self.step:08d}.png")
+        save_png(img, d / "latest.png")
+        return path
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, progress=None) -> dict:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "config.json", dict(asdict(cfg), schedule_config=self.schedule.config(),
+                                                       parameters=count_parameters(self.model.net)))
+        log = MetricsWriter(self.run_dir / "metrics.jsonl")
+        stop = {"signal": None}
+
+        def on_signal(signum, frame):
+            stop["signal"] = signal.Signals(signum).name
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+        log.write("start", step=self.step, epoch=self.epoch, device=str(self.device), config=asdict(cfg),
+                  parameters=count_parameters(self.model.net), steps_per_epoch=self.steps_per_epoch,
+                  total_steps=self.steps_per_epoch * cfg.epochs, pid=os.getpid())
+        spe = self.steps_per_epoch
+        ckpt_every = cfg.ckpt_every or spe
+        session_start = time.time()
+        elapsed0 = self.elapsed
+        window_loss = torch.zeros((), device=self.device)
+        window_n = 0
+        window_t = time.time()
+        bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.model.train()
+        last_eval: dict | None = None
+        try:
+            while self.epoch < cfg.epochs:
+                order = self.epoch_order(self.epoch)
+                while self.batch_in_epoch < spe:
+                    i = self.batch_in_epoch
+                    idx = order[i * cfg.batch_size: (i + 1) * cfg.batch_size]
+                    loss = self.loss_on(self.train_data[idx])
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+                    finite = torch.isfinite(loss) & torch.isfinite(gnorm)
+                    bad_step = torch.where(~finite & (bad_step < 0), torch.full_like(bad_step, self.step + 1), bad_step)
+                    if self.device.type == "cpu" and not bool(finite):
+                        raise TrainingStopped(self._nonfinite_message(self.step + 1, loss, gnorm))
+                    self.opt.step()
+                    if self.ema is not None:
+                        self._ema_update()
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    window_loss += loss.detach()
+                    window_n += 1
+                    self.elapsed = elapsed0 + time.time() - session_start
+                    if self.step % cfg.log_every == 0 or self.batch_in_epoch == spe:
+                        if int(bad_step) >= 0:  # only reached on devices that skip the per-step check
+                            raise TrainingStopped(self._nonfinite_message(int(bad_step), loss, gnorm))
+                        now = time.time()
+                        log.write("train", step=self.step, epoch=self.epoch + self.batch_in_epoch / spe,
+                                  loss=float(window_loss) / window_n, lr=self.opt.param_groups[0]["lr"],
+                                  grad_norm=float(gnorm), images_per_s=window_n * cfg.batch_size / max(now - window_t, 1e-9),
+                                  elapsed=self.elapsed, device=str(self.device), memory_mb=round(memory_mb(self.device), 1))
+                        window_loss.zero_()
+                        window_n, window_t = 0, now
+                        if progress:
+                            progress(self)
+                    out_of_time = cfg.minutes and self.elapsed >= cfg.minutes * 60
+                    if stop["signal"] or out_of_time:
+                        self.stop_reason = stop["signal"] or "time limit"
+                        break
+                    if self.step % ckpt_every == 0 and self.batch_in_epoch < spe:
+                        self.save_checkpoint()
+                if self.stop_reason:
+                    break
+                # end of an epoch
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self._epoch_end(log, last=self.epoch == cfg.epochs)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        if self.stop_reason:
+            self.save_checkpoint()
+            last_eval = self._evaluate_and_log(log)
+            self._sample_and_log(log)
+            log.write("end", step=self.step, epoch=self.epoch, reason=self.stop_reason, elapsed=self.elapsed)
+        else:
+            log.write("end", step=self.step, epoch=self.epoch, reason="done", elapsed=self.elapsed)
+        log.close()
+        return {"step": self.step, "epoch": self.epoch, "reason": self.stop_reason or "done",
+                "eval": last_eval or self.last_eval}
+
+    last_eval: dict | None = None
+
+    def _epoch_end(self, log: MetricsWriter, last: bool) -> None:
+        self.save_checkpoint()
+        cfg = self.cfg
+        if self.eval_data is not None and (last or (cfg.eval_every and self.epoch % cfg.eval_every == 0)):
+            self._evaluate_and_log(log)
+        if last or (cfg.sample_every and self.epoch % cfg.sample_every == 0):
+            self._sample_and_log(log)
+
+    def _evaluate_and_log(self, log: MetricsWriter) -> dict | None:
+        if self.eval_data is None:
+            return None
+        ev = self.evaluate()
+        self.last_eval = ev
+        log.write("eval", step=self.step, epoch=self.epoch, **ev)
+        return ev
+
+    def _sample_and_log(self, log: MetricsWriter) -> None:
+        path = self.write_samples()
+        log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)))
+
+    def _nonfinite_message(self, step: int, loss, gnorm) -> str:
+        what = "loss" if not torch.isfinite(loss) else "gradient"
+        last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
+        kept = f"; the last good checkpoint {last[-1].name} is kept" if last else ""
+        return f"training stopped: the {what} became non-finite at step {step}{kept}."
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.runs_dir) / name
+    if (run_dir / "config.json").exists():
+        raise ValueError(f"run {run_dir} already exists; pass --resume {run_dir} to continue it or choose another --name.")
+    return run_dir
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    import json
+
+    p = Path(run_dir) / "config.json"
+    if not p.is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no config.json).")
+    try:
+        return TrainConfig.from_dict(json.loads(p.read_text()))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{p} is not a valid run config ({e}).") from None
