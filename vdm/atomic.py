@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
+
+_TEMP = re.compile(r"^\..+\.tmp(\d+)$")  # the names atomic_path uses: .<name>.tmp<pid>
 
 
 def _fsync_dir(path: Path) -> None:
@@ -31,14 +34,44 @@ def atomic_path(path: str | os.PathLike):
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
+            # a full disk often shows only here (delayed allocation), before the rename
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        # name the file the user asked for, not the temporary one
+        e.filename = str(path)
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``directory`` (their pid is gone)."""
+    removed = []
+    d = Path(directory)
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        m = _TEMP.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -12,6 +12,7 @@ Tensor names: ``model/<param>``, ``ema/<param>``, ``optim/<index>/<key>``,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,11 +22,14 @@ from pathlib import Path
 
 import torch
 
-from vdm.atomic import write_bytes, write_json
+from vdm.atomic import remove_stale_temps, write_bytes, write_json
 
 FORMAT = "vdm-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
+_TENSORS = re.compile(r"^ckpt-\d{8,}\.safetensors$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few kB; refuse to read a huge file as one
 
 
 @dataclass
@@ -60,12 +64,26 @@ def save(directory: str | os.PathLike, step: int, tensors: dict, meta: dict, kee
     stem = f"ckpt-{step:08d}"
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     data = st_save(flat, metadata={"format": FORMAT})
-    write_bytes(directory / f"{stem}.safetensors", data)
     sidecar = dict(meta, format=FORMAT, version=VERSION, step=step,
                    tensors_file=f"{stem}.safetensors", sha256=hashlib.sha256(data).hexdigest())
-    write_json(directory / f"{stem}.json", sidecar)
-    for old in list_checkpoints(directory)[:-keep] if keep else []:
+    try:
+        write_bytes(directory / f"{stem}.safetensors", data)
+        write_json(directory / f"{stem}.json", sidecar)
+    except BaseException:
+        # a full disk or a signal between the two files: drop the tensors without a sidecar, so that
+        # they take no space; older checkpoints are untouched (pruning comes only after success)
+        if not (directory / f"{stem}.json").exists():
+            with contextlib.suppress(OSError):
+                (directory / f"{stem}.safetensors").unlink()
+        raise
+    kept = list_checkpoints(directory)
+    for old in kept[:-keep] if keep else []:
         for f in (old, old.with_suffix(".safetensors")):
+            f.unlink(missing_ok=True)
+    # what killed writers left behind: temporaries, and tensors whose sidecar never came
+    remove_stale_temps(directory)
+    for f in directory.glob("ckpt-*.safetensors"):
+        if _TENSORS.match(f.name) and not f.with_suffix(".json").exists() and f.name != f"{stem}.safetensors":
             f.unlink(missing_ok=True)
     return directory / f"{stem}.json"
 
@@ -84,32 +102,45 @@ def resolve(path: str | os.PathLike) -> Path:
     For a directory, the newest checkpoint whose two files are complete and agree.
     """
     p = Path(path)
-    if p.is_dir():
-        d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        for cand in reversed(list_checkpoints(d)):
-            try:
-                read_meta(cand, verify=True)
-                return cand
-            except ValueError:
-                continue
-        raise ValueError(f"{p} holds no complete checkpoint.")
-    if p.suffix == ".safetensors":
-        p = p.with_suffix(".json")
-    if not p.exists():
-        raise ValueError(f"checkpoint {path} does not exist.")
+    try:
+        if p.is_dir():
+            d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+            for cand in reversed(list_checkpoints(d)):
+                try:
+                    read_meta(cand, verify=True)
+                    return cand
+                except ValueError:
+                    continue
+            raise ValueError(f"{p} holds no complete checkpoint.")
+        if p.suffix == ".safetensors":
+            p = p.with_suffix(".json")
+        if not p.is_file():
+            raise ValueError(f"checkpoint {path} does not exist.")
+    except OSError as e:  # a name too long, a loop of links, no permission
+        raise ValueError(f"checkpoint {str(path)[:200]!r} cannot be read ({e.strerror or type(e).__name__}).") from None
     return p
 
 
 def read_meta(sidecar: str | os.PathLike, verify: bool = False) -> dict:
+    """The sidecar's JSON, checked for our format; with ``verify`` also the tensors' SHA-256."""
     sidecar = Path(sidecar)
     try:
-        meta = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar (larger than {MAX_SIDECAR_BYTES} bytes).")
+        meta = json.loads(sidecar.read_bytes())
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
         raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar ({type(e).__name__}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar (no format '{FORMAT}').")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{sidecar} has checkpoint version {meta.get('version')!r}; this vdm reads version {VERSION}.")
+        raise ValueError(f"{sidecar} has checkpoint version {str(meta.get('version'))[:40]!r}; this vdm reads version {VERSION}.")
+    # the tensors must sit beside the sidecar under our own name: no path out of the directory
+    if not isinstance(meta.get("tensors_file"), str) or not _TENSORS.match(meta["tensors_file"]):
+        raise ValueError(f"{sidecar} names no tensors file of the form ckpt-<step>.safetensors.")
+    if not isinstance(meta.get("sha256"), str) or not _SHA.match(meta["sha256"]):
+        raise ValueError(f"{sidecar} has no valid SHA-256 of its tensors.")
+    if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
+        raise ValueError(f"{sidecar} has no valid step (got {str(meta.get('step'))[:40]!r}).")
     if verify:
         tf = sidecar.parent / str(meta.get("tensors_file", ""))
         if not tf.is_file() or _sha256(tf) != meta.get("sha256"):
@@ -131,8 +162,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
         raise ValueError(f"cannot read {tf} ({e.strerror}).") from None
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise ValueError(f"{tf} does not match the SHA-256 in {sidecar.name}: the file is corrupt or was replaced.")
-    if data[:2] == b"\x80\x02" or data[:2] == b"PK":
-        raise ValueError(f"{tf} is a pickle or zip archive, not safetensors; vdm never loads pickles.")
+    # pickle protocols 2..5 start with 0x80; torch.save writes a zip archive. Neither is ever unpickled:
+    # safetensors parses only a JSON header and raw bytes, this just names the mistake.
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        raise ValueError(f"{tf} is a pickle or zip archive (torch.save), not safetensors; vdm never loads pickles.")
     try:
         tensors = st_load(data)
     except (SafetensorError, Exception) as e:

@@ -172,11 +172,21 @@ class Trainer:
         return tensors, meta
 
     def save_checkpoint(self) -> Path:
+        # Never let non-finite weights replace a good checkpoint (devices that check the loss lazily
+        # may have stepped on a NaN since the last read-back); one read-back per checkpoint.
+        if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.model.net.parameters()]).all()):
+            last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
+            kept = f"; the last good checkpoint {last[-1].name} is kept" if last else ""
+            raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{kept}.")
         tensors, meta = self.state_tensors()
         path = ckpt.save(self.run_dir / "checkpoints", self.step, tensors, meta, keep=self.cfg.keep)
         return path
 
     def _resume(self) -> None:
+        if not ckpt.list_checkpoints(self.run_dir / "checkpoints"):
+            # killed before its first checkpoint: nothing to continue, so start the run over
+            self.echo(f"{self.run_dir} has no checkpoint yet; starting it from step 0.")
+            return
         c = ckpt.load(self.run_dir, device="cpu")
         ckpt.check_compatible(c.meta, self.identity())
         try:
