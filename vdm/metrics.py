@@ -72,3 +72,93 @@ def read_all(path: str | os.PathLike) -> tuple[list[dict], int]:
             else:
                 good.append(rec)
     return good, bad
+
+
+try:  # a C parser, about five times faster on a long log; the standard library otherwise
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+
+
+class MetricsTailer:
+    """Read a growing metrics.jsonl incrementally, like ``tail -f``.
+
+    Keeps a byte offset and reads only what was appended since the last poll. A
+    last line without its newline yet is held back until the newline arrives (the
+    writer flushes whole records, but a reader may catch one half written). The
+    file may not exist yet. When it shrinks or is replaced (another inode), reading
+    starts over at byte 0: ``restarted`` is set for that poll and ``restarts``
+    counts up, so a reader drops what it had. Lines that do not parse are skipped
+    and counted in ``bad``; blank lines are ignored.
+    """
+
+    def __init__(self, path: str | os.PathLike, chunk_bytes: int = 1 << 22):
+        self.path = Path(path)
+        self.chunk_bytes = chunk_bytes
+        self.offset = 0  # bytes consumed, including the held-back partial line
+        self.size = 0  # size of the file at the last poll
+        self.good = 0
+        self.bad = 0
+        self.restarts = 0
+        self.restarted = False
+        self.exists = False
+        self._partial = b""
+        self._ino = None
+
+    @property
+    def behind(self) -> int:
+        """Bytes known to be in the file but not read yet."""
+        return max(self.size - self.offset, 0)
+
+    def _restart(self) -> None:
+        self.offset = 0
+        self.good = self.bad = 0
+        self._partial = b""
+        self.restarts += 1
+        self.restarted = True
+
+    def poll(self, max_bytes: int | None = None) -> list[dict]:
+        """The good records appended since the last poll (at most ``max_bytes`` read)."""
+        self.restarted = False
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            if self.exists:  # the file went away: what we had no longer describes it
+                self._restart()
+                self._ino = None
+            self.exists = False
+            self.size = 0
+            return []
+        with f:
+            st = os.fstat(f.fileno())
+            if self._ino is not None and (st.st_ino != self._ino or st.st_size < self.offset):
+                self._restart()
+            self._ino = st.st_ino
+            self.exists = True
+            self.size = st.st_size
+            if st.st_size <= self.offset:
+                return []
+            f.seek(self.offset)
+            data = f.read(min(st.st_size - self.offset, max_bytes or self.chunk_bytes))
+        self.offset += len(data)
+        data = self._partial + data
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        return self._parse(data[:cut])
+
+    def _parse(self, block: bytes) -> list[dict]:
+        out = []
+        loads = _fast_loads or json.loads
+        for line in block.split(b"\n"):
+            if not line or line.isspace():
+                continue
+            try:
+                rec = loads(line)
+            except ValueError:  # orjson's and json's decode errors both derive from ValueError
+                rec = parse_line(line)  # json also reads what orjson refuses (NaN); else None
+            if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str) or not isinstance(rec.get("v"), int):
+                self.bad += 1
+                continue
+            out.append(rec)
+        self.good += len(out)
+        return out

@@ -1,0 +1,213 @@
+"""`vdm tui`: the Textual app with two modes, the monitor and the chain screen.
+
+    vdm tui runs/demo            attach to a run (live or finished)
+    vdm tui                      the chain screen on the embedded data, oracle mode
+    vdm train --tui ...          train in a child process and watch it here
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.chain import ChainScreen
+from tui.dialogs import HelpScreen, QuitScreen
+from tui.gpu import GpuReader
+from tui.monitor import MonitorScreen
+
+
+class ChainSource:
+    """Where the chain screen's image, schedule and model come from.
+
+    The schedule is the run's (config.json) or the checkpoint's when there is one,
+    else the constant schedule for ``T``; the image is an index into the test split
+    of the run's data set (shapes by default) or an image file.
+    """
+
+    def __init__(self, run_dir: Path | None = None, checkpoint: str | None = None, image_path: str | None = None,
+                 index: int = 0, T: int = 500, seed: int = 0):
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.checkpoint = checkpoint or (str(self.run_dir) if self.run_dir else None)
+        self.image_path = image_path
+        self.index = index
+        self.T = T
+        self.seed = seed
+        self._data = None
+        self._lock = threading.Lock()
+        self.checkpoint_label = ""
+
+    def run_config(self) -> dict | None:
+        if self.run_dir is None:
+            return None
+        try:
+            return json.loads((self.run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def schedule(self):
+        from vdm.schedule import Schedule, make_schedule
+
+        cfg = self.run_config()
+        if cfg and cfg.get("schedule_config"):
+            return Schedule.from_config(cfg["schedule_config"])
+        if self.checkpoint and not self.run_dir:
+            from vdm import checkpoint as ckpt
+
+            return Schedule.from_config(ckpt.read_meta(ckpt.resolve(self.checkpoint))["schedule"])
+        return make_schedule("constant", self.T)
+
+    def data(self):
+        from vdm import data as datasets
+
+        with self._lock:
+            if self._data is None:
+                cfg = self.run_config() or {}
+                name = cfg.get("data", "shapes")
+                try:
+                    self._data = datasets.load(name, "test", cfg.get("data_dir", "data"))
+                except ValueError:
+                    self._data = datasets.load("shapes", "test")
+            return self._data
+
+    def image(self):
+        """(uint8 [3, 32, 32], a label) of the chosen image."""
+        from vdm import data as datasets
+
+        if self.image_path:
+            return datasets.load_image(self.image_path), Path(self.image_path).name
+        x = self.data()
+        if not 0 <= self.index < len(x):
+            raise ValueError(f"image index {self.index} is outside the test split (0..{len(x) - 1}).")
+        return x[self.index], f"test image #{self.index}"
+
+    def step_image(self, d: int) -> None:
+        n = len(self.data())
+        self.image_path = None
+        self.index = (self.index + d) % n
+
+    def pick(self, value: str) -> None:
+        if value.isdigit():
+            n = len(self.data())
+            if int(value) >= n:
+                raise ValueError(f"image index {value} is outside the test split (0..{n - 1}).")
+            self.index, self.image_path = int(value), None
+            return
+        from vdm import data as datasets
+
+        datasets.load_image(value)  # raises ValueError with a sentence when it is not an image
+        self.image_path = value
+
+    def denoiser(self):
+        """The checkpoint's model (EMA weights when present), refused if it is not the run's model."""
+        from vdm.denoiser import load_denoiser
+
+        cfg = self.run_config()
+        expected = None
+        if cfg and cfg.get("schedule_config"):
+            expected = {"model": cfg.get("model"), "prediction": cfg.get("prediction"), "schedule": cfg["schedule_config"]}
+        den, meta = load_denoiser(self.checkpoint, "cpu", expected=expected)
+        self.checkpoint_label = f"{meta.get('model')} at step {meta.get('step')}"
+        return den
+
+
+class VdmApp(App):
+    CSS_PATH = "vdm.tcss"
+    TITLE = "vdm"
+    BINDINGS = [
+        Binding("1", "switch_mode('monitor')", "monitor"),
+        Binding("2", "switch_mode('chain')", "chain"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit_app", "quit"),
+        Binding("ctrl+c", "quit_app", "quit", show=False, priority=True),
+    ]
+
+    def __init__(self, run_dir: str | Path | None = None, *, source: ChainSource | None = None, process=None,
+                 start: str | None = None, clock=time.time, poll_interval: float = 0.5, gpu_factory=GpuReader):
+        super().__init__()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.source = source or ChainSource(self.run_dir)
+        self.process = process
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.gpu_factory = gpu_factory
+        self.start_mode = start or ("monitor" if self.run_dir is not None else "chain")
+        self.outcome = "quit"  # "stopped" or "detached" when a training process was attached
+
+    def on_mount(self) -> None:
+        self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory))
+        self.add_mode("chain", lambda: ChainScreen(self.source))
+        self.switch_mode(self.start_mode)
+        if self.process is not None:
+            self.set_interval(1.0, self._watch_process)
+            self._process_reported = False
+
+    def _watch_process(self) -> None:
+        code = self.process.poll()
+        if code is None or self._process_reported:
+            return
+        self._process_reported = True
+        if code == 0:
+            self.notify("training finished.", timeout=6)
+        else:
+            line = self.process.last_line()
+            self.notify(f"training exited with status {code}: {line}", severity="error", timeout=30)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Monitor", "live training curves, samples and GPU", lambda: self.switch_mode("monitor"))
+        yield SystemCommand("Chain: forward", "step through q(x_t | x_{t-1})", lambda: self._chain("forward"))
+        yield SystemCommand("Chain: backward", "step through a sampling chain", lambda: self._chain("backward"))
+        yield SystemCommand("Loss: toggle log scale", "the monitor's loss plot", lambda: self._monitor("toggle_log"))
+        yield SystemCommand("Samples: full screen", "the newest sample grid", lambda: self._monitor("samples"))
+        yield SystemCommand("Help", "keys and what the screens show", self.action_help)
+
+    def _chain(self, mode: str) -> None:
+        self.switch_mode("chain")
+        self.call_after_refresh(lambda: self.screen.run_action(f"mode('{mode}')"))
+
+    def _monitor(self, action: str) -> None:
+        self.switch_mode("monitor")
+        self.call_after_refresh(lambda: self.screen.run_action(action))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        if self.process is None or not self.process.running:
+            self.exit()
+            return
+
+        def chosen(what: str | None) -> None:
+            if what == "detach":
+                self.outcome = "detached"
+                self.exit()
+            elif what == "stop":
+                self.notify("stopping the training: it saves a checkpoint and samples first …", timeout=60)
+                self._stop_training()
+
+        self.push_screen(QuitScreen(self.process.pid, str(self.run_dir)), chosen)
+
+    def _stop_training(self) -> None:
+        def stop() -> None:
+            self.process.stop()
+            self.call_from_thread(self._stopped)
+
+        threading.Thread(target=stop, daemon=True).start()
+
+    def _stopped(self) -> None:
+        self.outcome = "stopped"
+        self.exit()
+
+
+def run_app(run_dir=None, *, source=None, process=None, start=None) -> str:
+    app = VdmApp(run_dir, source=source, process=process, start=start)
+    app.run()
+    return app.outcome

@@ -1,0 +1,87 @@
+"""Modal screens: help, quit-while-training, and picking an image."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown
+
+HELP = """\
+# vdm tui
+
+**Screens**: `1` monitor (live training), `2` chain (step through the diffusion),
+`ctrl+p` command palette, `?` this help, `q` quit.
+
+## Monitor
+Tails `metrics.jsonl` of the run like `tail -f`; lines that do not parse are
+skipped and counted. `l` toggles a log scale on the loss, `g` shows the newest
+sample grid full screen, `r` reloads the run from the start.
+
+## Chain
+- `f` forward chain q(x_t | x_{t-1}) of a data image, `b` backward chain
+  (ancestral sampling from the run's checkpoint, or the oracle x̂_0 = x_0).
+- `←` `→` one step, `[` `]` ten steps, `home` `end`, click the scrubber.
+- `space` play / pause, `+` `-` speed.
+- `n` `p` next / previous data image, `i` pick an image index or file,
+  `s` a new seed, `o` oracle / model in the backward chain.
+
+The backward chain shows x_t, the prediction x̂_0(x_t, t), the posterior mean of
+x_{t-1} and its variance sigma_q^2(t), and the denoising-matching term
+KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t)) at that x_t, with x_0 the true image for
+the oracle (so the term is 0) and the chain's own final sample for a model.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
+
+    def action_dismiss(self) -> None:
+        self.dismiss()
+
+
+class QuitScreen(ModalScreen[str]):
+    """Training is running: stop it, detach from it, or stay."""
+
+    BINDINGS = [Binding("s", "choose('stop')", "stop"), Binding("d", "choose('detach')", "detach"),
+                Binding("escape,c", "choose('cancel')", "cancel")]
+
+    def __init__(self, pid: int | None, run_dir: str):
+        super().__init__()
+        self.pid, self.run_dir = pid, run_dir
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="quit-box"):
+            yield Label(f"Training is still running (pid {self.pid}).\n"
+                        f"[b]s[/]top it (it saves a checkpoint and samples first), "
+                        f"[b]d[/]etach (it goes on; reattach with: vdm tui {self.run_dir}), "
+                        f"or [b]c[/]ancel.", id="quit-question")
+            yield Button("Stop training", variant="error", id="stop")
+            yield Button("Detach", variant="primary", id="detach")
+            yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+    def action_choose(self, what: str) -> None:
+        self.dismiss(what)
+
+
+class PickImageScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pick-box"):
+            yield Label("Data image: an index into the test split, or an image file path")
+            yield Input(placeholder="e.g. 17 or photo.png", id="pick-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
