@@ -37,16 +37,19 @@ def shapes(n: int, split: str = "train", seed: int = 0) -> tuple[torch.Tensor, t
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    # One row of uniforms per image, drawn row by row: image i is the same whatever n is,
+    # so --limit N takes the first N images of the full set.
+    u = rng.random((n, 7))
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
-    bg_a = _PALETTE[rng.integers(0, len(_PALETTE), n)] * 0.45
-    bg_b = _PALETTE[rng.integers(0, len(_PALETTE), n)] * 0.45
+    bg_a = _PALETTE[(u[:, 0] * len(_PALETTE)).astype(np.int64)] * 0.45
+    bg_b = _PALETTE[(u[:, 1] * len(_PALETTE)).astype(np.int64)] * 0.45
     ramp = (yy / SIZE)[None, :, :, None]
     img = bg_a[:, None, None, :] * (1 - ramp) + bg_b[:, None, None, :] * ramp
-    kind = rng.integers(0, 3, n)
-    colour = _PALETTE[rng.integers(0, len(_PALETTE) - 2, n)]
-    r = rng.uniform(6, 11, n).astype(np.float32)[:, None, None]
-    cx = rng.uniform(10, 22, n).astype(np.float32)[:, None, None]
-    cy = rng.uniform(10, 22, n).astype(np.float32)[:, None, None]
+    kind = (u[:, 2] * 3).astype(np.int64)
+    colour = _PALETTE[(u[:, 3] * (len(_PALETTE) - 2)).astype(np.int64)]
+    r = (6 + 5 * u[:, 4]).astype(np.float32)[:, None, None]
+    cx = (10 + 12 * u[:, 5]).astype(np.float32)[:, None, None]
+    cy = (10 + 12 * u[:, 6]).astype(np.float32)[:, None, None]
     dx, dy = xx[None] - cx, yy[None] - cy
     disc = dx ** 2 + dy ** 2 <= r ** 2
     square = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
