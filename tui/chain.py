@@ -287,13 +287,13 @@ class ChainScreen(Screen):
 
     def _advance(self) -> None:
         c = self.chain
-        if c is None or self.pos[self.mode] >= c.T:
+        if c is not None and self.pos[self.mode] < c.T:
+            self.pos[self.mode] += 1
+        if c is None or self.pos[self.mode] >= c.T:  # the end: stop, and say so
             if self.playing:
                 self.playing.stop()
                 self.playing = None
-            self.show()
-            return
-        self.action_step(1)
+        self.show()
 
     def action_speed(self, d: int) -> None:
         self.fps_i = min(max(self.fps_i + d, 0), len(SPEEDS) - 1)

@@ -159,7 +159,8 @@ class MonitorScreen(Screen):
         last_post = 0.0
         while not worker.is_cancelled:
             records = tailer.poll()
-            if records or tailer.restarted:
+            changed = bool(records) or tailer.restarted or tailer.bad + self.state.bad != self.bad_lines
+            if changed:
                 with self.lock:
                     if worker.is_cancelled:
                         break
@@ -167,10 +168,11 @@ class MonitorScreen(Screen):
                         self.state.clear()
                     self.state.add(records)
                     self.bad_lines = tailer.bad + self.state.bad
+                    self.state.version += 1
             self._check_samples()
             caught_up = tailer.behind == 0
             now = time.monotonic()
-            if (records or tailer.restarted) and (caught_up or now - last_post > 0.25):
+            if changed and (caught_up or now - last_post > 0.25):
                 self.post_message(RunUpdated())
                 last_post = now
             if caught_up:
@@ -283,7 +285,7 @@ class MonitorScreen(Screen):
         ep = f"{epoch:.2f}/{epochs}" if epochs else f"{epoch:.2f}"
         tot = f"/{total:,}" if total else ""
         self.query_one("#progress-text", Static).update(
-            f" step {step:,}{tot} · epoch {ep} · {hms(elapsed)} · ETA {hms(eta) if running else '-'}")
+            f" step {step:,}{tot} · ep {ep} · {hms(elapsed)} · ETA {hms(eta) if running else '-'}")
 
     def _draw_samples(self) -> None:
         if self.sample_image is None:

@@ -106,15 +106,21 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         have = np.flatnonzero(np.isfinite(lo))
         if len(have) == 0:
             continue
-        r_lo = np.rint((y_hi - hi[have]) * scale).astype(np.int64)  # row of the max (top)
-        r_hi = np.rint((y_hi - lo[have]) * scale).astype(np.int64)
-        r_last = np.rint((y_hi - last[have]) * scale).astype(np.int64)
-        # join to the previous bucket's last value so steep segments have no gaps
+        # columns between two buckets with points (a sparse series) get the straight line between them
+        span = np.arange(have[0], have[-1] + 1)
+        line = np.interp(span, have, last[have])
+        lo_s = np.where(np.isfinite(lo[span]), lo[span], line)
+        hi_s = np.where(np.isfinite(hi[span]), hi[span], line)
+        last_s = np.where(np.isfinite(last[span]), last[span], line)
+        r_top = np.rint((y_hi - hi_s) * scale).astype(np.int64)
+        r_bot = np.rint((y_hi - lo_s) * scale).astype(np.int64)
+        r_last = np.rint((y_hi - last_s) * scale).astype(np.int64)
+        # join each column to the previous one's last value so steep segments have no gaps
         prev = np.r_[r_last[0], r_last[:-1]]
-        top = np.minimum(r_lo, prev)
-        bot = np.maximum(r_hi, prev)
+        top = np.minimum(r_top, prev)
+        bot = np.maximum(r_bot, prev)
         rows = np.arange(H)[:, None]
-        dots[:, have] = (rows >= top[None, :]) & (rows <= bot[None, :])
+        dots[:, span] = (rows >= top[None, :]) & (rows <= bot[None, :])
         cell = np.zeros((plot_h, plot_w), dtype=np.uint16)
         for dy in range(4):
             for dx in range(2):

@@ -68,10 +68,33 @@ class TrainingProcess:
         return lines[-1].strip() if lines else ""
 
 
-def child_argv(argv: list[str], name: str | None) -> list[str]:
-    """The parent's `vdm train` arguments for the child: no TUI, no progress bar, a fixed run name."""
-    out = [a for a in argv if a not in ("train", "--tui", "--no-tui")]
-    out += ["--no-tui", "--quiet"]
-    if name is not None:
-        out += ["--name", name]
-    return out
+def child_argv(given: dict, run_dir: Path, resume: bool) -> list[str]:
+    """`vdm train` arguments for the child: the flags the user gave, a fixed run, no TUI, no progress bar."""
+    out = ["--resume", str(run_dir)] if resume else ["--runs-dir", str(run_dir.parent), "--name", run_dir.name]
+    for k, v in given.items():
+        if k not in ("name", "runs_dir", "resume") and v is not None:
+            out += ["--" + k.replace("_", "-"), str(v)]
+    return out + ["--no-tui", "--quiet"]
+
+
+def train_with_tui(cfg, run_dir: Path, given: dict, resume: bool = False) -> int:
+    """Start the training child, show the monitor, and say what became of the training."""
+    from tui.app import run_app
+
+    cfg.validate()  # a bad flag is one sentence here, not a child that dies behind the UI
+    run_dir = Path(run_dir)
+    proc = TrainingProcess(child_argv(given, run_dir, resume), run_dir).start()
+    try:
+        outcome = run_app(run_dir, process=proc)
+    except BaseException:
+        proc.stop(timeout=30)  # the UI crashed: do not leave an orphan behind
+        raise
+    code = proc.poll()
+    if outcome == "detached" and code is None:
+        print(f"training goes on in the background (pid {proc.pid}); its output is in {proc.log_path}.")
+        print(f"watch it again with: vdm tui {run_dir}")
+        return 0
+    if code is None:  # quit while finished? wait briefly for the exit status
+        code = proc.stop(timeout=600)
+    print(f"training {'stopped' if outcome == 'stopped' else 'ended'} (status {code}); run: {run_dir}; log: {proc.log_path}")
+    return 0 if code in (0, None) else 1

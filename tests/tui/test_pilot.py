@@ -1,0 +1,151 @@
+"""The app driven by Textual's Pilot: stepping the forward chain, and a metrics file that grows."""
+
+import re
+
+import pytest
+
+from tui.app import ChainSource, VdmApp
+
+pytestmark = pytest.mark.anyio
+from tui.gpu import GpuReader
+from vdm.schedule import Schedule
+
+
+def text(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def wait_for(pilot, cond, timeout=60.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+async def test_forward_chain_keys_step_t_and_show_vdms_numbers():
+    T = 20
+    ab = Schedule.constant(None, T).alpha_bar
+    app = VdmApp(None, source=ChainSource(T=T), start="chain", gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.chains["forward"] is not None)
+        assert screen.t() == 0
+
+        async def press_and_check(keys, want_t):
+            await pilot.press(*keys)
+            assert screen.t() == want_t
+            info = text(app, "#fwd-info")
+            assert f"t = {want_t} / {T}" in info
+            shown = float(re.search(r"alpha_bar_t = ([-+.\deE]+)", info).group(1))
+            assert shown == pytest.approx(float(ab[want_t]), rel=1e-5)
+            assert f"t = {want_t} / {T}" in text(app, "#scrub-text")
+
+        await press_and_check(["right"], 1)
+        await press_and_check(["right", "right"], 3)
+        await press_and_check(["right_square_bracket"], 13)
+        await press_and_check(["right_square_bracket"], 20)  # clamped at T
+        await press_and_check(["left"], 19)
+        await press_and_check(["left_square_bracket"], 9)
+        await press_and_check(["home"], 0)
+        await press_and_check(["end"], 20)
+        # the frame shown is the chain's frame at t
+        img = screen.query_one("#fwd-image")
+        assert img.image is screen.chains["forward"].frames[20] or (img.image == screen.chains["forward"].frames[20]).all()
+        # play from the start runs to the end by itself
+        await pilot.press("home", "space")
+        await wait_for(pilot, lambda: screen.t() == T, timeout=20)
+        assert screen.playing is None
+
+
+async def test_backward_oracle_chain_lands_on_the_data_image():
+    T = 20
+    app = VdmApp(None, source=ChainSource(T=T, index=3), start="chain", gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("b")
+        await wait_for(pilot, lambda: screen.chains["backward"] is not None)
+        c = screen.chains["backward"]
+        assert c.oracle and screen.t() == T
+        assert "0 nats" in text(app, "#bwd-info")  # the oracle's matching term is exactly 0
+        await pilot.press("end")
+        assert screen.t() == 0
+        from vdm.data import shapes
+        from vdm.images import as_hwc
+
+        truth = as_hwc(shapes(4, "test")[0][3:4])[0]
+        assert (c.x[0].astype(int) - truth.astype(int)).__abs__().max() <= 1
+
+
+async def test_monitor_follows_a_growing_metrics_file(tmp_path):
+    from tui_fixtures import record, write_run
+
+    run = write_run(tmp_path / "run", n_train=5, with_sample=False)
+    metrics = run / "metrics.jsonl"
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 2000.0, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.state.train["step"]) == 5)
+        await pilot.pause(0.1)
+        assert "step 10/80" in text(app, "#progress-text")
+        assert screen.bad_lines == 0
+        # the run goes on: three records, a garbage line, and half of the next record
+        with open(metrics, "a") as f:
+            for i in range(6, 9):
+                f.write(record("train", 1000.0 + i, step=i * 2, epoch=i * 0.1, loss=0.123, lr=1e-3, grad_norm=0.1,
+                               images_per_s=500.0, elapsed=float(i), device="cpu", memory_mb=1.0))
+            f.write("{garbage\n")
+            half = record("train", 1010.0, step=30, epoch=1.5, loss=0.2, lr=1e-3, grad_norm=0.1,
+                          images_per_s=500.0, elapsed=10.0, device="cpu", memory_mb=1.0)
+            f.write(half[:30])
+        await wait_for(pilot, lambda: len(screen.state.train["step"]) == 8)
+        await pilot.pause(0.2)
+        assert screen.bad_lines == 1
+        assert "step 16/80" in text(app, "#progress-text")
+        stats = text(app, "#stats")
+        assert "loss 0.1230" in stats and "1 bad lines" in stats
+        plot = screen.query_one("#loss-plot")
+        assert len(plot.series[0].x) == 8 and plot.series[0].x[-1] == 16
+        # the rest of the half line arrives
+        with open(metrics, "a") as f:
+            f.write(half[30:])
+        await wait_for(pilot, lambda: len(screen.state.train["step"]) == 9)
+        await pilot.pause(0.2)
+        assert "step 30/80" in text(app, "#progress-text") and screen.bad_lines == 1
+
+
+async def test_bad_run_directory_is_a_notification_not_a_crash(tmp_path):
+    app = VdmApp(tmp_path / "nowhere", poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        assert any("does not exist" in n.message for n in app._notifications)
+        assert "waiting for metrics.jsonl" in text(app, "#status")
+        await pilot.press("2")  # the chain screen still works
+        assert app.screen.__class__.__name__ == "ChainScreen"
+
+
+async def test_checkpoint_of_another_model_is_refused_with_a_notification(tmp_path):
+    """A run whose config names another schedule than the checkpoint: the backward chain falls back to the oracle."""
+    import json
+
+    import torch
+
+    from vdm import checkpoint as ckpt
+    from vdm.nets import build_net
+    from tui_fixtures import write_run
+
+    run = write_run(tmp_path / "run", n_train=2, with_sample=False)
+    net = build_net("assignment", 10)
+    meta = {"model": "assignment", "prediction": "x0", "schedule": {"kind": "constant", "T": 10, "params": [0.4]},
+            "step": 1}
+    ckpt.save(run / "checkpoints", 1, {f"model/{k}": v for k, v in net.state_dict().items()}, meta)
+    app = VdmApp(run, poll_interval=0.05, start="chain", gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("b")
+        await wait_for(pilot, lambda: screen.chains["backward"] is not None)
+        msgs = [n.message for n in app._notifications]
+        assert any("schedule differs" in m for m in msgs), msgs
+        assert screen.chains["backward"].oracle and screen.use_oracle
