@@ -8,21 +8,44 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import signal
 import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+MAX_T = 10_000  # a bound on --T, so that a typo cannot ask for terabytes
+MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the same reason
+# train flags that a resumed run may change (its length and how it reports); every other flag must
+# match the run, as the checkpoint's weights, optimizer and data order belong to those settings
+RESUME_MAY_CHANGE = ("epochs", "minutes", "sample_every", "eval_every", "eval_size", "n_samples",
+                     "ckpt_every", "log_every", "keep", "threads", "device", "data_dir")
 
 
 class CommandError(Exception):
     """A problem the user can fix, reported as one sentence."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one sentence (and the exit status 2), not the usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help).\n")
+
+
+def _bounded_int(hi: int):
+    def parse(s: str) -> int:
+        v = _positive_int(s)
+        if v > hi:
+            raise argparse.ArgumentTypeError(f"expected a number <= {hi:,}, got {v}")
+        return v
+    return parse
+
+
 def _positive_int(s: str) -> int:
     try:
         v = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
     return v
@@ -32,7 +55,7 @@ def _nonneg_int(s: str) -> int:
     try:
         v = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
     return v
@@ -42,9 +65,9 @@ def _finite_float(s: str) -> float:
     try:
         v = float(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {s[:40]!r}") from None
     if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s[:40]!r}")
     return v
 
 
@@ -52,12 +75,14 @@ def _add_schedule_args(p: argparse.ArgumentParser) -> None:
     from vdm.schedule import KINDS
 
     p.add_argument("--schedule", choices=KINDS, default="constant", help="noise schedule (default: constant)")
-    p.add_argument("--T", type=_positive_int, default=500, help="number of diffusion steps (default: 500)")
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=500, help="number of diffusion steps (default: 500)")
     p.add_argument("--alpha", type=_finite_float, default=None,
                    help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataclasses import fields
+
     from vdm.data import DATASETS
     from vdm.denoiser import PREDICTIONS
     from vdm.elbo import ESTIMATORS
@@ -65,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vdm.train import TrainConfig
 
     d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
+    ap = _Parser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -89,21 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=_finite_float, default=d.minutes, help="stop after this much training time, saving everything")
     p.add_argument("--eval-size", type=_nonneg_int, default=d.eval_size, help="held-out images evaluated each epoch")
     p.add_argument("--sample-every", type=_nonneg_int, default=d.sample_every, help="epochs between sample grids (0: only at the end)")
-    p.add_argument("--n-samples", type=_positive_int, default=d.n_samples)
+    p.add_argument("--n-samples", type=_bounded_int(MAX_COUNT), default=d.n_samples)
     p.add_argument("--ckpt-every", type=_nonneg_int, default=d.ckpt_every, help="steps between checkpoints (0: each epoch)")
     p.add_argument("--log-every", type=_positive_int, default=d.log_every, help="steps between metrics records")
     p.add_argument("--threads", type=_nonneg_int, default=d.threads, help="CPU threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--tui", action="store_true", help="watch the training in the terminal UI (the default when run in a terminal)")
+    p.add_argument("--no-tui", action="store_true", help="plain progress even in a terminal")
+    # None marks a flag the user did not give: a fresh run takes TrainConfig's default, a resumed
+    # run keeps its own value (and refuses a different one, see RESUME_MAY_CHANGE)
+    p.set_defaults(func=cmd_train, **{f.name: None for f in fields(TrainConfig) if f.name not in ("name", "runs_dir")})
 
     p = sub.add_parser("sample", help="ancestral sampling from a checkpoint",
                        description="Sample x_T ~ N(0, I) down to x_0 with a trained checkpoint (bonus exercise).")
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
-    p.add_argument("--n", type=_positive_int, default=64, help="number of samples")
+    p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--animation", default=None, help="also write the denoising as a .gif or .mp4")
-    p.add_argument("--frames", type=_positive_int, default=60, help="frames in the animation")
+    p.add_argument("--frames", type=_bounded_int(MAX_COUNT), default=60, help="frames in the animation")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA weights exist")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
@@ -116,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=DATASETS, default="shapes")
     p.add_argument("--data-dir", default="data")
     _add_schedule_args(p)
-    p.add_argument("--steps", type=_positive_int, default=10, help="frames in the strip")
+    p.add_argument("--steps", type=_bounded_int(MAX_COUNT), default=10, help="frames in the strip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="forward.png", help="strip PNG to write")
     p.add_argument("--animation", default="forward.gif", help=".gif or .mp4 to write ('' for none)")
@@ -124,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune-alpha", help="the constant alpha for a given T (exercise 1a)",
                        description="alpha = s^(2/T): the final signal coefficient sqrt(alpha^T) reaches s.")
-    p.add_argument("--T", type=_positive_int, default=500)
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
     p.add_argument("--final-signal", type=_finite_float, default=0.01, help="target sqrt(alpha_bar_T) (default 0.01)")
-    p.add_argument("--rows", type=_positive_int, default=11, help="rows of the SNR table")
+    p.add_argument("--rows", type=_bounded_int(MAX_COUNT), default=11, help="rows of the SNR table")
     p.set_defaults(func=cmd_tune_alpha)
 
     p = sub.add_parser("elbo", help="the ELBO term table of a checkpoint, in nats and bits/dim",
@@ -144,8 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model", help="print a network's layers and parameter count")
     p.add_argument("--model", choices=MODELS, default="assignment")
-    p.add_argument("--T", type=_positive_int, default=500)
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("tui", help="the terminal UI: watch a run live, step through the chains",
+                       description="Attach to a run directory (live or finished): curves, samples, GPU; "
+                                   "and the chain screen (forward chain, sampling chain). Keys: ? in the app.")
+    p.add_argument("run", nargs="?", default=None, help="a run directory (default: none, the chain screen only)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint for the backward chain (default: the run's newest)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", default=None, help="an image file for the chains")
+    src.add_argument("--index", type=_nonneg_int, default=0, help="index into the test split for the chains")
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=500, help="steps of the constant schedule without a run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chain", action="store_true", help="open on the chain screen")
+    p.set_defaults(func=cmd_tui)
     return ap
 
 
@@ -157,18 +199,29 @@ def cmd_train(args) -> int:
     from vdm.nets import summary
     from vdm.train import TrainConfig, Trainer, TrainingStopped, load_run_config, new_run_dir
 
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if args.resume:
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
-        # flags given explicitly on the command line may extend the run (more epochs, a new time limit)
-        default = TrainConfig()
-        for k in ("epochs", "minutes", "sample_every", "log_every", "threads", "device"):
-            if getattr(args, k) != getattr(default, k):
-                setattr(cfg, k, getattr(args, k))
+        for k, v in given.items():
+            if k in ("name", "runs_dir"):
+                continue  # the run is the directory given to --resume
+            if k in RESUME_MAY_CHANGE:
+                setattr(cfg, k, v)
+            elif v != getattr(cfg, k):
+                have = getattr(cfg, k)
+                have = "tuned" if k == "alpha" and have is None else have
+                flag = "--" + k.replace("_", "-")
+                raise CommandError(f"cannot resume {run_dir} with {k} {v} vs the run's {have}: a resumed run keeps its "
+                                   f"model, schedule, data and optimizer, so drop {flag} or start a new run.")
     else:
-        names = {f.name for f in fields(TrainConfig)}
-        cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+        cfg = TrainConfig(**given)
         run_dir = new_run_dir(cfg)
+    if args.tui or (not args.no_tui and not args.quiet and sys.stdin.isatty() and sys.stdout.isatty()):
+        from tui.training import train_with_tui
+
+        return train_with_tui(cfg, run_dir, given, resume=bool(args.resume))
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     print(f"run: {run_dir}")
     print(f"schedule: {trainer.schedule.describe()}; device: {trainer.device}")
@@ -198,6 +251,11 @@ def cmd_train(args) -> int:
     if ev:
         print(_bpd_line(ev["bpd"]))
     print(f"samples: {run_dir / 'samples' / 'latest.png'}")
+    if result["reason"] in ("SIGINT", "SIGTERM"):
+        # the shell's convention for a process ended by a signal (130, 143), after a clean save
+        print(f"vdm train: stopped by {result['reason']} at step {result['step']} with a checkpoint saved; "
+              f"continue with: vdm train --resume {run_dir}", file=sys.stderr)
+        return 128 + int(getattr(signal, result["reason"]))
     return 0
 
 
@@ -346,6 +404,17 @@ def cmd_model(args) -> int:
     return 0
 
 
+def cmd_tui(args) -> int:
+    from tui.app import ChainSource, run_app
+    from vdm import data as datasets
+
+    if args.image:
+        datasets.load_image(args.image)  # one sentence now rather than an empty screen
+    source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed)
+    run_app(args.run, source=source, start="chain" if args.chain or not args.run else "monitor")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -359,8 +428,11 @@ def main(argv=None) -> int:
     except OSError as e:
         reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
                   errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(e.errno, e.strerror or str(e))
-        where = f" writing {e.filename}" if e.filename else ""
+        where = f" at {e.filename}" if e.filename else ""
         print(f"vdm {args.command}: {reason}{where}; nothing already saved was changed.", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"vdm {args.command}: not enough memory for this request; ask for fewer images or steps.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"vdm {args.command}: interrupted.", file=sys.stderr)

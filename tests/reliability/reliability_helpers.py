@@ -1,0 +1,101 @@
+"""Shared pieces of the reliability tests: tiny runs, state comparison, training processes.
+
+Training processes are real OS processes running the ``vdm`` command line
+(``vdm.cli.main``). To keep 20 kills within the time budget they are forked from a
+server that has already imported torch and vdm (multiprocessing's forkserver), so a
+process starts in a fraction of a second instead of the ten seconds an import of
+torch can take on a busy machine; what runs after the fork is the same code the
+``vdm`` console script runs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from vdm import checkpoint as ckpt
+from vdm.train import TrainConfig
+
+# the brief's tiny run: T 20, 256 images, batches of 32 (8 steps per epoch), one thread
+TINY = dict(T=20, limit=256, batch_size=32, eval_size=16, n_samples=4, sample_every=0, threads=1, log_every=1)
+
+
+def tiny_cfg(runs_dir, name="run", **kw) -> TrainConfig:
+    return TrainConfig(**dict(TINY, runs_dir=str(runs_dir), name=name, **kw))
+
+
+def train_argv(cfg: TrainConfig, resume: bool = False) -> list[str]:
+    """The ``vdm train`` command line for a TrainConfig (or, with ``resume``, its --resume form)."""
+    run = Path(cfg.runs_dir) / cfg.name
+    if resume:
+        return ["train", "--resume", str(run), "--quiet", "--threads", "1"]
+    argv = ["train", "--runs-dir", cfg.runs_dir, "--name", cfg.name, "--quiet"]
+    for k in ("T", "limit", "batch_size", "eval_size", "n_samples", "sample_every", "threads", "log_every",
+              "epochs", "ckpt_every", "ema", "seed", "lr"):
+        argv += ["--" + k.replace("_", "-"), str(getattr(cfg, k))]
+    return argv
+
+
+def newest(run) -> ckpt.Checkpoint:
+    return ckpt.load(run)
+
+
+def assert_same_state(a: ckpt.Checkpoint, b: ckpt.Checkpoint, groups=("model", "ema", "optim", "rng")) -> int:
+    """Every tensor of the named groups bitwise equal (torch.equal); returns how many were compared."""
+    assert a.step == b.step, f"steps differ: {a.step} vs {b.step}"
+    n = 0
+    for g in groups:
+        ta, tb = a.group(g), b.group(g)
+        assert ta.keys() == tb.keys(), f"{g}: tensor names differ"
+        for k in ta:
+            assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), f"{g}/{k} differs at step {a.step}"
+            n += 1
+    return n
+
+
+def records(run) -> list[dict]:
+    from vdm.metrics import read_all
+
+    return read_all(Path(run) / "metrics.jsonl")[0]
+
+
+def run_cli(argv: list[str], log: str) -> None:
+    """Process target: the ``vdm`` command line with its output in ``log``; exits with its status."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    from vdm.cli import main
+
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_CTX = None
+
+
+def forkserver():
+    """A multiprocessing context whose server has torch and vdm imported already."""
+    global _CTX
+    if _CTX is None:
+        _CTX = multiprocessing.get_context("forkserver")
+        _CTX.set_forkserver_preload(["torch", "torch._dynamo", "vdm.cli", "vdm.train", "reliability_helpers"])
+    return _CTX
+
+
+def start(argv: list[str], log) -> multiprocessing.Process:
+    p = forkserver().Process(target=run_cli, args=(argv, str(log)), daemon=True)
+    p.start()
+    return p
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
