@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import errno
 import math
-import signal
 import sys
 from pathlib import Path
 
@@ -252,10 +251,10 @@ def cmd_train(args) -> int:
         print(_bpd_line(ev["bpd"]))
     print(f"samples: {run_dir / 'samples' / 'latest.png'}")
     if result["reason"] in ("SIGINT", "SIGTERM"):
-        # the shell's convention for a process ended by a signal (130, 143), after a clean save
+        # a stop asked for and carried out (checkpoint saved) is a success, status 0, as for --minutes;
+        # the terminal UI stops its training child this way
         print(f"vdm train: stopped by {result['reason']} at step {result['step']} with a checkpoint saved; "
-              f"continue with: vdm train --resume {run_dir}", file=sys.stderr)
-        return 128 + int(getattr(signal, result["reason"]))
+              f"continue with: vdm train --resume {run_dir}")
     return 0
 
 
