@@ -278,7 +278,7 @@ class MonitorScreen(Screen):
         proc = getattr(self.app, "process", None)
         if proc is not None and not proc.running and end is None and start is not None:
             state = "[red]training process gone[/]"
-        self.query_one("#status", Static).update(f"[b]{self.run_dir}[/] · {device if start else '-'} · {state}")
+        self.query_one("#status", Static).update(f"{state} · {device if start else '-'} · [b]{self.run_dir}[/]")
         bar = self.query_one("#steps-bar", ProgressBar)
         if total:
             bar.update(total=total, progress=step)
