@@ -71,6 +71,8 @@ def cifar10(data_dir: str | os.PathLike, split: str = "train", download: bool = 
         from torchvision.datasets import CIFAR10
     except ImportError as e:  # pragma: no cover - torchvision is a dependency
         raise ValueError(f"CIFAR-10 needs torchvision, which failed to import ({e}).") from None
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     root = Path(data_dir)
     train = split == "train"
     try:
@@ -96,7 +98,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"image file {p} does not exist.")
+        raise ValueError(f"{p} is not a file." if p.exists() else f"image file {p} does not exist.")
     try:
         with Image.open(p) as im:
             im = im.convert("RGB")

@@ -23,7 +23,7 @@ E_{q(x_{t-1},x_{t+1}|x_0)} KL(q(x_t|x_{t-1}) || p(x_t|x_{t+1})), which draws x_t
 independently of x_{t+1}. Under q they are not independent, and that
 expression is not the ELBO. Here x_{t-1}, x_t, x_{t+1} are drawn jointly from
 the chain and the log-ratio is evaluated at that x_t: an unbiased estimate, so
-both forms agree in expectation (tests/test_elbo.py checks it).
+both forms agree in expectation (tests/core/test_core_elbo.py checks it).
 
 Estimators: ``full`` sums all T-1 matching terms (T-1 network calls);
 ``uniform`` draws one t per image and multiplies by T-1 (one network call).

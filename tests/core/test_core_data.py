@@ -121,6 +121,8 @@ def test_cifar10_through_torchvision(cifar_dir):
 
 
 def test_cifar10_missing_or_corrupt(tmp_path):
+    with pytest.raises(ValueError, match="'val'"):
+        cifar10(tmp_path, "val", download=False)
     with pytest.raises(ValueError, match="not found"):
         cifar10(tmp_path / "nowhere", "train", download=False)
     # files whose md5 sums are not CIFAR-10's are refused the same way
@@ -162,6 +164,8 @@ def test_load_image_bad_input(tmp_path):
         load_image(txt)
     with pytest.raises(ValueError, match="does not exist"):
         load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="not a file"):
+        load_image(tmp_path)
 
 
 def test_folder_and_unknown_dataset(tmp_path):

@@ -55,6 +55,31 @@ def test_both_forms_agree_and_denoising_has_lower_variance(small_problem):
     assert den.dims == con.dims == 192
 
 
+def test_matching_terms_match_their_closed_form(small_problem):
+    """x̂_0 = c x_t is linear, so E_{x_t} ||x_0 - x̂_0||^2 = ||(1 - c sqrt(ab_t)) x_0||^2 + c^2 (1 - ab_t) D."""
+    s, x0 = small_problem
+    c = 0.8
+    linear = lambda x_t, t: c * x_t  # noqa: E731
+    alphas = [float(a) for a in s.alpha[1:]]
+    ab = np.cumprod([1.0] + alphas)
+    want = torch.zeros(x0.shape[0], dtype=torch.float64)
+    sq0 = (x0 ** 2).flatten(1).sum(1)
+    D = x0[0].numel()
+    for t in range(2, s.T + 1):
+        d_snr = ab[t - 1] / (1 - ab[t - 1]) - ab[t] / (1 - ab[t])
+        want += 0.5 * d_snr * ((1 - c * math.sqrt(ab[t])) ** 2 * sq0 + c ** 2 * (1 - ab[t]) * D)
+    g = torch.Generator().manual_seed(7)
+    den = elbo(linear, s, x0, "denoising", "full", g)
+    con = elbo(linear, s, x0, "consistency", "full", g)
+    n = x0.shape[0]
+    # the exact expectation, and the analytic prior KL(q(x_T|x_0) || N(0, I))
+    prior = 0.5 * (ab[-1] * sq0 + D * (1 - ab[-1]) - D - D * math.log(1 - ab[-1]))
+    torch.testing.assert_close(den.prior, prior, rtol=1e-9, atol=1e-9)
+    for got in (den.matching, con.matching + con.prior - prior):
+        se = math.sqrt(_within_var(got) / n)
+        assert abs(float((got - want).mean())) < 4 * se, (float((got - want).mean()), se)
+
+
 @pytest.mark.parametrize("form", ["denoising", "consistency"])
 def test_uniform_estimator_agrees_with_full_in_expectation(small_problem, form):
     s, x0 = small_problem

@@ -1,0 +1,251 @@
+"""The vdm command line: help, the tuned alpha, the parameter count, bad input, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdm.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+COMMANDS = {"train", "sample", "forward", "tune-alpha", "elbo", "model"}
+
+
+def run(argv, capsys):
+    """main(argv) in this process -> (exit status, stdout, stderr); argparse's exits count too."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0])))
+    return sorted(action.choices)
+
+
+def test_every_subcommand_has_help(capsys):
+    names = _subcommands()
+    assert COMMANDS <= set(names)
+    rc, out, _ = run(["--help"], capsys)
+    assert rc == 0 and all(n in out for n in COMMANDS)
+    for name in names:
+        rc, out, err = run([name, "--help"], capsys)
+        assert rc == 0, name
+        assert out.startswith("usage: vdm " + name), name
+
+
+def test_tune_alpha_console_script():
+    """The installed `vdm` script, in a fresh process."""
+    exe = shutil.which("vdm")
+    cmd = [exe] if exe else [sys.executable, "-m", "vdm.cli"]
+    p = subprocess.run(cmd + ["tune-alpha", "--T", "500"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    want = 0.01 ** (2 / 500)
+    m = re.search(r"alpha = ([0-9.]+)", p.stdout)
+    assert m and m.group(1) == f"{want:.6f}"
+    # the SNR table: t = 500 keeps sqrt(alpha_bar) = 0.01
+    last = [ln.split() for ln in p.stdout.splitlines() if ln.split() and ln.split()[0] == "500"]
+    assert last and float(last[0][2]) == pytest.approx(0.01, abs=1e-5)
+
+
+def test_tune_alpha_other_T(capsys):
+    rc, out, _ = run(["tune-alpha", "--T", "37", "--final-signal", "0.05"], capsys)
+    assert rc == 0 and f"alpha = {0.05 ** (2 / 37):.6f}" in out
+
+
+def test_model_prints_the_parameter_count(capsys):
+    rc, out, _ = run(["model"], capsys)
+    assert rc == 0
+    assert out.strip().splitlines()[-1].endswith("1,547,337")
+    rc, out, _ = run(["model", "--model", "unet"], capsys)
+    assert rc == 0 and "Total params" in out
+
+
+def _one_line_error(rc, err):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc != 0
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    p = tmp_path / "photo.png"
+    p.write_text("this is not an image")
+    return p
+
+
+def test_bad_input_is_one_line(tmp_path, text_file, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["forward", "--alpha", "1.5", "--T", "20"], "1.5"),
+        (["train", "--alpha", "1.5", "--T", "20", "--runs-dir", tmp_path / "runs"], "1.5"),
+        (["tune-alpha", "--T", "0"], "0"),
+        (["forward", "--T", "0"], "0"),
+        (["sample", tmp_path / "no-such-run"], "no-such-run"),
+        (["elbo", tmp_path / "no-such-run", "--n", "8"], "no-such-run"),
+        (["forward", "--image", text_file, "--T", "20"], "photo.png"),
+        (["forward", "--image", tmp_path / "missing.png", "--T", "20"], "missing.png"),
+        (["forward", "--T", "20", "--out", "strip.jpg"], "strip.jpg"),
+    ]
+    for argv, named in cases:
+        rc, _, err = run(argv, capsys)
+        line = _one_line_error(rc, err)
+        assert named in line, (argv, line)
+
+
+def test_bad_input_in_a_fresh_process(tmp_path):
+    exe = shutil.which("vdm")
+    cmd = [exe] if exe else [sys.executable, "-m", "vdm.cli"]
+    p = subprocess.run(cmd + ["forward", "--alpha", "1.5", "--T", "20"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert "1.5" in _one_line_error(p.returncode, p.stderr)
+    assert not (tmp_path / "forward.png").exists()
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_run, tmp_path, capsys):
+    _, run_dir, _ = tiny_run
+    ck = tmp_path / "other"
+    shutil.copytree(run_dir / "checkpoints", ck)
+    sidecar = sorted(ck.glob("ckpt-*.json"))[-1]
+    meta = json.loads(sidecar.read_text())
+    meta["model"] = "unet"  # the tensors are still the assignment network's
+    sidecar.write_text(json.dumps(meta))
+    rc, _, err = run(["sample", sidecar, "--n", "2", "--out", tmp_path / "s.png"], capsys)
+    _one_line_error(rc, err)
+    assert not (tmp_path / "s.png").exists()
+
+
+# -- a tiny run, end to end ---------------------------------------------------------------------------
+
+def _grid_size(n, h=32, pad=1, scale=1, ncol=None):
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    return (ncol * (h + pad) + pad) * scale, (nrow * (h + pad) + pad) * scale  # (width, height)
+
+
+def _readme_schema() -> dict:
+    """kind -> required fields, read from README.md's metrics.jsonl table."""
+    text = README.read_text()
+    section = text[text.index("### metrics.jsonl"):]
+    schema = {}
+    for line in section.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        m = re.match(r"\|\s*`(\w+)`\s*\|(.*)\|\s*$", line)
+        if not m:
+            continue
+        cols = re.sub(r"\([^)]*\)", "", m.group(2))  # drop value lists such as (`done`, ...)
+        fields, nested = [], {}
+        for tok in re.findall(r"`([^`]+)`", cols):
+            if tok.startswith("{"):
+                nested[fields[-1]] = [k.strip() for k in tok.strip("{}").split(",")]
+            else:
+                fields.append(tok)
+        schema[m.group(1)] = (fields, nested)
+    common = re.search(r"Every record has (.*?)\.\s", section).group(1)
+    schema["*"] = (re.findall(r"`(\w+)`", common), {})
+    return schema
+
+
+def test_tiny_run_writes_the_run_directory(tiny_run):
+    work, run_dir, stdout = tiny_run
+    assert "Total params: 1,547,337" in stdout
+    assert (run_dir / "config.json").is_file()
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg  # parses
+    sidecars = sorted((run_dir / "checkpoints").glob("ckpt-*.json"))
+    assert sidecars and sidecars[-1].with_suffix(".safetensors").is_file()
+    latest = run_dir / "samples" / "latest.png"
+    with Image.open(latest) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        assert im.size == _grid_size(4, scale=2)
+
+
+def test_tiny_run_metrics_follow_the_readme_schema(tiny_run):
+    from vdm.metrics import SCHEMA_VERSION, parse_line
+
+    _, run_dir, _ = tiny_run
+    schema = _readme_schema()
+    assert {"start", "train", "eval", "sample", "end"} <= set(schema)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    recs = [parse_line(ln) for ln in lines]
+    assert all(r is not None for r in recs)
+    assert [json.loads(ln) for ln in lines] == recs
+    kinds = [r["kind"] for r in recs]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert {"train", "eval", "sample"} <= set(kinds)
+    for r in recs:
+        for f in schema["*"][0]:
+            assert f in r, (r["kind"], f)
+        assert r["v"] == SCHEMA_VERSION
+        fields, nested = schema[r["kind"]]
+        for f in fields:
+            assert f in r, (r["kind"], f)
+        for f, keys in nested.items():
+            assert set(keys) <= set(r[f]), (r["kind"], f)
+    ev = next(r for r in recs if r["kind"] == "eval")
+    b = ev["bpd"]
+    assert all(math.isfinite(b[k]) for k in b)
+    assert b["total"] == pytest.approx(b["reconstruction"] + b["prior"] + b["matching"], rel=1e-6)  # float32 terms
+    end = recs[-1]
+    assert end["reason"] == "done" and end["step"] == 4  # 256 images / 64 per batch, one epoch
+    assert (run_dir / next(r for r in recs if r["kind"] == "sample")["path"]).is_file()
+
+
+def test_tiny_run_sample_elbo_forward(tiny_run, capsys, monkeypatch, tmp_path):
+    from vdm.denoiser import load_denoiser
+    from vdm.images import grid
+    from vdm.sample import sample
+
+    _, run_dir, _ = tiny_run
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(["sample", run_dir, "--n", "4", "--seed", "3", "--out", "s.png", "--animation", "s.gif",
+                        "--frames", "5", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    with Image.open("s.png") as im:
+        assert im.size == _grid_size(4, scale=2)
+        png = np.asarray(im.convert("RGB"))
+    # the PNG is the API's samples for that seed
+    den, _ = load_denoiser(run_dir)
+    want = grid(sample(den, den.schedule, 4, seed=3), scale=2)
+    assert np.array_equal(png, want)
+    with Image.open("s.gif") as im:
+        assert im.n_frames >= 5
+
+    rc, out, err = run(["elbo", run_dir, "--n", "8", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    rows = {}
+    for ln in out.splitlines():
+        m = re.match(r"(\S.*?)\s{2,}(-?[0-9.]+)\s+(-?[0-9.]+)", ln)
+        if m:
+            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
+    total = rows["total (-ELBO)"]
+    parts = [v for k, v in rows.items() if k not in ("total (-ELBO)", "standard error of the total")]
+    assert len(parts) == 3
+    for form in (0, 1):
+        assert sum(p[form] for p in parts) == pytest.approx(total[form], abs=3e-4)
+        assert 0 < total[form] < 20  # bits per dimension of 8-bit images, from an undertrained network
+
+    rc, out, err = run(["forward", "--T", "20"], capsys)
+    assert rc == 0, err
+    with Image.open("forward.png") as im:
+        n_frames = len(np.unique(np.linspace(0, 20, 10).round().astype(int)))
+        assert im.size == _grid_size(n_frames, scale=3, ncol=n_frames)
+    with Image.open("forward.gif") as im:
+        assert im.n_frames >= 21
