@@ -133,14 +133,14 @@ def read_meta(sidecar: str | os.PathLike, verify: bool = False) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar (no format '{FORMAT}').")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{sidecar} has checkpoint version {str(meta.get('version'))[:40]!r}; this vdm reads version {VERSION}.")
+        raise ValueError(f"{sidecar} has checkpoint version {repr(meta.get('version'))[:40]}; this vdm reads version {VERSION}.")
     # the tensors must sit beside the sidecar under our own name: no path out of the directory
     if not isinstance(meta.get("tensors_file"), str) or not _TENSORS.match(meta["tensors_file"]):
         raise ValueError(f"{sidecar} names no tensors file of the form ckpt-<step>.safetensors.")
     if not isinstance(meta.get("sha256"), str) or not _SHA.match(meta["sha256"]):
         raise ValueError(f"{sidecar} has no valid SHA-256 of its tensors.")
     if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
-        raise ValueError(f"{sidecar} has no valid step (got {str(meta.get('step'))[:40]!r}).")
+        raise ValueError(f"{sidecar} has no valid step (got {repr(meta.get('step'))[:40]}).")
     if verify:
         tf = sidecar.parent / str(meta.get("tensors_file", ""))
         if not tf.is_file() or _sha256(tf) != meta.get("sha256"):

@@ -137,19 +137,26 @@ class Schedule:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Schedule":
-        """Inverse of :meth:`config`."""
+        """Inverse of :meth:`config`. A config read from a file may be anything: all of it is a ValueError."""
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("params", []), (list, tuple)):
+            raise ValueError(f"a schedule config is a dict with kind, T and a list of params, got {str(cfg)[:80]!r}.")
         kind = cfg.get("kind")
         T = cfg.get("T")
         p = list(cfg.get("params", []))
-        if kind == "constant":
-            return cls.constant(p[0] if p else None, T)
-        if kind == "linear":
-            return cls.linear(T, *p)
-        if kind == "cosine":
-            return cls.cosine(T, *p)
-        if kind == "custom":
-            return cls.from_alpha_bar(p)
-        raise ValueError(f"unknown schedule kind {kind!r}; expected one of {', '.join(KINDS)}.")
+        try:
+            if kind == "constant":
+                if len(p) > 1:
+                    raise TypeError("a constant schedule has one parameter")
+                return cls.constant(p[0] if p else None, T)
+            if kind == "linear":
+                return cls.linear(T, *p)
+            if kind == "cosine":
+                return cls.cosine(T, *p)
+            if kind == "custom":
+                return cls.from_alpha_bar(p)
+        except (TypeError, RuntimeError) as e:  # too many parameters, or ones of the wrong type
+            raise ValueError(f"the {kind} schedule config {str(cfg)[:80]!r} does not fit ({e}).") from None
+        raise ValueError(f"unknown schedule kind {str(kind)[:40]!r}; expected one of {', '.join(KINDS)}.")
 
     def config(self) -> dict:
         return {"kind": self.kind, "T": self.T, "params": list(self.params)}
