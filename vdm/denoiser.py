@@ -35,8 +35,16 @@ class Denoiser(nn.Module):
         return x0 if self.prediction == "x0" else eps
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        t = _as_batch_t(t, x_t)
-        out = self.net(x_t, t)
+        t = _as_batch_t(t, x_t, self.schedule.T)
+        try:
+            out = self.net(x_t, t)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as e:
+            # the network's own complaint (channels, sizes, dtypes), as one sentence
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"the network cannot take x_t of shape {tuple(x_t.shape)} and dtype {x_t.dtype} "
+                             f"({msg[:200]}).") from None
         if self.prediction == "x0":
             return out
         return x0_from_eps(self.schedule, x_t, t, out.to(x_t.dtype))
@@ -55,10 +63,22 @@ class Oracle(nn.Module):
         return self.x0.to(x_t.dtype)
 
 
-def _as_batch_t(t, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(t, int):
+def _as_batch_t(t, x: torch.Tensor, T: int) -> torch.Tensor:
+    """t as a LongTensor [B], after checks that read no value back from the device (this runs every step)."""
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 2:
+        raise ValueError(f"x_t must be a float tensor [B, C, H, W], got {type(x).__name__} "
+                         f"{getattr(x, 'dtype', '')} of shape {tuple(getattr(x, 'shape', ()))}.")
+    if isinstance(t, int) and not isinstance(t, bool):
+        if not 0 <= t <= T:
+            raise ValueError(f"t must lie in 0..{T}, got {t}.")
         return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    return t.to(x.device)
+    if not torch.is_tensor(t) or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"t must be an integer step or a LongTensor of steps, got {type(t).__name__} {getattr(t, 'dtype', '')}.")
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != x.shape[0]):
+        raise ValueError(f"t must hold one step per image, shape [{x.shape[0]}], got {list(t.shape)}.")
+    if t.device.type == "cpu" and t.numel() and not (0 <= int(t.min()) and int(t.max()) <= T):
+        raise ValueError(f"t must lie in 0..{T}, got {int(t.min())}..{int(t.max())}.")
+    return t.expand(x.shape[0]).to(x.device)
 
 
 __all__ = ["Denoiser", "Oracle", "PREDICTIONS", "eps_from_x0"]

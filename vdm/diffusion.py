@@ -20,16 +20,28 @@ from vdm.schedule import Schedule
 
 def _at(values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped to broadcast against a batch ``like`` of shape [B, ...]."""
+    if not torch.is_tensor(like) or not like.is_floating_point():
+        raise ValueError(f"expected a float tensor, got {type(like).__name__} {getattr(like, 'dtype', '')}.")
+    if isinstance(t, bool) or (torch.is_tensor(t) and (t.dtype == torch.bool or t.is_floating_point())):
+        raise ValueError("t must be an integer step or a LongTensor of steps, not a bool or float.")
     if isinstance(t, int):
+        if not 0 <= t < values.numel():
+            raise ValueError(f"t must lie in 0..{values.numel() - 1}, got {t}.")
         return values[t].to(like.dtype).to(like.device)
     t = torch.as_tensor(t, device=values.device)
+    if t.ndim > 1 or (t.ndim == 1 and t.numel() not in (1, like.shape[0] if like.ndim else 1)):
+        raise ValueError(f"t must hold one step per image: shape [{like.shape[0] if like.ndim else 1}], "
+                         f"got {list(t.shape)} for a batch of shape {list(like.shape)}.")
     v = values[t].to(like.device, like.dtype)
     return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))
 
 
 def _check_t(schedule: Schedule, t, lo: int) -> None:
-    tt = torch.as_tensor(t)
-    if tt.dtype.is_floating_point:
+    try:
+        tt = torch.as_tensor(t)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"t must be an integer step or a LongTensor of steps, got {type(t).__name__}.") from None
+    if tt.dtype.is_floating_point or tt.dtype.is_complex or tt.dtype == torch.bool:
         raise ValueError(f"t must be an integer step, got a {tt.dtype} value.")
     if tt.numel() and (int(tt.min()) < lo or int(tt.max()) > schedule.T):
         raise ValueError(f"t must lie in {lo}..{schedule.T}, got {tt.min().item()}..{tt.max().item()}.")
@@ -40,6 +52,7 @@ def forward_step(schedule: Schedule, x_prev: torch.Tensor, t, noise: torch.Tenso
     _check_t(schedule, t, 1)
     if noise is None:
         noise = torch.randn_like(x_prev)
+    _same_shape(x_prev, noise, "x_{t-1}", "the noise")
     return _at(schedule.alpha.sqrt(), t, x_prev) * x_prev + _at(schedule.beta.sqrt(), t, x_prev) * noise
 
 
@@ -67,6 +80,7 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None
     """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps: the reparameterisation of q(x_t | x_0)."""
     if noise is None:
         noise = torch.randn_like(x0)
+    _same_shape(x0, noise, "x_0", "the noise")
     mean, var = q_mean_var(schedule, x0, t)
     return mean + var.sqrt() * noise
 
@@ -93,11 +107,23 @@ def posterior_coefs(schedule: Schedule):
 def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t):
     """Mean and variance of q(x_{t-1} | x_t, x_0) for t >= 1 (the variance is 0 at t = 1)."""
     _check_t(schedule, t, 1)
-    if x_t.shape != x0.shape:
-        raise ValueError(f"x_t and x_0 must have the same shape, got {tuple(x_t.shape)} and {tuple(x0.shape)}.")
+    _same_shape(x_t, x0, "x_t", "x_0")
+    # not on a hot path (the sampler uses posterior_coefs), so it can afford a device read-back
+    for name, v in (("x_t", x_t), ("x_0", x0)):
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"the posterior was given a {name} that contains NaN or infinite values.")
     c_x0, c_xt, var = posterior_coefs(schedule)
     mean = _at(c_x0, t, x0) * x0 + _at(c_xt, t, x_t) * x_t
     return mean, _at(var, t, x0)
+
+
+def _same_shape(a, b, name_a: str, name_b: str) -> None:
+    """Both float tensors of one shape (broadcasting would silently mix images)."""
+    for name, v in ((name_a, a), (name_b, b)):
+        if not torch.is_tensor(v) or not v.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor, got {type(v).__name__} {getattr(v, 'dtype', '')}.")
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
 
 
 def x0_from_eps(schedule: Schedule, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ def parse_line(line: str | bytes) -> dict | None:
     """One metrics line -> its record, or None for a blank, truncated or garbage line."""
     try:
         rec = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: a line of 10^5 "["
         return None
     if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str) or not isinstance(rec.get("v"), int):
         return None
@@ -154,7 +154,7 @@ class MetricsTailer:
                 continue
             try:
                 rec = loads(line)
-            except ValueError:  # orjson's and json's decode errors both derive from ValueError
+            except (ValueError, RecursionError):  # orjson's and json's decode errors derive from ValueError
                 rec = parse_line(line)  # json also reads what orjson refuses (NaN); else None
             if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str) or not isinstance(rec.get("v"), int):
                 self.bad += 1

@@ -42,8 +42,17 @@ def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed
     ``clip`` keeps x̂_0 inside [-1, 1], where the data live. ``progress`` is
     called as progress(done_steps, T) after each step.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number of at least 1, got {n!r}.")
+    if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 1
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise ValueError(f"shape must be a tuple of positive whole numbers like (3, 32, 32), got {shape!r}.")
+    if x_T is not None:
+        if not torch.is_tensor(x_T) or not x_T.is_floating_point() or x_T.ndim < 2:
+            raise ValueError(f"x_T must be a float tensor [n, C, H, W], got {type(x_T).__name__} "
+                             f"{getattr(x_T, 'dtype', '')} of shape {tuple(getattr(x_T, 'shape', ()))}.")
+        if not bool(torch.isfinite(x_T).all()):
+            raise ValueError("x_T contains NaN or infinite values.")
     T = schedule.T
     g = torch.Generator(device=device)
     if seed is not None:
