@@ -156,6 +156,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
     sidecar = resolve(path)
     meta = read_meta(sidecar)
     tf = sidecar.parent / str(meta.get("tensors_file", ""))
+    if not tf.is_file():  # also no device or FIFO behind a link, which would read forever
+        raise ValueError(f"{tf}, the tensors of {sidecar.name}, is missing or not a regular file.")
     try:
         data = tf.read_bytes()
     except OSError as e:
