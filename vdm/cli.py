@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the sa
 # train flags that a resumed run may change (its length and how it reports); every other flag must
 # match the run, as the checkpoint's weights, optimizer and data order belong to those settings
 RESUME_MAY_CHANGE = ("epochs", "minutes", "sample_every", "eval_every", "eval_size", "n_samples",
-                     "ckpt_every", "log_every", "keep", "threads", "device", "data_dir")
+                     "ckpt_every", "log_every", "keep", "threads", "device", "data_dir",
+                     "precision", "channels_last", "compile", "cuda_graphs")
 
 
 class CommandError(Exception):
@@ -29,6 +31,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help).\n")
+
+    def _get_values(self, action, arg_strings):
+        # argparse drops a '--' given as an option's value (--T=--) and hands back [] untyped
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, got '--'")
+        return super()._get_values(action, arg_strings)
+
+
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..{2**32 - 1}, got {v}")
+    return v
 
 
 def _bounded_int(hi: int):
@@ -108,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     p.add_argument("--lr", type=_finite_float, default=d.lr)
     p.add_argument("--ema", type=_finite_float, default=d.ema, help="EMA decay of the weights, e.g. 0.999 (0: off)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=_seed, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--minutes", type=_finite_float, default=d.minutes, help="stop after this much training time, saving everything")
     p.add_argument("--eval-size", type=_nonneg_int, default=d.eval_size, help="held-out images evaluated each epoch")
@@ -117,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=_nonneg_int, default=d.ckpt_every, help="steps between checkpoints (0: each epoch)")
     p.add_argument("--log-every", type=_positive_int, default=d.log_every, help="steps between metrics records")
     p.add_argument("--threads", type=_nonneg_int, default=d.threads, help="CPU threads (0: torch's default)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="bf16 autocast or fp32 (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
+                   help="channels_last memory format (auto: on CUDA only)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=d.compile,
+                   help="torch.compile the network (takes minutes to compile; pays on long runs)")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=d.cuda_graphs,
+                   help="with --compile on CUDA: capture CUDA graphs (mode reduce-overhead)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--tui", action="store_true", help="watch the training in the terminal UI (the default when run in a terminal)")
     p.add_argument("--no-tui", action="store_true", help="plain progress even in a terminal")
@@ -128,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample x_T ~ N(0, I) down to x_0 with a trained checkpoint (bonus exercise).")
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
     p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=64, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--animation", default=None, help="also write the denoising as a .gif or .mp4")
     p.add_argument("--frames", type=_bounded_int(MAX_COUNT), default=60, help="frames in the animation")
@@ -145,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data")
     _add_schedule_args(p)
     p.add_argument("--steps", type=_bounded_int(MAX_COUNT), default=10, help="frames in the strip")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="forward.png", help="strip PNG to write")
     p.add_argument("--animation", default="forward.gif", help=".gif or .mp4 to write ('' for none)")
     p.set_defaults(func=cmd_forward)
@@ -165,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=64, help="held-out images")
     p.add_argument("--estimator", choices=ESTIMATORS, default="full", help="full sum over t, or one uniform t")
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_elbo)
@@ -184,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--image", default=None, help="an image file for the chains")
     src.add_argument("--index", type=_nonneg_int, default=0, help="index into the test split for the chains")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=500, help="steps of the constant schedule without a run")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chain", action="store_true", help="open on the chain screen")
     p.set_defaults(func=cmd_tui)
     return ap
@@ -195,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from dataclasses import fields
 
+    from vdm import distributed
     from vdm.nets import summary
     from vdm.train import TrainConfig, Trainer, TrainingStopped, load_run_config, new_run_dir
 
@@ -217,6 +244,12 @@ def cmd_train(args) -> int:
     else:
         cfg = TrainConfig(**given)
         run_dir = new_run_dir(cfg)
+    rank = distributed.from_env()
+    if rank.enabled:  # under torchrun: plain progress from rank 0, silence from the others
+        args.tui, args.no_tui = False, True
+        if not rank.main:
+            args.quiet = True
+            sys.stdout = open(os.devnull, "w")
     if args.tui or (not args.no_tui and not args.quiet and sys.stdin.isatty() and sys.stdout.isatty()):
         from tui.training import train_with_tui
 
@@ -243,6 +276,8 @@ def cmd_train(args) -> int:
         if bar is not None:
             bar.close()
         raise CommandError(str(e)) from None
+    finally:
+        distributed.cleanup()  # leave the process group (torchrun) before the prints
     if bar is not None:
         bar.close()
     ev = result.get("eval")
@@ -405,9 +440,10 @@ def cmd_model(args) -> int:
 
 def cmd_tui(args) -> int:
     from tui.app import ChainSource, run_app
-    from vdm import data as datasets
 
     if args.image:
+        from vdm import data as datasets  # torch: only imported when needed, so the monitor starts fast
+
         datasets.load_image(args.image)  # one sentence now rather than an empty screen
     source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed)
     run_app(args.run, source=source, start="chain" if args.chain or not args.run else "monitor")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from vdm import checkpoint as ckpt
 from vdm import data as datasets
+from vdm import distributed
 from vdm.atomic import write_json
 from vdm.denoiser import Denoiser, PREDICTIONS
 from vdm.diffusion import q_sample
@@ -38,6 +39,8 @@ from vdm.metrics import MetricsWriter
 from vdm.nets import MODELS, build_net, count_parameters
 from vdm.sample import sample
 from vdm.schedule import KINDS, Schedule, make_schedule
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -67,6 +70,11 @@ class TrainConfig:
     log_every: int = 20  # steps between loss read-backs (the only host syncs)
     keep: int = 2  # checkpoints kept
     threads: int = 0  # torch CPU threads; 0: torch's default
+    # speed (benchmarks/RESULTS.md): none of these changes the model, so a resumed run may change them
+    precision: str = "auto"  # fp32 | bf16 autocast | auto: bf16 on CUDA, fp32 on CPU (bf16 is 4x slower on AVX2 CPUs)
+    channels_last: str = "auto"  # on | off | auto: on for CUDA, off on CPU (slower there, measured)
+    compile: bool = False  # torch.compile the network (minutes of compiling; pays on long runs)
+    cuda_graphs: bool = False  # with --compile on CUDA: mode reduce-overhead (CUDA graphs)
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -89,6 +97,10 @@ class TrainConfig:
             raise ValueError(f"--ema must lie in [0, 1), got {self.ema}.")
         if self.minutes < 0 or not math.isfinite(self.minutes):
             raise ValueError(f"--minutes must be a non-negative number, got {self.minutes}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise ValueError(f"--channels-last must be auto, on or off, got {self.channels_last!r}.")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -129,13 +141,29 @@ class Trainer:
         self.echo = echo
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
+        # under torchrun: this rank's place and device (cuda:LOCAL_RANK); rank 0 of 1 otherwise
+        self.dist, self.device = distributed.setup(pick_device(cfg.device))
         self.schedule = make_schedule(cfg.schedule, cfg.T, cfg.alpha)
         torch.manual_seed(cfg.seed)
         net = build_net(cfg.model, cfg.T).to(self.device)
+        if self.dist.enabled:
+            distributed.sync_batchnorm(net, self.device)  # global-batch BN statistics, as one process has
+        cuda = self.device.type == "cuda"
+        self.channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
         self.model = Denoiser(net, self.schedule, cfg.prediction)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema > 0 else None
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        # fused: one kernel (CUDA) or one pass (CPU) for the whole update instead of several per tensor
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type in ("cuda", "cpu"))
+        self.autocast = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+        # the network the step runs through: DDP around it under torchrun, compiled on request; it
+        # shares its parameters with self.model.net, which checkpoints, EMA and sampling use
+        self.train_net = distributed.wrap(net, self.dist, self.device)
+        if cfg.compile:
+            self.train_net = torch.compile(self.train_net, mode="reduce-overhead" if cfg.cuda_graphs and cuda else None)
+        # alpha_bar_t as a device table: drawing x_t needs no host round trip (q_sample checks t on the host)
+        self._alpha_bar = self.schedule.alpha_bar.to(self.device, torch.float32)
         self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None).to(self.device)
         test = datasets.load(cfg.data, "test", cfg.data_dir)
         self.eval_data = test[: cfg.eval_size].to(self.device) if cfg.eval_size else None
@@ -171,7 +199,9 @@ class Trainer:
                     config=asdict(self.cfg), torch=torch.__version__)
         return tensors, meta
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.main:
+            return None  # rank 0 writes the run directory
         # Never let non-finite weights replace a good checkpoint (devices that check the loss lazily
         # may have stepped on a NaN since the last read-back); one read-back per checkpoint.
         if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.model.net.parameters()]).all()):
@@ -206,14 +236,32 @@ class Trainer:
 
     # -- one optimisation step ------------------------------------------------------
     def loss_on(self, x_uint8: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss on a uint8 batch: t ~ U{1..T}, x_t from the closed form, MSE to the target."""
-        x0 = datasets.to_float(x_uint8)
+        """The training loss on a uint8 batch: t ~ U{1..T}, x_t from the closed form, MSE to the target.
+
+        ``x_uint8`` is the global batch. Every rank draws the t and eps of the whole batch (so the
+        generators agree on all ranks and a checkpoint resumes under any world size) and keeps its
+        rows (vdm.distributed.shard); the loss is scaled so that DDP's average is the global mean.
+        """
         gen = gen or self.gen
-        t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=gen, device=self.device)
-        eps = torch.randn(x0.shape, generator=gen, device=self.device)
-        x_t = q_sample(self.schedule, x0, t, eps)
-        pred = self.model.raw(x_t, t)
-        return F.mse_loss(pred, self.model.target(x0, x_t, t, eps))
+        n = x_uint8.shape[0]
+        t = torch.randint(1, self.cfg.T + 1, (n,), generator=gen, device=self.device)
+        eps = torch.randn(x_uint8.shape, generator=gen, device=self.device)
+        if self.dist.enabled:
+            rows = distributed.shard(n, self.dist)
+            x_uint8, t, eps = x_uint8[rows], t[rows], eps[rows]
+        x0 = datasets.to_float(x_uint8)
+        # q_sample's x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, same float ops, from the
+        # device table: q_sample checks t on the host, a sync per step on GPUs
+        ab = self._alpha_bar[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * eps
+        if self.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            pred = self.train_net(x_t, t)
+        loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
+        if self.dist.enabled:
+            loss = loss * distributed.loss_scale(n, self.dist)
+        return loss
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The data order of an epoch: a function of (seed, epoch) only, so a resume needs no saved order."""
@@ -224,8 +272,8 @@ class Trainer:
     def _ema_update(self) -> None:
         d = self.cfg.ema
         with torch.no_grad():
-            for pe, pm in zip(self.ema.net.parameters(), self.model.net.parameters()):
-                pe.lerp_(pm, 1 - d)
+            # one foreach kernel per step rather than one per tensor (the same lerp, element by element)
+            torch._foreach_lerp_(list(self.ema.net.parameters()), list(self.model.net.parameters()), 1 - d)
             for be, bm in zip(self.ema.net.buffers(), self.model.net.buffers()):
                 be.copy_(bm)
 
@@ -272,10 +320,11 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------
     def run(self, progress=None) -> dict:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "config.json", dict(asdict(cfg), schedule_config=self.schedule.config(),
-                                                       parameters=count_parameters(self.model.net)))
-        log = MetricsWriter(self.run_dir / "metrics.jsonl")
+        if self.dist.main:  # rank 0 writes the run directory; the other ranks write nothing
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", dict(asdict(cfg), schedule_config=self.schedule.config(),
+                                                           parameters=count_parameters(self.model.net)))
+        log = MetricsWriter(self.run_dir / "metrics.jsonl") if self.dist.main else _NoLog()
         stop = {"signal": None}
 
         def on_signal(signum, frame):
@@ -322,7 +371,7 @@ class Trainer:
                             raise TrainingStopped(self._nonfinite_message(int(bad_step), loss, gnorm))
                         now = time.time()
                         log.write("train", step=self.step, epoch=self.epoch + self.batch_in_epoch / spe,
-                                  loss=float(window_loss) / window_n, lr=self.opt.param_groups[0]["lr"],
+                                  loss=float(distributed.all_mean(window_loss, self.dist)) / window_n, lr=self.opt.param_groups[0]["lr"],
                                   grad_norm=float(gnorm), images_per_s=window_n * cfg.batch_size / max(now - window_t, 1e-9),
                                   elapsed=self.elapsed, device=str(self.device), memory_mb=round(memory_mb(self.device), 1))
                         window_loss.zero_()
@@ -330,8 +379,14 @@ class Trainer:
                         if progress:
                             progress(self)
                     out_of_time = cfg.minutes and self.elapsed >= cfg.minutes * 60
-                    if stop["signal"] or out_of_time:
-                        self.stop_reason = stop["signal"] or "time limit"
+                    if self.dist.enabled:  # ranks stop together, agreed at the read-backs, or the others hang
+                        at_log = self.step % cfg.log_every == 0 or self.batch_in_epoch == spe
+                        local = stop["signal"] or ("time limit" if out_of_time else None)
+                        reason = distributed.agree_stop(local, self.dist, self.device) if at_log else None
+                    else:
+                        reason = stop["signal"] or ("time limit" if out_of_time else None)
+                    if reason:
+                        self.stop_reason = reason
                         break
                     if self.step % ckpt_every == 0 and self.batch_in_epoch < spe:
                         self.save_checkpoint()
@@ -366,7 +421,7 @@ class Trainer:
             self._sample_and_log(log)
 
     def _evaluate_and_log(self, log: MetricsWriter) -> dict | None:
-        if self.eval_data is None:
+        if self.eval_data is None or not self.dist.main:
             return None
         ev = self.evaluate()
         self.last_eval = ev
@@ -374,6 +429,8 @@ class Trainer:
         return ev
 
     def _sample_and_log(self, log: MetricsWriter) -> None:
+        if not self.dist.main:
+            return
         path = self.write_samples()
         log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)))
 
@@ -382,6 +439,16 @@ class Trainer:
         last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
         kept = f"; the last good checkpoint {last[-1].name} is kept" if last else ""
         return f"training stopped: the {what} became non-finite at step {step}{kept}."
+
+
+class _NoLog:
+    """The metrics writer of ranks other than 0, which write nothing."""
+
+    def write(self, kind, **fields):
+        pass
+
+    def close(self):
+        pass
 
 
 def _main_thread() -> bool:
@@ -393,7 +460,8 @@ def _main_thread() -> bool:
 def new_run_dir(cfg: TrainConfig) -> Path:
     name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.runs_dir) / name
-    if (run_dir / "config.json").exists():
+    # under torchrun only rank 0 asks: the others may start after it has written config.json
+    if distributed.from_env().main and (run_dir / "config.json").exists():
         raise ValueError(f"run {run_dir} already exists; pass --resume {run_dir} to continue it or choose another --name.")
     return run_dir
 
@@ -402,9 +470,11 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     import json
 
     p = Path(run_dir) / "config.json"
-    if not p.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no config.json).")
     try:
+        if not p.is_file():
+            raise ValueError(f"{str(run_dir)[:200]} is not a run directory (no config.json).")
         return TrainConfig.from_dict(json.loads(p.read_text()))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{p} is not a valid run config ({e}).") from None
+    except OSError as e:  # a name too long, no permission
+        raise ValueError(f"{str(run_dir)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
+    except (ValueError, TypeError, RecursionError, AttributeError) as e:
+        raise ValueError(f"{p} is not a valid run config ({type(e).__name__}: {str(e)[:120]}).") from None
