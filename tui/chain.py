@@ -18,12 +18,14 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Footer, ProgressBar, Static
+from textual.widgets import ContentSwitcher, Footer, ProgressBar
+from textual.worker import get_current_worker
 
 from tui.chains import BackwardChain, ForwardChain, fmt
 from tui.dialogs import PickImageScreen
 from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
+from tui.readout import Readout
 
 SPEEDS = (1, 2, 5, 10, 20, 30, 60)  # frames per second
 
@@ -109,14 +111,15 @@ class ChainScreen(Screen):
         self.seed = source.seed
         self.use_oracle = source.checkpoint is None
         self._computing: str | None = None
+        self.prerendered = False  # every frame of the shown chain is drawn ahead, for this size
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="chain-title")
+        yield Readout(id="chain-title")
         with ContentSwitcher(initial="forward-view", id="chain-body"):
             with Horizontal(id="forward-view"):
                 yield HalfBlockImage(id="fwd-image")
                 with Vertical(id="fwd-side"):
-                    yield Static("", id="fwd-info")
+                    yield Readout(id="fwd-info")
                     yield Plot(id="fwd-plot")
             with Vertical(id="backward-view"):
                 with Horizontal(id="bwd-images"):
@@ -124,10 +127,10 @@ class ChainScreen(Screen):
                         img = HalfBlockImage(id=f"bwd-{name}", classes="bwd-image")
                         img.border_title = title
                         yield img
-                yield Static("", id="bwd-info")
+                yield Readout(id="bwd-info")
         yield ProgressBar(total=100, show_eta=False, id="chain-progress")
         yield Scrubber(id="scrubber")
-        yield Static("", id="scrub-text")
+        yield Readout(id="scrub-text")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -191,6 +194,33 @@ class ChainScreen(Screen):
             self.query_one("#fwd-plot", Plot).set_series(
                 [Series("signal", ts, tab.signal, "cyan"), Series("noise", ts, tab.noise, "magenta")], x_range=(0, tab.T))
         self.show()
+        self.call_after_refresh(self._prerender)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._prerender)
+
+    @work(thread=True, exclusive=True, group="prerender")
+    def _prerender(self) -> None:
+        """Draw every frame of the shown chain at the widgets' size, nearest to t first."""
+        worker = get_current_worker()
+        self.prerendered = False
+        c, mode = self.chain, self.mode
+        if c is None:
+            return
+        if mode == "forward":
+            targets = [(self.query_one("#fwd-image", HalfBlockImage), "f", c.frames)]
+        else:
+            targets = [(self.query_one(f"#bwd-{n}", HalfBlockImage), n, fr)
+                       for n, fr in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean))]
+        now = self.t()
+        for t in sorted(range(c.T + 1), key=lambda t: abs(t - now)):
+            for w, name, frames in targets:
+                if worker.is_cancelled or self.chain is not c:
+                    return
+                cw, ch = w.content_size
+                if cw > 0 and ch > 0:
+                    w.prime(frames[t], (name, id(c), t), cw, ch)
+        self.prerendered = True
 
     # -- showing a frame --------------------------------------------------------------
     @property
@@ -210,7 +240,7 @@ class ChainScreen(Screen):
             head = "[b]backward chain[/] p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x̂_0)"
         if c is not None:
             head += f" · {c.source} · seed {c.seed} · {c.table.describe}"
-        self.query_one("#chain-title", Static).update(f"{head} {extra}".strip())
+        self.query_one("#chain-title", Readout).update(f"{head} {extra}".strip())
 
     def show(self) -> None:
         c = self.chain
@@ -225,10 +255,10 @@ class ChainScreen(Screen):
         tab = c.table
         fps = SPEEDS[self.fps_i]
         state = "▶ playing" if self.playing else "❚❚ paused"
-        self.query_one("#scrub-text", Static).update(f"t = {t} / {T}   {state} at {fps} frames/s")
+        self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}   {state} at {fps} frames/s")
         if self.mode == "forward":
             self.query_one("#fwd-image", HalfBlockImage).set_image(c.frames[t], key=("f", id(c), t))
-            self.query_one("#fwd-info", Static).update(
+            self.query_one("#fwd-info", Readout).update(
                 f"[b]t[/] = {t} / {T}\n"
                 f"[b]alpha_t[/] = {fmt(float(tab.alpha[t]))}\n"
                 f"[b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}\n"
@@ -247,7 +277,7 @@ class ChainScreen(Screen):
             else:
                 match = "- (x_0: the sample)"
             ref = "the true x_0 (oracle: exactly 0)" if c.oracle else "the chain's final x_0"
-            self.query_one("#bwd-info", Static).update(
+            self.query_one("#bwd-info", Readout).update(
                 f"[b]t[/] = {t} / {T}   [b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}   "
                 f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
                 f"[b]posterior variance[/] sigma_q^2(t) = {fmt(float(c.var[t]))}   "
@@ -311,6 +341,7 @@ class ChainScreen(Screen):
             self.compute()
         else:
             self.show()
+            self.call_after_refresh(self._prerender)
 
     def action_image(self, d: int) -> None:
         try:

@@ -80,6 +80,12 @@ class HalfBlockImage(Widget):
         self._image_key = key if key is not None else id(image)
         self.refresh()
 
+    def prime(self, image: np.ndarray, key, width: int, height: int) -> None:
+        """Render ``image`` for a size ahead of time (from a worker thread), so showing it later is a lookup."""
+        k = (key, width, height)
+        if k not in self._cache:
+            self._cache[k] = to_strips(image, width, height)
+
     def render_line(self, y: int) -> Strip:
         w, h = self.content_size
         key = (getattr(self, "_image_key", id(self.image)), w, h)
@@ -87,7 +93,7 @@ class HalfBlockImage(Widget):
             strips = self._cache.get(key)
             if strips is None:
                 strips = to_strips(self.image, w, h) if self.image is not None else []
-                if len(self._cache) > 2048:
+                if len(self._cache) > 4096:
                     self._cache.clear()
                 self._cache[key] = strips
             self._strips = strips

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
+from tui.readout import Readout
 from tui.run import RunState
 from vdm.metrics import MetricsTailer
 
@@ -114,10 +115,10 @@ class MonitorScreen(Screen):
 
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static("", id="status")
+        yield Readout(id="status")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="steps-bar")
-            yield Static("", id="progress-text")
+            yield Readout(id="progress-text")
         with Horizontal(id="monitor-body"):
             with Vertical(id="monitor-left"):
                 yield Plot(id="loss-plot")
@@ -126,7 +127,7 @@ class MonitorScreen(Screen):
                 yield HalfBlockImage(id="samples")
                 yield Static("", id="stats")
                 with Vertical(id="gpu-panel"):
-                    yield Static("", id="gpu-text")
+                    yield Readout(id="gpu-text")
                     yield Sparkline(list(self.gpu_hist), id="gpu-spark")
         yield Footer()
 
@@ -140,7 +141,7 @@ class MonitorScreen(Screen):
         self.set_interval(2.0, self._update_gpu)
         self.set_interval(1.0, self._tick)
         if self.run_dir is None:
-            self.query_one("#status", Static).update("no run attached: vdm tui RUN_DIR (the chain screen works without one)")
+            self.query_one("#status", Readout).update("no run attached: vdm tui RUN_DIR (the chain screen works without one)")
             return
         if not self.run_dir.is_dir():
             self.notify(f"{self.run_dir} does not exist (yet); waiting for a run to appear there.",
@@ -278,13 +279,13 @@ class MonitorScreen(Screen):
         proc = getattr(self.app, "process", None)
         if proc is not None and not proc.running and end is None and start is not None:
             state = "[red]training process gone[/]"
-        self.query_one("#status", Static).update(f"{state} · {device if start else '-'} · [b]{self.run_dir}[/]")
+        self.query_one("#status", Readout).update(f"{state} · {device if start else '-'} · [b]{self.run_dir}[/]")
         bar = self.query_one("#steps-bar", ProgressBar)
         if total:
             bar.update(total=total, progress=step)
         ep = f"{epoch:.2f}/{epochs}" if epochs else f"{epoch:.2f}"
         tot = f"/{total:,}" if total else ""
-        self.query_one("#progress-text", Static).update(
+        self.query_one("#progress-text", Readout).update(
             f" step {step:,}{tot} · ep {ep} · {hms(elapsed)} · ETA {hms(eta) if running else '-'}")
 
     def _draw_samples(self) -> None:
@@ -303,7 +304,7 @@ class MonitorScreen(Screen):
         w.border_subtitle = f"step {step}" if step is not None else ""
 
     def _update_gpu(self) -> None:
-        text = self.query_one("#gpu-text", Static)
+        text = self.query_one("#gpu-text", Readout)
         spark = self.query_one("#gpu-spark", Sparkline)
         readings = self.gpu.read() if self.gpu else []
         if not readings:

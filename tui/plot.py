@@ -18,6 +18,7 @@ from textual.widget import Widget
 # bit of the braille dot at (row 0..3, column 0..1) of a cell (Unicode U+2800 block)
 _DOT = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint16)
 GUTTER = 8  # characters for the y labels
+CURSOR = Style(color="bright_white", bold=True)
 
 
 @dataclass
@@ -193,8 +194,18 @@ class Plot(Widget):
 
     def render_line(self, y: int) -> Strip:
         w, h = self.content_size
-        key = (self._version, w, h, self.log_scale, self.cursor)
+        key = (self._version, w, h, self.log_scale)
         if key != self._key:
-            self._strips = render(self.series, w, h, self.log_scale, self.x_range, self.cursor) if w > GUTTER and h > 1 else []
+            self._strips = render(self.series, w, h, self.log_scale, self.x_range) if w > GUTTER and h > 1 else []
             self._key = key
-        return self._strips[y] if y < len(self._strips) else Strip.blank(w)
+        if y >= len(self._strips):
+            return Strip.blank(w)
+        strip = self._strips[y]
+        if self.cursor is None or y >= len(self._strips) - 1:
+            return strip
+        # the cursor is drawn over the cached plot, so moving it costs no re-plot
+        lo, hi = self.x_range or (0.0, 1.0)
+        if hi <= lo:
+            return strip
+        col = GUTTER + int(min(max((self.cursor - lo) / (hi - lo), 0.0), 1.0) * (w - GUTTER - 1))
+        return Strip.join([strip.crop(0, col), Strip([Segment("│", CURSOR)], 1), strip.crop(col + 1, w)])
