@@ -1,0 +1,103 @@
+"""Scene 6, backward diffusion (bonus exercise): from noise to images with x̂_0(x_t, t).
+
+    x_T ~ N(0, I),   x_{t-1} ~ p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t))
+
+With VDM_CHECKPOINT the trained model of that checkpoint denoises (its own
+schedule); without one the oracle x̂_0 = x_0 of four test images does, which
+shows the sampler itself: x_t walks from noise to those images. Every frame is a
+row of vdm.sample.sample(..., return_chain=True).
+
+Render: manim -pql animations/backward_diffusion.py BackwardDiffusion
+"""
+
+from __future__ import annotations
+
+from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Scene, Title, ValueTracker, VGroup, Write, linear
+
+from animations import common as c
+from vdm.denoiser import Oracle
+from vdm.sample import sample
+
+N_IMAGES = 4
+STRIP_FRACTIONS = (1.0, 0.5, 0.2, 0.1, 0.04, 0.0)
+
+
+def backward_chain(n: int = N_IMAGES, seed: int = 0):
+    """(schedule, Chain, name of the denoiser): the whole sampling chain, computed once."""
+    ck = c.checkpoint_denoiser()
+    if ck is not None:
+        den, s = ck
+        _, chain = sample(den, s, n, seed=seed, return_chain=True)
+        return s, chain, "trained checkpoint"
+    s = c.lecture_schedule()
+    _, chain = sample(Oracle(c.example_x0(n)), s, n, seed=seed, return_chain=True)
+    return s, chain, r"oracle $\hat{x}_0 = x_0$ (set VDM\_CHECKPOINT for a trained model)"
+
+
+class BackwardDiffusion(Scene):
+    def construct(self):
+        self.schedule, self.chain, self.denoiser_label = backward_chain()
+        self.title = Title("Backward diffusion: sampling from noise", font_size=38)
+        self.add(self.title)
+        self.section_sampler()
+        self.section_denoising()
+        self.section_strip()
+
+    def section_sampler(self):
+        self.next_section("the sampler")
+        fs = 34
+        lines = VGroup(
+            c.tex(r"x_T \sim \mathcal{N}(0, \mathbf{I})", font_size=fs),
+            c.tex(r"x_{t-1} \sim p_\theta(x_{t-1} \mid x_t) = q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)",
+                  font_size=fs),
+            c.tex(r"= \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),"
+                  r"\qquad t = T, \dots, 1", font_size=fs),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.4).next_to(self.title, DOWN, buff=0.6)
+        who = c.label(self.denoiser_label, size=28).next_to(lines, DOWN, buff=0.6)
+        for line in lines:
+            self.play(FadeIn(line, shift=DOWN * 0.2), run_time=0.8)
+        self.play(FadeIn(who))
+        self.wait(0.5)
+        c.cut(self, self.title)
+
+    def section_denoising(self):
+        self.next_section("x_t and x̂_0 as t goes to 0")
+        T = self.chain.T
+        t = ValueTracker(T)
+        n = self.chain.x.shape[1]
+
+        def step() -> int:
+            return int(round(t.get_value()))
+
+        top = [c.pixel_image(self.chain.x[T, i], height=1.9) for i in range(n)]
+        bottom = [c.pixel_image(self.chain.x0_hat[T, i], height=1.9) for i in range(n)]
+        Group(*top).arrange(RIGHT, buff=0.3).shift(UP * 0.9 + RIGHT * 0.9)
+        Group(*bottom).arrange(RIGHT, buff=0.3).shift(DOWN * 1.6 + RIGHT * 0.9)
+        for i, m in enumerate(top):
+            m.add_updater(lambda m, i=i: c.set_pixels(m, self.chain.x[step(), i]))
+        for i, m in enumerate(bottom):
+            m.add_updater(lambda m, i=i: c.set_pixels(m, self.chain.x0_hat[step(), i]))
+        row_top = c.tex(r"x_t", font_size=44).next_to(top[0], LEFT, buff=0.5)
+        row_bottom = c.tex(r"\hat{x}_0(x_t, t)", font_size=36).next_to(bottom[0], LEFT, buff=0.3)
+        self.num_t = c.LiveNumber(T, "{:.0f}", 36)
+        t_label = VGroup(c.tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
+        t_label.next_to(self.title, DOWN, buff=0.2)
+        self.num_t.add_updater(lambda m: m.set_value(step()))
+        self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label))
+        self.play(t.animate.set_value(0), run_time=5, rate_func=linear)
+        for m in (*top, *bottom, self.num_t):
+            m.clear_updaters()
+        self.top, self.bottom, self.t = top, bottom, t
+        self.wait(0.5)
+        c.cut(self, self.title)
+
+    def section_strip(self):
+        self.next_section("one chain, step by step")
+        T = self.chain.T
+        steps = [int(round(f * T)) for f in STRIP_FRACTIONS]
+        images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
+        Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
+        labels = VGroup(*[c.tex(f"t={s}", font_size=28).next_to(img, DOWN, buff=0.15) for s, img in zip(steps, images)])
+        self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.15), FadeIn(labels))
+        self.strip_steps = steps
+        self.wait(0.5)
