@@ -32,8 +32,10 @@ def run(argv, capsys):
 
 
 def _subcommands():
+    import argparse
+
     parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0])))
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return sorted(action.choices)
 
 

@@ -36,11 +36,13 @@ def _within_var(x: torch.Tensor, groups: int = 16) -> float:
     return float(x.view(groups, -1).var(1).mean())
 
 
-def test_both_forms_agree_and_denoising_has_lower_variance(small_problem):
+@pytest.mark.parametrize("which", ["shrink", "oracle"])
+def test_both_forms_agree_and_denoising_has_lower_variance(small_problem, which):
     s, x0 = small_problem
+    model = shrink if which == "shrink" else Oracle(x0)
     g = torch.Generator().manual_seed(0)
-    den = elbo(shrink, s, x0, "denoising", "full", g)
-    con = elbo(shrink, s, x0, "consistency", "full", g)
+    den = elbo(model, s, x0, "denoising", "full", g)
+    con = elbo(model, s, x0, "consistency", "full", g)
     n = x0.shape[0]
     v_d, v_c = _within_var(den.total), _within_var(con.total)
     diff = float(den.total.mean() - con.total.mean())
@@ -78,6 +80,72 @@ def test_matching_terms_match_their_closed_form(small_problem):
     for got in (den.matching, con.matching + con.prior - prior):
         se = math.sqrt(_within_var(got) / n)
         assert abs(float((got - want).mean())) < 4 * se, (float((got - want).mean()), se)
+
+
+def test_uniform_estimator_is_T_minus_1_times_one_term():
+    """Per image: (T - 1) KL_t at one t ~ U{2..T}, with the KL of the t that was drawn."""
+    T = 10
+    s = Schedule.constant(None, T)
+    x0 = to_float(shapes(512, "test")[0][:, :, :4, :4]).double()
+    calls = []
+
+    def recording(x_t, t):
+        out = torch.tanh(x_t) * 0.7
+        calls.append((t.clone(), out))
+        return out
+
+    e = elbo(recording, s, x0, "denoising", "uniform", torch.Generator().manual_seed(8))
+    (t, x0_hat), = [c for c in calls if int(c[0].min()) >= 2]
+    assert set(t.tolist()) == set(range(2, T + 1))  # every t in 2..T is drawn from 512 images
+    ab = np.cumprod([1.0] + [float(a) for a in s.alpha[1:]])
+    d_snr = torch.tensor([ab[k - 1] / (1 - ab[k - 1]) - ab[k] / (1 - ab[k]) for k in t.tolist()], dtype=torch.float64)
+    want = (T - 1) * 0.5 * d_snr * ((x0 - x0_hat) ** 2).flatten(1).sum(1)
+    torch.testing.assert_close(e.matching, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ["full", "uniform"])
+def test_consistency_terms_see_a_joint_draw_of_the_chain(monkeypatch, estimator):
+    """The consistency estimator evaluates log q(x_t|x_{t-1}) - log p(x_t|x_{t+1}) at x_{t-1}, x_t, x_{t+1}
+    drawn jointly from q(.|x_0): each step's residual is standard normal and independent of the others."""
+    import vdm.elbo as elbo_module
+
+    T = 10
+    s = Schedule.linear(T, 0.05, 0.4)
+    x0 = to_float(shapes(256, "test")[0][:, :, :4, :4]).double()
+    seen = []
+
+    def spy(denoiser, schedule, x_prev, x_t, x_next, t):
+        seen.append((x_prev, x_t, x_next, t.clone()))
+        return torch.ones(x_t.shape[0], dtype=x_t.dtype)
+
+    monkeypatch.setattr(elbo_module, "consistency_term", spy)
+    e = elbo(shrink, s, x0, "consistency", estimator, torch.Generator().manual_seed(9))
+    if estimator == "full":
+        assert [int(c[3][0]) for c in seen] == list(range(1, T))
+        assert torch.all(e.matching == T - 1)
+        for (_, a_t, a_next, _), (b_prev, b_t, _, _) in zip(seen, seen[1:]):  # one chain, shifted by one step
+            assert torch.equal(a_t, b_prev) and torch.equal(a_next, b_t)
+    else:
+        assert len(seen) == 1 and set(seen[0][3].tolist()) == set(range(1, T))
+        torch.testing.assert_close(e.matching, torch.full_like(e.matching, T - 1.0))  # (T - 1) x one term
+    alpha = s.alpha
+    ab = torch.cumprod(alpha, 0)
+    z1, z2, z3 = [], [], []
+    for x_prev, x_t, x_next, t in seen:
+        v = lambda x: x.view(-1, 1, 1, 1)  # noqa: E731
+        tm1 = t - 1
+        first = tm1 == 0
+        assert torch.equal(x_prev[first], x0[first])  # x_0 itself where t = 1
+        z1.append(((x_prev - v(ab[tm1].sqrt()) * x0) / v((1 - ab[tm1]).sqrt()))[~first])
+        z2.append((x_t - v(alpha[t].sqrt()) * x_prev) / v((1 - alpha[t]).sqrt()))
+        z3.append((x_next - v(alpha[t + 1].sqrt()) * x_t) / v((1 - alpha[t + 1]).sqrt()))
+    z1, z2, z3 = (torch.cat(z).flatten() for z in (z1, z2, z3))
+    for z in (z1, z2, z3):
+        n = z.numel()
+        assert abs(float(z.mean())) < 5 / math.sqrt(n)
+        assert abs(float(z.var()) - 1) < 5 * math.sqrt(2 / n)
+    n = z2.numel()
+    assert abs(float((z2 * z3).mean())) < 5 / math.sqrt(n)  # the two steps' noises are independent
 
 
 @pytest.mark.parametrize("form", ["denoising", "consistency"])
