@@ -112,7 +112,7 @@ async def _attach(run: str) -> dict:
         took = time.perf_counter() - t0
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (large) parent
     hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-    return {"seconds": took, "points": n, "peak_mb": int(hwm) / 1024}
+    return {"seconds": took, "cpu_seconds": time.process_time(), "points": n, "peak_mb": int(hwm) / 1024}
 
 
 # -- 3. idle CPU ------------------------------------------------------------------------
@@ -175,10 +175,13 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--attach-child", str(run)], capture_output=True, text=True, check=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append((f"monitor: attach to {args.lines:,} lines, whole curve", f"{res['seconds']:.2f} s", f"{res['points']:,} points", "< 3 s"))
+        rows.append(("monitor: CPU time of that process (all threads)", f"{res['cpu_seconds']:.2f} s", "", ""))
         rows.append(("monitor: peak memory of that process", f"{res['peak_mb']:.0f} MB", "", "< 300 MB"))
         cpu = idle_cpu(run, args.idle)
     rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux)", "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
     w = max(len(r[0]) for r in rows)
+    load = os.getloadavg()[0]
+    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
     print(f"{'measurement':<{w}}  {'result':>12}  {'':<16}  goal")
     for r in rows:
         print(f"{r[0]:<{w}}  {r[1]:>12}  {r[2]:<16}  {r[3]}")

@@ -173,7 +173,8 @@ class MonitorScreen(Screen):
             self._check_samples()
             caught_up = tailer.behind == 0
             now = time.monotonic()
-            if changed and (caught_up or now - last_post > 0.25):
+            # while catching up on a long log, redraw now and then: each redraw copies and plots every point
+            if changed and (caught_up or now - last_post > 1.5):
                 self.post_message(RunUpdated())
                 last_post = now
             if caught_up:
@@ -270,7 +271,10 @@ class MonitorScreen(Screen):
             elapsed, eta = st.elapsed(now), st.eta(now)
         if self.run_dir is None:
             return
-        if start is None:
+        behind, size = self.tailer.behind, self.tailer.size
+        if behind > (1 << 22):
+            state = f"reading metrics.jsonl {100 * (size - behind) / size:.0f}%"
+        elif start is None:
             state = "waiting for metrics.jsonl" if not self.tailer.exists else "waiting for the first record"
         elif end is not None:
             state = f"finished ({end.get('reason')})"

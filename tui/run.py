@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +36,44 @@ class RunState:
 
     # -- folding ----------------------------------------------------------------
     def add(self, records: list[dict]) -> None:
+        if not records:
+            return
+        train = [r for r in records if r.get("kind") == "train"]
+        rest = records if len(train) < 64 else [r for r in records if r.get("kind") != "train"]
+        if len(train) >= 64 and self._add_train_columns(train):
+            self.records += len(train)
+            self.last_train = train[-1]
+            records = rest
+        self._add_each(records)
+        self.version += 1
+
+    _TRAIN = ("step", "loss", "lr", "images_per_s", "elapsed")
+    _get_train = staticmethod(itemgetter(*_TRAIN))
+
+    def _add_train_columns(self, train: list[dict]) -> bool:
+        """Many train records at once through numpy; False when one lacks a field or holds a non-number."""
+        try:
+            block = np.array(list(map(self._get_train, train)), dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            return False
+        if block.shape != (len(train), len(self._TRAIN)):
+            return False
+        for k, col in zip(self._TRAIN, block.T):
+            self.train[k].frombytes(np.ascontiguousarray(col).tobytes())
+        return True
+
+    def _add_each(self, records: list[dict]) -> None:
         tr, ev = self.train, self.eval
+        appends = [tr[k].append for k in self._TRAIN]
+        nan = float("nan")
         for r in records:
             kind = r.get("kind")
             try:
                 if kind == "train":
-                    step, loss = float(r["step"]), float(r["loss"])
-                    lr, ips = float(r.get("lr", np.nan)), float(r.get("images_per_s", np.nan))
-                    el = float(r.get("elapsed", np.nan))
-                    tr["step"].append(step)
-                    tr["loss"].append(loss)
-                    tr["lr"].append(lr)
-                    tr["images_per_s"].append(ips)
-                    tr["elapsed"].append(el)
+                    row = (float(r["step"]), float(r["loss"]), float(r.get("lr", nan)),
+                           float(r.get("images_per_s", nan)), float(r.get("elapsed", nan)))
+                    for a, v in zip(appends, row):
+                        a(v)
                     self.last_train = r
                 elif kind == "eval":
                     bpd = r.get("bpd") or {}
@@ -67,8 +93,6 @@ class RunState:
                 self.bad += 1  # a record of the right shape with a field we cannot read
                 continue
             self.records += 1
-        if records:
-            self.version += 1
 
     def column(self, group: str, name: str) -> np.ndarray:
         """A numpy copy of one column ('train' or 'eval').
@@ -157,3 +181,4 @@ def read_config(run_dir: Path) -> dict | None:
         return json.loads((Path(run_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return None
+

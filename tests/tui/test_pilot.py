@@ -149,3 +149,47 @@ async def test_checkpoint_of_another_model_is_refused_with_a_notification(tmp_pa
         msgs = [n.message for n in app._notifications]
         assert any("schedule differs" in m for m in msgs), msgs
         assert screen.chains["backward"].oracle and screen.use_oracle
+
+
+class FakeTraining:
+    """Stands in for tui.training.TrainingProcess: running until stopped."""
+
+    def __init__(self):
+        self.pid, self.stopped = 4242, False
+
+    def poll(self):
+        return 0 if self.stopped else None
+
+    @property
+    def running(self):
+        return not self.stopped
+
+    def stop(self, timeout=600.0):
+        self.stopped = True
+        return 0
+
+    def last_line(self):
+        return ""
+
+
+@pytest.mark.parametrize("key, outcome", [("d", "detached"), ("s", "stopped")])
+async def test_quit_while_training_asks_stop_or_detach(tmp_path, key, outcome):
+    from tui.dialogs import QuitScreen
+    from tui_fixtures import write_run
+
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    proc = FakeTraining()
+    app = VdmApp(run, process=proc, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, QuitScreen) and app.is_running
+        await pilot.press("c")  # cancel: back to the monitor, training untouched
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, QuitScreen) and not proc.stopped
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        await pilot.press(key)
+        await wait_for(pilot, lambda: app.outcome == outcome, 10)
+    assert app.outcome == outcome
+    assert proc.stopped == (outcome == "stopped")
