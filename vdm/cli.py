@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
     p.set_defaults(func=cmd_model)
 
+    p = sub.add_parser("render", help="render the Manim lecture scenes to video",
+                       description="Render one scene of animations/ or all of them with Manim (needs LaTeX).")
+    p.add_argument("scene", help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, backward or all")
+    p.add_argument("--quality", choices=("low", "medium", "high", "4k"), default="low",
+                   help="480p15, 720p30, 1080p60 or 2160p60 (default: low)")
+    p.add_argument("--out", default="videos", help="folder for the videos (default: videos)")
+    p.add_argument("--gif", action="store_true", help="also write each video as a GIF")
+    p.add_argument("--sections", action="store_true", help="also write one video per section, for presenting")
+    p.set_defaults(func=cmd_render)
+
     p = sub.add_parser("tui", help="the terminal UI: watch a run live, step through the chains",
                        description="Attach to a run directory (live or finished): curves, samples, GPU; "
                                    "and the chain screen (forward chain, sampling chain). Keys: ? in the app.")
@@ -438,6 +448,14 @@ def cmd_model(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    from animations.render import render
+
+    render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections,
+           progress=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_tui(args) -> int:
     from tui.app import ChainSource, run_app
 
@@ -452,7 +470,18 @@ def cmd_tui(args) -> int:
 
 # -- entry point ---------------------------------------------------------------------
 
+def cpu_env() -> None:
+    """OpenMP threads that sleep rather than spin while they wait (before torch loads libgomp).
+
+    torch's default (spinning) collapses when other processes share the cores: a training step
+    of the assignment's network took 2-5x longer with 2 spinning threads on 2 busy cores
+    (benchmarks/RESULTS.md). Sleeping costs little on an idle machine. An explicit setting wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv=None) -> int:
+    cpu_env()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
