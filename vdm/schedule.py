@@ -15,6 +15,7 @@ Tensors are indexed by t itself: index 0 is the clean image x_0, so
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,7 +80,7 @@ class Schedule:
         _check_T(T)
         if alpha is None:
             alpha = tune_alpha(T)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0.0 < alpha < 1.0):
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0.0 < alpha < 1.0):
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}.")
         a = torch.full((T + 1,), float(alpha), dtype=torch.float64)
         a[0] = 1.0
