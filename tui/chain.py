@@ -148,6 +148,7 @@ class ChainScreen(Screen):
         bar = self.query_one("#chain-progress", ProgressBar)
         bar.update(total=100, progress=0)
         bar.display = True
+        self.show()
         self._title("computing …")
         self._compute(self.mode, self.seed, self.use_oracle)
 
@@ -247,6 +248,7 @@ class ChainScreen(Screen):
         self._title()
         scrub = self.query_one(Scrubber)
         if c is None:
+            self.query_one("#scrub-text", Readout).set("computing the chain …")
             return
         T = c.T
         t = self.t()
@@ -282,8 +284,8 @@ class ChainScreen(Screen):
                 f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
                 f"[b]posterior variance[/] sigma_q^2(t) = {fmt(float(c.var[t]))}   "
                 f"std = {fmt(float(c.var[t]) ** 0.5)}\n"
-                f"[b]denoising matching[/] KL(q(x_{{t-1}}|x_t, x_0) || p(x_{{t-1}}|x_t)) = {match}\n"
-                f"  with x_0 = {ref}")
+                f"[b]denoising matching[/] KL(q(x_{{t-1}}|x_t, x_0) || p(x_{{t-1}}|x_t)) at this x_t:\n"
+                f"  {match}, with x_0 = {ref}")
 
     # -- actions ----------------------------------------------------------------------
     def action_step(self, d: int) -> None:
