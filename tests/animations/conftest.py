@@ -1,0 +1,55 @@
+"""Fixtures for the Manim scene tests.
+
+manim's frames_comparison skips every Cairo test below Cairo 1.18, and Debian
+12 ships 1.16: the threshold is lowered here, since the control frames in
+control_data/ were made with this very Cairo. Regenerate them with
+``python3 -m pytest tests/animations --set_test`` after a deliberate visual change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+manim = pytest.importorskip("manim", reason="manim is not installed (pip install 'vdm[animations]')")
+if shutil.which("latex") is None or shutil.which("dvisvgm") is None:
+    pytest.skip("the scenes need latex and dvisvgm (texlive-latex-base texlive-latex-extra dvisvgm)",
+                allow_module_level=True)
+
+import cairo  # noqa: E402
+from manim.utils.testing import frames_comparison as _fc  # noqa: E402
+
+_fc.MIN_CAIRO_VERSION = min(_fc.MIN_CAIRO_VERSION, cairo.cairo_version())
+
+# One TeX cache for the whole session: every scene compiles its formulas once.
+TEX_CACHE = Path(tempfile.gettempdir()) / f"vdm-test-tex-{os.getuid()}"
+
+
+def pytest_addoption(parser):
+    # frames_comparison reads these two; pytest_addoption runs for this conftest also when
+    # it is not an initial one, which gives the options their defaults.
+    for name, help_ in (("--set_test", "write the control frames of the graphical tests"),
+                        ("--show_diff", "show a picture of a failing frame comparison")):
+        try:
+            parser.addoption(name, action="store_true", default=False, help=help_)
+        except ValueError:  # already added by another conftest
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _no_checkpoint(monkeypatch):
+    """Scenes use the oracle and the embedded data: a checkpoint or CIFAR-10 would change every frame."""
+    monkeypatch.delenv("VDM_CHECKPOINT", raising=False)
+    # the embedded shapes, even where a CIFAR-10 copy sits in ./data
+    monkeypatch.setenv("VDM_DATA_DIR", str(Path(__file__).parent / "control_data" / "no-data-here"))
+
+
+@pytest.fixture(scope="session")
+def tex_cache():
+    """The session's TeX cache folder (the frame tests name it themselves: fixtures would rename them)."""
+    TEX_CACHE.mkdir(exist_ok=True)
+    return TEX_CACHE

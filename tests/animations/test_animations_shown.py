@@ -1,0 +1,227 @@
+"""What the scenes show is what vdm computes: curves, coefficients, histograms and images.
+
+Each scene is built once (animations skipped, no video; the frame tests' build
+when they ran first, see built_scenes.py), then its mobjects are
+read back (curve points through the axes, numbers on screen, image pixels)
+and compared with vdm's own functions, called here independently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
+from manim.utils.color import ManimColor
+
+from animations import common as c
+from built_scenes import get
+from vdm.data import shapes, to_float
+from vdm.denoiser import Oracle
+from vdm.diffusion import forward_chain, posterior, posterior_coefs, q_sample
+from vdm.elbo import elbo, gaussian_log_prob
+from vdm.images import as_hwc
+from vdm.sample import sample
+from vdm.schedule import Schedule
+
+def x0_test(n=1):
+    return to_float(shapes(4, "test")[0][:n])
+
+
+def curve_points(axes, line):
+    """(x, y) in the axes' coordinates of a polyline's corners."""
+    anchors = line.get_anchors()
+    pts = np.array([axes.p2c(p) for p in anchors])
+    # set_points_as_corners stores each inner corner twice (end of one segment, start of the next)
+    keep = np.ones(len(pts), bool)
+    keep[1:] = np.any(np.abs(np.diff(pts, axis=0)) > 1e-12, axis=1)
+    return pts[keep]
+
+
+def pixels(mob):
+    return mob.pixel_array[:, :, :3]
+
+
+def displayed(number):
+    """The characters a LiveNumber shows: one glyph per character of its formatted value."""
+    return number.fmt.format(number.get_value()), len(number.submobjects)
+
+
+@pytest.fixture(scope="module")
+def forward():
+    from animations.forward_diffusion import ForwardDiffusion
+    return get(ForwardDiffusion)
+
+
+@pytest.fixture(scope="module")
+def post():
+    from animations.posterior import Posterior
+    return get(Posterior)
+
+
+@pytest.fixture(scope="module")
+def elbo_scenes():
+    from animations.elbo_consistency import ConsistencyELBO
+    from animations.elbo_denoising import DenoisingELBO
+    return get(ConsistencyELBO), get(DenoisingELBO)
+
+
+@pytest.fixture(scope="module")
+def elbo_reference():
+    """The ELBO draws recomputed here: one image 200 times, T = 20, the oracle, full sum over t."""
+    x0 = x0_test(1).repeat(200, 1, 1, 1)
+    s = Schedule.constant(T=20)
+    return {form: elbo(Oracle(x0), s, x0, form=form, estimator="full", generator=torch.Generator().manual_seed(0))
+            for form in ("consistency", "denoising")}
+
+
+# -- forward diffusion ------------------------------------------------------------------
+
+def test_forward_curves_are_vdms(forward):
+    s = Schedule.constant(T=500)
+    ts = np.arange(0, 501, 5)
+    signal, noise = (curve_points(forward.axes, g) for g in forward.graphs)
+    np.testing.assert_allclose(signal[:, 0], ts, atol=1e-6)
+    np.testing.assert_allclose(signal[:, 1], s.signal_coef()[ts].numpy(), atol=1e-6)
+    np.testing.assert_allclose(noise[:, 1], (1 - s.alpha_bar[ts]).numpy(), atol=1e-6)
+
+
+def test_forward_curves_follow_alpha(forward):
+    """The curves are recomputed by vdm.schedule for the alpha on screen."""
+    forward.alpha.set_value(0.95)
+    try:
+        forward.graphs.update()
+        signal = curve_points(forward.axes, forward.graphs[0])
+        ts = np.arange(0, 501, 5)
+        np.testing.assert_allclose(signal[:, 1], Schedule.constant(0.95, 500).signal_coef()[ts].numpy(), atol=1e-6)
+        assert not np.allclose(signal[:, 1], Schedule.constant(T=500).signal_coef()[ts].numpy(), atol=1e-3)
+    finally:
+        forward.alpha.set_value(Schedule.constant(T=500).params[0])
+        forward.graphs.update()
+
+
+def test_forward_strip_is_the_chain(forward):
+    from animations.forward_diffusion import STRIP_T
+
+    chain = forward_chain(Schedule.constant(T=500), x0_test(1)[0], generator=torch.Generator().manual_seed(0))
+    for t, img in zip(STRIP_T, forward.strip_images):
+        assert img.resampling_algorithm == RESAMPLING_ALGORITHMS["nearest"]
+        np.testing.assert_array_equal(pixels(img), as_hwc(chain[t][None])[0])
+
+
+# -- posterior ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("t", [2, 7, 250, 500])
+def test_posterior_coefficients_shown_are_vdms(post, t):
+    c_x0, c_xt, var = posterior_coefs(Schedule.constant(T=500))
+    post.t_tracker.set_value(t)
+    post.panel.update()
+    assert post.num_t.get_value() == t
+    assert post.num_c_x0.get_value() == pytest.approx(float(c_x0[t]), abs=1e-12)
+    assert post.num_c_xt.get_value() == pytest.approx(float(c_xt[t]), abs=1e-12)
+    assert post.num_var.get_value() == pytest.approx(float(var[t]), abs=1e-12)
+    for n in (post.num_c_x0, post.num_c_xt, post.num_var, post.num_t):
+        text, glyphs = displayed(n)
+        assert glyphs == len(text)
+
+
+@pytest.mark.parametrize("t", [2, 40])
+def test_posterior_density_is_vdms(post, t):
+    from animations.posterior import GRID
+
+    s = Schedule.constant(T=500)
+    x0 = x0_test(1)[0, 0, 16, 16].double().reshape(1)
+    x_t = q_sample(s, x0, t, torch.tensor([0.7], dtype=torch.float64))
+    mean, var = posterior(s, x_t, x0, t)
+    post.t_tracker.set_value(t)
+    post.curves.update()
+    pts = curve_points(post.axes, post.curves[2])
+    np.testing.assert_allclose(pts[:, 0], GRID.numpy(), atol=1e-9)
+    np.testing.assert_allclose(pts[:, 1], gaussian_log_prob(GRID, mean, var).exp().numpy(), rtol=1e-6, atol=1e-9)
+    # its peak sits at c_x0 x_0 + c_xt x_t (posterior_coefs), the mean the panel shows
+    c_x0, c_xt, _ = posterior_coefs(s)
+    peak = pts[np.argmax(pts[:, 1]), 0]
+    assert abs(peak - float(c_x0[t] * x0 + c_xt[t] * x_t)) <= float(GRID[1] - GRID[0])
+
+
+# -- the two ELBO scenes ----------------------------------------------------------------
+
+def test_consistency_histogram_is_vdms(elbo_scenes, elbo_reference):
+    scene = elbo_scenes[0]
+    totals = elbo_reference["consistency"].total.double().numpy()
+    bars = scene.histogram[1]
+    np.testing.assert_array_equal(bars.counts, np.histogram(totals, bins=bars.edges)[0])
+    assert bars.counts.sum() == 200 and (bars.edges[0] < totals.min()) and (bars.edges[-1] > totals.max())
+    shown = [row[1].tex_string for row in scene.table_rows]
+    expected = [f"{v:,.1f}" for v in elbo_reference["consistency"].nats().values()]
+    assert shown == expected
+
+
+def test_denoising_form_has_lower_spread(elbo_scenes, elbo_reference):
+    left, right = elbo_scenes[1].panels
+    a = elbo_reference["consistency"].total.double().numpy()
+    b = elbo_reference["denoising"].total.double().numpy()
+    np.testing.assert_array_equal(left[1].edges, right[1].edges)  # one x scale for both
+    np.testing.assert_array_equal(left[1].counts, np.histogram(a, bins=left[1].edges)[0])
+    np.testing.assert_array_equal(right[1].counts, np.histogram(b, bins=right[1].edges)[0])
+    assert b.std() < a.std()
+    # the same bound in expectation: means within a few standard errors of the consistency estimate
+    assert abs(a.mean() - b.mean()) < 4 * a.std() / np.sqrt(len(a))
+
+
+# -- backward diffusion, MHVAE ------------------------------------------------------------
+
+def test_backward_strip_is_the_sampler_chain():
+    from animations.backward_diffusion import BackwardDiffusion
+
+    scene = get(BackwardDiffusion)
+    x0 = x0_test(4)
+    _, chain = sample(Oracle(x0), Schedule.constant(T=500), 4, seed=0, return_chain=True)
+    strip = [m for m in scene.mobjects if hasattr(m, "pixel_array")]
+    assert len(strip) == len(scene.strip_steps)
+    for step, img in zip(scene.strip_steps, strip):
+        np.testing.assert_array_equal(pixels(img), as_hwc(chain.x[step, :1])[0])
+    # with the oracle the chain ends on the test image itself
+    np.testing.assert_array_equal(pixels(strip[-1]), as_hwc(x0[:1])[0])
+
+
+def test_mhvae_shows_vdms_final_signal():
+    from animations.mhvae import MarkovianHVAE
+
+    scene = get(MarkovianHVAE)
+    value = float(Schedule.constant(T=500).signal_coef()[500])
+    assert f"{value:.4f}" in scene.items[2].tex_string
+
+
+# -- shared helpers ----------------------------------------------------------------------
+
+def test_one_colour_per_quantity():
+    m = c.tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", "+ R",
+              terms={"+ R": c.RECONSTRUCTION})
+    for tex, colour in (("x_t", c.XT), ("x_0", c.X0), (r"\bar{\alpha}_t", c.ALPHA), (r"\epsilon", c.EPS)):
+        part = m.get_part_by_tex(tex)
+        assert part is not None and ManimColor(part.get_color()) == ManimColor(colour), tex
+    assert ManimColor(m[1].get_color()) == ManimColor(c.RECONSTRUCTION)
+    assert len(set(map(str, (c.X0, c.XT, c.ALPHA, c.EPS, c.XHAT, *c.TERM_COLORS.values())))) == 9
+
+
+def test_pixel_image_is_sharp_and_exact():
+    img = shapes(1, "test")[0][0]
+    m = c.pixel_image(img, height=2)
+    assert m.resampling_algorithm == RESAMPLING_ALGORITHMS["nearest"] and m.height == pytest.approx(2)
+    np.testing.assert_array_equal(pixels(m), img.permute(1, 2, 0).numpy())
+    noise = torch.rand(3, 32, 32) * 2 - 1
+    c.set_pixels(m, noise)
+    np.testing.assert_array_equal(pixels(m), as_hwc(noise[None])[0])
+
+
+def test_live_number_redraws_in_place():
+    n = c.LiveNumber(0.5, "{:.4f}")
+    n.shift([1.5, -2.0, 0])
+    left, zero_y = n[0].get_left()[0], n[-1].get_center()[1]  # the last glyph is a 0
+    n.set_value(-0.25)
+    assert n.get_value() == -0.25 and len(n) == len("-0.2500")
+    assert abs(n.get_left()[0] - left) < 0.05  # stays where it was moved
+    assert n[-1].get_center()[1] == pytest.approx(zero_y)  # on the same baseline
+    n.set_value(12.0)
+    assert len(n) == len("12.0000")
