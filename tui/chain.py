@@ -195,16 +195,15 @@ class ChainScreen(Screen):
             self.query_one("#fwd-plot", Plot).set_series(
                 [Series("signal", ts, tab.signal, "cyan"), Series("noise", ts, tab.noise, "magenta")], x_range=(0, tab.T))
         self.show()
-        self.call_after_refresh(self._prerender)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self._prerender)
+        self._window = (None, None, 0, -1)
+        self.call_after_refresh(self._maybe_prerender)
 
     @work(thread=True, exclusive=True, group="prerender")
     def _prerender(self) -> None:
-        """Draw every frame of the shown chain at the widgets' size, nearest to t first."""
+        """Draw the frames around t ahead of time, nearest first, as many as the image caches hold."""
         worker = get_current_worker()
-        self.prerendered = False
         c, mode = self.chain, self.mode
         if c is None:
             return
@@ -214,7 +213,11 @@ class ChainScreen(Screen):
             targets = [(self.query_one(f"#bwd-{n}", HalfBlockImage), n, fr)
                        for n, fr in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean))]
         now = self.t()
-        for t in sorted(range(c.T + 1), key=lambda t: abs(t - now)):
+        # half the cache on each side of t, so stepping either way finds its frames drawn
+        half = max(min(w.frames_that_fit() for w, _, _ in targets) // 2 - 1, 1)
+        lo, hi = max(now - half, 0), min(now + half, c.T)
+        self._window = (mode, id(c), lo, hi)
+        for t in sorted(range(lo, hi + 1), key=lambda t: abs(t - now)):
             for w, name, frames in targets:
                 if worker.is_cancelled or self.chain is not c:
                     return
@@ -222,6 +225,19 @@ class ChainScreen(Screen):
                 if cw > 0 and ch > 0:
                     w.prime(frames[t], (name, id(c), t), cw, ch)
         self.prerendered = True
+
+    def _maybe_prerender(self) -> None:
+        """Move the pre-drawn window along when t nears its edge (or the chain or mode changed)."""
+        c = self.chain
+        if c is None:
+            return
+        mode, cid, lo, hi = getattr(self, "_window", (None, None, 0, -1))
+        t = self.t()
+        margin = max((hi - lo) // 4, 1)
+        inside = mode == self.mode and cid == id(c) and (lo == 0 or t >= lo + margin) and (hi == c.T or t <= hi - margin)
+        if not inside:
+            self.prerendered = False
+            self._prerender()
 
     # -- showing a frame --------------------------------------------------------------
     @property
@@ -286,6 +302,7 @@ class ChainScreen(Screen):
                 f"std = {fmt(float(c.var[t]) ** 0.5)}\n"
                 f"[b]denoising matching[/] KL(q(x_{{t-1}}|x_t, x_0) || p(x_{{t-1}}|x_t)) at this x_t:\n"
                 f"  {match}, with x_0 = {ref}")
+        self._maybe_prerender()
 
     # -- actions ----------------------------------------------------------------------
     def action_step(self, d: int) -> None:
@@ -343,7 +360,6 @@ class ChainScreen(Screen):
             self.compute()
         else:
             self.show()
-            self.call_after_refresh(self._prerender)
 
     def action_image(self, d: int) -> None:
         try:

@@ -8,6 +8,8 @@ sharp; integer factors are used whenever the image fits at least once.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from rich.color import Color, ColorTriplet, ColorType
 from rich.segment import Segment
@@ -63,16 +65,43 @@ def _rgb(c) -> Color:
 
 
 class HalfBlockImage(Widget):
-    """Shows a uint8 H x W x 3 array; the rendered strips are cached per image and size."""
+    """Shows a uint8 H x W x 3 array; rendered frames are kept in a small LRU cache.
+
+    A rendered cell costs about 600 bytes (a Segment and its Style), so the cache
+    is bounded by cells, not frames: ``max_cells`` (~60 MB) holds a few hundred
+    32x32 frames or a few dozen large ones.
+    """
 
     DEFAULT_CSS = "HalfBlockImage { width: 1fr; height: 1fr; }"
 
-    def __init__(self, image: np.ndarray | None = None, *, id: str | None = None, classes: str | None = None):
+    def __init__(self, image: np.ndarray | None = None, *, id: str | None = None, classes: str | None = None,
+                 max_cells: int = 100_000):
         super().__init__(id=id, classes=classes)
         self.image = image
+        self.max_cells = max_cells
+        self._image_key = None
         self._key = None
         self._strips: list[Strip] = []
-        self._cache: dict = {}
+        self._cache: OrderedDict = OrderedDict()
+        self._cells = 0
+
+    def frames_that_fit(self) -> int:
+        """How many frames of the current image size the cache holds at this widget's size."""
+        w, h = self.content_size
+        if self.image is None or w < 1 or h < 1:
+            return 0
+        oh, ow = fit(self.image.shape[0], self.image.shape[1], w, h)
+        return max(self.max_cells // max(ow * ((oh + 1) // 2), 1), 1)
+
+    def _store(self, key, strips: list[Strip]) -> None:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return
+        self._cache[key] = strips
+        self._cells += sum(len(s) for s in strips)
+        while self._cells > self.max_cells and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cells -= sum(len(s) for s in old)
 
     def set_image(self, image: np.ndarray | None, key=None) -> None:
         """Show ``image``; a hashable ``key`` lets frames seen before come from the cache."""
@@ -84,18 +113,16 @@ class HalfBlockImage(Widget):
         """Render ``image`` for a size ahead of time (from a worker thread), so showing it later is a lookup."""
         k = (key, width, height)
         if k not in self._cache:
-            self._cache[k] = to_strips(image, width, height)
+            self._store(k, to_strips(image, width, height))
 
     def render_line(self, y: int) -> Strip:
         w, h = self.content_size
-        key = (getattr(self, "_image_key", id(self.image)), w, h)
+        key = (self._image_key if self._image_key is not None else id(self.image), w, h)
         if key != self._key:
             strips = self._cache.get(key)
             if strips is None:
                 strips = to_strips(self.image, w, h) if self.image is not None else []
-                if len(self._cache) > 4096:
-                    self._cache.clear()
-                self._cache[key] = strips
+                self._store(key, strips)
             self._strips = strips
             self._key = key
         if y < len(self._strips):

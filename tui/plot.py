@@ -67,8 +67,7 @@ def nice(v: float) -> str:
 
 
 def render(series: list[Series], width: int, height: int, log: bool = False,
-           x_range: tuple[float, float] | None = None, cursor: float | None = None,
-           axis_style: str = "grey50") -> list[Strip]:
+           x_range: tuple[float, float] | None = None, axis_style: str = "grey50") -> list[Strip]:
     """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line."""
     plot_w = max(width - GUTTER, 1)
     plot_h = max(height - 1, 1)
@@ -128,12 +127,7 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
                 cell |= dots[dy::4, dx::2].astype(np.uint16) * _DOT[dy, dx]
         bits |= cell
         owner[cell > 0] = k
-    if cursor is not None and x_hi > x_lo:
-        c = int(np.clip((cursor - x_lo) / (x_hi - x_lo) * (W - 1), 0, W - 1))
-        cell = _DOT[:, c % 2].sum()
-        bits[:, c // 2] |= cell
-        owner[:, c // 2] = len(series)
-    styles = [Style.parse(s.color) for s in series] + [Style.parse("bold white")]
+    styles = [Style.parse(s.color) for s in series]
     axis = Style.parse(axis_style)
     labels = {0: _ylabel(y_hi, log), plot_h - 1: _ylabel(y_lo, log)}
     if plot_h >= 5:

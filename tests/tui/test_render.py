@@ -64,3 +64,14 @@ def test_sample_crop_finds_the_grid_layout():
     assert (crop == g[::2, ::2][:67, :67]).all()
     other = np.zeros((50, 70, 3), np.uint8)
     assert sample_crop(other, 30, 10)[1] == 0
+
+
+def test_frame_cache_is_bounded_by_cells():
+    from tui.image import HalfBlockImage
+
+    w = HalfBlockImage(max_cells=2000)
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for i in range(50):
+        w.prime(img, i, 32, 16)  # 32 x 16 cells = 512 a frame
+    assert w._cells <= 2000 and len(w._cache) == 3
+    assert [k[0] for k in w._cache] == [47, 48, 49]  # the newest stay
