@@ -114,8 +114,10 @@ def resolve(path: str | os.PathLike) -> Path:
             raise ValueError(f"{p} holds no complete checkpoint.")
         if p.suffix == ".safetensors":
             p = p.with_suffix(".json")
+        if not p.exists():
+            raise ValueError(f"checkpoint {str(path)[:200]} does not exist.")
         if not p.is_file():
-            raise ValueError(f"checkpoint {path} does not exist.")
+            raise ValueError(f"{str(path)[:200]} is neither a run directory nor a checkpoint file.")
     except OSError as e:  # a name too long, a loop of links, no permission
         raise ValueError(f"checkpoint {str(path)[:200]!r} cannot be read ({e.strerror or type(e).__name__}).") from None
     return p

@@ -50,6 +50,7 @@ def _check_t(schedule: Schedule, t, lo: int) -> None:
 def forward_step(schedule: Schedule, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None) -> torch.Tensor:
     """One step of the chain: x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps."""
     _check_t(schedule, t, 1)
+    _float_tensor(x_prev, "x_{t-1}")
     if noise is None:
         noise = torch.randn_like(x_prev)
     _same_shape(x_prev, noise, "x_{t-1}", "the noise")
@@ -78,6 +79,7 @@ def q_mean_var(schedule: Schedule, x0: torch.Tensor, t):
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None = None) -> torch.Tensor:
     """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps: the reparameterisation of q(x_t | x_0)."""
+    _float_tensor(x0, "x_0")
     if noise is None:
         noise = torch.randn_like(x0)
     _same_shape(x0, noise, "x_0", "the noise")
@@ -117,11 +119,15 @@ def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t):
     return mean, _at(var, t, x0)
 
 
+def _float_tensor(v, name: str) -> None:
+    if not torch.is_tensor(v) or not v.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got {type(v).__name__} {getattr(v, 'dtype', '')}.")
+
+
 def _same_shape(a, b, name_a: str, name_b: str) -> None:
     """Both float tensors of one shape (broadcasting would silently mix images)."""
     for name, v in ((name_a, a), (name_b, b)):
-        if not torch.is_tensor(v) or not v.is_floating_point():
-            raise ValueError(f"{name} must be a float tensor, got {type(v).__name__} {getattr(v, 'dtype', '')}.")
+        _float_tensor(v, name)
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
 

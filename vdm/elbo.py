@@ -176,8 +176,9 @@ def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising"
         raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}.")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}.")
-    if x0.ndim < 2 or not x0.dtype.is_floating_point:
-        raise ValueError(f"x_0 must be a float tensor [B, ...], got {x0.dtype} of shape {tuple(x0.shape)}.")
+    if not torch.is_tensor(x0) or x0.ndim < 2 or not x0.dtype.is_floating_point or x0.numel() == 0:
+        raise ValueError(f"x_0 must be a non-empty float tensor [B, ...], got {type(x0).__name__} "
+                         f"{getattr(x0, 'dtype', '')} of shape {tuple(getattr(x0, 'shape', ()))}.")
     if not torch.isfinite(x0).all():
         raise ValueError("x_0 contains NaN or infinite values.")
     B, T = x0.shape[0], schedule.T

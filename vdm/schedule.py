@@ -214,6 +214,7 @@ class Schedule:
 
 def make_schedule(kind: str = "constant", T: int = DEFAULT_T, alpha: float | None = None) -> Schedule:
     """The schedule a command line asks for by name."""
+    _check_T(T)
     if kind == "constant":
         return Schedule.constant(alpha, T)
     if alpha is not None:
