@@ -15,11 +15,11 @@ from pathlib import Path
 EXIT_USAGE = 2
 MAX_T = 10_000  # a bound on --T, so that a typo cannot ask for terabytes
 MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the same reason
-# train flags that a resumed run may change (its length and how it reports); every other flag must
-# match the run, as the checkpoint's weights, optimizer and data order belong to those settings
-RESUME_MAY_CHANGE = ("epochs", "minutes", "sample_every", "eval_every", "eval_size", "n_samples",
-                     "ckpt_every", "log_every", "keep", "threads", "device", "data_dir",
-                     "precision", "channels_last", "compile", "cuda_graphs")
+# train flags a resumed run must keep: the checkpoint's weights, optimizer and data order belong to
+# them. Every other flag (--epochs, --minutes, how often it reports, the device, precision, compile)
+# may change.
+RESUME_MUST_MATCH = ("model", "prediction", "schedule", "T", "alpha", "data", "limit", "batch_size", "lr",
+                     "ema", "seed")
 
 
 class CommandError(Exception):
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tui", action="store_true", help="watch the training in the terminal UI (the default when run in a terminal)")
     p.add_argument("--no-tui", action="store_true", help="plain progress even in a terminal")
     # None marks a flag the user did not give: a fresh run takes TrainConfig's default, a resumed
-    # run keeps its own value (and refuses a different one, see RESUME_MAY_CHANGE)
+    # run keeps its own value (and refuses a different one, see RESUME_MUST_MATCH)
     p.set_defaults(func=cmd_train, **{f.name: None for f in fields(TrainConfig) if f.name not in ("name", "runs_dir")})
 
     p = sub.add_parser("sample", help="ancestral sampling from a checkpoint",
@@ -237,13 +237,13 @@ def cmd_train(args) -> int:
 
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if args.resume:
+    if args.resume is not None:  # --resume "" is a mistake, not a fresh run
         run_dir = Path(args.resume)
         cfg = load_run_config(run_dir)
         for k, v in given.items():
             if k in ("name", "runs_dir"):
                 continue  # the run is the directory given to --resume
-            if k in RESUME_MAY_CHANGE:
+            if k not in RESUME_MUST_MATCH:
                 setattr(cfg, k, v)
             elif v != getattr(cfg, k):
                 have = getattr(cfg, k)
@@ -263,8 +263,8 @@ def cmd_train(args) -> int:
     if args.tui or (not args.no_tui and not args.quiet and sys.stdin.isatty() and sys.stdout.isatty()):
         from tui.training import train_with_tui
 
-        return train_with_tui(cfg, run_dir, given, resume=bool(args.resume))
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+        return train_with_tui(cfg, run_dir, given, resume=args.resume is not None)
+    trainer = Trainer(cfg, run_dir, resume=args.resume is not None)
     print(f"run: {run_dir}")
     print(f"schedule: {trainer.schedule.describe()}; device: {trainer.device}")
     print(summary(trainer.model.net))
