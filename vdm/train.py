@@ -104,8 +104,26 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """From a config.json: unknown keys are ignored; a value of the wrong type is a ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a training config is a JSON object, got {type(d).__name__}.")
+        out = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v, default = d[f.name], f.default
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, int):
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            elif isinstance(default, float) or default is None:  # alpha: None (tuned) or a number
+                ok = (v is None and default is None) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+            else:
+                ok = isinstance(v, str)
+            if not ok:
+                raise ValueError(f"{f.name} has the value {str(v)[:40]!r} of the wrong type.")
+            out[f.name] = v
+        return cls(**out)
 
 
 class TrainingStopped(Exception):
@@ -471,10 +489,15 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
 
     p = Path(run_dir) / "config.json"
     try:
-        if not p.is_file():
-            raise ValueError(f"{str(run_dir)[:200]} is not a run directory (no config.json).")
-        return TrainConfig.from_dict(json.loads(p.read_text()))
+        found = p.is_file()
+        text = p.read_bytes() if found else b""
     except OSError as e:  # a name too long, no permission
         raise ValueError(f"{str(run_dir)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
-    except (ValueError, TypeError, RecursionError, AttributeError) as e:
-        raise ValueError(f"{p} is not a valid run config ({type(e).__name__}: {str(e)[:120]}).") from None
+    if not found:
+        raise ValueError(f"{str(run_dir)[:200]!r} is not a run directory (no config.json).")
+    try:
+        cfg = TrainConfig.from_dict(json.loads(text))
+        cfg.validate()
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p} is not a valid run config ({str(e)[:160]}).") from None
+    return cfg
