@@ -292,8 +292,14 @@ class Trainer:
         with torch.no_grad():
             # one foreach kernel per step rather than one per tensor (the same lerp, element by element)
             torch._foreach_lerp_(list(self.ema.net.parameters()), list(self.model.net.parameters()), 1 - d)
+            # BatchNorm's running statistics are averaged like the weights: statistics copied from
+            # the live model do not describe the averaged weights' activations, and sampling with
+            # them drifts to saturated colours.
             for be, bm in zip(self.ema.net.buffers(), self.model.net.buffers()):
-                be.copy_(bm)
+                if be.dtype.is_floating_point:
+                    be.lerp_(bm, 1 - d)
+                else:
+                    be.copy_(bm)
 
     # -- evaluation and samples -------------------------------------------------
     @property
