@@ -193,3 +193,20 @@ async def test_quit_while_training_asks_stop_or_detach(tmp_path, key, outcome):
         await wait_for(pilot, lambda: app.outcome == outcome, 10)
     assert app.outcome == outcome
     assert proc.stopped == (outcome == "stopped")
+
+
+def test_child_argv_keeps_the_users_flags_and_fixes_the_run(tmp_path):
+    from tui.training import child_argv
+
+    run = tmp_path / "runs" / "x"
+    argv = child_argv({"name": "", "runs_dir": "runs", "T": 20, "lr": 0.002, "alpha": None}, run, resume=False)
+    assert argv[:4] == ["--runs-dir", str(run.parent), "--name", "x"]
+    assert "--T" in argv and argv[argv.index("--T") + 1] == "20" and "--alpha" not in argv
+    assert argv[-2:] == ["--no-tui", "--quiet"]  # the child never opens a UI of its own
+    again = child_argv({"epochs": 9}, run, resume=True)
+    assert again[:2] == ["--resume", str(run)] and "--name" not in again
+    # the parser accepts what the child is given
+    from vdm.cli import build_parser
+
+    ns = build_parser().parse_args(["train", *argv])
+    assert ns.T == 20 and ns.no_tui and ns.quiet and ns.name == "x"
