@@ -151,14 +151,12 @@ class RunState:
         """Seconds left: steps to go at the recent rate, or the time limit if that comes first."""
         if not self.running or self.last_train is None:
             return None
-        steps = self.column("train", "step")
+        steps = self.train["step"][-10:]  # the recent rate, over the last ten records (a small copy)
         total = self.total_steps
         left = []
         if total and len(steps) >= 2:
-            # the recent rate, over the last ten records: steps per training second
-            el = self.column("train", "elapsed")
-            k = max(len(steps) - 10, 0)
-            dt, ds = el[-1] - el[k], steps[-1] - steps[k]
+            el = self.train["elapsed"][-10:]
+            dt, ds = el[-1] - el[0], steps[-1] - steps[0]
             if dt > 0 and ds > 0:
                 left.append((total - steps[-1]) * dt / ds)
         minutes = self.config.get("minutes") or 0
