@@ -97,7 +97,9 @@ class BackwardDiffusion(Scene):
         steps = [int(round(f * T)) for f in STRIP_FRACTIONS]
         images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
         Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
-        labels = VGroup(*[c.tex(f"t={s}", font_size=28).next_to(img, DOWN, buff=0.15) for s, img in zip(steps, images)])
+        labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
+        for lab, img in zip(labels, images):
+            lab.next_to(img, DOWN, buff=0.15)
         self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.15), FadeIn(labels))
         self.strip_steps = steps
         self.wait(0.5)

@@ -81,11 +81,13 @@ class ConsistencyELBO(Scene):
         sub = c.label(what, size=26).next_to(title, DOWN, buff=0.15)
         image = c.pixel_image(c.example_images(1)[0], height=1.2)
         nats = e.nats()
-        rows = VGroup()
-        for key, name, colour in (("reconstruction", "reconstruction", c.RECONSTRUCTION), ("prior", "prior matching", c.PRIOR),
-                                  ("matching", "consistency", c.CONSISTENCY), ("total", r"total $-$ELBO", "#FFFFFF")):
-            value = nats[key]
-            rows.add(VGroup(c.label(name, colour, 28), c.label(f"{value:,.1f}", colour, 28)))
+        spec = (("reconstruction", "reconstruction", c.RECONSTRUCTION), ("prior", "prior matching", c.PRIOR),
+                ("matching", "consistency", c.CONSISTENCY), ("total", r"total $-$ELBO", "#FFFFFF"))
+        cells = c.labels(*[name for _, name, _ in spec], *[f"{nats[key]:,.1f}" for key, _, _ in spec],
+                         colors=[colour for *_, colour in spec] * 2)
+        rows = VGroup(*[VGroup(cells[i], cells[i + len(spec)]) for i in range(len(spec))])
+        for r in rows:  # the parts come from one Tex line: put each number by its name first
+            r[1].next_to(r[0], RIGHT, buff=0.3)
         rows.arrange(DOWN, aligned_edge=LEFT, buff=0.25)
         right = max(r[0].get_right()[0] for r in rows) + 2.2
         for r in rows:  # numbers in one right-aligned column, on their name's line

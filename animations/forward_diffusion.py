@@ -55,20 +55,20 @@ class ForwardDiffusion(Scene):
         ).arrange(DOWN, aligned_edge=LEFT).next_to(big, RIGHT, buff=1.0)
         self.play(Write(title), FadeIn(step))
         self.add(big, t_label, info)
-        self.play(t.animate.set_value(T), run_time=3, rate_func=linear)
+        self.play(t.animate.set_value(T), run_time=2.5, rate_func=linear)
         big.clear_updaters()
         t_label[1].clear_updaters()
         coef[1].clear_updaters()
 
         strip = VGroup()
         frames = []
-        for tt in STRIP_T:
+        for tt, lab in zip(STRIP_T, c.labels(*[f"t={tt}" for tt in STRIP_T], size=26, math=True)):
             img = c.pixel_image(self.chain[tt], height=1.5)
             frames.append(img)
-            strip.add(VGroup(c.framed(img), c.tex(f"t={tt}", font_size=26)))
+            strip.add(VGroup(c.framed(img), lab))
         for img, cell in zip(frames, strip):
             cell[1].next_to(cell[0], DOWN, buff=0.1)
-        strip.arrange(RIGHT, buff=0.35).to_edge(DOWN, buff=0.4)
+        strip.arrange(RIGHT, buff=0.35).shift(DOWN * 0.8)
         for img, cell in zip(frames, strip):
             img.move_to(cell[0])
         self.play(FadeOut(big), FadeOut(t_label), FadeOut(info))
@@ -97,7 +97,7 @@ class ForwardDiffusion(Scene):
         box = SurroundingRectangle(result, buff=0.15)
         self.play(Write(title))
         for line in lines:
-            self.play(FadeIn(line, shift=0.2 * DOWN), run_time=0.6)
+            self.play(FadeIn(line, shift=0.2 * DOWN), run_time=0.5)
         self.play(Write(result), Create(box))
         self.wait(0.5)
         c.cut(self)
@@ -125,7 +125,7 @@ class ForwardDiffusion(Scene):
         legend[1][0].set_color(c.EPS)
         title = Title(r"$q(x_t \mid x_0)$: how much signal is left at step $t$", font_size=36)
         self.play(Write(title), Create(self.axes), FadeIn(x_lab))
-        self.play(Create(self.graphs), FadeIn(legend), run_time=2)
+        self.play(Create(self.graphs), FadeIn(legend), run_time=1.5)
         self.curve_title, self.legend, self.x_lab = title, legend, x_lab
 
     # -- 4. what changing alpha does -------------------------------------------------------------
@@ -154,7 +154,7 @@ class ForwardDiffusion(Scene):
         img.move_to(img_group[0])
         self.play(FadeIn(readout), FadeIn(img_group), FadeIn(img))
         for a in (*ALPHA_SWEEP, tuned):
-            self.play(self.alpha.animate.set_value(a), run_time=1.5)
+            self.play(self.alpha.animate.set_value(a), run_time=1.2)
         note = c.label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", c.ALPHA, 26)
         note.to_corner(UL).shift(DOWN * 0.9)
         self.play(FadeIn(note))

@@ -142,8 +142,8 @@ class Posterior(Scene):
             return group
 
         self.curves = always_redraw(curves)
-        legend = VGroup(*[c.label(text, colour, 26) for colour, text in styles.values()],
-                        c.label(r"dashed: this pixel's $x_0$", c.X0, 24))
+        legend = VGroup(*c.labels(*[text for _, text in styles.values()], r"dashed: this pixel's $x_0$",
+                                  colors=[colour for colour, _ in styles.values()] + [c.X0], size=26))
         legend.arrange(DOWN, aligned_edge=LEFT).next_to(self.axes, RIGHT, buff=0.3).shift(UP * 0.8)
         self.play(FadeIn(panel), FadeIn(self.axes), FadeIn(legend))
         self.add(self.curves)
