@@ -132,7 +132,10 @@ def idle_cpu(run: Path, seconds: float) -> float | None:
 
         # wait until start-up and the first read are over: the screen shows the run, the CPU settles
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and "step" not in tm("capture-pane", "-p", "-t", "b").stdout:
+        while time.monotonic() < deadline:
+            screen = tm("capture-pane", "-p", "-t", "b").stdout
+            if ("training" in screen or "finished" in screen) and "reading" not in screen:
+                break
             time.sleep(0.5)
         prev = cpu()
         while time.monotonic() < deadline:
@@ -155,16 +158,19 @@ def main() -> None:
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--parts", default="latency,attach,idle", help="which measurements (comma-separated)")
     ap.add_argument("--attach-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.attach_child:  # the fresh process of measurement 2
         print(json.dumps(asyncio.run(_attach(args.attach_child))))
         return
     rows = []
-    lat, cpu = asyncio.run(_latency(args.presses, 500))
-    rows.append(("chain screen: key press -> frame, median wall", f"{statistics.median(lat) * 1e3:.1f} ms",
-                 f"p90 {sorted(lat)[int(len(lat) * 0.9)] * 1e3:.1f} ms", "< 20 ms"))
-    rows.append(("chain screen: CPU time per key press, median", f"{statistics.median(cpu) * 1e3:.1f} ms", "", ""))
+    parts = set(args.parts.split(","))
+    if "latency" in parts:
+        lat, cpu = asyncio.run(_latency(args.presses, 500))
+        rows.append(("chain screen: key press -> frame, median wall", f"{statistics.median(lat) * 1e3:.1f} ms",
+                     f"p90 {sorted(lat)[int(len(lat) * 0.9)] * 1e3:.1f} ms", "< 20 ms"))
+        rows.append(("chain screen: CPU time per key press, median", f"{statistics.median(cpu) * 1e3:.1f} ms", "", ""))
     with tempfile.TemporaryDirectory() as d:
         run = Path(d) / "big"
         run.mkdir()
@@ -172,13 +178,16 @@ def main() -> None:
         make_log(run / "metrics.jsonl", args.lines)
         size = (run / "metrics.jsonl").stat().st_size
         print(f"(wrote {args.lines:,} lines, {size / 2**20:.0f} MiB, in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
-        out = subprocess.run([sys.executable, __file__, "--attach-child", str(run)], capture_output=True, text=True, check=True)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append((f"monitor: attach to {args.lines:,} lines, whole curve", f"{res['seconds']:.2f} s", f"{res['points']:,} points", "< 3 s"))
-        rows.append(("monitor: CPU time of that process (all threads)", f"{res['cpu_seconds']:.2f} s", "", ""))
-        rows.append(("monitor: peak memory of that process", f"{res['peak_mb']:.0f} MB", "", "< 300 MB"))
-        cpu = idle_cpu(run, args.idle)
-    rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux)", "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
+        if "attach" in parts:
+            out = subprocess.run([sys.executable, __file__, "--attach-child", str(run)], capture_output=True, text=True, check=True)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append((f"monitor: attach to {args.lines:,} lines, whole curve", f"{res['seconds']:.2f} s", f"{res['points']:,} points", "< 3 s"))
+            rows.append(("monitor: CPU time of that process (all threads)", f"{res['cpu_seconds']:.2f} s", "", ""))
+            rows.append(("monitor: peak memory of that process", f"{res['peak_mb']:.0f} MB", "", "< 300 MB"))
+        if "idle" in parts:
+            cpu = idle_cpu(run, args.idle)
+            rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux, {args.lines:,}-line run)",
+                         "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
     w = max(len(r[0]) for r in rows)
     load = os.getloadavg()[0]
     print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
