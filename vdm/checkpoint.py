@@ -143,6 +143,8 @@ def read_meta(sidecar: str | os.PathLike, verify: bool = False) -> dict:
         raise ValueError(f"{sidecar} has no valid SHA-256 of its tensors.")
     if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
         raise ValueError(f"{sidecar} has no valid step (got {repr(meta.get('step'))[:40]}).")
+    if not isinstance(meta.get("model"), str) or not isinstance(meta.get("schedule"), dict):
+        raise ValueError(f"{sidecar} does not name its model and schedule.")
     if verify:
         tf = sidecar.parent / str(meta.get("tensors_file", ""))
         if not tf.is_file() or _sha256(tf) != meta.get("sha256"):

@@ -143,7 +143,8 @@ SIDECARS = {
     "another model": ({"model": "unet"}, "does not describe a model"),
     "a schedule of no kind": ({"schedule": {"kind": "exotic", "T": 20}}, "does not describe a model|unknown schedule"),
     "a schedule of T 0": ({"schedule": {"kind": "constant", "T": 0, "params": [0.5]}}, "T must be"),
-    "a schedule that is a string": ({"schedule": "constant"}, "a schedule config is a dict"),
+    "a schedule that is a string": ({"schedule": "constant"}, "does not name its model and schedule"),
+    "no model": ({"model": None}, "does not name its model and schedule"),
     "an unknown prediction": ({"prediction": "v"}, "prediction must be one of"),
 }
 
