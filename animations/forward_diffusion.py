@@ -53,9 +53,9 @@ class ForwardDiffusion(Scene):
             c.label(rf"constant $\alpha = {self.schedule.params[0]:.5f}$, $T = {T}$", c.ALPHA),
             coef,
         ).arrange(DOWN, aligned_edge=LEFT).next_to(big, RIGHT, buff=1.0)
-        self.play(Write(title), FadeIn(step))
+        self.play(Write(title, run_time=0.7), FadeIn(step, run_time=0.7))
         self.add(big, t_label, info)
-        self.play(t.animate.set_value(T), run_time=2.5, rate_func=linear)
+        self.play(t.animate.set_value(T), run_time=2, rate_func=linear)
         big.clear_updaters()
         t_label[1].clear_updaters()
         coef[1].clear_updaters()
@@ -95,7 +95,7 @@ class ForwardDiffusion(Scene):
                        r"(1-\bar{\alpha}_t)\,\mathbf{I}\right)", font_size=40)
         result.next_to(lines, DOWN, buff=0.6)
         box = SurroundingRectangle(result, buff=0.15)
-        self.play(Write(title))
+        self.play(Write(title, run_time=0.7))
         for line in lines:
             self.play(FadeIn(line, shift=0.2 * DOWN), run_time=0.5)
         self.play(Write(result), Create(box))
@@ -124,7 +124,7 @@ class ForwardDiffusion(Scene):
         legend[0][0].set_color(c.X0)
         legend[1][0].set_color(c.EPS)
         title = Title(r"$q(x_t \mid x_0)$: how much signal is left at step $t$", font_size=36)
-        self.play(Write(title), Create(self.axes), FadeIn(x_lab))
+        self.play(Write(title, run_time=0.7), Create(self.axes, run_time=0.7), FadeIn(x_lab, run_time=0.7))
         self.play(Create(self.graphs), FadeIn(legend), run_time=1.5)
         self.curve_title, self.legend, self.x_lab = title, legend, x_lab
 
@@ -154,7 +154,7 @@ class ForwardDiffusion(Scene):
         img.move_to(img_group[0])
         self.play(FadeIn(readout), FadeIn(img_group), FadeIn(img))
         for a in (*ALPHA_SWEEP, tuned):
-            self.play(self.alpha.animate.set_value(a), run_time=1.2)
+            self.play(self.alpha.animate.set_value(a), run_time=1)
         note = c.label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", c.ALPHA, 26)
         note.to_corner(UL).shift(DOWN * 0.9)
         self.play(FadeIn(note))
