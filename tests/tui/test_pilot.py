@@ -117,7 +117,8 @@ async def test_monitor_follows_a_growing_metrics_file(tmp_path):
 
 
 async def test_bad_run_directory_is_a_notification_not_a_crash(tmp_path):
-    app = VdmApp(tmp_path / "nowhere", poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    app = VdmApp(tmp_path / "nowhere", source=ChainSource(tmp_path / "nowhere", T=20), poll_interval=0.05,
+                 gpu_factory=lambda: GpuReader(nvml=object()))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         assert any("does not exist" in n.message for n in app._notifications)
