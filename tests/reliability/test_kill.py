@@ -67,6 +67,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_interval(tmp_path):
             seen["before the first record"] += 1
             reached = before
         else:
+            assert mine[0]["kind"] == "start" and mine[0]["step"] == before, "did not resume from the newest checkpoint"
             i = recs.index(mine[0])
             reached = max([before] + [r["step"] for r in recs[i:] if "step" in r])
         if not (run / "config.json").exists():
