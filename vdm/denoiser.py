@@ -99,7 +99,7 @@ def load_denoiser(path, device="cpu", use_ema: bool = True, expected: dict | Non
         ckpt.check_compatible(meta, expected)
     try:
         schedule = Schedule.from_config(meta["schedule"])
-        net = build_net(meta["model"], schedule.T)
+        net = build_net(meta["model"], schedule.T, meta.get("prediction", "x0"))
         weights = (c.group("ema") if use_ema else {}) or c.group("model")
         net.load_state_dict(weights)
         den = Denoiser(net, schedule, meta.get("prediction", "x0"))

@@ -24,9 +24,10 @@ class AssignmentNet(nn.Module):
     4x4 convolutions (32, 64, 128, 256 channels) with BatchNorm and ReLU, four
     transposed convolutions back up, each but the first fed the concatenation
     with the encoder feature of its size; tanh output, as x_0 lives in [-1, 1].
+    With ``tanh=False`` (ε-prediction: ε ~ N(0, I) is not bounded) the output is linear.
     """
 
-    def __init__(self, T: int, in_ch: int = 3, widths=(32, 64, 128, 256)):
+    def __init__(self, T: int, in_ch: int = 3, widths=(32, 64, 128, 256), tanh: bool = True):
         super().__init__()
         self.T = T
         w = widths
@@ -44,7 +45,7 @@ class AssignmentNet(nn.Module):
         self.up1 = up(w[3], w[2])
         self.up2 = up(2 * w[2], w[1])
         self.up3 = up(2 * w[1], w[0])
-        self.up4 = up(2 * w[0], in_ch, nn.Tanh())
+        self.up4 = up(2 * w[0], in_ch, nn.Tanh() if tanh else nn.Identity())
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         plane = (t.to(x.dtype) / self.T * 2 - 1).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
@@ -125,9 +126,10 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-def build_net(name: str, T: int) -> nn.Module:
+def build_net(name: str, T: int, prediction: str = "x0") -> nn.Module:
+    """The named network; the assignment's tanh output is kept only where the target is x_0."""
     if name == "assignment":
-        return AssignmentNet(T)
+        return AssignmentNet(T, tanh=prediction == "x0")
     if name == "unet":
         return UNet(T)
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}.")

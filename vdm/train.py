@@ -163,7 +163,7 @@ class Trainer:
         self.dist, self.device = distributed.setup(pick_device(cfg.device))
         self.schedule = make_schedule(cfg.schedule, cfg.T, cfg.alpha)
         torch.manual_seed(cfg.seed)
-        net = build_net(cfg.model, cfg.T).to(self.device)
+        net = build_net(cfg.model, cfg.T, cfg.prediction).to(self.device)
         if self.dist.enabled:
             distributed.sync_batchnorm(net, self.device)  # global-batch BN statistics, as one process has
         cuda = self.device.type == "cuda"
