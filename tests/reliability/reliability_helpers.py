@@ -99,3 +99,52 @@ def start(argv: list[str], log) -> multiprocessing.Process:
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def save_killed_at(directory: str, step: int, kill_at: int) -> None:
+    """Process target: ckpt.save(step) that dies like SIGKILL (os._exit, no cleanup) at its kill_at-th
+    file system event: a write (half of the bytes written first), an fsync, a rename or an unlink."""
+    import builtins
+
+    import vdm.atomic
+
+    count = [0]
+
+    def event():
+        count[0] += 1
+        if count[0] == kill_at:
+            os._exit(137)
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            count[0] += 1
+            if count[0] == kill_at:
+                self.f.write(data[: len(data) // 2])
+                self.f.flush()
+                os._exit(137)
+            return self.f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def wrap(fn):
+        def inner(*a, **k):
+            event()
+            return fn(*a, **k)
+        return inner
+
+    vdm.atomic.open = lambda path, mode="r", *a, **k: HalfWriter(builtins.open(path, mode, *a, **k))
+    os.fsync, os.replace, os.unlink = wrap(os.fsync), wrap(os.replace), wrap(os.unlink)
+    ckpt.save(directory, step, small_state(step), {"model": "assignment", "schedule": {"kind": "constant", "T": 20}})
+    os._exit(0)
+
+
+def small_state(step: int) -> dict:
+    g = torch.Generator().manual_seed(step)
+    return {"model/w": torch.randn(64, 64, generator=g), "optim/0/exp_avg": torch.randn(64, 64, generator=g)}

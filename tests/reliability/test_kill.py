@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from reliability_helpers import assert_same_state, newest, read_json, records, start, tiny_cfg, train_argv
@@ -54,7 +55,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_interval(tmp_path):
         assert time.monotonic() < deadline, f"only {kill} kills in the time budget"
         before = newest(run).step if ckpt.list_checkpoints(run / "checkpoints") else 0
         p = start(train_argv(cfg, resume=(run / "config.json").exists()), log)
-        time.sleep(rng.uniform(0.2, 3.0))
+        time.sleep(rng.uniform(0.2, 2.2))
         os.kill(p.pid, signal.SIGKILL)
         p.join(30)
         assert p.exitcode == -signal.SIGKILL, f"the process ended by itself ({p.exitcode}): {_tail(log)}"
@@ -155,3 +156,37 @@ def test_sigint_saves_and_exits_0(tmp_path):
     assert "stopped by SIGINT at step" in _tail(log)
     end = records(run)[-1]
     assert end["reason"] == "SIGINT" and newest(run).step == end["step"]
+
+
+def test_kill_at_every_point_of_a_checkpoint_write(tmp_path):
+    """A process dies (os._exit, nothing cleaned up) at each file system event of ckpt.save in turn:
+    every half-written file, fsync, rename and unlink. The newest verified checkpoint is always the
+    old one or the new one, whole; the next save cleans up what the dead writer left."""
+    from reliability_helpers import forkserver, save_killed_at, small_state
+
+    pristine = tmp_path / "pristine"
+    for s in (1, 2):
+        ckpt.save(pristine, s, small_state(s), {"model": "assignment", "schedule": {"kind": "constant", "T": 20}})
+    outcomes = {}
+    for k in range(1, 40):
+        d = tmp_path / f"k{k}"
+        shutil.copytree(pristine, d)
+        p = forkserver().Process(target=save_killed_at, args=(str(d), 3, k), daemon=True)
+        p.start()
+        p.join(60)
+        c = ckpt.load(d)
+        assert c.step in (2, 3)
+        for name, v in small_state(c.step).items():
+            assert torch.equal(c.tensors[name], v)
+        outcomes[k] = c.step
+        # the next writer finds the mess and leaves a clean directory with the newest two
+        ckpt.save(d, 4, small_state(4), {"model": "assignment", "schedule": {"kind": "constant", "T": 20}})
+        names = sorted(f.name for f in d.iterdir())
+        assert names[-2:] == ["ckpt-00000004.json", "ckpt-00000004.safetensors"] and len(names) == 4, names
+        if p.exitcode == 0:
+            break  # the save ran to its end: every event before it was a kill point
+        assert p.exitcode == 137
+    assert p.exitcode == 0 and k > 8, f"only {k} events"
+    assert set(outcomes.values()) == {2, 3}
+    print(f"\nkilled ckpt.save at each of its {k - 1} file system events: newest checkpoint "
+          f"{sum(v == 2 for v in outcomes.values())}x the old one, {sum(v == 3 for v in outcomes.values())}x the new one")
