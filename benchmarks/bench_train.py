@@ -226,7 +226,7 @@ def gpu_bench(args) -> list[tuple]:
         raise SystemExit("--gpu needs a CUDA GPU.")
     rows = []
     runs = Path(tempfile.mkdtemp(prefix="vdm-gpu-"))
-    variants = [{}, {"compile": True}, {"compile": True, "cuda_graphs": True}, {"precision": "fp32"}]
+    variants = [{}, {"compile": True}] + ([{"compile": True, "cuda_graphs": True}, {"precision": "fp32"}] if args.all_variants else [])
     for flags in variants:
         code = GPU_SCRIPT.format(root=str(ROOT), data_dir=args.data_dir, epochs=args.epochs, run=str(runs))
         p = subprocess.run([sys.executable, "-c", code, json.dumps(flags)], capture_output=True, text=True)
@@ -325,6 +325,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200, help="epochs of the --gpu run")
     ap.add_argument("--data-dir", default="data", help="where CIFAR-10 is for --gpu (random uint8 data if not)")
     ap.add_argument("--ours-1t", action="store_true", help="also time ours with one thread")
+    ap.add_argument("--all-variants", action="store_true", help="--gpu: also --cuda-graphs and fp32 (4 full runs)")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--child", choices=tuple(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -68,4 +68,4 @@ def test_the_sampler_adds_a_few_ops_and_no_read_back_per_step():
     assert c.ops[READ_BACK] == 0
     own = sum(c.ops.values()) - 2 * T  # minus the clone and the multiply of the stub
     # per step: fill t, 3 table reads (select), clamp, 2 mul + add (the mean), randn, mul + add
-    assert own <= 12 * T, c.ops
+    assert own <= 12 * T + 40, c.ops  # + the set-up: x_T, the coefficient tables
