@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def render_scene(cls, quality: str, out: Path, sections: bool = False, overrides
         "save_sections": sections,
         "disable_caching": True,
         "verbosity": "WARNING",
-        "progress_bar": "display",
+        # manim's per-animation bars are for a terminal; in a log they are thousands of lines
+        "progress_bar": "display" if sys.stderr.isatty() else "none",
         "format": "mp4",
         **(overrides or {}),
     }
