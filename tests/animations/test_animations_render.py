@@ -6,6 +6,7 @@ fit the test budget; the frame tests check the pictures at full size.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,6 +27,12 @@ def _frames(video: Path) -> int:
     return imageio_ffmpeg.count_frames_and_secs(str(video))[0]
 
 
+needs_rendering = pytest.mark.skipif(
+    shutil.which("latex") is None or shutil.which("dvisvgm") is None or importlib.util.find_spec("manim") is None,
+    reason="rendering needs manim and LaTeX")
+
+
+@needs_rendering
 @pytest.mark.parametrize("name", list(r.SCENES))
 def test_scene_renders_at_low_quality(name, tmp_path):
     lines = []
