@@ -41,7 +41,8 @@ def test_tui_in_tmux_follows_a_live_training_run(tmp_path):
         while time.monotonic() < deadline:
             time.sleep(1.0)
             screen = _tmux(sock, "capture-pane", "-p", "-t", "t").stdout
-            if train.poll() is not None and "finished (done)" in screen and "samples (" in screen:
+            gpu_panel = "CPU only" in screen or "util" in screen  # filled by a worker, maybe last
+            if train.poll() is not None and "finished (done)" in screen and "samples (" in screen and gpu_panel:
                 break
         assert train.wait(30) == 0, train.stderr.read().decode()[-500:]
         last, recs = _last_train(run / "metrics.jsonl")
