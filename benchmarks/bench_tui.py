@@ -166,6 +166,8 @@ def main() -> None:
         return
     rows = []
     parts = set(args.parts.split(","))
+    if not parts <= {"latency", "attach", "idle"}:
+        ap.error(f"--parts takes latency, attach and idle, not {', '.join(sorted(parts - {'latency', 'attach', 'idle'}))}")
     if "latency" in parts:
         lat, cpu = asyncio.run(_latency(args.presses, 500))
         rows.append(("chain screen: key press -> frame, median wall", f"{statistics.median(lat) * 1e3:.1f} ms",
