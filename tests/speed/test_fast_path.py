@@ -19,14 +19,6 @@ from vdm.train import TrainConfig, Trainer
 SEED, T, N, B, STEPS = 3, 20, 64, 16, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def plain_loop(fused: bool):
     """The reference: the trainer's random protocol (order from (seed, epoch), t and eps from seed + 1)."""
     torch.manual_seed(SEED)

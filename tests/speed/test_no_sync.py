@@ -30,14 +30,6 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_the_training_step_reads_nothing_back(tmp_path):
     tr = Trainer(TrainConfig(limit=16, batch_size=16, T=20, eval_size=0, threads=1, ema=0.9), tmp_path / "r")
     x = tr.train_data[tr.epoch_order(0)]
