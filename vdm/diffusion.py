@@ -83,8 +83,16 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t, noise: torch.Tensor | None
     if noise is None:
         noise = torch.randn_like(x0)
     _same_shape(x0, noise, "x_0", "the noise")
-    mean, var = q_mean_var(schedule, x0, t)
-    return mean + var.sqrt() * noise
+    _check_t(schedule, t, 0)
+    return reparameterise(_at(schedule.alpha_bar, t, x0), x0, noise)
+
+
+def reparameterise(alpha_bar_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, with alpha_bar_t already shaped to broadcast.
+
+    Unchecked, for hot loops that look alpha_bar_t up in a device table themselves (no host sync).
+    """
+    return alpha_bar_t.sqrt() * x0 + (1.0 - alpha_bar_t).sqrt() * eps
 
 
 def posterior_coefs(schedule: Schedule):

@@ -32,7 +32,7 @@ from vdm import data as datasets
 from vdm import distributed
 from vdm.atomic import write_json
 from vdm.denoiser import Denoiser, PREDICTIONS
-from vdm.diffusion import q_sample
+from vdm.diffusion import q_sample, reparameterise
 from vdm.elbo import elbo
 from vdm.images import grid, save_png
 from vdm.metrics import MetricsWriter
@@ -71,7 +71,7 @@ class TrainConfig:
     keep: int = 2  # checkpoints kept
     threads: int = 0  # torch CPU threads; 0: torch's default
     # speed (benchmarks/RESULTS.md): none of these changes the model, so a resumed run may change them
-    precision: str = "auto"  # fp32 | bf16 autocast | auto: bf16 on CUDA, fp32 on CPU (bf16 is 4x slower on AVX2 CPUs)
+    precision: str = "auto"  # fp32 | bf16 autocast | auto: bf16 on CUDA, fp32 on CPU (bf16 measured 20-40x slower on an AVX2 CPU)
     channels_last: str = "auto"  # on | off | auto: on for CUDA, off on CPU (slower there, measured)
     compile: bool = False  # torch.compile the network (minutes of compiling; pays on long runs)
     cuda_graphs: bool = False  # with --compile on CUDA: mode reduce-overhead (CUDA graphs)
@@ -223,9 +223,7 @@ class Trainer:
         # Never let non-finite weights replace a good checkpoint (devices that check the loss lazily
         # may have stepped on a NaN since the last read-back); one read-back per checkpoint.
         if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.model.net.parameters()]).all()):
-            last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
-            kept = f"; the last good checkpoint {last[-1].name} is kept" if last else ""
-            raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{kept}.")
+            raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{self._kept()}.")
         tensors, meta = self.state_tensors()
         path = ckpt.save(self.run_dir / "checkpoints", self.step, tensors, meta, keep=self.cfg.keep)
         return path
@@ -268,10 +266,8 @@ class Trainer:
             rows = distributed.shard(n, self.dist)
             x_uint8, t, eps = x_uint8[rows], t[rows], eps[rows]
         x0 = datasets.to_float(x_uint8)
-        # q_sample's x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, same float ops, from the
-        # device table: q_sample checks t on the host, a sync per step on GPUs
-        ab = self._alpha_bar[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1.0 - ab).sqrt() * eps
+        # alpha_bar_t from the device table: q_sample checks t on the host, a sync per step on GPUs
+        x_t = reparameterise(self._alpha_bar[t].view(-1, 1, 1, 1), x0, eps)
         if self.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -460,9 +456,12 @@ class Trainer:
 
     def _nonfinite_message(self, step: int, loss, gnorm) -> str:
         what = "loss" if not torch.isfinite(loss) else "gradient"
+        return f"training stopped: the {what} became non-finite at step {step}{self._kept()}."
+
+    def _kept(self) -> str:
+        """The clause naming the checkpoint a stop leaves in place, if there is one."""
         last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
-        kept = f"; the last good checkpoint {last[-1].name} is kept" if last else ""
-        return f"training stopped: the {what} became non-finite at step {step}{kept}."
+        return f"; the last good checkpoint {last[-1].name} is kept" if last else ""
 
 
 class _NoLog:
