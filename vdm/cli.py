@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vdm.denoiser import PREDICTIONS
     from vdm.elbo import ESTIMATORS
     from vdm.nets import MODELS
-    from vdm.train import TrainConfig
+    from vdm.train import PRECISIONS, TrainConfig
 
     d = TrainConfig()
     ap = _Parser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=_nonneg_int, default=d.ckpt_every, help="steps between checkpoints (0: each epoch)")
     p.add_argument("--log-every", type=_positive_int, default=d.log_every, help="steps between metrics records")
     p.add_argument("--threads", type=_nonneg_int, default=d.threads, help="CPU threads (0: torch's default)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="bf16 autocast or fp32 (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
                    help="channels_last memory format (auto: on CUDA only)")
