@@ -21,6 +21,7 @@ from tui.chain import ChainScreen
 from tui.dialogs import HelpScreen, QuitScreen
 from tui.gpu import GpuReader
 from tui.monitor import MonitorScreen
+from vdm.metrics import MetricsTailer
 
 
 class ChainSource:
@@ -129,7 +130,8 @@ class VdmApp(App):
     ]
 
     def __init__(self, run_dir: str | Path | None = None, *, source: ChainSource | None = None, process=None,
-                 start: str | None = None, clock=time.time, poll_interval: float = 0.5, gpu_factory=GpuReader):
+                 start: str | None = None, clock=time.time, poll_interval: float = 0.5, gpu_factory=GpuReader,
+                 tailer: MetricsTailer | None = None):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.source = source or ChainSource(self.run_dir)
@@ -137,11 +139,13 @@ class VdmApp(App):
         self.clock = clock
         self.poll_interval = poll_interval
         self.gpu_factory = gpu_factory
+        self.tailer = tailer  # of RUN_DIR/metrics.jsonl, when the caller started reading it already
         self.start_mode = start or ("monitor" if self.run_dir is not None else "chain")
         self.outcome = "quit"  # "stopped" or "detached" when a training process was attached
 
     def on_mount(self) -> None:
-        self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory))
+        self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory,
+                                                              self.tailer))
         self.add_mode("chain", lambda: ChainScreen(self.source))
         self.switch_mode(self.start_mode)
         if self.process is not None:
@@ -207,7 +211,7 @@ class VdmApp(App):
         self.exit()
 
 
-def run_app(run_dir=None, *, source=None, process=None, start=None) -> str:
-    app = VdmApp(run_dir, source=source, process=process, start=start)
+def run_app(run_dir=None, *, source=None, process=None, start=None, tailer=None) -> str:
+    app = VdmApp(run_dir, source=source, process=process, start=start, tailer=tailer)
     app.run()
     return app.outcome

@@ -95,7 +95,8 @@ class MonitorScreen(Screen):
         Binding("r", "reload", "reload"),
     ]
 
-    def __init__(self, run_dir: Path | None, poll_interval: float = 0.5, clock=time.time, gpu_factory=GpuReader):
+    def __init__(self, run_dir: Path | None, poll_interval: float = 0.5, clock=time.time, gpu_factory=GpuReader,
+                 tailer: MetricsTailer | None = None):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.poll_interval = poll_interval
@@ -103,7 +104,12 @@ class MonitorScreen(Screen):
         self.gpu_factory = gpu_factory
         self.state = RunState(self.run_dir)
         self.lock = threading.Lock()
-        self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl") if self.run_dir else None
+        if self.run_dir is None:
+            self.tailer = None
+        elif tailer is not None and tailer.path == self.run_dir / "metrics.jsonl":
+            self.tailer = tailer
+        else:
+            self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl")
         self.sample_image: np.ndarray | None = None
         self.sample_mtime = 0.0
         self.gpu: GpuReader | None = None
@@ -158,18 +164,24 @@ class MonitorScreen(Screen):
         worker = get_current_worker()
         tailer = self.tailer
         last_post = 0.0
+        # a long log already there (attaching to a big run) is read on other processes first
+        batch = tailer.catch_up(cancelled=lambda: worker.is_cancelled)
+        if batch is not None and not worker.is_cancelled:
+            with self.lock:
+                self.state.add(batch)
+                self.bad_lines = self.state.bad
+            self.post_message(RunUpdated())
         while not worker.is_cancelled:
-            records = tailer.poll()
-            changed = bool(records) or tailer.restarted or tailer.bad + self.state.bad != self.bad_lines
+            batch = tailer.poll()
+            changed = bool(batch.good or batch.bad) or tailer.restarted
             if changed:
                 with self.lock:
                     if worker.is_cancelled:
                         break
                     if tailer.restarted:
                         self.state.clear()
-                    self.state.add(records)
-                    self.bad_lines = tailer.bad + self.state.bad
-                    self.state.version += 1
+                    self.state.add(batch)
+                    self.bad_lines = self.state.bad
             self._check_samples()
             caught_up = tailer.behind == 0
             now = time.monotonic()
@@ -271,8 +283,10 @@ class MonitorScreen(Screen):
             elapsed, eta = st.elapsed(now), st.eta(now)
         if self.run_dir is None:
             return
-        behind, size = self.tailer.behind, self.tailer.size
-        if behind > (1 << 22):
+        behind, size, ahead = self.tailer.behind, self.tailer.size, self.tailer.reading_ahead
+        if ahead:
+            state = f"reading metrics.jsonl: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes"
+        elif behind > (1 << 22):
             state = f"reading metrics.jsonl {100 * (size - behind) / size:.0f}%"
         elif start is None:
             state = "waiting for metrics.jsonl" if not self.tailer.exists else "waiting for the first record"

@@ -1,20 +1,19 @@
 """What the monitor knows about a run: metrics records folded into compact columns.
 
-A million-line log must fit in memory, so train records become five float64
-columns (``array('d')``, 8 bytes a value) instead of a million dicts; only the
-newest record of each kind is kept whole.
+A million-line log must fit in memory, so train and eval records arrive as
+float64 rows (vdm.metrics.Batch) and are kept as columns (``array('d')``, 8 bytes a
+value) instead of a million dicts; only the newest record of each kind is kept whole.
 """
 
 from __future__ import annotations
 
 import json
 from array import array
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 
-BPD_TERMS = ("total", "reconstruction", "prior", "matching")
+from vdm.metrics import EVAL_COLUMNS, TRAIN_COLUMNS, Batch
 
 
 class RunState:
@@ -23,8 +22,8 @@ class RunState:
         self.clear()
 
     def clear(self) -> None:
-        self.train = {k: array("d") for k in ("step", "loss", "lr", "images_per_s", "elapsed")}
-        self.eval = {k: array("d") for k in ("step", "eval_loss", *BPD_TERMS)}
+        self.train = {k: array("d") for k in TRAIN_COLUMNS}
+        self.eval = {k: array("d") for k in EVAL_COLUMNS}
         self.start: dict | None = None
         self.last_train: dict | None = None
         self.last_eval: dict | None = None
@@ -32,67 +31,32 @@ class RunState:
         self.end: dict | None = None
         self.records = 0
         self.bad = 0
-        self.version = 0  # bumped on every change, so widgets redraw only when needed
+        # bumped on every change, clearing too (never back to a number already drawn)
+        self.version = getattr(self, "version", -1) + 1
 
     # -- folding ----------------------------------------------------------------
-    def add(self, records: list[dict]) -> None:
-        if not records:
-            return
-        train = [r for r in records if r.get("kind") == "train"]
-        rest = records if len(train) < 64 else [r for r in records if r.get("kind") != "train"]
-        if len(train) >= 64 and self._add_train_columns(train):
-            self.records += len(train)
-            self.last_train = train[-1]
-            records = rest
-        self._add_each(records)
-        self.version += 1
-
-    _TRAIN = ("step", "loss", "lr", "images_per_s", "elapsed")
-    _get_train = staticmethod(itemgetter(*_TRAIN))
-
-    def _add_train_columns(self, train: list[dict]) -> bool:
-        """Many train records at once through numpy; False when one lacks a field or holds a non-number."""
-        try:
-            block = np.array(list(map(self._get_train, train)), dtype=np.float64)
-        except (KeyError, TypeError, ValueError):
-            return False
-        if block.shape != (len(train), len(self._TRAIN)):
-            return False
-        for k, col in zip(self._TRAIN, block.T):
-            self.train[k].frombytes(np.ascontiguousarray(col).tobytes())
-        return True
-
-    def _add_each(self, records: list[dict]) -> None:
-        tr, ev = self.train, self.eval
-        appends = [tr[k].append for k in self._TRAIN]
-        nan = float("nan")
-        for r in records:
+    def add(self, batch: Batch) -> None:
+        """Fold a Batch from vdm.metrics (the tailer's poll) into the columns."""
+        for group, rows in ((self.train, batch.train), (self.eval, batch.eval)):
+            for j, col in enumerate(group.values()):
+                col.frombytes(np.ascontiguousarray(rows[:, j]).tobytes())
+        for r in batch.records:
             kind = r.get("kind")
-            try:
-                if kind == "train":
-                    row = (float(r["step"]), float(r["loss"]), float(r.get("lr", nan)),
-                           float(r.get("images_per_s", nan)), float(r.get("elapsed", nan)))
-                    for a, v in zip(appends, row):
-                        a(v)
-                    self.last_train = r
-                elif kind == "eval":
-                    bpd = r.get("bpd") or {}
-                    row = [float(r["step"]), float(r.get("eval_loss", np.nan))]
-                    row += [float(bpd.get(k, np.nan)) for k in BPD_TERMS]
-                    for k, v in zip(ev, row):
-                        ev[k].append(v)
-                    self.last_eval = r
-                elif kind == "start":
-                    self.start = r
-                    self.end = None  # a resumed run starts again
-                elif kind == "sample":
-                    self.last_sample = r
-                elif kind == "end":
-                    self.end = r
-            except (KeyError, TypeError, ValueError):
-                self.bad += 1  # a record of the right shape with a field we cannot read
-                continue
-            self.records += 1
+            if kind == "train":
+                self.last_train = r
+            elif kind == "eval":
+                self.last_eval = r
+            elif kind == "start":
+                self.start = r
+                self.end = None  # a resumed run starts again
+            elif kind == "sample":
+                self.last_sample = r
+            elif kind == "end":
+                self.end = r
+        self.records += batch.good
+        self.bad += batch.bad
+        if batch.good or batch.bad:
+            self.version += 1
 
     def column(self, group: str, name: str) -> np.ndarray:
         """A numpy copy of one column ('train' or 'eval').

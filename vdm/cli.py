@@ -453,14 +453,20 @@ def cmd_render(args) -> int:
 
 
 def cmd_tui(args) -> int:
-    from tui.app import ChainSource, run_app
-
     if args.image:
         from vdm import data as datasets  # torch: only imported when needed, so the monitor starts fast
 
         datasets.load_image(args.image)  # one sentence now rather than an empty screen
+    tailer = None
+    if args.run and not args.chain:
+        from vdm.metrics import MetricsTailer
+
+        tailer = MetricsTailer(Path(args.run) / "metrics.jsonl")
+        tailer.start_catch_up()  # a long log is read on other processes while the UI below imports
+    from tui.app import ChainSource, run_app
+
     source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed)
-    run_app(args.run, source=source, start="chain" if args.chain or not args.run else "monitor")
+    run_app(args.run, source=source, start="chain" if args.chain or not args.run else "monitor", tailer=tailer)
     return 0
 
 

@@ -15,6 +15,7 @@ import math
 import os
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
@@ -334,8 +335,15 @@ def test_sample(n, shape, x_T):
 GOOD = st.builds(lambda k, s, loss: {"v": 1, "kind": k, "time": 1.0, "step": s, "loss": loss},
                  st.sampled_from(["train", "eval", "start", "end"]), st.integers(0, 10**6),
                  st.floats(allow_nan=False, allow_infinity=False))
+# records of the right shape with odd values: the columnar reader's fast path must agree with parse_line
+ODD = st.fixed_dictionaries(
+    {"v": st.one_of(st.just(1), st.integers(-2**70, 2**70), st.booleans(), st.floats()),
+     "kind": st.sampled_from(["train", "eval", "sample", "xyz"])},
+    optional={k: JSONISH for k in ("step", "loss", "lr", "elapsed", "eval_loss")}
+    | {"bpd": JSONISH | st.fixed_dictionaries({}, optional={"total": JSONISH, "prior": JSONISH})})
 LINES = st.one_of(
     GOOD.map(lambda r: json.dumps(r).encode()),
+    ODD.map(lambda r: json.dumps(r).encode()),
     GOOD.map(lambda r: json.dumps(r).encode()).flatmap(lambda b: st.integers(0, len(b) - 1).map(lambda i: b[:i])),
     st.binary(max_size=60).filter(lambda b: b"\n" not in b),
     st.sampled_from([b"[" * 100_000, b"{" * 50_000, b"NaN", b"null", b'{"v": 1}', b'{"kind": "train"}',
@@ -354,33 +362,63 @@ def test_parse_line_never_raises(line):
     assert rec2 is None or (isinstance(rec2, dict) and isinstance(rec2["kind"], str))
 
 
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _columns_by_hand(records):
+    """What the columnar reader must make of parse_line's records, by plain dict access."""
+    from vdm.metrics import TRAIN_COLUMNS
+
+    nan = float("nan")
+    train, evals, others, bad = [], [], [], 0
+    for r in records:
+        if r["kind"] == "train":
+            if _num(r.get("step")) and _num(r.get("loss")) and all(_num(r[k]) for k in TRAIN_COLUMNS[2:] if k in r):
+                train.append([float(r.get(k, nan)) for k in TRAIN_COLUMNS])
+            else:
+                bad += 1
+        elif r["kind"] == "eval":
+            b = r.get("bpd")
+            terms = ("total", "reconstruction", "prior", "matching")
+            if (_num(r.get("step")) and ("eval_loss" not in r or _num(r["eval_loss"]))
+                    and (b is None or isinstance(b, dict) and all(_num(b[k]) for k in terms if k in b))):
+                evals.append([float(r["step"]), float(r.get("eval_loss", nan))] + [float((b or {}).get(k, nan)) for k in terms])
+            else:
+                bad += 1
+        else:
+            others.append(r)
+    return train, evals, others, bad
+
+
 @fast(40)
 @given(lines=st.lists(LINES, max_size=12), cuts=st.lists(st.integers(1, 400), max_size=8))
 def test_readers_lose_no_good_record(lines, cuts, tmp_path_factory):
     """read_all and the tailer (fed in arbitrary chunks) find exactly the records that parse."""
+    from vdm.metrics import MetricsTailer, merge
+
     TRIED["metrics lines"] += len(lines)
     path = tmp_path_factory.mktemp("m") / "metrics.jsonl"
     blob = b"".join(l + b"\n" for l in lines)
     expected = [r for r in (parse_line(l) for l in lines) if r is not None]
-    try:
-        from vdm.metrics import MetricsTailer
-    except ImportError:  # pragma: no cover - the terminal UI's reader is optional
-        MetricsTailer = None
-    tail = MetricsTailer(path) if MetricsTailer else None
+    unparsed = sum(1 for l in lines if l.strip() and parse_line(l) is None)
+    tail = MetricsTailer(path)
     got, pos = [], 0
     with open(path, "wb") as f:
         for c in cuts + [len(blob)]:
             f.write(blob[pos: pos + c])
             f.flush()
             pos += c
-            if tail:
-                got += tail.poll()
+            got.append(tail.poll())
     good, bad = read_all(path)
-    assert good == expected
-    assert bad == sum(1 for l in lines if l.strip() and parse_line(l) is None)
-    if tail:
-        got += tail.poll()
-        assert got == expected
+    assert good == expected and bad == unparsed
+    got.append(tail.poll())
+    b = merge(got)
+    train, evals, others, unreadable = _columns_by_hand(expected)
+    assert np.array_equal(b.train, np.array(train).reshape(-1, 5), equal_nan=True)
+    assert np.array_equal(b.eval, np.array(evals).reshape(-1, 6), equal_nan=True)
+    assert json.dumps([r for r in b.records if r["kind"] not in ("train", "eval")]) == json.dumps(others)  # NaN == NaN
+    assert (tail.good, tail.bad) == (len(expected) - unreadable, unparsed + unreadable)
 
 
 def test_writer_after_a_cut_line_loses_nothing(tmp_path):
