@@ -93,22 +93,36 @@ def _add_schedule_args(p: argparse.ArgumentParser) -> None:
                    help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``only``, the options of that command alone.
+
+    Most commands' options take their choices from modules that import torch
+    (seconds): ``vdm --help`` and ``vdm tui`` should not wait for it.
+    """
+    ap = _Parser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, kwargs, add_args in _COMMANDS:
+        p = sub.add_parser(name, **kwargs)
+        if only is None or only == name:
+            add_args(p)
+    return ap
+
+
+def _command_word(argv: list[str]) -> str:
+    """The command of a command line ('' if none): the first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
     from vdm.data import DATASETS
     from vdm.denoiser import PREDICTIONS
-    from vdm.elbo import ESTIMATORS
     from vdm.nets import MODELS
     from vdm.train import PRECISIONS, TrainConfig
 
     d = TrainConfig()
-    ap = _Parser(prog="vdm", description="Variational Diffusion Models: train, sample, inspect.")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("train", help="train a denoiser and write a run directory",
-                       description="Train x̂_0(x_t, t) (exercise 5) and write runs/<name>/.")
     p.add_argument("--name", default="", help="run name (default: the date and time)")
     p.add_argument("--runs-dir", default=d.runs_dir, help="parent of run directories (default: runs)")
     p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN from its last checkpoint")
@@ -146,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     # run keeps its own value (and refuses a different one, see RESUME_MUST_MATCH)
     p.set_defaults(func=cmd_train, **{f.name: None for f in fields(TrainConfig) if f.name not in ("name", "runs_dir")})
 
-    p = sub.add_parser("sample", help="ancestral sampling from a checkpoint",
-                       description="Sample x_T ~ N(0, I) down to x_0 with a trained checkpoint (bonus exercise).")
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
     p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=64, help="number of samples")
     p.add_argument("--seed", type=_seed, default=0)
@@ -158,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("forward", help="a strip and an animation of an image going to noise (exercise 1a)",
-                       description="Run the forward chain x_0 -> x_T step by step on one image.")
+
+def _forward_args(p: argparse.ArgumentParser) -> None:
+    from vdm.data import DATASETS
+
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", help="an image file (centre-cropped, resized to 32x32)")
     src.add_argument("--index", type=_nonneg_int, default=0, help="index into the data set's test split")
@@ -172,15 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--animation", default="forward.gif", help=".gif or .mp4 to write ('' for none)")
     p.set_defaults(func=cmd_forward)
 
-    p = sub.add_parser("tune-alpha", help="the constant alpha for a given T (exercise 1a)",
-                       description="alpha = s^(2/T): the final signal coefficient sqrt(alpha^T) reaches s.")
+
+def _tune_alpha_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
     p.add_argument("--final-signal", type=_finite_float, default=0.01, help="target sqrt(alpha_bar_T) (default 0.01)")
     p.add_argument("--rows", type=_bounded_int(MAX_COUNT), default=11, help="rows of the SNR table")
     p.set_defaults(func=cmd_tune_alpha)
 
-    p = sub.add_parser("elbo", help="the ELBO term table of a checkpoint, in nats and bits/dim",
-                       description="Both ELBO forms (exercises 2 and 3) on held-out images.")
+
+def _elbo_args(p: argparse.ArgumentParser) -> None:
+    from vdm.data import DATASETS
+    from vdm.elbo import ESTIMATORS
+
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
     p.add_argument("--data", choices=DATASETS, default=None, help="data set (default: the run's)")
     p.add_argument("--data-dir", default=None)
@@ -192,13 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_elbo)
 
-    p = sub.add_parser("model", help="print a network's layers and parameter count")
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    from vdm.nets import MODELS
+
     p.add_argument("--model", choices=MODELS, default="assignment")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
     p.set_defaults(func=cmd_model)
 
-    p = sub.add_parser("render", help="render the Manim lecture scenes to video",
-                       description="Render one scene of animations/ or all of them with Manim (needs LaTeX).")
+
+def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, backward or all")
     p.add_argument("--quality", choices=("low", "medium", "high", "4k"), default="low",
                    help="480p15, 720p30, 1080p60 or 2160p60 (default: low)")
@@ -207,9 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", action="store_true", help="also write one video per section, for presenting")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("tui", help="the terminal UI: watch a run live, step through the chains",
-                       description="Attach to a run directory (live or finished): curves, samples, GPU; "
-                                   "and the chain screen (forward chain, sampling chain). Keys: ? in the app.")
+
+def _tui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default=None, help="a run directory (default: none, the chain screen only)")
     p.add_argument("--checkpoint", default=None, help="checkpoint for the backward chain (default: the run's newest)")
     src = p.add_mutually_exclusive_group()
@@ -219,7 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chain", action="store_true", help="open on the chain screen")
     p.set_defaults(func=cmd_tui)
-    return ap
+
+
+_COMMANDS = [  # name, add_parser's help and description, the function adding the options
+    ("train", dict(help="train a denoiser and write a run directory",
+                   description="Train x̂_0(x_t, t) (exercise 5) and write runs/<name>/."), _train_args),
+    ("sample", dict(help="ancestral sampling from a checkpoint",
+                    description="Sample x_T ~ N(0, I) down to x_0 with a trained checkpoint (bonus exercise)."), _sample_args),
+    ("forward", dict(help="a strip and an animation of an image going to noise (exercise 1a)",
+                     description="Run the forward chain x_0 -> x_T step by step on one image."), _forward_args),
+    ("tune-alpha", dict(help="the constant alpha for a given T (exercise 1a)",
+                        description="alpha = s^(2/T): the final signal coefficient sqrt(alpha^T) reaches s."), _tune_alpha_args),
+    ("elbo", dict(help="the ELBO term table of a checkpoint, in nats and bits/dim",
+                  description="Both ELBO forms (exercises 2 and 3) on held-out images."), _elbo_args),
+    ("model", dict(help="print a network's layers and parameter count"), _model_args),
+    ("render", dict(help="render the Manim lecture scenes to video",
+                    description="Render one scene of animations/ or all of them with Manim (needs LaTeX)."), _render_args),
+    ("tui", dict(help="the terminal UI: watch a run live, step through the chains",
+                 description="Attach to a run directory (live or finished): curves, samples, GPU; "
+                             "and the chain screen (forward chain, sampling chain). Keys: ? in the app."), _tui_args),
+]
 
 
 # -- commands ----------------------------------------------------------------------
@@ -484,13 +524,17 @@ def cpu_env() -> None:
 
 def main(argv=None) -> int:
     cpu_env()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_word(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (CommandError, ValueError) as e:
         print(f"vdm {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `vdm ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0
     except OSError as e:
         reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
                   errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(e.errno, e.strerror or str(e))

@@ -340,7 +340,7 @@ class MetricsTailer:
                 st = os.fstat(f.fileno())
                 if st.st_size - self.offset < min_bytes or (self._ino is not None and st.st_ino != self._ino):
                     return False
-                n = processes or max(1, min(4, os.cpu_count() or 1))
+                n = processes or max(1, min(4, (os.cpu_count() or 1) - 1))
                 end = _last_line_end(f, st.st_size)
                 cuts = [self.offset, end] + [_next_line(f, self.offset + (end - self.offset) * k // n) for k in range(1, n)]
         except OSError:

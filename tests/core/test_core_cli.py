@@ -108,6 +108,25 @@ def test_bad_input_is_one_line(tmp_path, text_file, capsys, monkeypatch):
         assert named in line, (argv, line)
 
 
+def test_help_and_the_terminal_ui_start_without_torch():
+    """torch takes seconds to import: `vdm --help` and `vdm tui` must not wait for it."""
+    code = ("import sys\nfrom vdm.cli import main\n"
+            "for argv in (['--help'], ['tui', '--help'], ['tune-alpha', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1] == "False", p.stderr
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    """`vdm tune-alpha | head -1`: exit 0, no "Broken pipe" message."""
+    exe = shutil.which("vdm")
+    cmd = " ".join([exe] if exe else [sys.executable, "-m", "vdm.cli"])
+    p = subprocess.run(f"{cmd} tune-alpha --T 100 --rows 5000 | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith("alpha = ") and p.stderr == ""
+
+
 def test_bad_input_in_a_fresh_process(tmp_path):
     """The installed `vdm` script: nothing else (a warning at import, a traceback) reaches stderr."""
     exe = shutil.which("vdm")
