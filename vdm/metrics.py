@@ -340,7 +340,7 @@ class MetricsTailer:
                 st = os.fstat(f.fileno())
                 if st.st_size - self.offset < min_bytes or (self._ino is not None and st.st_ino != self._ino):
                     return False
-                n = processes or max(1, min(4, (os.cpu_count() or 1) - 1))
+                n = processes or max(1, min(4, os.cpu_count() or 1))
                 end = _last_line_end(f, st.st_size)
                 cuts = [self.offset, end] + [_next_line(f, self.offset + (end - self.offset) * k // n) for k in range(1, n)]
         except OSError:
@@ -497,6 +497,7 @@ def _read_range(path: str, ino: int, start: int, end: int, chunk: int) -> list[B
 
 
 if __name__ == "__main__":  # a range reader of MetricsTailer.catch_up: PATH INODE START END CHUNK
+    os.nice(10)  # the screen that waits for it comes first: its start-up must not queue behind the readers
     _path, *_nums = sys.argv[1:]
     _batches = _read_range(_path, *map(int, _nums))
     if _batches is None:
