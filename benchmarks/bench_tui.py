@@ -96,7 +96,7 @@ def make_log(path: Path, lines: int) -> None:
 
 async def _attach(run: str, want: int, launched: float) -> dict:
     # what `vdm tui RUN` does (vdm.cli.cmd_tui): start reading the log on other processes, then import the UI
-    from vdm.metrics import MetricsTailer
+    from vdm.tailer import MetricsTailer
 
     tailer = MetricsTailer(Path(run) / "metrics.jsonl")
     tailer.start_catch_up()

@@ -21,7 +21,7 @@ from tui.chain import ChainScreen
 from tui.dialogs import HelpScreen, QuitScreen
 from tui.gpu import GpuReader
 from tui.monitor import MonitorScreen
-from vdm.metrics import MetricsTailer
+from vdm.tailer import MetricsTailer
 
 
 class ChainSource:

@@ -1,6 +1,6 @@
 """The monitor screen: a run's metrics, curves, samples and the GPU, live.
 
-A thread worker tails metrics.jsonl (vdm.metrics.MetricsTailer) and folds the
+A thread worker tails metrics.jsonl (vdm.tailer.MetricsTailer) and folds the
 records into a RunState under a lock; it posts a message when something
 changed, and the screen redraws from a snapshot. Nothing is re-read: a
 million-line log is parsed once, then only the bytes appended since.
@@ -28,7 +28,7 @@ from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
 from tui.readout import Readout
 from tui.run import RunState
-from vdm.metrics import MetricsTailer
+from vdm.tailer import MetricsTailer
 
 TILE, PAD = 32, 1  # vdm.images.grid's tile size and padding in the sample PNGs
 

@@ -1,7 +1,7 @@
 """What the monitor knows about a run: metrics records folded into compact columns.
 
 A million-line log must fit in memory, so train and eval records arrive as
-float64 rows (vdm.metrics.Batch) and are kept as columns (``array('d')``, 8 bytes a
+float64 rows (vdm.tailer.Batch) and are kept as columns (``array('d')``, 8 bytes a
 value) instead of a million dicts; only the newest record of each kind is kept whole.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vdm.metrics import EVAL_COLUMNS, TRAIN_COLUMNS, Batch
+from vdm.tailer import EVAL_COLUMNS, TRAIN_COLUMNS, Batch
 
 
 class RunState:
@@ -36,7 +36,7 @@ class RunState:
 
     # -- folding ----------------------------------------------------------------
     def add(self, batch: Batch) -> None:
-        """Fold a Batch from vdm.metrics (the tailer's poll) into the columns."""
+        """Fold a Batch from vdm.tailer (the tailer's poll) into the columns."""
         for group, rows in ((self.train, batch.train), (self.eval, batch.eval)):
             for j, col in enumerate(group.values()):
                 col.frombytes(np.ascontiguousarray(rows[:, j]).tobytes())

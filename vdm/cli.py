@@ -499,7 +499,7 @@ def cmd_tui(args) -> int:
         datasets.load_image(args.image)  # one sentence now rather than an empty screen
     tailer = None
     if args.run and not args.chain:
-        from vdm.metrics import MetricsTailer
+        from vdm.tailer import MetricsTailer
 
         tailer = MetricsTailer(Path(args.run) / "metrics.jsonl")
         tailer.start_catch_up()  # a long log is read on other processes while the UI below imports

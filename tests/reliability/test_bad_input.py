@@ -368,7 +368,7 @@ def _num(v) -> bool:
 
 def _columns_by_hand(records):
     """What the columnar reader must make of parse_line's records, by plain dict access."""
-    from vdm.metrics import TRAIN_COLUMNS
+    from vdm.tailer import TRAIN_COLUMNS
 
     nan = float("nan")
     train, evals, others, bad = [], [], [], 0
@@ -395,7 +395,7 @@ def _columns_by_hand(records):
 @given(lines=st.lists(LINES, max_size=12), cuts=st.lists(st.integers(1, 400), max_size=8))
 def test_readers_lose_no_good_record(lines, cuts, tmp_path_factory):
     """read_all and the tailer (fed in arbitrary chunks) find exactly the records that parse."""
-    from vdm.metrics import MetricsTailer, merge
+    from vdm.tailer import MetricsTailer, merge
 
     TRIED["metrics lines"] += len(lines)
     path = tmp_path_factory.mktemp("m") / "metrics.jsonl"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from tui.run import RunState
-from vdm.metrics import parse_batch
+from vdm.tailer import parse_batch
 
 
 def _train(i, **over):

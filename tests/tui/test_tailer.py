@@ -1,4 +1,4 @@
-"""MetricsTailer: incremental reading of a growing metrics.jsonl, and catching up on other processes."""
+"""vdm.tailer: parse_batch and MetricsTailer, incremental reading of a growing metrics.jsonl, and catching up on other processes."""
 
 import json
 import os
@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from vdm import metrics
-from vdm.metrics import MetricsTailer, MetricsWriter, merge
+from vdm import tailer
+from vdm.metrics import MetricsWriter
+from vdm.tailer import MetricsTailer, merge
 
 
 def kinds(batch):
@@ -128,9 +129,9 @@ def _expected(lines):
     """Columns by plain dict access on json.loads: the independent route."""
     recs = [json.loads(l) for l in lines if l.strip()]
     nan = float("nan")
-    train = [[float(r.get(k, nan)) for k in metrics.TRAIN_COLUMNS] for r in recs if r["kind"] == "train"]
+    train = [[float(r.get(k, nan)) for k in tailer.TRAIN_COLUMNS] for r in recs if r["kind"] == "train"]
     ev = [[float(r["step"]), float(r.get("eval_loss", nan))] + [float(r.get("bpd", {}).get(k, nan))
-                                                                 for k in metrics.EVAL_COLUMNS[2:]]
+                                                                 for k in tailer.EVAL_COLUMNS[2:]]
           for r in recs if r["kind"] == "eval"]
     return np.array(train), np.array(ev), recs
 
@@ -139,16 +140,16 @@ def test_fast_and_slow_paths_agree_with_plain_json():
     lines = _log(400)
     train, ev, recs = _expected(lines)
     block = b"\n".join(lines) + b"\n"
-    fast = metrics.parse_batch(block)
-    slow = metrics.parse_batch(block + b"}garbage{\n")  # one bad line: the whole block goes line by line
-    blank = metrics.parse_batch(block.replace(b"\n", b"\n  \n", 7))  # blank lines: whole records found by another route
+    fast = tailer.parse_batch(block)
+    slow = tailer.parse_batch(block + b"}garbage{\n")  # one bad line: the whole block goes line by line
+    blank = tailer.parse_batch(block.replace(b"\n", b"\n  \n", 7))  # blank lines: whole records found by another route
     for b in (fast, slow, blank):
         assert np.array_equal(b.train, train) and np.array_equal(b.eval, ev)
         assert kinds(b) == ["start", "eval", "train", "end"]  # other kinds, then the last eval, train, in file order
         assert b.records[0] == recs[0] and b.records[-1] == recs[-1] and b.records[2] == recs[-2]
         assert b.good == len(recs)
     assert fast.bad == blank.bad == 0 and slow.bad == 1
-    mv = metrics.parse_batch(memoryview(bytearray(block)))  # what the tailer hands it
+    mv = tailer.parse_batch(memoryview(bytearray(block)))  # what the tailer hands it
     assert np.array_equal(mv.train, train) and mv.records == fast.records
 
 
@@ -226,15 +227,15 @@ def test_a_range_reader_refuses_another_file_and_a_short_stream(tmp_path):
     p = tmp_path / "metrics.jsonl"
     _write(p, _log(100))
     ino, size = p.stat().st_ino, p.stat().st_size
-    assert metrics._read_range(str(p), ino + 1, 0, size, 4096) is None  # replaced since the parent looked
-    assert metrics._read_range(str(p), ino, 0, size + 100, 4096) is None  # truncated since
-    batches = metrics._read_range(str(p), ino, 0, size, 4096)
+    assert tailer._read_range(str(p), ino + 1, 0, size, 4096) is None  # replaced since the parent looked
+    assert tailer._read_range(str(p), ino, 0, size + 100, 4096) is None  # truncated since
+    batches = tailer._read_range(str(p), ino, 0, size, 4096)
     import io
 
     buf = io.BytesIO()
-    metrics._send(batches, buf)
+    tailer._send(batches, buf)
     whole = buf.getvalue()
-    back = metrics._receive(io.BytesIO(whole))
+    back = tailer._receive(io.BytesIO(whole))
     assert np.array_equal(back.train, merge(batches).train) and back.records == merge(batches).records
-    assert metrics._receive(io.BytesIO(whole[:-8])) is None  # a reader that died mid-stream
-    assert metrics._receive(io.BytesIO(b"garbage\n")) is None
+    assert tailer._receive(io.BytesIO(whole[:-8])) is None  # a reader that died mid-stream
+    assert tailer._receive(io.BytesIO(b"garbage\n")) is None
