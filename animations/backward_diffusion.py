@@ -12,7 +12,7 @@ Render: manim -pql animations/backward_diffusion.py BackwardDiffusion
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Scene, Title, ValueTracker, VGroup, Write, linear
+from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Scene, Title, ValueTracker, VGroup, linear
 
 from animations import common as c
 from vdm.denoiser import Oracle

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (BLUE, DOWN, GREEN, GREY_B, ORANGE, PINK, PURPLE_B, RED, RIGHT, TEAL, UP, WHITE, YELLOW,
+from manim import (BLUE, GREEN, GREY_B, ORANGE, PINK, PURPLE_B, RED, RIGHT, TEAL, UP, WHITE, YELLOW,
                    Axes, ImageMobject, MathTex, Rectangle, Tex, VGroup, VMobject, config)
 from manim.mobject.svg.svg_mobject import VMobjectFromSVGPath
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS

@@ -94,7 +94,7 @@ class ConsistencyELBO(Scene):
             r[1].move_to(r[0]).shift(RIGHT * (right - r[1].get_right()[0]))
         unit = c.label(rf"nats per image (mean of {n}); {e.bpd()['total']:.3f} bits/dim", size=24)
         table = VGroup(rows, unit.next_to(rows, DOWN, buff=0.3, aligned_edge=LEFT))
-        left = Group(image, table).arrange(DOWN, buff=0.4).to_edge(LEFT, buff=0.6).shift(DOWN * 0.5)
+        Group(image, table).arrange(DOWN, buff=0.4).to_edge(LEFT, buff=0.6).shift(DOWN * 0.5)
         totals = e.total.double().numpy()
         edges = c.histogram_edges([totals])
         panel = c.histogram_panel(totals, edges, c.CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():.1f} nats")

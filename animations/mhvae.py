@@ -35,7 +35,7 @@ class MarkovianHVAE(Scene):
     def section_graph(self):
         self.next_section("encoder and decoder chains")
         title = Title("A VDM is a Markovian hierarchical VAE", font_size=38)
-        nodes, labels = VGroup(), VGroup()
+        nodes = VGroup()
         for name in NODE_T:
             if name is None:
                 nodes.add(c.tex(r"\cdots", font_size=40))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 from manim import (DOWN, LEFT, RIGHT, UP, Axes, DashedLine, FadeIn, Scene, SurroundingRectangle, Title,
-                   ValueTracker, VGroup, Write, always_redraw, linear)
+                   ValueTracker, VGroup, always_redraw, linear)
 
 from animations import common as c
 from vdm.diffusion import forward_step, posterior, posterior_coefs, q_mean_var, q_sample

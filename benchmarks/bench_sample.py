@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 # as `vdm sample` runs (vdm.cli.cpu_env), for all three loops alike: they share this process
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 

@@ -178,7 +178,6 @@ def cpu_bench(args) -> list[tuple]:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {res[m][-1]['rate']:.1f}" for m in modes) + " img/s",
               file=sys.stderr, flush=True)
     rates = {m: [x["rate"] for x in v] for m, v in res.items()}
-    ref = statistics.median(rates["ref"])
     rows = []
     for m in modes:
         # the ratio of each round against the reference of the same round (adjacent in time), then the median

@@ -7,7 +7,6 @@ frames already seen are cached by HalfBlockImage.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from rich.text import Text
 from textual import events, work
@@ -287,7 +286,7 @@ class ChainScreen(Screen):
         else:
             for name, frames in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean)):
                 self.query_one(f"#bwd-{name}", HalfBlockImage).set_image(frames[t], key=(name, id(c), t))
-            self.query_one("#bwd-mean").border_title = f"mean of x_{{t-1}}" if t >= 1 else "x_0"
+            self.query_one("#bwd-mean").border_title = "mean of x_{t-1}" if t >= 1 else "x_0"
             if t >= 2:
                 match = f"{fmt(float(c.matching[t]))} nats = {fmt(float(c.matching_bpd[t]))} bits/dim"
             elif t == 1:

@@ -19,9 +19,8 @@ import os
 import platform
 import resource
 import signal
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ from vdm.images import grid, save_png
 from vdm.metrics import MetricsWriter
 from vdm.nets import MODELS, build_net, count_parameters
 from vdm.sample import sample
-from vdm.schedule import KINDS, Schedule, make_schedule
+from vdm.schedule import KINDS, make_schedule
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

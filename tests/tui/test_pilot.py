@@ -129,10 +129,6 @@ async def test_bad_run_directory_is_a_notification_not_a_crash(tmp_path):
 
 async def test_checkpoint_of_another_model_is_refused_with_a_notification(tmp_path):
     """A run whose config names another schedule than the checkpoint: the backward chain falls back to the oracle."""
-    import json
-
-    import torch
-
     from vdm import checkpoint as ckpt
     from vdm.nets import build_net
     from tui_fixtures import write_run

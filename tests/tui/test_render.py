@@ -1,7 +1,6 @@
 """Plot downsampling, half-block images and the sample-grid crop."""
 
 import numpy as np
-from rich.segment import Segment
 
 from tui.image import fit, resize, to_strips
 from tui.monitor import sample_crop

@@ -5,7 +5,6 @@ ETA), a fake NVML, and chains with a fixed seed. Update the baselines with
 `pytest tests/tui/test_snapshots.py --snapshot-update` after a deliberate change.
 """
 
-import pytest
 
 from tui.app import ChainSource, VdmApp
 from tui.gpu import GpuReader
