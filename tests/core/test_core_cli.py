@@ -117,6 +117,19 @@ def test_help_and_the_terminal_ui_start_without_torch():
     assert p.returncode == 0 and p.stdout.strip().splitlines()[-1] == "False", p.stderr
 
 
+def test_the_program_leaves_at_once_after_the_terminal_ui(tmp_path):
+    """After `q`, the `vdm` program skips Python's teardown (seconds once torch is loaded);
+    a caller of main() in the same process gets the status back instead."""
+    code = ("import atexit, sys, types\nfrom vdm.cli import _after_ui\n"
+            f"atexit.register(lambda: open({str(tmp_path / 'torn-down')!r}, 'w').close())\n"
+            "assert _after_ui(types.SimpleNamespace(), 5) == 5\n"
+            "print('flushed', end='')\n"
+            "_after_ui(types.SimpleNamespace(leave_at_once=True), 3)\n"
+            "sys.exit(9)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3 and p.stdout == "flushed" and not (tmp_path / "torn-down").exists(), p.stderr
+
+
 def test_output_into_a_closed_pipe_is_quiet(tmp_path):
     """`vdm tune-alpha | head -1`: exit 0, no "Broken pipe" message."""
     exe = shutil.which("vdm")
