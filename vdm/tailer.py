@@ -188,9 +188,10 @@ class MetricsTailer:
     and counted in ``bad``; blank lines are ignored.
     """
 
-    def __init__(self, path: str | os.PathLike, chunk_bytes: int = 1 << 22):
+    def __init__(self, path: str | os.PathLike, chunk_bytes: int = 1 << 22, catch_up_bytes: int = 64 << 20):
         self.path = Path(path)
         self.chunk_bytes = chunk_bytes
+        self.catch_up_bytes = catch_up_bytes  # the shortest backlog worth child processes (about 0.3 s to parse)
         self.offset = 0  # bytes consumed, including the held-back partial line
         self.size = 0  # size of the file at the last poll
         self.good = 0
@@ -201,6 +202,7 @@ class MetricsTailer:
         self._partial = b""
         self._ino = None
         self.reading_ahead: tuple[int, int] | None = None  # (bytes, processes) while catching up
+        self.caught_up_bytes = 0  # read by child processes, all told
         self._readers: _RangeReaders | None = None
         self._buf: bytearray | None = None
 
@@ -258,13 +260,14 @@ class MetricsTailer:
         self.bad += batch.bad
         return batch
 
-    def start_catch_up(self, processes: int | None = None, min_bytes: int = 64 << 20) -> bool:
+    def start_catch_up(self, processes: int | None = None, min_bytes: int | None = None) -> bool:
         """Start reading a long backlog on other processes; ``catch_up`` collects it.
 
         Parsing holds the GIL, so in a thread it takes turns with the screen. A
-        backlog of at least ``min_bytes`` is cut at line boundaries into one range per
-        process (up to four, at most the CPU count), each parsed by a fresh
-        interpreter. Started early (before the UI's own imports) it overlaps them.
+        backlog of at least ``min_bytes`` (default: ``catch_up_bytes``) is cut at
+        line boundaries into one range per process (up to four, at most the CPU
+        count), each parsed by a fresh interpreter. Started early (before the UI's
+        own imports) it overlaps them.
         False when there is nothing worth it: a short backlog, a half-read line, a
         file that is not the one being read.
         """
@@ -273,7 +276,8 @@ class MetricsTailer:
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
-                if st.st_size - self.offset < min_bytes or (self._ino is not None and st.st_ino != self._ino):
+                short = self.catch_up_bytes if min_bytes is None else min_bytes
+                if st.st_size - self.offset < short or (self._ino is not None and st.st_ino != self._ino):
                     return False
                 n = processes or max(1, min(4, os.cpu_count() or 1))
                 end = _last_line_end(f, st.st_size)
@@ -288,7 +292,7 @@ class MetricsTailer:
         self.reading_ahead = ranges[-1][1] - self.offset, len(ranges)
         return True
 
-    def catch_up(self, processes: int | None = None, min_bytes: int = 64 << 20,
+    def catch_up(self, processes: int | None = None, min_bytes: int | None = None,
                  cancelled: Callable[[], bool] = lambda: False) -> Batch | None:
         """The Batch of a long backlog read on other processes (started now unless already
         started), reading then going on from its last whole line; None, and nothing
@@ -309,6 +313,7 @@ class MetricsTailer:
         self.exists = True
         self.restarted = False
         self.size = readers.size
+        self.caught_up_bytes += readers.ranges[-1][1] - self.offset
         self.offset = readers.ranges[-1][1]
         self.good += batch.good
         self.bad += batch.bad

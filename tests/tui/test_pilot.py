@@ -116,6 +116,31 @@ async def test_monitor_follows_a_growing_metrics_file(tmp_path):
         assert "step 30/80" in text(app, "#progress-text") and screen.bad_lines == 1
 
 
+async def test_monitor_reads_a_long_log_on_other_processes_then_tails_it(tmp_path):
+    """What `vdm tui` does on a long log: child processes read it while the screen starts, then tail -f."""
+    from tui_fixtures import record, write_run
+    from vdm.tailer import MetricsTailer
+
+    run = write_run(tmp_path / "run", n_train=3000, with_sample=False)
+    metrics = run / "metrics.jsonl"
+    tailer = MetricsTailer(metrics, catch_up_bytes=0)  # any backlog counts as long here
+    assert tailer.start_catch_up()
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 5000.0, gpu_factory=lambda: GpuReader(nvml=object()),
+                 tailer=tailer)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.state.train["step"]) == 3000)
+        assert screen.tailer is tailer and tailer.caught_up_bytes == metrics.stat().st_size
+        assert screen.state.column("train", "step")[-1] == 6000 and len(screen.state.eval["step"]) == 300
+        with open(metrics, "a") as f:
+            f.write(record("train", 9000.0, step=6002, epoch=600.2, loss=0.05, lr=1e-3, grad_norm=0.1,
+                           images_per_s=1.0, elapsed=3001.0, device="cpu", memory_mb=1.0))
+        await wait_for(pilot, lambda: len(screen.state.train["step"]) == 3001)
+        await pilot.pause(0.2)
+        assert "step 6,002/80" in text(app, "#progress-text") and screen.bad_lines == 0
+        assert tailer.caught_up_bytes < metrics.stat().st_size  # the new line came by polling
+
+
 async def test_bad_run_directory_is_a_notification_not_a_crash(tmp_path):
     app = VdmApp(tmp_path / "nowhere", source=ChainSource(tmp_path / "nowhere", T=20), poll_interval=0.05,
                  gpu_factory=lambda: GpuReader(nvml=object()))
