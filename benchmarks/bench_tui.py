@@ -6,8 +6,10 @@
 1. chain screen: median time from a key press (Right) to the frame update the
    compositor produces for it (headless Textual; App._display is timed), T = 500.
 2. monitor: a fresh process attaches to a metrics.jsonl of N lines (realistic
-   train records, an eval every 1000) and draws the whole loss curve: wall time
-   from starting the app, and the process's peak RSS.
+   train records, an eval every 1000) the way `vdm tui RUN` does (range readers
+   started before the UI's imports) and draws the whole loss curve: wall time from
+   launching the process (median of --repeat), and the peak RSS of the process and
+   of a range reader.
 3. monitor idle: a real `vdm tui RUN` in tmux on a finished run, CPU time over
    ~10 s of doing nothing, as a share of one core.
 """
