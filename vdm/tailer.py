@@ -373,13 +373,15 @@ class _RangeReaders:
             for p in self.procs:
                 # the header comes when the reader has parsed its range: wait for it, checking for a cancel
                 while not select.select([p.stdout], [], [], 0.1)[0]:
-                    if cancelled() or p.poll() is not None and not select.select([p.stdout], [], [], 0)[0]:
+                    if cancelled():
                         return None
                 batch = _receive(p.stdout)
                 if batch is None or p.wait() != 0:
                     return None
                 out.append(batch)
             return out
+        except OSError:  # a pipe that cannot be waited on or read: the caller reads in its thread
+            return None
         finally:
             self.kill()
 

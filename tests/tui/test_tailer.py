@@ -212,6 +212,19 @@ def test_catch_up_is_skipped_for_a_short_log_and_falls_back_when_no_process_star
     assert t.poll().good == 301  # and the caller just polls (start, 299 records, end)
 
 
+@pytest.mark.parametrize("reader", ["exit 1", "echo '{\"good\": 1}'; exit 0", "head -c 100 /dev/zero; exit 0"])
+def test_a_reader_that_fails_or_talks_nonsense_changes_nothing(tmp_path, monkeypatch, reader):
+    p = tmp_path / "metrics.jsonl"
+    _write(p, _log(500))
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\n" + reader + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    t = MetricsTailer(p)
+    assert t.catch_up(processes=2, min_bytes=0) is None and t.offset == 0 and t.good == 0
+    assert t.poll().good == 501
+
+
 def test_a_cancelled_catch_up_changes_nothing_and_leaves_no_process(tmp_path):
     p = tmp_path / "metrics.jsonl"
     _write(p, _log(3000))
