@@ -7,7 +7,6 @@ frames already seen are cached by HalfBlockImage.
 
 from __future__ import annotations
 
-
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult

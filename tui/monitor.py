@@ -115,9 +115,13 @@ class MonitorScreen(Screen):
         self.gpu: GpuReader | None = None
         self.gpu_hist: deque = deque([0.0] * 60, maxlen=60)
         self.log_scale = False
-        self.bad_lines = 0
         self._warned_missing = False
         self._drawn_version = -1
+
+    @property
+    def bad_lines(self) -> int:
+        """Lines skipped since the log was last read from its start."""
+        return self.state.bad
 
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -166,13 +170,9 @@ class MonitorScreen(Screen):
         last_post = 0.0
         # a long log already there (attaching to a big run) is read on other processes first
         batch = tailer.catch_up(cancelled=lambda: worker.is_cancelled)
-        if batch is not None and not worker.is_cancelled:
-            with self.lock:
-                self.state.add(batch)
-                self.bad_lines = self.state.bad
-            self.post_message(RunUpdated())
         while not worker.is_cancelled:
-            batch = tailer.poll()
+            if batch is None:
+                batch = tailer.poll()
             changed = bool(batch.good or batch.bad) or tailer.restarted
             if changed:
                 with self.lock:
@@ -181,7 +181,7 @@ class MonitorScreen(Screen):
                     if tailer.restarted:
                         self.state.clear()
                     self.state.add(batch)
-                    self.bad_lines = self.state.bad
+            batch = None
             self._check_samples()
             caught_up = tailer.behind == 0
             now = time.monotonic()
@@ -236,7 +236,7 @@ class MonitorScreen(Screen):
                 ips = st.last_train.get("images_per_s") if st.last_train else None
                 last_eval = st.last_eval
                 last_sample = st.last_sample
-            records = st.records
+            records, bad = st.records, st.bad
         if version != self._drawn_version:
             self._drawn_version = version
             x_hi = max(train["step"][-1] if len(train["step"]) else 0, ev["step"][-1] if len(ev["step"]) else 0, 1)
@@ -261,7 +261,7 @@ class MonitorScreen(Screen):
                 lines.append(f" + matching {b.get('matching', float('nan')):.3f}")
             else:
                 lines.append("ELBO: after the first epoch")
-            lines.append(f"records {records:,}" + (f"  [b red]{self.bad_lines} bad lines[/]" if self.bad_lines else ""))
+            lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))
             self.query_one("#stats", Static).update("\n".join(lines))
             if last_sample:
                 self.query_one("#samples").border_subtitle = f"step {last_sample.get('step')}"
