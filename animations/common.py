@@ -45,6 +45,8 @@ CONSISTENCY = PURPLE_B
 DENOISING = PINK
 TERM_COLORS = {"reconstruction": RECONSTRUCTION, "prior": PRIOR,
                "consistency": CONSISTENCY, "denoising": DENOISING}
+# the reconstruction term, written the same in both ELBO forms (the other terms differ)
+RECON_TEX = r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
 
 # Substrings MathTex isolates and colours. Write \bar{\alpha}_t with braces (never
 # \bar\alpha_t): an isolated substring must not be the bare argument of a macro.

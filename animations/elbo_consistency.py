@@ -16,7 +16,6 @@ from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, GrowFromEdge, Group, Sce
 
 from animations import common as c
 
-RECON = r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
 PRIOR = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
 CONSIST = (r"- \sum_{t=1}^{T-1} \mathbb{E}_{q(x_{t-1}, x_t, x_{t+1} \mid x_0)}"
            r"\left[\log \frac{q(x_t \mid x_{t-1})}{p_\theta(x_t \mid x_{t+1})}\right]")
@@ -56,8 +55,8 @@ class ConsistencyELBO(Scene):
     def section_terms(self):
         self.next_section("the three terms, named")
         fs = 30
-        terms = {RECON: c.RECONSTRUCTION, PRIOR: c.PRIOR, CONSIST: c.CONSISTENCY}
-        top = c.tex(r"\log p(x_0) \ \geq\ ", RECON, PRIOR, terms=terms, font_size=fs)
+        terms = {c.RECON_TEX: c.RECONSTRUCTION, PRIOR: c.PRIOR, CONSIST: c.CONSISTENCY}
+        top = c.tex(r"\log p(x_0) \ \geq\ ", c.RECON_TEX, PRIOR, terms=terms, font_size=fs)
         bottom = c.tex(CONSIST, terms=terms, font_size=fs)
         VGroup(top, bottom).arrange(DOWN, buff=1.1).next_to(self.title, DOWN, buff=0.5)
         names = VGroup()

@@ -18,7 +18,6 @@ from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, GrowFromEdge, Scene, Tit
 
 from animations import common as c
 
-RECON = r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
 PRIOR = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
 DENOISE = (r"- \sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_{t-1} \mid x_t, x_0)"
            r" \,\|\, p_\theta(x_{t-1} \mid x_t)\right)\right]")
@@ -54,8 +53,8 @@ class DenoisingELBO(Scene):
     def section_result(self):
         self.next_section("the denoising-matching terms")
         fs = 30
-        terms = {RECON: c.RECONSTRUCTION, PRIOR: c.PRIOR, DENOISE: c.DENOISING}
-        top = c.tex(r"\log p(x_0) \ \geq\ ", RECON, PRIOR, terms=terms, font_size=fs)
+        terms = {c.RECON_TEX: c.RECONSTRUCTION, PRIOR: c.PRIOR, DENOISE: c.DENOISING}
+        top = c.tex(r"\log p(x_0) \ \geq\ ", c.RECON_TEX, PRIOR, terms=terms, font_size=fs)
         bottom = c.tex(DENOISE, terms=terms, font_size=fs)
         VGroup(top, bottom).arrange(DOWN, buff=1.1).next_to(self.title, DOWN, buff=0.5)
         names = VGroup()
