@@ -1,20 +1,46 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine with Python 3.11 for vdm: Debian packages for Manim
-# and the terminal tests, torch 2.14.1 + torchvision 0.29.1, then vdm with its extras.
-# Safe to run again: what is already there is kept.
+# Sets up a fresh Debian or Ubuntu machine for vdm: the Debian packages Manim and the
+# terminal tests need, then a virtual environment in the checkout (.venv) holding
+# torch 2.14.1 + torchvision 0.29.1 and vdm with its extras.
+#
+# A virtual environment, because Debian's own python3 refuses `pip install` outside one
+# (PEP 668, "externally-managed-environment"). PYTHON=/path/to/python3 picks the
+# interpreter that builds it (default: python3 on PATH).
+# Safe to run again: what is already there is kept, and an up-to-date .venv is not touched.
 set -euo pipefail
 cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+
 APT_PACKAGES="build-essential pkg-config python3-dev libcairo2-dev libpango1.0-dev \
 texlive-latex-base texlive-latex-extra dvisvgm tmux ffmpeg"
+# Debian splits venv (and the ensurepip it needs) out of python3: without it `python3 -m venv` fails.
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES="$APT_PACKAGES python3-venv"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "install.sh: installing Debian packages:$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
-PIP="python3 -m pip"
-$PIP install -q torch==2.14.1 torchvision==0.29.1
-$PIP install -q -e '.[test,animations]'
+
+# A .venv whose interpreter no longer runs (its python was removed or moved) is made again.
+if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+  rm -rf "$VENV"
+  echo "install.sh: creating $VENV with $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# The stamp holds what the last complete install was made from; the same inputs skip pip.
+stamp="$VENV/.vdm-installed"
+want="$(cat pyproject.toml install.sh | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  PIP="$VENV/bin/python -m pip"
+  $PIP install -q torch==2.14.1 torchvision==0.29.1
+  $PIP install -q -e '.[test,animations]'
+  echo "$want" > "$stamp"
+  echo "install.sh: done; run vdm as $VENV/bin/vdm"
+fi

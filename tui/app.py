@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -21,21 +20,22 @@ from tui.chain import ChainScreen
 from tui.dialogs import HelpScreen, QuitScreen
 from tui.gpu import GpuReader
 from tui.monitor import MonitorScreen
+from vdm import DEFAULT_T
 from vdm.tailer import MetricsTailer
 
 
 class ChainSource:
-    """Where the chain screen's image, schedule and model come from.
+    """Where the chain screen's image, schedule and model come from, through vdm.run.
 
-    The schedule is the run's (config.json) or the checkpoint's when there is one,
+    The schedule is the run's, or the checkpoint's when a lone checkpoint file is given,
     else the constant schedule for ``T``; the image is an index into the test split
     of the run's data set (shapes by default) or an image file.
     """
 
     def __init__(self, run_dir: Path | None = None, checkpoint: str | None = None, image_path: str | None = None,
-                 index: int = 0, T: int = 500, seed: int = 0):
+                 index: int = 0, T: int = DEFAULT_T, seed: int = 0):
         self.run_dir = Path(run_dir) if run_dir else None
-        self.checkpoint = checkpoint or (str(self.run_dir) if self.run_dir else None)
+        self.checkpoint = checkpoint
         self.image_path = image_path
         self.index = index
         self.T = T
@@ -44,24 +44,27 @@ class ChainSource:
         self._lock = threading.Lock()
         self.checkpoint_label = ""
 
-    def run_config(self) -> dict | None:
-        if self.run_dir is None:
+    @property
+    def has_model(self) -> bool:
+        """Whether a model can be asked for (a run or a checkpoint): else the oracle is all there is."""
+        return self.checkpoint is not None or self.run_dir is not None
+
+    def run(self):
+        """The opened run (vdm.run.Run), or None without one; a bad run directory is a ValueError."""
+        from vdm.run import is_run, open_run
+
+        if self.run_dir is None or not is_run(self.run_dir):
             return None
-        try:
-            return json.loads((self.run_dir / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
+        return open_run(self.run_dir)
 
     def schedule(self):
-        from vdm.schedule import Schedule, make_schedule
+        from vdm.schedule import make_schedule
 
-        cfg = self.run_config()
-        if cfg and cfg.get("schedule_config"):
-            return Schedule.from_config(cfg["schedule_config"])
-        if self.checkpoint and not self.run_dir:
-            from vdm import checkpoint as ckpt
-
-            return Schedule.from_config(ckpt.read_meta(ckpt.resolve(self.checkpoint))["schedule"])
+        run = self.run()
+        if run is not None:
+            return run.schedule
+        if self.checkpoint:
+            return self._model()[0].schedule
         return make_schedule("constant", self.T)
 
     def data(self):
@@ -69,11 +72,10 @@ class ChainSource:
 
         with self._lock:
             if self._data is None:
-                cfg = self.run_config() or {}
-                name = cfg.get("data", "shapes")
                 try:
-                    self._data = datasets.load(name, "test", cfg.get("data_dir", "data"))
-                except ValueError:
+                    run = self.run()
+                    self._data = run.test_images() if run is not None else datasets.load("shapes", "test")
+                except ValueError:  # the run's data set is not here (CIFAR-10 elsewhere): the embedded shapes
                     self._data = datasets.load("shapes", "test")
             return self._data
 
@@ -105,15 +107,21 @@ class ChainSource:
         datasets.load_image(value)  # raises ValueError with a sentence when it is not an image
         self.image_path = value
 
+    def _model(self):
+        from vdm.run import open_model
+
+        run = self.run()
+        if run is not None:  # the run's newest checkpoint, or the one asked for, refused if not the run's model
+            den, meta = run.denoiser("cpu", checkpoint=self.checkpoint)
+        elif self.checkpoint:
+            den, meta, _ = open_model(self.checkpoint, "cpu")
+        else:
+            raise ValueError("no run or checkpoint to sample with; press o for the oracle.")
+        return den, meta
+
     def denoiser(self):
         """The checkpoint's model (EMA weights when present), refused if it is not the run's model."""
-        from vdm.denoiser import load_denoiser
-
-        cfg = self.run_config()
-        expected = None
-        if cfg and cfg.get("schedule_config"):
-            expected = {"model": cfg.get("model"), "prediction": cfg.get("prediction"), "schedule": cfg["schedule_config"]}
-        den, meta = load_denoiser(self.checkpoint, "cpu", expected=expected)
+        den, meta = self._model()
         self.checkpoint_label = f"{meta.get('model')} at step {meta.get('step')}"
         return den
 

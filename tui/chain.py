@@ -107,7 +107,7 @@ class ChainScreen(Screen):
         self.fps_i = 3
         self.playing = None
         self.seed = source.seed
-        self.use_oracle = source.checkpoint is None
+        self.use_oracle = not source.has_model
         self._computing: str | None = None
         self.prerendered = False  # every frame of the shown chain is drawn ahead, for this size
 
@@ -385,7 +385,7 @@ class ChainScreen(Screen):
         self._recompute_all()
 
     def action_oracle(self) -> None:
-        if self.source.checkpoint is None:
+        if not self.source.has_model:
             self.notify("no checkpoint: attach to a run that has one, or pass --checkpoint; the oracle is all there is.")
             return
         self.use_oracle = not self.use_oracle

@@ -1,7 +1,7 @@
 """The forward and backward chains the chain screen steps through, computed once with vdm.
 
 Everything numeric comes from vdm: the schedule's tensors, vdm.diffusion.forward_chain,
-vdm.sample.sample, vdm.diffusion.posterior and vdm.elbo.gaussian_kl. Frames are
+vdm.sample.sample and vdm.elbo.matching_kl. Frames are
 kept as uint8 H x W x 3 arrays (vdm.images.as_hwc), so stepping is a lookup.
 Pixels outside [-1, 1] (x_t has unbounded noise) are clipped for display only.
 """
@@ -101,8 +101,7 @@ def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", pr
 
     from vdm.data import to_float
     from vdm.denoiser import Oracle
-    from vdm.diffusion import posterior
-    from vdm.elbo import gaussian_kl, nats_to_bpd
+    from vdm.elbo import matching_kl, nats_to_bpd
     from vdm.images import as_hwc
     from vdm.sample import sample
 
@@ -124,11 +123,8 @@ def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", pr
         if T >= 2:
             ts = torch.arange(2, T + 1)
             x_t = chain.x[2:, 0]
-            refs = ref.expand_as(x_t)
-            mu_q, var = posterior(schedule, x_t, refs, ts)
-            mu_p, _ = posterior(schedule, x_t, chain.x0_hat[2:, 0], ts)
-            kl = gaussian_kl(mu_q.double(), var.expand_as(mu_q), mu_p.double(), var.expand_as(mu_p))
-            matching[2:] = kl.flatten(1).sum(1).numpy()
+            kl = matching_kl(schedule, x_t.double(), ref.expand_as(x_t).double(), chain.x0_hat[2:, 0].double(), ts)
+            matching[2:] = kl.numpy()
     return BackwardChain(ScheduleTable.of(schedule), as_hwc(chain.x[:, 0]), as_hwc(chain.x0_hat[:, 0]),
                          as_hwc(chain.mean[:, 0]), chain.var.double().numpy(), matching,
                          np.asarray(nats_to_bpd(matching, dims)), source, seed, oracle)

@@ -28,6 +28,7 @@ from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
 from tui.readout import Readout
 from tui.run import RunState
+from vdm.run import METRICS, is_run
 from vdm.tailer import MetricsTailer
 
 TILE, PAD = 32, 1  # vdm.images.grid's tile size and padding in the sample PNGs
@@ -156,7 +157,7 @@ class MonitorScreen(Screen):
         if not self.run_dir.is_dir():
             self.notify(f"{self.run_dir} does not exist (yet); waiting for a run to appear there.",
                         severity="warning", timeout=8)
-        elif not (self.run_dir / "config.json").exists() and not (self.run_dir / "metrics.jsonl").exists():
+        elif not is_run(self.run_dir) and not (self.run_dir / METRICS).exists():
             self.notify(f"{self.run_dir} is not a run directory (no config.json or metrics.jsonl); waiting.",
                         severity="warning", timeout=8)
         self._draw()

@@ -7,7 +7,6 @@ value) instead of a million dicts; only the newest record of each kind is kept w
 
 from __future__ import annotations
 
-import json
 from array import array
 from pathlib import Path
 
@@ -135,12 +134,3 @@ class RunState:
         if self.run_dir is None:
             return None
         return self.run_dir / "samples" / "latest.png"
-
-
-def read_config(run_dir: Path) -> dict | None:
-    """config.json of a run, or None when it is missing or unreadable."""
-    try:
-        return json.loads((Path(run_dir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-

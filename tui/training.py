@@ -1,6 +1,7 @@
 """`vdm train --tui`: the training runs in a child process, the monitor in this one.
 
-The child is `python -m vdm.cli train ... --no-tui --quiet`, in its own session
+The parent writes the run's config.json; the child is
+`python -m vdm.cli train --resume RUN --no-tui --quiet`, in its own session
 (so a Ctrl+C or a closed terminal does not reach it) with its output in
 ``<run>/train.log``. Quitting the monitor either stops it with SIGINT (the trainer
 then saves a checkpoint, evaluates and writes samples) or detaches from it.
@@ -68,22 +69,25 @@ class TrainingProcess:
         return lines[-1].strip() if lines else ""
 
 
-def child_argv(given: dict, run_dir: Path, resume: bool) -> list[str]:
-    """`vdm train` arguments for the child: the flags the user gave, a fixed run, no TUI, no progress bar."""
-    out = ["--resume", str(run_dir)] if resume else ["--runs-dir", str(run_dir.parent), "--name", run_dir.name]
-    for k, v in given.items():
-        if k not in ("name", "runs_dir", "resume") and v is not None:
-            out += ["--" + k.replace("_", "-"), str(v)]
-    return out + ["--no-tui", "--quiet"]
+def child_argv(run_dir: Path) -> list[str]:
+    """`vdm train` arguments for the child: train the run directory the parent wrote, no TUI, no progress bar.
+
+    The configuration travels in config.json, never as flags: turning parsed values back into
+    strings is a round trip argparse does not survive (a BooleanOptionalAction takes no value).
+    """
+    return ["--resume", str(run_dir), "--no-tui", "--quiet"]
 
 
-def train_with_tui(cfg, run_dir: Path, given: dict, resume: bool = False) -> int:
-    """Start the training child, show the monitor, and say what became of the training."""
+def train_with_tui(run) -> int:
+    """Write the run's configuration, start the training child on it, show the monitor, say what became of it."""
     from tui.app import run_app
 
-    cfg.validate()  # a bad flag is one sentence here, not a child that dies behind the UI
-    run_dir = Path(run_dir)
-    proc = TrainingProcess(child_argv(given, run_dir, resume), run_dir).start()
+    run.config.validate()  # a bad flag is one sentence here, not a child that dies behind the UI
+    run.schedule  # so is a schedule that cannot be made (--alpha with the cosine schedule)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config()  # the child reads it back: `vdm train --resume RUN` starts a run without a checkpoint at step 0
+    run_dir = run.path
+    proc = TrainingProcess(child_argv(run_dir), run_dir).start()
     try:
         outcome = run_app(run_dir, process=proc)
     except BaseException:

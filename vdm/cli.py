@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from vdm import DEFAULT_T
+
 EXIT_USAGE = 2
 MAX_T = 10_000  # a bound on --T, so that a typo cannot ask for terabytes
 MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the same reason
@@ -88,7 +90,7 @@ def _add_schedule_args(p: argparse.ArgumentParser) -> None:
     from vdm.schedule import KINDS
 
     p.add_argument("--schedule", choices=KINDS, default="constant", help="noise schedule (default: constant)")
-    p.add_argument("--T", type=_bounded_int(MAX_T), default=500, help="number of diffusion steps (default: 500)")
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help=f"number of diffusion steps (default: {DEFAULT_T})")
     p.add_argument("--alpha", type=_finite_float, default=None,
                    help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
 
@@ -190,7 +192,7 @@ def _forward_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tune_alpha_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T)
     p.add_argument("--final-signal", type=_finite_float, default=0.01, help="target sqrt(alpha_bar_T) (default 0.01)")
     p.add_argument("--rows", type=_bounded_int(MAX_COUNT), default=11, help="rows of the SNR table")
     p.set_defaults(func=cmd_tune_alpha)
@@ -216,7 +218,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     from vdm.nets import MODELS
 
     p.add_argument("--model", choices=MODELS, default="assignment")
-    p.add_argument("--T", type=_bounded_int(MAX_T), default=500)
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T)
     p.set_defaults(func=cmd_model)
 
 
@@ -236,7 +238,7 @@ def _tui_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", default=None, help="an image file for the chains")
     src.add_argument("--index", type=_nonneg_int, default=0, help="index into the test split for the chains")
-    p.add_argument("--T", type=_bounded_int(MAX_T), default=500, help="steps of the constant schedule without a run")
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help="steps of the constant schedule without a run")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chain", action="store_true", help="open on the chain screen")
     p.set_defaults(func=cmd_tui)
@@ -269,13 +271,14 @@ def cmd_train(args) -> int:
 
     from vdm import distributed
     from vdm.nets import summary
-    from vdm.train import TrainConfig, Trainer, TrainingStopped, load_run_config, new_run_dir
+    from vdm.run import Run, open_run
+    from vdm.train import TrainConfig, Trainer, TrainingStopped, new_run_dir
 
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if args.resume is not None:  # --resume "" is a mistake, not a fresh run
-        run_dir = Path(args.resume)
-        cfg = load_run_config(run_dir)
+        run = open_run(args.resume)
+        run_dir, cfg = run.path, run.config
         for k, v in given.items():
             if k in ("name", "runs_dir"):
                 continue  # the run is the directory given to --resume
@@ -299,7 +302,7 @@ def cmd_train(args) -> int:
     if args.tui or (not args.no_tui and not args.quiet and sys.stdin.isatty() and sys.stdout.isatty()):
         from tui.training import train_with_tui
 
-        return _after_ui(args, train_with_tui(cfg, run_dir, given, resume=args.resume is not None))
+        return _after_ui(args, train_with_tui(Run(run_dir, cfg)))
     trainer = Trainer(cfg, run_dir, resume=args.resume is not None)
     print(f"run: {run_dir}")
     print(f"schedule: {trainer.schedule.describe()}; device: {trainer.device}")
@@ -348,13 +351,13 @@ def cmd_sample(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from vdm.denoiser import load_denoiser
     from vdm.images import grid, save_animation, save_png
+    from vdm.run import open_model
     from vdm.sample import sample
     from vdm.train import pick_device
 
     device = pick_device(args.device)
-    den, meta = load_denoiser(args.checkpoint, device, use_ema=not args.no_ema)
+    den, meta, _ = open_model(args.checkpoint, device, use_ema=not args.no_ema)
     _check_out(args.out, (".png",))
     if args.animation:
         _check_out(args.animation, (".gif", ".mp4"))
@@ -440,15 +443,15 @@ def cmd_elbo(args) -> int:
     from tqdm import tqdm
 
     from vdm import data as datasets
-    from vdm.denoiser import load_denoiser
     from vdm.elbo import elbo, nats_to_bpd
-    from vdm.train import pick_device
+    from vdm.run import open_model
+    from vdm.train import TrainConfig, pick_device
 
     device = pick_device(args.device)
-    den, meta = load_denoiser(args.checkpoint, device, use_ema=not args.no_ema)
-    cfg = meta.get("config", {})
-    name = args.data or cfg.get("data", "shapes")
-    x = datasets.load(name, "test", args.data_dir or cfg.get("data_dir", "data"))[: args.n]
+    den, meta, run = open_model(args.checkpoint, device, use_ema=not args.no_ema)
+    cfg = run.config if run is not None else TrainConfig()  # a lone checkpoint file: the default data
+    name = args.data or cfg.data
+    x = datasets.load(name, "test", args.data_dir or cfg.data_dir)[: args.n]
     s = den.schedule
     g = torch.Generator(device=device).manual_seed(args.seed)
     results = {}

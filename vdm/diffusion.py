@@ -127,6 +127,28 @@ def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t):
     return mean, _at(var, t, x0)
 
 
+def posterior_table(schedule: Schedule, device="cpu", dtype=torch.float32):
+    """(c_x0, c_xt, sigma_q) of :func:`posterior_coefs` as device tensors, for loops that must not read back."""
+    c_x0, c_xt, var = posterior_coefs(schedule)
+    return tuple(c.to(device, dtype) for c in (c_x0, c_xt, var.sqrt()))
+
+
+def reverse_step(table, x_t: torch.Tensor, x0_hat: torch.Tensor, t: int, noise: torch.Tensor | None):
+    """One step of the model p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t)), returned as (x_{t-1}, mean):
+
+        mean    = c_x0(t) x̂_0 + c_xt(t) x_t          (the posterior mean mu_q(x_t, x̂_0))
+        x_{t-1} = mean + sigma_q(t) noise,  noise ~ N(0, I)
+
+    At t = 1 sigma_q(1) = 0 and x_0 is the mean (DDPM's decoder mean), whatever ``noise`` is.
+    ``table`` is :func:`posterior_table` of the schedule; ``t`` an integer step.
+    """
+    c_x0, c_xt, std = table
+    mean = c_x0[t] * x0_hat + c_xt[t] * x_t
+    if t <= 1 or noise is None:
+        return mean, mean
+    return mean + std[t] * noise, mean
+
+
 def _float_tensor(v, name: str) -> None:
     if not torch.is_tensor(v) or not v.is_floating_point():
         raise ValueError(f"{name} must be a float tensor, got {type(v).__name__} {getattr(v, 'dtype', '')}.")

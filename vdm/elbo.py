@@ -139,19 +139,24 @@ def prior_nats(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
     return _sum_dims(gaussian_kl(m, v.expand_as(m), torch.zeros_like(m), torch.ones_like(m)))
 
 
-def denoising_term(denoiser, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
-    """KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t)) at one x_t ~ q(x_t|x_0), per image, for t in 2..T.
+def matching_kl(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, x0_hat: torch.Tensor, t) -> torch.Tensor:
+    """KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t)) per image (nats), with p = q(x_{t-1}|x_t, x̂_0), t >= 2.
 
     Both Gaussians share the variance sigma_q^2(t), so the KL is
     ||mu_q(x_t, x_0) - mu_q(x_t, x̂_0)||^2 / (2 sigma_q^2(t)), which equals
     1/2 (SNR(t-1) - SNR(t)) ||x_0 - x̂_0||^2.
     """
     _check_t(schedule, t, 2)
-    x_t = q_sample(schedule, x0, t, _randn(x0, generator))
-    x0_hat = denoiser(x_t, t)
     mu_q, var = posterior(schedule, x_t, x0, t)
     mu_p, _ = posterior(schedule, x_t, x0_hat, t)
     return _sum_dims(gaussian_kl(mu_q, var.expand_as(mu_q), mu_p, var.expand_as(mu_p)))
+
+
+def denoising_term(denoiser, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
+    """The denoising-matching term :func:`matching_kl` at one x_t ~ q(x_t|x_0), per image, for t in 2..T."""
+    _check_t(schedule, t, 2)
+    x_t = q_sample(schedule, x0, t, _randn(x0, generator))
+    return matching_kl(schedule, x_t, x0, denoiser(x_t, t), t)
 
 
 def consistency_term(denoiser, schedule: Schedule, x_prev: torch.Tensor, x_t: torch.Tensor,

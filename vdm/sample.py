@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vdm.diffusion import posterior_coefs
+from vdm.diffusion import posterior_coefs, posterior_table, reverse_step
 from vdm.schedule import Schedule
 
 
@@ -67,8 +67,7 @@ def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed
         x = x_T.to(device).float()
         n = x.shape[0]
     # Per-t coefficients once, as device floats: the loop reads them without host syncs.
-    c_x0, c_xt, var = (c.float().to(device) for c in posterior_coefs(schedule))
-    std = var.sqrt()
+    table = posterior_table(schedule, device)  # per-t coefficients as device floats: no host syncs in the loop
     if return_chain:
         xs = torch.empty((T + 1,) + tuple(x.shape), device=device)
         x0s = torch.empty_like(xs)
@@ -84,8 +83,8 @@ def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed
         x0_hat = net(x, t_batch)
         if clip:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-        mean = c_x0[t] * x0_hat + c_xt[t] * x
-        x = mean + std[t] * torch.randn(x.shape, generator=g, device=device) if t > 1 else mean
+        noise = torch.randn(x.shape, generator=g, device=device) if t > 1 else None
+        x, mean = reverse_step(table, x, x0_hat, t, noise)
         if return_chain:
             x0s[t], means[t], xs[t - 1] = x0_hat, mean, x
         if progress is not None:
@@ -94,4 +93,4 @@ def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed
         return x
     x0s[0] = x
     means[0] = x
-    return x, Chain(xs, x0s, means, var.cpu())
+    return x, Chain(xs, x0s, means, posterior_coefs(schedule)[2].float())

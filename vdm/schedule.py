@@ -21,8 +21,9 @@ from functools import cached_property
 
 import torch
 
+from vdm import DEFAULT_T  # re-exported: vdm.schedule.DEFAULT_T
+
 KINDS = ("constant", "linear", "cosine")
-DEFAULT_T = 500
 # Exercise 1a: the final signal coefficient sqrt(alpha_bar_T) the default
 # constant schedule is tuned to reach (see tune_alpha).
 DEFAULT_FINAL_SIGNAL = 0.01

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vdm import DEFAULT_T
 from vdm import checkpoint as ckpt
 from vdm import data as datasets
 from vdm import distributed
-from vdm.atomic import write_json
 from vdm.denoiser import Denoiser, PREDICTIONS
 from vdm.diffusion import q_sample, reparameterise
 from vdm.elbo import elbo
@@ -37,7 +37,8 @@ from vdm.images import grid, save_png
 from vdm.metrics import MetricsWriter
 from vdm.nets import MODELS, build_net, count_parameters
 from vdm.sample import sample
-from vdm.schedule import KINDS, make_schedule
+from vdm.run import Run, identity_of, is_run, new_run, schedule_of
+from vdm.schedule import KINDS
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -52,7 +53,7 @@ class TrainConfig:
     model: str = "assignment"
     prediction: str = "x0"
     schedule: str = "constant"
-    T: int = 500
+    T: int = DEFAULT_T
     alpha: float | None = None
     epochs: int = 200
     batch_size: int = 128
@@ -160,7 +161,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         # under torchrun: this rank's place and device (cuda:LOCAL_RANK); rank 0 of 1 otherwise
         self.dist, self.device = distributed.setup(pick_device(cfg.device))
-        self.schedule = make_schedule(cfg.schedule, cfg.T, cfg.alpha)
+        self.schedule = schedule_of(cfg)
         torch.manual_seed(cfg.seed)
         net = build_net(cfg.model, cfg.T, cfg.prediction).to(self.device)
         if self.dist.enabled:
@@ -196,7 +197,7 @@ class Trainer:
 
     # -- identity of the model, checked on resume and when sampling -----------
     def identity(self) -> dict:
-        return {"model": self.cfg.model, "prediction": self.cfg.prediction, "schedule": self.schedule.config()}
+        return identity_of(self.cfg, self.schedule)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -341,8 +342,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.main:  # rank 0 writes the run directory; the other ranks write nothing
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / "config.json", dict(asdict(cfg), schedule_config=self.schedule.config(),
-                                                           parameters=count_parameters(self.model.net)))
+            Run(self.run_dir, cfg, count_parameters(self.model.net)).write_config()
         log = MetricsWriter(self.run_dir / "metrics.jsonl") if self.dist.main else _NoLog()
         stop = {"signal": None}
 
@@ -480,28 +480,9 @@ def _main_thread() -> bool:
 
 
 def new_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.runs_dir) / name
+    """runs_dir/name of a fresh run, refused when that run exists already."""
+    run_dir = new_run(cfg).path
     # under torchrun only rank 0 asks: the others may start after it has written config.json
-    if distributed.from_env().main and (run_dir / "config.json").exists():
+    if distributed.from_env().main and is_run(run_dir):
         raise ValueError(f"run {run_dir} already exists; pass --resume {run_dir} to continue it or choose another --name.")
     return run_dir
-
-
-def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
-    import json
-
-    p = Path(run_dir) / "config.json"
-    try:
-        found = p.is_file()
-        text = p.read_bytes() if found else b""
-    except OSError as e:  # a name too long, no permission
-        raise ValueError(f"{str(run_dir)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
-    if not found:
-        raise ValueError(f"{str(run_dir)[:200]!r} is not a run directory (no config.json).")
-    try:
-        cfg = TrainConfig.from_dict(json.loads(text))
-        cfg.validate()
-    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p} is not a valid run config ({str(e)[:160]}).") from None
-    return cfg

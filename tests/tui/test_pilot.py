@@ -217,18 +217,33 @@ async def test_quit_while_training_asks_stop_or_detach(tmp_path, key, outcome):
     assert proc.stopped == (outcome == "stopped")
 
 
-def test_child_argv_keeps_the_users_flags_and_fixes_the_run(tmp_path):
-    from tui.training import child_argv
+@pytest.mark.parametrize("flags", [dict(compile=False, cuda_graphs=True), dict(compile=False, cuda_graphs=False)])
+def test_the_training_child_trains_the_run_the_parent_wrote(tmp_path, flags):
+    """No argv round trip: boolean flags (--cuda-graphs, --no-compile) reach the child through config.json.
 
-    run = tmp_path / "runs" / "x"
-    argv = child_argv({"name": "", "runs_dir": "runs", "T": 20, "lr": 0.002, "alpha": None}, run, resume=False)
-    assert argv[:4] == ["--runs-dir", str(run.parent), "--name", "x"]
-    assert "--T" in argv and argv[argv.index("--T") + 1] == "20" and "--alpha" not in argv
-    assert argv[-2:] == ["--no-tui", "--quiet"]  # the child never opens a UI of its own
-    again = child_argv({"epochs": 9}, run, resume=True)
-    assert again[:2] == ["--resume", str(run)] and "--name" not in again
-    # the parser accepts what the child is given
-    from vdm.cli import build_parser
+    The child is the real `python -m vdm.cli train` process the monitor starts; it must train
+    the run to its end (exit 0, a checkpoint) with exactly the configuration the parent wrote.
+    """
+    import subprocess
 
-    ns = build_parser().parse_args(["train", *argv])
-    assert ns.T == 20 and ns.no_tui and ns.quiet and ns.name == "x"
+    from tui.training import TrainingProcess, child_argv
+    from vdm.run import new_run, open_run
+    from vdm.train import TrainConfig
+
+    cfg = TrainConfig(runs_dir=str(tmp_path / "runs"), name="x", T=20, limit=64, batch_size=32, epochs=1,
+                      eval_size=8, n_samples=4, threads=1, **flags)
+    run = new_run(cfg)
+    run.path.mkdir(parents=True)
+    run.write_config()
+    argv = child_argv(run.path)
+    assert "--compile" not in argv and "--cuda-graphs" not in argv  # nothing travels as flags
+    proc = TrainingProcess(argv, run.path).start()
+    try:
+        code = proc.proc.wait(300)
+    except subprocess.TimeoutExpired:
+        proc.stop(timeout=10)
+        raise
+    assert code == 0, proc.last_line()
+    done = open_run(run.path)
+    assert done.checkpoint() is not None and done.config.epochs == 1
+    assert (done.config.compile, done.config.cuda_graphs) == (flags["compile"], flags["cuda_graphs"])

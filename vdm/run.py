@@ -1,0 +1,204 @@
+"""A run directory, opened once and validated: the one way every face reads a run.
+
+    run = open_run("runs/demo")          # config.json read and checked, or one ValueError sentence
+    run.config                           # the TrainConfig the run was started with
+    run.schedule                         # its noise schedule (made from the config, never stored twice)
+    den, meta = run.denoiser()           # the newest complete checkpoint's model, EMA weights if any
+    records, bad = run.metrics()         # metrics.jsonl, bad lines counted and skipped
+    run.latest_samples                   # samples/latest.png, or None
+
+What is stored where, each once:
+
+- ``config.json`` holds the :class:`~vdm.train.TrainConfig` (and the parameter count). The
+  schedule is *asked for* there by name, T and alpha; :func:`schedule_of` turns that into
+  the :class:`~vdm.schedule.Schedule`, for every reader alike.
+- a checkpoint's sidecar holds the model's identity (:func:`identity_of`: model,
+  prediction and the resolved ``Schedule.config()``), so a checkpoint file alone can
+  be sampled from; opening it through a run checks that identity against the run's.
+- ``metrics.jsonl`` (vdm.metrics) and ``samples/`` are written by the trainer alone.
+
+The trainer writes config.json through :meth:`Run.write_config`; nothing else in vdm, the
+terminal UI or the scenes reads config.json or a sidecar itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a huge file as one
+
+
+def schedule_of(cfg):
+    """The Schedule a TrainConfig asks for: make_schedule(cfg.schedule, cfg.T, cfg.alpha)."""
+    from vdm.schedule import make_schedule
+
+    return make_schedule(cfg.schedule, cfg.T, cfg.alpha)
+
+
+def identity_of(cfg, schedule=None) -> dict:
+    """What a checkpoint must match to be this run's model: model, prediction, schedule config."""
+    schedule = schedule if schedule is not None else schedule_of(cfg)
+    return {"model": cfg.model, "prediction": cfg.prediction, "schedule": schedule.config()}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated run directory. Paths are attributes; reading anything else goes through methods."""
+
+    path: Path
+    config: "object"  # vdm.train.TrainConfig (imported lazily: the monitor opens runs without torch)
+    parameters: int | None = None
+
+    @cached_property
+    def schedule(self):
+        return schedule_of(self.config)
+
+    @property
+    def identity(self) -> dict:
+        return identity_of(self.config, self.schedule)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def latest_samples(self) -> Path | None:
+        p = self.samples_dir / "latest.png"
+        return p if p.is_file() else None
+
+    def checkpoint(self) -> Path | None:
+        """The sidecar of the newest complete checkpoint (both files there, SHA-256 agreeing), or None."""
+        from vdm import checkpoint as ckpt
+
+        if not ckpt.list_checkpoints(self.checkpoints_dir):
+            return None
+        try:
+            return ckpt.resolve(self.checkpoints_dir)
+        except ValueError:
+            return None
+
+    def denoiser(self, device="cpu", use_ema: bool = True, checkpoint: str | os.PathLike | None = None):
+        """(Denoiser in eval mode, sidecar) of ``checkpoint`` or the run's newest one, refused if not this run's model."""
+        from vdm.denoiser import load_denoiser
+
+        source = checkpoint if checkpoint is not None else self.checkpoint()
+        if source is None:
+            raise ValueError(f"the run {self.path} has no complete checkpoint yet.")
+        return load_denoiser(source, device, use_ema=use_ema, expected=self.identity)
+
+    def metrics(self) -> tuple[list[dict], int]:
+        """All records of metrics.jsonl and the number of lines skipped (vdm.metrics.read_all)."""
+        from vdm.metrics import read_all
+
+        return read_all(self.metrics_path)
+
+    def test_images(self):
+        """The run's held-out images, uint8 [N, 3, 32, 32] (vdm.data.load of its data set)."""
+        from vdm import data as datasets
+
+        return datasets.load(self.config.data, "test", self.config.data_dir)
+
+    def write_config(self) -> None:
+        """config.json, atomically: the run's TrainConfig and parameter count."""
+        from vdm.atomic import write_json
+
+        record = asdict(self.config)
+        if self.parameters is not None:
+            record["parameters"] = self.parameters
+        write_json(self.config_path, record)
+
+
+def _read_config(path: Path):
+    from vdm.train import TrainConfig
+
+    p = path / CONFIG
+    try:
+        if not path.is_dir():
+            what = "does not exist" if not path.exists() else "is not a directory"
+            raise ValueError(f"{str(path)[:200]!r} {what}, so it is not a run directory.")
+        if not p.is_file():
+            raise ValueError(f"{str(path)[:200]!r} is not a run directory (no {CONFIG}).")
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{p} is not a run config (larger than {MAX_CONFIG_BYTES} bytes).")
+        text = p.read_bytes()
+    except OSError as e:  # a name too long, a loop of links, no permission
+        raise ValueError(f"{str(path)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
+    try:
+        d = json.loads(text)
+        cfg = TrainConfig.from_dict(d)
+        cfg.validate()
+        schedule_of(cfg)  # T, alpha and kind must make a schedule
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p} is not a valid run config ({str(e)[:160]}).") from None
+    params = d.get("parameters")
+    return cfg, params if isinstance(params, int) and not isinstance(params, bool) else None
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open and validate the run directory ``path``; a missing or bad config.json is one ValueError sentence."""
+    path = Path(path)
+    cfg, params = _read_config(path)
+    return Run(path, cfg, params)
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory with a config.json (valid or not): a run, not a checkpoint file."""
+    try:
+        return (Path(path) / CONFIG).is_file()
+    except OSError:
+        return False
+
+
+def new_run(cfg, parameters: int | None = None) -> Run:
+    """The Run a fresh TrainConfig asks for: runs_dir/name (name: the date and time when empty), not yet written."""
+    import time
+
+    name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
+    return Run(Path(cfg.runs_dir) / name, cfg, parameters)
+
+
+def open_model(path: str | os.PathLike, device="cpu", use_ema: bool = True):
+    """(Denoiser, sidecar, Run or None) for a run directory or a checkpoint file.
+
+    A run directory goes through :func:`open_run` (its config checked, its newest complete
+    checkpoint, which must be the run's model); a checkpoint file stands alone.
+    """
+    if is_run(path):
+        run = open_run(path)
+        den, meta = run.denoiser(device, use_ema)
+        return den, meta, run
+    # a checkpoint file: inside runs/<name>/checkpoints/ it is still that run's (and checked against it)
+    from vdm.checkpoint import resolve
+    from vdm.denoiser import load_denoiser
+
+    home = resolve(path).parent.parent
+    if is_run(home):
+        run = open_run(home)
+        den, meta = run.denoiser(device, use_ema, checkpoint=path)
+        return den, meta, run
+    den, meta = load_denoiser(path, device, use_ema=use_ema)
+    return den, meta, None
