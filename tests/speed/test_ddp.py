@@ -15,6 +15,7 @@ running means that follow them are left out of the elementwise comparison for th
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -28,6 +29,24 @@ from vdm import checkpoint as ckpt
 ARGS = ["--limit", "45", "--batch-size", "15", "--T", "20", "--eval-size", "0", "--n-samples", "1",
         "--sample-every", "0", "--log-every", "1", "--threads", "1", "--quiet", "--no-tui", "--seed", "5"]
 LR = 1e-3
+STEPS = 6
+# Round-off, not the machine it was first run on, sets the tolerances. Two ranks and one process sum
+# the same float32 terms in other orders; such a sum of n terms differs by about sqrt(n) eps relative
+# (a random walk of per-addition errors). The most terms one gradient entry or BatchNorm statistic
+# sums is the global batch times the largest feature map.
+N_SUM = 15 * 32 * 32
+ROUND = math.sqrt(N_SUM) * torch.finfo(torch.float32).eps  # 1.5e-5
+# A reordered gradient moves Adam's scale-free step lr m/sqrt(v) by its relative error, each step, and
+# the error passes through up to 8 layers (x 8) with a margin of 2: a weight differs by at most
+# WEIGHT_TOL at the median. A real fault (a wrong loss scale, rank-local BatchNorm statistics) moves
+# weights by O(lr) per step, 10^3 times more.
+WEIGHT_TOL = 16 * STEPS * LR * ROUND  # 1.4e-6
+# Elements whose exact gradient is 0 get an lr-sized Adam step from round-off alone: a few per cent
+# of a tensor may exceed 8 times WEIGHT_TOL (never 2 lr per step, checked on every element).
+WEIGHT_TAIL = 8 * WEIGHT_TOL
+# BatchNorm's running variance is a statistic, not an Adam-stepped weight: relative to its value, 8
+# layers x 2 of the round-off of one sum per step.
+VAR_REL_TOL = 16 * STEPS * ROUND  # 1.4e-3
 
 
 def _free_port() -> int:
@@ -84,9 +103,14 @@ def test_two_gloo_ranks_match_one_process_and_resume_under_another_world_size(tm
     a_steps, _ = _train_records(runs / "ddp")
     b_steps, _ = _train_records(runs / "one")
     assert sorted(a_steps) == sorted(b_steps) == list(range(1, 7))
-    assert a_steps[1]["grad_norm"] == pytest.approx(b_steps[1]["grad_norm"], rel=1e-5)
-    for s in range(1, 7):
-        assert a_steps[s]["loss"] == pytest.approx(b_steps[s]["loss"], rel=1e-4 if s > 1 else 1e-6), s
+    # step 1, same weights: the loss is a mean of 15 x 3072 positive squared errors, which torch sums
+    # by cascades (relative error <= log2(n) eps whatever the order); the gradient norm collects
+    # gradients that are reordered signed sums (ROUND)
+    loss_tol = math.ceil(math.log2(15 * 3072)) * torch.finfo(torch.float32).eps
+    assert a_steps[1]["grad_norm"] == pytest.approx(b_steps[1]["grad_norm"], rel=ROUND)
+    assert a_steps[1]["loss"] == pytest.approx(b_steps[1]["loss"], rel=loss_tol)
+    for s in range(1, 7):  # later steps: the weights have drifted apart by WEIGHT_TOL, the losses a little
+        assert a_steps[s]["loss"] == pytest.approx(b_steps[s]["loss"], rel=1e-4), s
         assert a_steps[s]["grad_norm"] == pytest.approx(b_steps[s]["grad_norm"], rel=1e-3), s
     a, b = ckpt.load(runs / "ddp"), ckpt.load(runs / "one")
     assert a.step == b.step == 6
@@ -99,7 +123,9 @@ def test_two_gloo_ranks_match_one_process_and_resume_under_another_world_size(tm
             assert torch.equal(wa[k], wb[k]), k  # num_batches_tracked
             continue
         d = (wa[k] - wb[k]).abs()
-        assert d.max() <= 6 * 2 * LR, k  # never more than Adam's largest possible drift over 6 steps
-        if k not in bn_cancelled:
-            assert (d <= 1e-5).float().mean() >= 0.97, (k, float((d <= 1e-5).float().mean()))
-            assert d.median() <= 1e-6, k
+        assert d.max() <= STEPS * 2 * LR, k  # never more than Adam's largest possible drift over 6 steps
+        if k.endswith("running_var"):
+            assert (d <= VAR_REL_TOL * wb[k].abs()).all(), (k, float((d / wb[k].abs()).max()))
+        elif k not in bn_cancelled:
+            assert (d <= WEIGHT_TAIL).float().mean() >= 0.97, (k, float((d <= WEIGHT_TAIL).float().mean()))
+            assert d.median() <= WEIGHT_TOL, (k, float(d.median()))
