@@ -112,7 +112,7 @@ def _wait_for_train_record(run: Path, proc, timeout: float = 90) -> None:
 
 
 def _vdm() -> list[str]:
-    exe = shutil.which("vdm")
+    exe = _installed_vdm()
     return [exe] if exe else [sys.executable, "-m", "vdm.cli"]
 
 
@@ -189,3 +189,9 @@ def test_kill_at_every_point_of_a_checkpoint_write(tmp_path):
     assert set(outcomes.values()) == {2, 3}
     print(f"\nkilled ckpt.save at each of its {k - 1} file system events: newest checkpoint "
           f"{sum(v == 2 for v in outcomes.values())}x the old one, {sum(v == 3 for v in outcomes.values())}x the new one")
+
+
+def _installed_vdm() -> str | None:
+    """The `vdm` console script of this interpreter's environment (.venv/bin/vdm), not whatever is on PATH."""
+    exe = Path(sys.executable).with_name("vdm")
+    return str(exe) if exe.is_file() else None
