@@ -44,7 +44,7 @@ def pixels(mob):
 
 def displayed(number):
     """The characters a LiveNumber shows: one glyph per character of its formatted value."""
-    return number.fmt.format(number.get_value()), len(number.submobjects)
+    return number.fmt.format(number.get_value()), len(number.glyphs)
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +218,10 @@ def test_pixel_image_is_sharp_and_exact():
 def test_live_number_redraws_in_place():
     n = c.LiveNumber(0.5, "{:.4f}")
     n.shift([1.5, -2.0, 0])
-    left, zero_y = n[0].get_left()[0], n[-1].get_center()[1]  # the last glyph is a 0
+    left, zero_y = n.glyphs[0].get_left()[0], n.glyphs[-1].get_center()[1]  # the last glyph is a 0
     n.set_value(-0.25)
-    assert n.get_value() == -0.25 and len(n) == len("-0.2500")
-    assert abs(n.get_left()[0] - left) < 0.05  # stays where it was moved
-    assert n[-1].get_center()[1] == pytest.approx(zero_y)  # on the same baseline
+    assert n.get_value() == -0.25 and len(n.glyphs) == len("-0.2500")
+    assert abs(n.glyphs[0].get_left()[0] - left) < 0.05  # stays where it was moved
+    assert n.glyphs[-1].get_center()[1] == pytest.approx(zero_y)  # on the same baseline
     n.set_value(12.0)
-    assert len(n) == len("12.0000")
+    assert len(n.glyphs) == len("12.0000")
