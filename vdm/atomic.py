@@ -1,4 +1,10 @@
-"""Write-then-rename, so that a kill at any moment leaves the old file or the new one, never half of one."""
+"""Write-then-rename, so that a kill at any moment leaves the old file or the new one, never half of one.
+
+The temporary file is created with O_EXCL | O_NOFOLLOW under a random name in the target's
+own directory (``.<stem>.tmp<pid>-<random><suffix>``): nothing planted there in advance can
+redirect the write, and the suffix stays last so that writers choosing a format by the
+extension (ffmpeg for .mp4) still see it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,11 @@ import contextlib
 import json
 import os
 import re
+import secrets
 from pathlib import Path
 
-_TEMP = re.compile(r"^\..+\.tmp(\d+)$")  # the names atomic_path uses: .<name>.tmp<pid>
+# the names atomic_path uses: .<stem>.tmp<pid>-<hex><suffix> (and the older .<name>.tmp<pid>)
+_TEMP = re.compile(r"^\..+\.tmp(\d+)(?:-[0-9a-f]{16}(?:\.[A-Za-z0-9]+)?)?$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -24,15 +32,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temp_name(path: Path) -> Path:
+    """A fresh, unguessable temporary name beside ``path`` that keeps its suffix last."""
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}-{secrets.token_hex(8)}{path.suffix}")
+
+
+def refuse_link(path: Path) -> None:
+    """OSError(ELOOP) naming ``path`` when it is a symbolic link: vdm replaces files, never writes through links."""
+    if path.is_symlink():
+        raise OSError(40, "it is a symbolic link, which vdm does not write through", str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
+    """Yield a new, empty temporary file beside ``path``; on success fsync it and rename it over ``path``.
+
+    The temporary is created exclusively (never an existing file or a link); the rename replaces a
+    link at ``path`` itself rather than writing through it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_name(path)
+    created = False
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        created = True
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             # a full disk often shows only here (delayed allocation), before the rename
             os.fsync(fd)
@@ -45,8 +71,9 @@ def atomic_path(path: str | os.PathLike):
         e.filename = str(path)
         raise
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +90,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed writers left in ``directory`` (their pid is gone)."""
     removed = []
     d = Path(directory)
-    if not d.is_dir():
+    if d.is_symlink() or not d.is_dir():
         return removed
     for p in d.iterdir():
         m = _TEMP.match(p.name)

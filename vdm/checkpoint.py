@@ -30,6 +30,9 @@ _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
 _TENSORS = re.compile(r"^ckpt-\d{8,}\.safetensors$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few kB; refuse to read a huge file as one
+MAX_T = 10_000  # the command line's bound on T, also for a T read from a sidecar (sampling walks all T steps)
+MAX_STEP = 2**53  # steps, epochs: beyond this a JSON number no longer counts exactly
+OWED = ("eval", "sample", "end")  # what may still be due after a checkpoint (see Trainer._epoch_end)
 
 
 @dataclass
@@ -76,16 +79,36 @@ def save(directory: str | os.PathLike, step: int, tensors: dict, meta: dict, kee
             with contextlib.suppress(OSError):
                 (directory / f"{stem}.safetensors").unlink()
         raise
-    kept = list_checkpoints(directory)
-    for old in kept[:-keep] if keep else []:
-        for f in (old, old.with_suffix(".safetensors")):
-            f.unlink(missing_ok=True)
+    prune(directory, keep, written=directory / f"{stem}.json")
     # what killed writers left behind: temporaries, and tensors whose sidecar never came
     remove_stale_temps(directory)
     for f in directory.glob("ckpt-*.safetensors"):
         if _TENSORS.match(f.name) and not f.with_suffix(".json").exists() and f.name != f"{stem}.safetensors":
             f.unlink(missing_ok=True)
     return directory / f"{stem}.json"
+
+
+def prune(directory: Path, keep: int, written: Path | None = None) -> None:
+    """Delete every checkpoint older than the newest ``keep`` complete ones (``written`` is known complete).
+
+    Completeness is checked (both files, SHA-256 agreeing), not assumed from a sidecar's presence:
+    dangling or corrupt sidecars never count towards ``keep``, so at least one loadable checkpoint
+    always stays.
+    """
+    complete = 0
+    for side in reversed(list_checkpoints(directory)):
+        if complete >= keep:
+            for f in (side, side.with_suffix(".safetensors")):
+                f.unlink(missing_ok=True)
+            continue
+        if side == written:
+            complete += 1
+            continue
+        try:
+            read_meta(side, verify=True)
+            complete += 1
+        except ValueError:
+            pass  # not complete: left for now, removed once enough complete ones are newer
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -143,8 +166,13 @@ def read_meta(sidecar: str | os.PathLike, verify: bool = False) -> dict:
         raise ValueError(f"{sidecar} has no valid SHA-256 of its tensors.")
     if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
         raise ValueError(f"{sidecar} has no valid step (got {repr(meta.get('step'))[:40]}).")
+    if meta["step"] > MAX_STEP:
+        raise ValueError(f"{sidecar} has an impossible step {meta['step']} (more than 2^53).")
     if not isinstance(meta.get("model"), str) or not isinstance(meta.get("schedule"), dict):
         raise ValueError(f"{sidecar} does not name its model and schedule.")
+    T = meta["schedule"].get("T")
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= MAX_T:
+        raise ValueError(f"{sidecar} has a schedule T of {repr(T)[:40]}; vdm allows 1..{MAX_T:,}.")
     if verify:
         tf = sidecar.parent / str(meta.get("tensors_file", ""))
         if not tf.is_file() or _sha256(tf) != meta.get("sha256"):
@@ -160,7 +188,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
     sidecar = resolve(path)
     meta = read_meta(sidecar)
     tf = sidecar.parent / str(meta.get("tensors_file", ""))
-    if not tf.is_file():  # also no device or FIFO behind a link, which would read forever
+    if tf.is_symlink():  # a link may lead anywhere; the tensors belong beside their sidecar
+        raise ValueError(f"{tf}, the tensors of {sidecar.name}, is a symbolic link; vdm reads only the file itself.")
+    if not tf.is_file():  # also no device or FIFO, which would read forever
         raise ValueError(f"{tf}, the tensors of {sidecar.name}, is missing or not a regular file.")
     try:
         data = tf.read_bytes()
@@ -168,10 +198,11 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
         raise ValueError(f"cannot read {tf} ({e.strerror}).") from None
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise ValueError(f"{tf} does not match the SHA-256 in {sidecar.name}: the file is corrupt or was replaced.")
-    # pickle protocols 2..5 start with 0x80; torch.save writes a zip archive. Neither is ever unpickled:
-    # safetensors parses only a JSON header and raw bytes, this just names the mistake.
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise ValueError(f"{tf} is a pickle or zip archive (torch.save), not safetensors; vdm never loads pickles.")
+    # Neither a pickle nor a zip is ever unpickled (safetensors parses only a JSON header and raw
+    # bytes); this only names the mistake, and leaves everything shaped like safetensors to its check.
+    kind = _foreign_kind(data)
+    if kind:
+        raise ValueError(f"{tf} is a pickle or zip archive ({kind}), not safetensors; vdm never loads pickles.")
     try:
         tensors = st_load(data)
     except (SafetensorError, Exception) as e:
@@ -179,6 +210,35 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
     if device != "cpu":
         tensors = {k: v.to(device) for k, v in tensors.items()}
     return Checkpoint(meta, tensors, sidecar)
+
+
+def _foreign_kind(data: bytes) -> str | None:
+    """'a pickle' / 'a zip archive (torch.save)' when ``data`` is one, else None.
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and the header's
+    '{': such a file is left to safetensors even when its first byte happens to be 0x80 (a header
+    of 128 mod 256 bytes), which a pickle's protocol opcode also is.
+    """
+    n = int.from_bytes(data[:8], "little") if len(data) >= 9 else -1
+    if data[8:9] == b"{" and 0 < n <= len(data) - 8:
+        return None
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        return "a zip archive (torch.save)"
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle"
+    return None
+
+
+def set_owed(sidecar: Path, owed: list[str]) -> None:
+    """Rewrite ``sidecar`` (atomically, its tensors untouched) with what is still due after it."""
+    meta = read_meta(sidecar)
+    write_json(sidecar, dict(meta, owed=[o for o in OWED if o in owed]))
+
+
+def owed_of(meta: dict) -> list[str]:
+    """What the trainer still owed when this checkpoint was written: a sub-list of OWED ([] if none or garbage)."""
+    owed = meta.get("owed", [])
+    return [o for o in OWED if o in owed] if isinstance(owed, list) else []
 
 
 def check_compatible(meta: dict, expected: dict) -> None:
@@ -206,6 +266,11 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
 
 
 def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
+    """Load what optimizer_to_tensors split, after check_optimizer accepted it.
+
+    Only the numbers (lr, betas, eps, weight_decay) come from the file; the optimizer's own
+    switches (fused, capturable, amsgrad...) stay as this process built them.
+    """
     state: dict = {}
     for name, v in tensors.items():
         idx, k = name.split("/", 1)
@@ -213,5 +278,108 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, info: dict
     for name, v in info.get("scalars", {}).items():
         idx, k = name.split("/", 1)
         state.setdefault(int(idx), {})[k] = v
-    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in info["param_groups"]]
+    groups = [dict(mine, params=g["params"], betas=tuple(g["betas"]), **{k: g[k] for k in ("lr", "eps", "weight_decay")})
+              for g, mine in zip(info["param_groups"], opt.state_dict()["param_groups"])]
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# -- checking a checkpoint against the model before anything is loaded --------------------------
+# The SHA-256 proves a file intact, not sane: a crafted or foreign checkpoint with an Adam moment of
+# the wrong shape made fused CPU Adam write past its buffer (SIGSEGV). Every tensor is therefore
+# checked by name, shape and dtype against what will receive it, and every refusal names the tensor.
+
+_OPTIM_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step")
+_GROUPS = ("model", "ema", "optim", "rng")
+
+
+def check_weights(c: Checkpoint, group: str, expected: dict) -> list[str]:
+    """Check (and convert in place) ``c``'s ``group`` against ``expected`` (a state_dict); returns notices.
+
+    Names and shapes must match exactly. A floating tensor of another floating dtype is converted
+    (a notice says so); anything else of another dtype (int64 for float32) is refused, as are
+    non-finite weights, which are never "a good checkpoint".
+    """
+    got = c.group(group)
+    missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    if missing or extra:
+        what = f"lacks {group}/{missing[0]}" if missing else f"has the unknown tensor {group}/{extra[0]}"
+        raise ValueError(f"the checkpoint {c.path.name} {what}, so it does not fit this model.")
+    converted = set()
+    for k, want in expected.items():
+        v = got[k]
+        if tuple(v.shape) != tuple(want.shape):
+            raise ValueError(f"the checkpoint {c.path.name}'s {group}/{k} has shape {list(v.shape)}, "
+                             f"the model's {list(want.shape)}.")
+        if v.dtype != want.dtype:
+            if not (v.dtype.is_floating_point and want.dtype.is_floating_point):
+                raise ValueError(f"the checkpoint {c.path.name}'s {group}/{k} is {v.dtype}, the model's {want.dtype}; "
+                                 "vdm does not convert it.")
+            v = v.to(want.dtype)
+            converted.add(str(got[k].dtype))
+            c.tensors[f"{group}/{k}"] = v
+        if v.dtype.is_floating_point and not bool(v.isfinite().all()):
+            raise ValueError(f"the checkpoint {c.path.name} has non-finite weights ({group}/{k}); it is not usable.")
+    return [f"note: {c.path.name}'s {group} weights were {', '.join(sorted(converted))} and were converted "
+            f"to the model's dtype."] if converted else []
+
+
+def check_optimizer(c: Checkpoint, opt: torch.optim.Optimizer) -> None:
+    """Refuse optimizer tensors or settings in ``c`` that do not fit ``opt`` (names, shapes, dtypes, groups)."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for name, v in c.group("optim").items():
+        idx, _, key = name.partition("/")
+        if not idx.isdigit() or int(idx) >= len(params) or key not in _OPTIM_KEYS:
+            raise ValueError(f"the checkpoint {c.path.name} has the unknown optimizer tensor optim/{name[:60]}.")
+        p = params[int(idx)]
+        shape, dtype = ((), torch.float32) if key == "step" else (tuple(p.shape), p.dtype)
+        if tuple(v.shape) != shape or v.dtype != dtype:
+            raise ValueError(f"the checkpoint {c.path.name}'s optimizer tensor optim/{name} is {v.dtype} "
+                             f"{list(v.shape)}, not {dtype} {list(shape)} like its parameter.")
+    info = c.meta.get("optim")
+    groups = info.get("param_groups") if isinstance(info, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups) or not isinstance(info.get("scalars", {}), dict):
+        raise ValueError(f"the checkpoint {c.path.name} has no optimizer settings of this model's form.")
+    first = 0
+    for g, mine in zip(groups, opt.param_groups):
+        want = list(range(first, first + len(mine["params"])))
+        first += len(mine["params"])
+        if not isinstance(g, dict) or g.get("params") != want or not all(
+                _number(g.get(k)) for k in ("lr", "eps", "weight_decay")) or not (
+                isinstance(g.get("betas"), list) and len(g["betas"]) == 2 and all(map(_number, g["betas"]))):
+            raise ValueError(f"the checkpoint {c.path.name}'s optimizer settings do not fit this model.")
+    for name, v in info.get("scalars", {}).items():
+        idx, _, key = str(name).partition("/")
+        if not idx.isdigit() or int(idx) >= len(params) or key not in _OPTIM_KEYS or not _number(v):
+            raise ValueError(f"the checkpoint {c.path.name} has the unknown optimizer setting {str(name)[:60]}.")
+
+
+def check_rng(c: Checkpoint, expected: dict) -> None:
+    """Each generator state of ``expected`` (name -> current state tensor) present in ``c`` with its shape and dtype."""
+    for k, want in expected.items():
+        v = c.tensors.get(f"rng/{k}")
+        if v is None or v.dtype != want.dtype or tuple(v.shape) != tuple(want.shape):
+            got = "missing" if v is None else f"{v.dtype} {list(v.shape)}"
+            raise ValueError(f"the checkpoint {c.path.name}'s generator state rng/{k} is {got}, "
+                             f"not {want.dtype} {list(want.shape)}.")
+    unknown = sorted(k for k in c.tensors if k.split("/", 1)[0] not in _GROUPS or "/" not in k)
+    if unknown:
+        raise ValueError(f"the checkpoint {c.path.name} has the unknown tensor {unknown[0][:60]}.")
+
+
+def check_progress(c: Checkpoint) -> tuple[int, int, float]:
+    """(epoch, batch_in_epoch, elapsed) from the sidecar, each of the right type and in range."""
+    m = c.meta
+    for k in ("epoch", "batch_in_epoch"):
+        v = m.get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEP:
+            raise ValueError(f"the checkpoint {c.path.name} has no valid {k} (got {repr(v)[:40]}).")
+    elapsed = m.get("elapsed", 0.0)
+    if not _number(elapsed) or elapsed < 0:
+        raise ValueError(f"the checkpoint {c.path.name} has no valid elapsed time (got {repr(elapsed)[:40]}).")
+    return m["epoch"], m["batch_in_epoch"], float(elapsed)
+
+
+def _number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -17,6 +17,8 @@ from vdm import DEFAULT_T
 EXIT_USAGE = 2
 MAX_T = 10_000  # a bound on --T, so that a typo cannot ask for terabytes
 MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the same reason
+MAX_THREADS = 256  # vdm.train.MAX_THREADS (not imported: torch); 3000 hung, 20000 aborted in libgomp
+ALPHA_MARGIN = 1e-6  # vdm.train.ALPHA_MARGIN: closer to 0 or 1, alpha rounds to 0 or 1 in float32
 # train flags a resumed run must keep: the checkpoint's weights, optimizer and data order belong to
 # them. Every other flag (--epochs, --minutes, how often it reports, the device, precision, compile)
 # may change.
@@ -86,12 +88,26 @@ def _finite_float(s: str) -> float:
     return v
 
 
+def _alpha(s: str) -> float:
+    v = _finite_float(s)
+    if not ALPHA_MARGIN <= v <= 1 - ALPHA_MARGIN:
+        raise argparse.ArgumentTypeError(f"expected alpha in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {s[:40]!r}")
+    return v
+
+
+def _threads(s: str) -> int:
+    v = _nonneg_int(s)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {v}")
+    return v
+
+
 def _add_schedule_args(p: argparse.ArgumentParser) -> None:
     from vdm.schedule import KINDS
 
     p.add_argument("--schedule", choices=KINDS, default="constant", help="noise schedule (default: constant)")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help=f"number of diffusion steps (default: {DEFAULT_T})")
-    p.add_argument("--alpha", type=_finite_float, default=None,
+    p.add_argument("--alpha", type=_alpha, default=None,
                    help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
 
 
@@ -146,7 +162,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-samples", type=_bounded_int(MAX_COUNT), default=d.n_samples)
     p.add_argument("--ckpt-every", type=_nonneg_int, default=d.ckpt_every, help="steps between checkpoints (0: each epoch)")
     p.add_argument("--log-every", type=_positive_int, default=d.log_every, help="steps between metrics records")
-    p.add_argument("--threads", type=_nonneg_int, default=d.threads, help="CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=_threads, default=d.threads, help=f"CPU threads, at most {MAX_THREADS} (0: torch's default)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="bf16 autocast or fp32 (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
@@ -540,12 +556,24 @@ def cpu_env() -> None:
 
 
 def main(argv=None) -> int:
-    cpu_env()
-    console = argv is None  # the `vdm` program itself, not a caller in the same process
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(only=_command_word(argv))
-    args = parser.parse_args(argv)
-    args.leave_at_once = console
+    """The command line; a Ctrl-C at any moment (torch's import takes seconds) is status 130, never a traceback."""
+    command = "vdm"
+    try:
+        cpu_env()
+        console = argv is None  # the `vdm` program itself, not a caller in the same process
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = f"vdm {_command_word(argv)}".strip()
+        parser = build_parser(only=_command_word(argv))  # imports torch for most commands
+        args = parser.parse_args(argv)
+        args.leave_at_once = console
+        return _run_command(args)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _run_command(args) -> int:
+    """args.func, its failures mapped to one sentence and an exit status."""
     try:
         return args.func(args)
     except (CommandError, ValueError) as e:

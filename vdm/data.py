@@ -107,8 +107,10 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
             im = im.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{p} is not an image that can be read ({e}).") from None
+    except Image.DecompressionBombError:  # not an OSError: PIL refuses to decode it, and so do we
+        raise ValueError(f"{p} is too large an image to read (more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels).") from None
+    except (UnidentifiedImageError, OSError, ValueError, MemoryError) as e:
+        raise ValueError(f"{p} is not an image that can be read ({str(e)[:160]}).") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 

@@ -8,6 +8,8 @@ x̂_0 = (x_t - sqrt(1 - alpha_bar_t) ε̂) / sqrt(alpha_bar_t).
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -100,8 +102,11 @@ def load_denoiser(path, device="cpu", use_ema: bool = True, expected: dict | Non
     try:
         schedule = Schedule.from_config(meta["schedule"])
         net = build_net(meta["model"], schedule.T, meta.get("prediction", "x0"))
-        weights = (c.group("ema") if use_ema else {}) or c.group("model")
-        net.load_state_dict(weights)
+        group = "ema" if use_ema and c.group("ema") else "model"
+        # names, shapes, dtypes and finiteness first: non-finite weights are refused, never sampled
+        for note in ckpt.check_weights(c, group, net.state_dict()):
+            print(note, file=sys.stderr)
+        net.load_state_dict(c.group(group))
         den = Denoiser(net, schedule, meta.get("prediction", "x0"))
     except (KeyError, TypeError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -8,8 +8,10 @@ fast, into columns, is vdm.tailer's.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -18,23 +20,50 @@ SCHEMA_VERSION = 1
 
 class MetricsWriter:
     def __init__(self, path: str | os.PathLike):
+        """Open ``path`` for appending: a regular file, never a FIFO, device or directory (ValueError)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._f = open(fd, "a", encoding="utf-8")
         # A line cut short by a kill is left as it is (readers skip it); start on a fresh line.
-        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
-        self._f = open(self.path, "a", encoding="utf-8")
-        if needs_newline:
-            self._f.write("\n")
+        if os.fstat(fd).st_size > 0 and not _ends_with_newline(self.path):
+            self.write_raw("\n")
 
     def write(self, kind: str, **fields) -> dict:
         rec = {"v": SCHEMA_VERSION, "kind": kind, "time": round(time.time(), 3), **fields}
-        self._f.write(json.dumps(rec, allow_nan=False, default=_jsonable) + "\n")
-        self._f.flush()
+        self.write_raw(json.dumps(rec, allow_nan=False, default=_jsonable) + "\n")
         return rec
+
+    def write_raw(self, text: str) -> None:
+        try:
+            self._f.write(text)
+            self._f.flush()
+        except OSError as e:  # a full disk: name the log, which the error itself does not
+            e.filename = str(self.path)
+            raise
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """os.open that refuses (ValueError) anything but a regular file, without blocking on a FIFO."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not a metrics log.") from None
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise ValueError(f"{path} is a FIFO, not a metrics log.") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ValueError(f"{path} is {what}, not a metrics log.")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -62,9 +91,13 @@ def parse_line(line: str | bytes) -> dict | None:
 
 
 def read_all(path: str | os.PathLike) -> tuple[list[dict], int]:
-    """Every good record of a metrics file and the number of lines skipped."""
+    """Every good record of a metrics file and the number of lines skipped.
+
+    A FIFO, device or directory at ``path`` is a ValueError (it would block or fail mid-read).
+    """
     good, bad = [], 0
-    with open(path, "rb") as f:
+    fd = _open_regular(Path(path), os.O_RDONLY)
+    with open(fd, "rb") as f:
         for line in f:
             if not line.strip():
                 continue

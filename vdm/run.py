@@ -33,6 +33,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
+LOCK = ".lock"  # held (flock) by the one process writing the run; the kernel drops it when that process dies
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a huge file as one
 
 
@@ -122,6 +123,22 @@ class Run:
 
         return datasets.load(self.config.data, "test", self.config.data_dir)
 
+    def lock(self, fresh: bool = False) -> "RunLock":
+        """Become the run's one writer, or a ValueError naming the writer there is.
+
+        An advisory ``flock`` on ``<run>/.lock``, held until :meth:`RunLock.release` or the
+        process's death (the kernel releases it, so a killed trainer never leaves a stale lock).
+        ``fresh``: the run must not exist yet (a second ``--name X`` that lost the race is refused).
+        Entries of the run that are links leading out of it are refused: vdm writes only inside.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        check_inside(self.path)
+        held = RunLock.take(self.path / LOCK)
+        if fresh and (self.config_path.exists() or self.config_path.is_symlink()):
+            held.release()
+            raise ValueError(f"run {self.path} already exists; pass --resume {self.path} to continue it or choose another --name.")
+        return held
+
     def write_config(self) -> None:
         """config.json, atomically: the run's TrainConfig and parameter count."""
         from vdm.atomic import write_json
@@ -130,6 +147,73 @@ class Run:
         if self.parameters is not None:
             record["parameters"] = self.parameters
         write_json(self.config_path, record)
+
+
+class RunLock:
+    """The run directory's writer lock (see :meth:`Run.lock`)."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    @classmethod
+    def take(cls, path: Path) -> "RunLock":
+        import fcntl
+
+        import errno
+
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            # a read-only run: lock what is there (flock needs no write access); if nothing is,
+            # no one can write here at all, and the first write says so naming its own file
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                return cls(None)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ValueError(f"run {path.parent} is being written by another vdm process (pid {holder[:12]}); "
+                             "wait for it to finish or stop it, then try again.") from None
+        try:  # the pid, for the refusal a second writer gets
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # read-only: the lock holds all the same
+        return cls(fd)
+
+    def release(self) -> None:
+        """Unlock (idempotent). The file stays: removing it would let two writers lock two different files."""
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def check_inside(run_dir: Path) -> None:
+    """ValueError when an entry vdm writes in ``run_dir`` is a link leading out of it (or nowhere)."""
+    root = run_dir.resolve()
+    for name in (CONFIG, METRICS, CHECKPOINTS, SAMPLES, LOCK):
+        p = run_dir / name
+        if p.is_symlink():
+            target = p.resolve()
+            if root not in target.parents:
+                raise ValueError(f"{p} is a link to {str(target)[:120]}, outside the run; vdm writes only inside "
+                                 "the run directory, so replace the link with a real file or folder.")
+
+
+def check_name(name: str) -> None:
+    """A run name is one folder name inside --runs-dir: not empty, '.', '..', absolute or with a separator."""
+    bad = (name in (".", "..") or "\0" in name or os.sep in name or (os.altsep and os.altsep in name)
+           or os.path.isabs(name) or len(name.encode(errors="replace")) > 255)
+    if bad:
+        raise ValueError(f"--name must be one folder name inside --runs-dir (no '/', '.' or '..'), got {name[:80]!r}.")
 
 
 def _read_config(path: Path):
@@ -144,7 +228,8 @@ def _read_config(path: Path):
             raise ValueError(f"{str(path)[:200]!r} is not a run directory (no {CONFIG}).")
         if p.stat().st_size > MAX_CONFIG_BYTES:
             raise ValueError(f"{p} is not a run config (larger than {MAX_CONFIG_BYTES} bytes).")
-        text = p.read_bytes()
+        with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:  # is_file: no FIFO here
+            text = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:  # a name too long, a loop of links, no permission
         raise ValueError(f"{str(path)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
     try:
@@ -152,14 +237,16 @@ def _read_config(path: Path):
         cfg = TrainConfig.from_dict(d)
         cfg.validate()
         schedule_of(cfg)  # T, alpha and kind must make a schedule
-    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p} is not a valid run config ({str(e)[:160]}).") from None
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError, OverflowError) as e:
+        raise ValueError(f"{p} is not a valid run config ({str(e)[:160] or type(e).__name__}).") from None
     params = d.get("parameters")
     return cfg, params if isinstance(params, int) and not isinstance(params, bool) else None
 
 
 def open_run(path: str | os.PathLike) -> Run:
     """Open and validate the run directory ``path``; a missing or bad config.json is one ValueError sentence."""
+    if str(path) == "":  # Path("") is the current directory, never what was meant
+        raise ValueError("an empty path is not a run directory; give the run's folder, e.g. runs/<name>.")
     path = Path(path)
     cfg, params = _read_config(path)
     return Run(path, cfg, params)
@@ -177,6 +264,8 @@ def new_run(cfg, parameters: int | None = None) -> Run:
     """The Run a fresh TrainConfig asks for: runs_dir/name (name: the date and time when empty), not yet written."""
     import time
 
+    if cfg.name:
+        check_name(cfg.name)
     name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
     return Run(Path(cfg.runs_dir) / name, cfg, parameters)
 

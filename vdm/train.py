@@ -37,10 +37,17 @@ from vdm.images import grid, save_png
 from vdm.metrics import MetricsWriter
 from vdm.nets import MODELS, build_net, count_parameters
 from vdm.sample import sample
+from vdm.atomic import remove_stale_temps
 from vdm.run import Run, identity_of, is_run, new_run, schedule_of
 from vdm.schedule import KINDS
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# bounds on numbers from a flag or a config.json, so that a typo or a crafted file cannot ask for
+# hours, terabytes or more threads than libgomp survives (--threads 3000 hung, 20000 aborted)
+MAX_THREADS = 256
+MAX_COUNT = 10_000  # sample grids: the command line's bound on image counts
+MAX_BATCH = 1 << 16
+ALPHA_MARGIN = 1e-6  # alpha within this of 0 or 1 rounds to 0 or 1 in float32 (SNR 0 or inf)
 
 
 @dataclass
@@ -91,11 +98,21 @@ class TrainConfig:
         for k in ("limit", "eval_size", "eval_every", "sample_every", "ckpt_every", "threads"):
             if getattr(self, k) < 0:
                 raise ValueError(f"--{k.replace('_', '-')} must not be negative, got {getattr(self, k)}.")
+        for k, hi in (("T", ckpt.MAX_T), ("n_samples", MAX_COUNT), ("threads", MAX_THREADS), ("batch_size", MAX_BATCH),
+                      ("keep", 1000), ("epochs", ckpt.MAX_STEP), ("limit", ckpt.MAX_STEP), ("eval_size", ckpt.MAX_STEP),
+                      ("eval_every", ckpt.MAX_STEP), ("sample_every", ckpt.MAX_STEP), ("ckpt_every", ckpt.MAX_STEP),
+                      ("log_every", ckpt.MAX_STEP)):
+            if getattr(self, k) > hi:
+                raise ValueError(f"--{k.replace('_', '-')} must be at most {hi:,}, got {str(getattr(self, k))[:24]}.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must lie in 0..{2**32 - 1}, got {str(self.seed)[:24]}.")
+        if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
+            raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive number, got {self.lr}.")
         if not (0.0 <= self.ema < 1.0):
             raise ValueError(f"--ema must lie in [0, 1), got {self.ema}.")
-        if self.minutes < 0 or not math.isfinite(self.minutes):
+        if not (0 <= self.minutes < 1e9):
             raise ValueError(f"--minutes must be a non-negative number, got {self.minutes}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
@@ -131,14 +148,19 @@ class TrainingStopped(Exception):
 
 
 def pick_device(name: str) -> torch.device:
+    """auto, cpu, cuda or cuda:N; anything else (meta, mps, xla...) is one sentence, not a traceback later."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda.") from None
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {str(name)[:40]!r}; use auto, cpu or cuda.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but no CUDA GPU is available.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name} was asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s).")
     return dev
 
 
@@ -192,7 +214,10 @@ class Trainer:
         self.batch_in_epoch = 0
         self.elapsed = 0.0  # training wall time over all sessions of this run
         self.stop_reason: str | None = None
+        self.owed: list[str] = []  # what the resumed checkpoint's session still owed (eval, sample, end)
+        self.notices: list[str] = []
         if resume:
+            self._resumed = True
             self._resume()
 
     # -- identity of the model, checked on resume and when sampling -----------
@@ -217,7 +242,9 @@ class Trainer:
                     config=asdict(self.cfg), torch=torch.__version__)
         return tensors, meta
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, owed: tuple[str, ...] = ()) -> Path | None:
+        """The checkpoint of this step; ``owed`` names what is due after it (eval, sample, end), which a
+        resume after a kill still does (the sidecar is rewritten as each is paid, see _pay)."""
         if not self.dist.main:
             return None  # rank 0 writes the run directory
         # Never let non-finite weights replace a good checkpoint (devices that check the loss lazily
@@ -225,8 +252,24 @@ class Trainer:
         if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.model.net.parameters()]).all()):
             raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{self._kept()}.")
         tensors, meta = self.state_tensors()
+        meta["owed"] = list(owed)
         path = ckpt.save(self.run_dir / "checkpoints", self.step, tensors, meta, keep=self.cfg.keep)
+        self._owed_sidecar = path
         return path
+
+    _owed_sidecar: Path | None = None
+
+    def _pay(self, what: str) -> None:
+        """Strike ``what`` off the newest checkpoint's debts (its sidecar rewritten atomically)."""
+        if what in self.owed:
+            self.owed.remove(what)
+        if self._owed_sidecar is not None and self.dist.main:
+            try:
+                meta = ckpt.read_meta(self._owed_sidecar)
+            except ValueError:
+                return  # pruned or replaced: nothing left to strike
+            if what in ckpt.owed_of(meta):
+                ckpt.set_owed(self._owed_sidecar, [o for o in ckpt.owed_of(meta) if o != what])
 
     def _resume(self) -> None:
         if not ckpt.list_checkpoints(self.run_dir / "checkpoints"):
@@ -235,20 +278,27 @@ class Trainer:
             return
         c = ckpt.load(self.run_dir, device="cpu")
         ckpt.check_compatible(c.meta, self.identity())
+        # every tensor checked by name, shape and dtype before any is loaded: fused Adam trusts them
+        notes = ckpt.check_weights(c, "model", self.model.net.state_dict())
+        if self.ema is not None:
+            notes += ckpt.check_weights(c, "ema" if c.group("ema") else "model", self.ema.net.state_dict())
+        ckpt.check_optimizer(c, self.opt)
+        ckpt.check_rng(c, {"gen": self.gen.get_state(), "torch_cpu": torch.get_rng_state()})
+        epoch, batch_in_epoch, elapsed = ckpt.check_progress(c)
         try:
             self.model.net.load_state_dict(c.group("model"))
             if self.ema is not None:
-                ema_sd = c.group("ema") or c.group("model")
-                self.ema.net.load_state_dict(ema_sd)
+                self.ema.net.load_state_dict(c.group("ema") or c.group("model"))
             ckpt.optimizer_from_tensors(self.opt, c.group("optim"), c.meta["optim"])
-        except (RuntimeError, KeyError) as e:
-            raise ValueError(f"the checkpoint {c.path} does not fit this model ({str(e).splitlines()[0]}).") from None
-        self.gen.set_state(c.tensors["rng/gen"])
-        torch.set_rng_state(c.tensors["rng/torch_cpu"])
-        self.step = c.step
-        self.epoch = int(c.meta["epoch"])
-        self.batch_in_epoch = int(c.meta["batch_in_epoch"])
-        self.elapsed = float(c.meta.get("elapsed", 0.0))
+            self.gen.set_state(c.tensors["rng/gen"])
+            torch.set_rng_state(c.tensors["rng/torch_cpu"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the checkpoint {c.path} does not fit this model ({str(e).splitlines()[0][:160]}).") from None
+        for n in notes:
+            self.echo(n)
+        self.step, self.epoch, self.batch_in_epoch, self.elapsed = c.step, epoch, batch_in_epoch, elapsed
+        self.owed = ckpt.owed_of(c.meta)
+        self._owed_sidecar = c.path
 
     # -- one optimisation step ------------------------------------------------------
     def loss_on(self, x_uint8: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -340,10 +390,31 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------
     def run(self, progress=None) -> dict:
         cfg = self.cfg
+        lock = None
         if self.dist.main:  # rank 0 writes the run directory; the other ranks write nothing
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            Run(self.run_dir, cfg, count_parameters(self.model.net)).write_config()
-        log = MetricsWriter(self.run_dir / "metrics.jsonl") if self.dist.main else _NoLog()
+            run = Run(self.run_dir, cfg, count_parameters(self.model.net))
+            lock = run.lock(fresh=not self._resumed)  # one writer per run, until this process ends
+            try:
+                run.write_config()
+                log = MetricsWriter(run.metrics_path)
+            except BaseException:
+                lock.release()
+                raise
+            remove_stale_temps(run.samples_dir)
+        else:
+            log = _NoLog()
+        try:
+            return self._run(log, progress)
+        finally:
+            log.close()
+            if lock is not None:
+                lock.release()
+
+    _resumed = False
+
+    def _run(self, log, progress) -> dict:
+        cfg = self.cfg
+        self._pay_owed(log)
         stop = {"signal": None}
 
         def on_signal(signum, frame):
@@ -419,32 +490,46 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
         if self.stop_reason:
-            self.save_checkpoint()
+            self.save_checkpoint(owed=("eval", "sample"))
             last_eval = self._evaluate_and_log(log)
             self._sample_and_log(log)
-            log.write("end", step=self.step, epoch=self.epoch, reason=self.stop_reason, elapsed=self.elapsed)
-        else:
-            log.write("end", step=self.step, epoch=self.epoch, reason="done", elapsed=self.elapsed)
-        log.close()
+        log.write("end", step=self.step, epoch=self.epoch, reason=self.stop_reason or "done", elapsed=self.elapsed)
+        self._pay("end")
         return {"step": self.step, "epoch": self.epoch, "reason": self.stop_reason or "done",
                 "eval": last_eval or self.last_eval}
 
     last_eval: dict | None = None
 
     def _epoch_end(self, log: MetricsWriter, last: bool) -> None:
-        self.save_checkpoint()
+        """Checkpoint, then what the epoch owes; the checkpoint records those debts first, so that a
+        kill before they are done leaves them to the resume (issue 11: the end of a run survives a kill)."""
         cfg = self.cfg
+        owed = []
         if self.eval_data is not None and (last or (cfg.eval_every and self.epoch % cfg.eval_every == 0)):
-            self._evaluate_and_log(log)
+            owed.append("eval")
         if last or (cfg.sample_every and self.epoch % cfg.sample_every == 0):
+            owed.append("sample")
+        self.save_checkpoint(owed=tuple(owed) + (("end",) if last else ()))
+        if "eval" in owed:
+            self._evaluate_and_log(log)
+        if "sample" in owed:
+            self._sample_and_log(log)
+
+    def _pay_owed(self, log: MetricsWriter) -> None:
+        """Do what the resumed checkpoint's session was killed before doing (eval, sample grid)."""
+        if "eval" in self.owed:
+            self._evaluate_and_log(log)
+        if "sample" in self.owed:
             self._sample_and_log(log)
 
     def _evaluate_and_log(self, log: MetricsWriter) -> dict | None:
         if self.eval_data is None or not self.dist.main:
+            self._pay("eval")
             return None
         ev = self.evaluate()
         self.last_eval = ev
         log.write("eval", step=self.step, epoch=self.epoch, **ev)
+        self._pay("eval")
         return ev
 
     def _sample_and_log(self, log: MetricsWriter) -> None:
@@ -452,6 +537,7 @@ class Trainer:
             return
         path = self.write_samples()
         log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)))
+        self._pay("sample")
 
     def _nonfinite_message(self, step: int, loss, gnorm) -> str:
         what = "loss" if not torch.isfinite(loss) else "gradient"
@@ -459,8 +545,10 @@ class Trainer:
 
     def _kept(self) -> str:
         """The clause naming the checkpoint a stop leaves in place, if there is one."""
-        last = ckpt.list_checkpoints(self.run_dir / "checkpoints")
-        return f"; the last good checkpoint {last[-1].name} is kept" if last else ""
+        try:  # complete and verified, not merely the newest sidecar present
+            return f"; the last good checkpoint {ckpt.resolve(self.run_dir / 'checkpoints').name} is kept"
+        except ValueError:
+            return ""
 
 
 class _NoLog:

@@ -30,7 +30,8 @@ from vdm.metrics import MetricsWriter, parse_line, read_all
 from vdm.nets import build_net
 from vdm.sample import sample
 from vdm.schedule import Schedule, make_schedule
-from vdm.train import Trainer
+from vdm.train import ALPHA_MARGIN, MAX_BATCH, Trainer
+from vdm.checkpoint import MAX_STEP
 
 TRIED = Counter()
 
@@ -95,13 +96,13 @@ def _finite(s):
 
 ORACLES = {  # flag -> is the value acceptable?
     "T": lambda s: _int(s) is not None and 1 <= _int(s) <= MAX_T,
-    "alpha": lambda s: _finite(s) is not None and 0 < _finite(s) < 1,
-    "epochs": lambda s: _int(s) is not None and _int(s) >= 1,
-    "batch-size": lambda s: _int(s) is not None and _int(s) >= 1,
+    "alpha": lambda s: _finite(s) is not None and ALPHA_MARGIN <= _finite(s) <= 1 - ALPHA_MARGIN,
+    "epochs": lambda s: _int(s) is not None and 1 <= _int(s) <= MAX_STEP,
+    "batch-size": lambda s: _int(s) is not None and 1 <= _int(s) <= MAX_BATCH,
     "lr": lambda s: _finite(s) is not None and _finite(s) > 0,
     "ema": lambda s: _finite(s) is not None and 0 <= _finite(s) < 1,
-    "minutes": lambda s: _finite(s) is not None and _finite(s) >= 0,
-    "limit": lambda s: _int(s) is not None and _int(s) >= 0,
+    "minutes": lambda s: _finite(s) is not None and 0 <= _finite(s) < 1e9,
+    "limit": lambda s: _int(s) is not None and 0 <= _int(s) <= MAX_STEP,
     "seed": lambda s: _int(s) is not None and 0 <= _int(s) < 2**32,
 }
 

@@ -112,7 +112,7 @@ def test_weights_of_another_network_are_refused(trained, tmp_path, capsys):
     side = ckpt.list_checkpoints(copy)[-1]
     meta = json.loads(side.read_text())
     side.write_text(json.dumps(dict(meta, model="unet")))
-    with pytest.raises(ValueError, match="does not describe a model vdm can build"):
+    with pytest.raises(ValueError, match="does not fit this model"):
         load_denoiser(side)
     rc = main(["sample", str(side), "--n", "1", "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err.strip()
