@@ -2,39 +2,41 @@
 
     x_T ~ N(0, I),   x_{t-1} ~ p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t))
 
-With VDM_CHECKPOINT the trained model of that checkpoint denoises (its own
-schedule); without one the oracle x̂_0 = x_0 of four test images does, which
-shows the sampler itself: x_t walks from noise to those images. Every frame is a
-row of vdm.sample.sample(..., return_chain=True).
+The model is a trained run's (common.lecture_source: `vdm render --run RUN`, else
+the newest run under runs/), sampling with the run's own schedule, named on screen.
+Without any run the oracle x̂_0 = x_0 of four test images stands in, and the screen
+says that this only shows the sampler (the chain ends on images it was given).
+Every frame is a row of vdm.sample.sample(..., return_chain=True).
 
 Render: manim -pql animations/backward_diffusion.py BackwardDiffusion
 """
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Scene, Title, ValueTracker, VGroup, linear
+from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, ValueTracker, VGroup, linear
 
 from animations import common as c
 from vdm.denoiser import Oracle
 from vdm.sample import sample
 
 N_IMAGES = 4
-STRIP_FRACTIONS = (1.0, 0.5, 0.2, 0.1, 0.04, 0.0)
+STRIP_FRACTIONS = (1.0, 0.6, 0.4, 0.25, 0.1, 0.0)  # of log(T + 1): log-spaced steps, most near t = 0
+SWEEP_SECONDS = 12.0
 
 
 def backward_chain(n: int = N_IMAGES, seed: int = 0):
     """(schedule, Chain, name of the denoiser): the whole sampling chain, computed once."""
-    ck = c.checkpoint_denoiser()
-    if ck is not None:
-        den, s = ck
-        _, chain = sample(den, s, n, seed=seed, return_chain=True)
-        return s, chain, "trained checkpoint"
-    s = c.lecture_schedule()
+    src = c.lecture_source()
+    if src.denoiser is not None:
+        _, chain = sample(src.denoiser, src.schedule, n, seed=seed, return_chain=True)
+        return src.schedule, chain, src.note
+    s = src.schedule
     _, chain = sample(Oracle(c.example_x0(n)), s, n, seed=seed, return_chain=True)
-    return s, chain, r"oracle $\hat{x}_0 = x_0$ (set VDM\_CHECKPOINT for a trained model)"
+    return s, chain, (r"no trained run: the oracle $\hat{x}_0 = x_0$ of four test images, so the chain ends on them"
+                      r" (train one, then \texttt{vdm render backward --run runs/NAME})")
 
 
-class BackwardDiffusion(Scene):
+class BackwardDiffusion(c.LectureScene):
     def construct(self):
         self.schedule, self.chain, self.denoiser_label = backward_chain()
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
@@ -53,21 +55,22 @@ class BackwardDiffusion(Scene):
             c.tex(r"= \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),"
                   r"\qquad t = T, \dots, 1", font_size=fs),
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.4).next_to(self.title, DOWN, buff=0.6)
-        who = c.label(self.denoiser_label, size=28).next_to(lines, DOWN, buff=0.6)
+        who = c.label(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.6)
         for line in lines:
-            self.play(FadeIn(line, shift=DOWN * 0.2), run_time=0.8)
+            self.play(FadeIn(line, shift=DOWN * 0.2), run_time=1)
+            self.pause(1)
         self.play(FadeIn(who))
-        self.wait(0.5)
+        self.pause(1)
         c.cut(self, self.title)
 
     def section_denoising(self):
         self.next_section("x_t and x̂_0 as t goes to 0")
         T = self.chain.T
-        t = ValueTracker(T)
+        u = ValueTracker(1.0)  # t = (T + 1)^u - 1: log-spaced, slowing down towards t = 0
         n = self.chain.x.shape[1]
 
         def step() -> int:
-            return int(round(t.get_value()))
+            return max(0, min(T, int(round((T + 1) ** u.get_value() - 1))))
 
         top = [c.pixel_image(self.chain.x[T, i], height=1.9) for i in range(n)]
         bottom = [c.pixel_image(self.chain.x0_hat[T, i], height=1.9) for i in range(n)]
@@ -83,23 +86,25 @@ class BackwardDiffusion(Scene):
         t_label = VGroup(c.tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
         t_label.next_to(self.title, DOWN, buff=0.2)
         self.num_t.add_updater(lambda m: m.set_value(step()))
-        self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label))
-        self.play(t.animate.set_value(0), run_time=5, rate_func=linear)
+        sched = c.label("schedule: " + c.tex_text(self.schedule.describe()), size=22).to_edge(DOWN, buff=0.25)
+        self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label), FadeIn(sched))
+        self.pause(1)
+        self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
         for m in (*top, *bottom, self.num_t):
             m.clear_updaters()
-        self.top, self.bottom, self.t = top, bottom, t
-        self.wait(0.5)
+        self.top, self.bottom, self.t = top, bottom, u
+        self.pause(2)
         c.cut(self, self.title)
 
     def section_strip(self):
         self.next_section("one chain, step by step")
         T = self.chain.T
-        steps = [int(round(f * T)) for f in STRIP_FRACTIONS]
+        steps = [int(round((T + 1) ** f - 1)) for f in STRIP_FRACTIONS]
         images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
         Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
         labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
         for lab, img in zip(labels, images):
             lab.next_to(img, DOWN, buff=0.15)
-        self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.15), FadeIn(labels))
+        self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(labels), run_time=2)
         self.strip_steps = steps
-        self.wait(0.5)
+        self.pause(2)

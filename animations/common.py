@@ -5,9 +5,11 @@ yellow, and each ELBO term has its own colour in every formula and plot.
 Scenes do no math: the schedule, chains, posterior and ELBO terms come from
 ``vdm`` through the functions below (cached, so a scene computes them once).
 
+The trained model (backward and ELBO scenes) is chosen with use_run (what
+`vdm render --run RUN` calls): that run, else the newest run under runs/ with a
+complete checkpoint, else none, and the scenes say which on screen.
+
 Environment:
-    VDM_CHECKPOINT  a run directory or checkpoint file; the ELBO and sampling
-                    scenes then use its trained x̂_0(x_t, t) and its schedule.
     VDM_DATA_DIR    where CIFAR-10 lives (cifar-10-batches-py); its test images
                     replace the embedded shapes when present.
 """
@@ -15,36 +17,45 @@ Environment:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (BLUE, GREEN, GREY_B, ORANGE, PINK, PURPLE_B, RED, RIGHT, TEAL, UP, WHITE, YELLOW,
-                   Axes, ImageMobject, MathTex, Rectangle, Tex, VGroup, VMobject, config)
+from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, ImageMobject, MathTex, Rectangle, Tex, VGroup, VMobject, config)
 from manim.mobject.svg.svg_mobject import VMobjectFromSVGPath
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from manim.utils.images import change_to_rgba_array
 
 from vdm import data as vdm_data
-from vdm.denoiser import Oracle, load_denoiser
+from vdm import DEFAULT_T
 from vdm.elbo import elbo
 from vdm.images import as_hwc
 from vdm.schedule import Schedule
 
 # -- colours: one per quantity, the same in every scene ---------------------------------
+# Chosen for a projector: every one has a contrast ratio of at least 4.5 against the
+# black background (WCAG 2), and any two differ by at least 20 in CIELAB (Delta E 1976),
+# both checked numerically by tests/animations/test_layout_colours.py. Boxes and
+# highlights are white, so that no colour means two things.
 
-X0 = BLUE
-XT = ORANGE
-XHAT = TEAL
-ALPHA = YELLOW
-EPS = GREY_B
-RECONSTRUCTION = GREEN
-PRIOR = RED
-CONSISTENCY = PURPLE_B
-DENOISING = PINK
+BACKGROUND = "#000000"
+X0 = "#58C4DD"              # sky blue
+XT = "#FF862F"              # orange
+XHAT = "#2FD9A0"            # mint
+ALPHA = "#FFE14D"           # yellow
+EPS = "#BBBBBB"             # grey
+POSTERIOR = "#FF9E9E"       # salmon: q(x_{t-1} | x_t, x_0)
+RECONSTRUCTION = "#A8E05F"  # lime
+PRIOR = "#FF5C5C"           # red
+CONSISTENCY = "#B79CFF"     # lavender (PURPLE_B was too dark on a projector)
+DENOISING = "#FF6EC7"       # pink
+BOX = WHITE
 TERM_COLORS = {"reconstruction": RECONSTRUCTION, "prior": PRIOR,
                "consistency": CONSISTENCY, "denoising": DENOISING}
+PALETTE = {"x_0": X0, "x_t": XT, "x̂_0": XHAT, "alpha": ALPHA, "eps": EPS, "posterior": POSTERIOR,
+           **TERM_COLORS, "text": WHITE}
 # the reconstruction term, written the same in both ELBO forms (the other terms differ)
 RECON_TEX = r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
 
@@ -81,7 +92,6 @@ if not getattr(VMobjectFromSVGPath.__init__, "_vdm_light", False):
 # Scenes compute on tiny tensors; more threads only fight manim for the two cores.
 torch.set_num_threads(1)
 
-T_LECTURE = 500  # the assignment's T; alpha is tuned so that sqrt(alpha^T) = 0.01
 
 
 def tex(*parts: str, terms: dict | None = None, **kwargs) -> MathTex:
@@ -96,6 +106,125 @@ def tex(*parts: str, terms: dict | None = None, **kwargs) -> MathTex:
         if colour is not None:
             part.set_color(colour)
     return m
+
+
+# -- the lecture's scene: a slide at every step ----------------------------------------------
+
+try:
+    from manim_slides import Slide as _SlideBase
+except ImportError:  # manim-slides is in the animations extra; without it the scenes still render as videos
+    from manim import Scene as _SlideBase
+
+
+def hold_time(lines: int = 1) -> float:
+    """How long a result stays fully on screen before anything changes: 2 s plus 1 s per line."""
+    return 2.0 + 1.0 * lines
+
+
+class LectureScene(_SlideBase):
+    """A manim-slides Slide whose every derivation step ends with ``pause``.
+
+    ``pause(lines)`` holds the frame for hold_time(lines) (the video's reading time) and
+    then ends the slide, so `vdm slides` stops there until the lecturer goes on. Every
+    slide ends with a pause, so the number of slides is ``self.pauses`` exactly.
+    ``next_section`` also names the video section (`vdm render --sections`).
+    """
+
+    def __init__(self, *args, output_folder=None, **kwargs):
+        if _SlideBase.__name__ == "Slide":
+            from manim_slides.slide.base import BaseSlide
+
+            # BaseSlide's, not manim_slides.Slide's __init__: that one sets config["write_to_movie"],
+            # which manim 0.22 no longer has (its movie is written unless dry_run)
+            BaseSlide.__init__(self, *args, output_folder=Path(output_folder or Path(config.media_dir) / "slides"),
+                               **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
+        self.pauses = 0
+        self.slide_names: list[str] = []
+        self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
+        self._topic = "start"
+
+    def next_section(self, name: str = "unnamed", **kwargs):
+        self._topic = name
+        from manim import Scene
+
+        Scene.next_section(self, name, **kwargs)
+
+    def pause(self, lines: int = 1, notes: str = "", hold: float | None = None):
+        """Hold the result (2 s + 1 s per line unless ``hold``), then end this step's slide."""
+        self.wait(hold_time(lines) if hold is None else hold)
+        self.layout_log.append((self._topic, text_boxes(self)))
+        self.pauses += 1
+        self.slide_names.append(self._topic)
+        if _SlideBase.__name__ == "Slide":
+            from manim_slides.slide.base import BaseSlide
+
+            BaseSlide.next_slide.__wrapped__(self, base_slide_config=type(self._base_slide_config)(notes=notes))
+
+    def render(self, *args, **kwargs):
+        """Scene.render, then (with a movie) manim-slides' slide files: one video per pause.
+
+        Not Slide.render, which sets config["max_files_cached"] to infinity (manim 0.22
+        refuses it); render.py sets -1 (unlimited) instead, so no partial movie is
+        flushed before the slides are cut from them. Reversed videos are skipped: the
+        HTML export does not play backwards.
+        """
+        from manim import Scene
+
+        Scene.render(self, *args, **kwargs)
+        if _SlideBase.__name__ == "Slide" and not (config.dry_run or self.renderer.skip_animations):
+            self._save_slides(use_cache=False, flush_cache=False, skip_reversing=True)
+
+
+def text_boxes(scene) -> list:
+    """(text, [x0, y0, x1, y1]) of every outermost piece of text on screen (TeX, live numbers),
+    leaving out axis numbers, which belong to their axes."""
+    from manim import Axes, SingleStringMathTex
+
+    out = []
+
+    def visit(m):
+        if isinstance(m, Axes):
+            return
+        if isinstance(m, (SingleStringMathTex, LiveNumber)):
+            pts = [p.points for p in m.family_members_with_points()]
+            if pts and m.get_fill_opacity() > 0.05:
+                allp = np.concatenate(pts)
+                name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
+                out.append((name, [float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()),
+                             float(allp[:, 1].max())]))
+            return
+        for sub in m.submobjects:
+            visit(sub)
+
+    for m in scene.mobjects:
+        visit(m)
+    return out
+
+
+def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | None = None) -> VGroup:
+    """Lines of a derivation, one MathTex each, aligned on their relation sign.
+
+    ``rows``: (lhs, relation, rhs) with lhs None on continuation lines. Each line's
+    ``.rel`` is its relation's glyphs; the lines are shifted so that every relation
+    starts at the same x, as on a board.
+    """
+    lines = VGroup()
+    for lhs, rel, rhs in rows:
+        parts = [p for p in (lhs, rel, rhs) if p]
+        m = tex(*parts, terms=terms, font_size=font_size)
+        skip = 0
+        if lhs:  # the relation is the first part after the lhs's own pieces
+            skip = next(i for i, p in enumerate(m) if getattr(p, "tex_string", None) == rel and i > 0)
+        m.rel = m[skip] if getattr(m[skip], "tex_string", None) == rel else next(
+            p for p in m if getattr(p, "tex_string", None) == rel)
+        lines.add(m)
+    lines.arrange(DOWN, buff=buff, aligned_edge=LEFT)
+    x = max(m.rel.get_left()[0] for m in lines)
+    for m in lines:
+        m.shift(RIGHT * (x - m.rel.get_left()[0]))
+    return lines
 
 
 def cut(scene, *keep) -> None:
@@ -236,46 +365,151 @@ def example_x0(n: int = 1) -> torch.Tensor:
     return vdm_data.to_float(example_images(max(n, 4))[:n])
 
 
-def lecture_schedule(T: int = T_LECTURE) -> Schedule:
-    """The assignment's constant schedule with the tuned alpha."""
+def lecture_schedule(T: int = DEFAULT_T) -> Schedule:
+    """The assignment's constant schedule with the tuned alpha (the exercises' own: alpha_t = alpha)."""
     return Schedule.constant(T=T)
 
 
-@lru_cache(maxsize=None)
-def checkpoint_denoiser(path: str | None = None):
-    """(denoiser, schedule) of VDM_CHECKPOINT (or ``path``), or None when none is given."""
-    path = path or os.environ.get("VDM_CHECKPOINT") or None
-    if not path:
+def tex_text(s: str) -> str:
+    """A name (a run's, a path) made safe inside LaTeX text."""
+    for ch in "\\&%$#_{}":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+# -- where the trained model comes from ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """The model the backward and ELBO scenes use, and one line saying so on screen.
+
+    ``denoiser`` is None without a trained run; ``schedule`` is then the lecture's.
+    """
+
+    denoiser: object | None
+    schedule: Schedule
+    run: object | None  # vdm.run.Run
+    note: str           # LaTeX text: which run (and how it was chosen) or that there is none
+
+
+_CHOICE = {"run": None, "search": True, "runs_dir": "runs"}
+
+
+def use_run(run: str | os.PathLike | None = None, *, search: bool = True, runs_dir: str | os.PathLike = "runs") -> None:
+    """Choose the model the scenes use: ``run`` (a run directory or checkpoint, as `vdm render --run`),
+    else with ``search`` the newest run under ``runs_dir`` with a complete checkpoint, else none."""
+    if run is not None:
+        from vdm.run import open_model
+
+        open_model(run, "cpu")  # a bad path is one ValueError sentence now, before any rendering
+    _CHOICE.update(run=None if run is None else str(run), search=search, runs_dir=str(runs_dir))
+    lecture_source.cache_clear()
+    elbo_draws.cache_clear()
+
+
+def newest_run(runs_dir: str | os.PathLike = "runs"):
+    """The run under ``runs_dir`` whose newest complete checkpoint is the most recent, or None."""
+    from vdm.run import is_run, open_run
+
+    best, best_time = None, -1.0
+    root = Path(runs_dir)
+    if not root.is_dir():
         return None
-    den, meta = load_denoiser(path, "cpu")
-    return den, den.schedule
-
-
-def denoiser_name() -> str:
-    return "trained checkpoint" if checkpoint_denoiser() else r"oracle $\hat{x}_0 = x_0$"
+    for d in root.iterdir():
+        if not is_run(d):
+            continue
+        try:
+            run = open_run(d)
+            ck = run.checkpoint()
+        except ValueError:
+            continue  # a broken run is skipped here; `--run` names it with its sentence
+        if ck is not None and ck.stat().st_mtime > best_time:
+            best, best_time = run, ck.stat().st_mtime
+    return best
 
 
 @lru_cache(maxsize=None)
-def elbo_draws(n: int = 200, T: int = 20, seed: int = 0) -> dict:
-    """-ELBO of one image drawn n times, both forms: {form: vdm.elbo.ELBO}, the spread is pure Monte Carlo.
+def lecture_source() -> Source:
+    """The chosen model (see use_run): its denoiser and its own schedule, and how it was chosen."""
+    from vdm.run import open_model
 
-    Without a checkpoint: T steps of the tuned constant schedule, the oracle
-    denoiser and the full sum over t. With VDM_CHECKPOINT: its schedule and
-    model, and the uniform-t estimator (one network call per term instead of T).
+    path, how = _CHOICE["run"], "given with --run"
+    if path is None and _CHOICE["search"]:
+        run = newest_run(_CHOICE["runs_dir"])
+        path, how = (None, None) if run is None else (run.path, f"the newest run under {_CHOICE['runs_dir']}/")
+    if path is None:
+        return Source(None, lecture_schedule(), None, "no trained run")
+    den, meta, run = open_model(path, "cpu")
+    den.eval()
+    name = run.name if run is not None else Path(path).name
+    return Source(den, den.schedule, run,
+                  f"model: run {tex_text(name)} ({tex_text(how)}), schedule {tex_text(den.schedule.describe())}")
+
+
+class LeakyOracle(torch.nn.Module):
+    """A deliberately imperfect denoiser: x̂_0 = x_0 + lam (x_t - sqrt(alpha_bar_t) x_0) = x_0 + lam sqrt(1 - alpha_bar_t) eps.
+
+    It leaves a fraction ``lam`` of the noise in its estimate, so its error grows with t
+    and depends on x_t, like a real network's: every matching KL is then positive and
+    random, which is what the variance demo compares (the oracle x̂_0 = x_0 makes every
+    denoising-matching KL exactly 0 and says nothing about the estimator).
+    """
+
+    def __init__(self, x0: torch.Tensor, schedule: Schedule, lam: float = 0.3):
+        super().__init__()
+        self.x0, self.lam = x0, lam
+        self.signal = schedule.signal_coef()
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        t = torch.as_tensor(t).reshape(-1)
+        a = self.signal.to(x_t.dtype)[t].reshape(-1, *([1] * (x_t.ndim - 1)))
+        return self.x0.to(x_t.dtype) + self.lam * (x_t - a * self.x0.to(x_t.dtype))
+
+
+LEAK = 0.3
+ELBO_T_NO_RUN = 20  # without a run: T = 20 of the tuned constant schedule, so the full sum over t stays cheap
+
+
+def elbo_model_note() -> str:
+    """What the ELBO scenes estimate with, as LaTeX text."""
+    src = lecture_source()
+    if src.denoiser is not None:
+        return src.note + ", uniform-$t$ estimator"
+    return (rf"no trained run: a deliberately imperfect $\hat{{x}}_0 = x_0 + {LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$, "
+            rf"constant $\alpha$, $T = {ELBO_T_NO_RUN}$, full sum over $t$")
+
+
+@lru_cache(maxsize=None)
+def elbo_draws(n: int = 200, seed: int = 0) -> dict:
+    """-ELBO of one image drawn n times, both forms: {form: vdm.elbo.ELBO}; the spread is pure Monte Carlo.
+
+    With a trained run (lecture_source): its model and schedule and the uniform-t
+    estimator (one network call per term instead of T). Without one: LeakyOracle on
+    T = 20 steps of the tuned constant schedule and the full sum over t. Never the
+    oracle x̂_0 = x_0, whose matching terms are all 0.
     """
     torch.manual_seed(seed)
     x0 = example_x0(1).repeat(n, 1, 1, 1)
-    ck = checkpoint_denoiser()
-    if ck is None:
-        den, s, estimator = Oracle(x0), Schedule.constant(T=T), "full"
+    src = lecture_source()
+    if src.denoiser is None:
+        s = Schedule.constant(T=ELBO_T_NO_RUN)
+        den, estimator = LeakyOracle(x0, s, LEAK), "full"
     else:
-        (den, s), estimator = ck, "uniform"
+        den, s, estimator = src.denoiser, src.schedule, "uniform"
     out = {}
     with torch.no_grad():
         for form in ("consistency", "denoising"):
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator().manual_seed(seed + (form == "denoising"))  # independent draws per form
             out[form] = elbo(den, s, x0, form=form, estimator=estimator, generator=g)
     return out
+
+
+def agreement(a, b, z: float = 3.0) -> tuple[bool, float, float]:
+    """(whether the means of the samples a and b agree within z standard errors, difference, its standard error)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    return abs(diff) <= z * se, diff, se
 
 
 def polyline(axes, xs, ys, color, stroke_width: float = 4) -> VMobject:

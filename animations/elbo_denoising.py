@@ -1,53 +1,115 @@
-"""Scene 4, the smarter ELBO (exercise 3): Bayes, telescoping, denoising matching, and its lower variance.
+"""Scene 4, the smarter ELBO (exercise 3): Markov and Bayes, the telescoping product cancelling
+term by term, substitution into the ELBO, and the lower variance of its estimate.
 
     q(x_t | x_{t-1}) = q(x_t | x_{t-1}, x_0) = q(x_{t-1} | x_t, x_0) q(x_t | x_0) / q(x_{t-1} | x_0)
     prod_{t=2}^T q(x_t | x_0) / q(x_{t-1} | x_0) = q(x_T | x_0) / q(x_1 | x_0)
     log p(x_0) >= E[log p(x_0|x_1)] - KL(q(x_T|x_0) || p(x_T))
                   - sum_{t=2}^T E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
 
-Then both estimators on the same N draws of one image (common.elbo_draws):
-each denoising term averages over one variable with a closed-form KL, each
-consistency term over three, so the second histogram is far narrower.
+Then both estimators on N draws of one image (common.elbo_draws, never the oracle),
+term by term: each denoising term averages over one variable with a closed-form KL,
+each consistency term over three. The caption comparing the means is computed.
 
 Render: manim -pql animations/elbo_denoising.py DenoisingELBO
 """
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, GrowFromEdge, Scene, Title, VGroup, Write
+from manim import (DOWN, LEFT, RIGHT, UP, Brace, Cross, FadeIn, FadeOut, MathTex, Title, TransformMatchingTex, VGroup,
+                   Write)
 
 from animations import common as c
+from animations import elbo_panels
 
 PRIOR = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
 DENOISE = (r"- \sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_{t-1} \mid x_t, x_0)"
            r" \,\|\, p_\theta(x_{t-1} \mid x_t)\right)\right]")
+# the telescoping product, one factor per part, so that the cancelling pairs can be crossed out
+FACTORS = (r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}", "=", r"q(x_2 \mid x_0)",
+           r"q(x_1 \mid x_0)^{-1}", r"\cdot", r"q(x_3 \mid x_0)", r"q(x_2 \mid x_0)^{-1}", r"\cdots",
+           r"q(x_T \mid x_0)", r"q(x_{T-1} \mid x_0)^{-1}")
+CANCEL = ((2, 6), (5, 7), (7, 9))  # q(x_2) with q(x_2)^-1; q(x_3) and each next one with the dots; the dots with q(x_{T-1})^-1
 
 
-class DenoisingELBO(Scene):
+class DenoisingELBO(c.LectureScene):
     def construct(self):
         self.draws = c.elbo_draws()
         self.title = Title("The smarter ELBO: denoising matching (exercise 3)", font_size=38)
         self.add(self.title)
         self.section_bayes()
+        self.section_telescope()
+        self.section_substitute()
         self.section_result()
         self.section_variance()
 
+    def steps(self, rows, notes, fs=28, buff=0.35):
+        lines = c.derivation(rows, font_size=fs, buff=buff).next_to(self.title, DOWN, buff=0.4)
+        lines.set_x(0)
+        caps = [c.label(n, size=26).to_edge(DOWN, buff=0.4) for n in notes]
+        self.play(FadeIn(lines[0], shift=DOWN * 0.2), FadeIn(caps[0]))
+        self.pause(1)
+        for line, cap, old in zip(lines[1:], caps[1:], caps[:-1]):
+            self.play(FadeIn(line, shift=DOWN * 0.2), FadeOut(old), FadeIn(cap), run_time=1.5)
+            self.pause(1)
+        return lines
+
     def section_bayes(self):
-        self.next_section("Bayes and the telescoping product")
-        fs = 32
-        markov = c.tex(r"q(x_t \mid x_{t-1}) = q(x_t \mid x_{t-1}, x_0)", r"\ \text{(Markov)}", font_size=fs)
-        bayes = c.tex(r"= \frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}",
-                      r"\ \text{(Bayes)}", font_size=fs)
-        expanded = c.tex(r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)} = "
-                         r"\frac{q(x_2 \mid x_0)}{q(x_1 \mid x_0)}\cdot\frac{q(x_3 \mid x_0)}{q(x_2 \mid x_0)}"
-                         r"\cdots\frac{q(x_T \mid x_0)}{q(x_{T-1} \mid x_0)}", font_size=fs)
-        telescoped = c.tex(r"= \frac{q(x_T \mid x_0)}{q(x_1 \mid x_0)}", r"\ \text{(telescoping)}", font_size=fs)
-        group = VGroup(markov, bayes, expanded, telescoped).arrange(DOWN, buff=0.45).next_to(self.title, DOWN, buff=0.5)
-        bayes.align_to(markov, LEFT).shift(RIGHT * 1.0)
-        telescoped.align_to(expanded, LEFT).shift(RIGHT * 1.0)
-        for m in group:
-            self.play(FadeIn(m, shift=DOWN * 0.2), run_time=0.8)
-        self.wait(0.5)
+        self.next_section("Markov property and Bayes")
+        rows = [
+            (r"q(x_t \mid x_{t-1})", "=", r"q(x_t \mid x_{t-1}, x_0)"),
+            (None, "=", r"\frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}"),
+        ]
+        notes = [r"Markov: given $x_{t-1}$, the next step does not depend on $x_0$",
+                 r"Bayes, in $x_{t-1}$ and $x_t$ given $x_0$"]
+        self.steps(rows, notes, fs=34, buff=0.5)
+        c.cut(self, self.title)
+
+    def section_telescope(self):
+        """The encoder's product rewritten with Bayes; its ratio of marginals cancels term by term."""
+        self.next_section("the telescoping product")
+        enc = c.derivation([
+            (r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})", "=", r"q(x_1 \mid x_0)\prod_{t=2}^{T} "
+             r"\frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}"),
+        ], font_size=30).next_to(self.title, DOWN, buff=0.5)
+        enc.set_x(0)
+        product = MathTex(*FACTORS, font_size=32).next_to(enc, DOWN, buff=0.7)
+        result = c.tex(r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)} = "
+                       r"\frac{q(x_T \mid x_0)}{q(x_1 \mid x_0)}", font_size=34).next_to(product, DOWN, buff=0.7)
+        note = c.label(r"each $q(x_s \mid x_0)$ above a line meets its inverse in the next factor", size=26)
+        note.to_edge(DOWN, buff=0.4)
+        self.play(FadeIn(enc))
+        self.pause(1)
+        self.play(FadeIn(product), FadeIn(note))
+        self.pause(1)
+        for i, j in CANCEL:
+            self.play(FadeIn(Cross(product[i], stroke_width=3, stroke_color=c.WHITE)),
+                      FadeIn(Cross(product[j], stroke_width=3, stroke_color=c.WHITE)), run_time=1.2)
+            self.pause(0, hold=1.5)
+        self.play(FadeIn(result, shift=DOWN * 0.2))
+        self.pause(2)
+        self.product = product
+        c.cut(self, self.title)
+
+    def section_substitute(self):
+        self.next_section("substituted into the ELBO")
+        rows = [
+            (r"\mathrm{ELBO}", "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\, p_\theta(x_0 \mid x_1)\prod_{t=2}^{T}"
+                                   r" p_\theta(x_{t-1} \mid x_t)}{q(x_1 \mid x_0)\prod_{t=2}^{T} q(x_t \mid x_{t-1}, x_0)}\right]"),
+            (None, "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\, p_\theta(x_0 \mid x_1)}{q(x_1 \mid x_0)}"
+                        r" + \log \frac{q(x_1 \mid x_0)}{q(x_T \mid x_0)} + \log \prod_{t=2}^{T}"
+                        r" \frac{p_\theta(x_{t-1} \mid x_t)}{q(x_{t-1} \mid x_t, x_0)}\right]"),
+            (None, "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\, p_\theta(x_0 \mid x_1)}{q(x_T \mid x_0)}"
+                        r" + \sum_{t=2}^{T} \log \frac{p_\theta(x_{t-1} \mid x_t)}{q(x_{t-1} \mid x_t, x_0)}\right]"),
+            (None, "=", r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
+                        r" + \mathbb{E}_{q(x_T \mid x_0)}\left[\log \frac{p(x_T)}{q(x_T \mid x_0)}\right]"
+                        r" + \sum_{t=2}^{T} \mathbb{E}_{q(x_t, x_{t-1} \mid x_0)}\left[\log"
+                        r" \frac{p_\theta(x_{t-1} \mid x_t)}{q(x_{t-1} \mid x_t, x_0)}\right]"),
+        ]
+        notes = [r"the encoder with the Markov property made explicit ($x_0$ in every factor)",
+                 r"Bayes in every factor, and the telescoped ratio",
+                 r"$q(x_1 \mid x_0)$ cancels",
+                 r"each expectation reduced to its marginal; the inner ones over $x_T$ and $x_{t-1}$ are KLs"]
+        self.steps(rows, notes, fs=24, buff=0.45)
         c.cut(self, self.title)
 
     def section_result(self):
@@ -57,36 +119,53 @@ class DenoisingELBO(Scene):
         top = c.tex(r"\log p(x_0) \ \geq\ ", c.RECON_TEX, PRIOR, terms=terms, font_size=fs)
         bottom = c.tex(DENOISE, terms=terms, font_size=fs)
         VGroup(top, bottom).arrange(DOWN, buff=1.1).next_to(self.title, DOWN, buff=0.5)
+        bottom.align_to(top[1], LEFT)
         names = VGroup()
         for part, name, colour in ((top[1], "reconstruction", c.RECONSTRUCTION), (top[2], "prior matching", c.PRIOR),
                                    (bottom[0], "denoising matching", c.DENOISING)):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
             names.add(VGroup(brace, c.label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
-        why = c.label(r"each term: an expectation over one $x_t$ of a KL between two Gaussians, in closed form"
-                      r" (exercise 2: over $x_{t-1}, x_t, x_{t+1}$)", size=24).to_edge(DOWN, buff=0.4)
+        why = VGroup(
+            c.label(r"why the better target: each term is an expectation over one variable $x_t$ of a KL between",
+                    size=24),
+            c.label(r"two Gaussians, in closed form (exercise 2: over $x_{t-1}, x_t, x_{t+1}$); the prior term has no "
+                    r"parameters", size=24),
+        ).arrange(DOWN, aligned_edge=LEFT).to_edge(DOWN, buff=0.35)
         self.play(FadeIn(top), FadeIn(bottom))
-        self.play(*[FadeIn(n, shift=UP * 0.1) for n in names])
+        self.pause(2)
+        for n in names:
+            self.play(FadeIn(n, shift=UP * 0.1))
+            self.pause(1)
         self.play(FadeIn(why))
-        self.wait(0.5)
+        self.pause(2)
         c.cut(self)
 
     def section_variance(self):
-        self.next_section("both estimators on the same draws")
+        self.next_section("both estimators on the same image")
         cons, den = self.draws["consistency"], self.draws["denoising"]
         a, b = cons.total.double().numpy(), den.total.double().numpy()
         edges = c.histogram_edges([a, b])
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)
-        sub = c.label(c.denoiser_name(), size=26).next_to(title, DOWN, buff=0.15)
-        left = c.histogram_panel(a, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():.1f} nats", width=5.6)
-        right = c.histogram_panel(b, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():.1f} nats",
-                                  width=5.6)
-        VGroup(left, right).arrange(RIGHT, buff=0.8).shift(DOWN * 0.3)
-        means = c.label(rf"means: {a.mean():,.1f} and {b.mean():,.1f} nats: the same bound, "
-                        rf"{cons.bpd()['total']:.3f} vs {den.bpd()['total']:.3f} bits/dim", size=26)
-        means.to_edge(DOWN, buff=0.35)
+        sub = c.label(c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
+        left = elbo_panels.totals_panel(a, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
+                                        width=5.0, height=2.2)
+        right = elbo_panels.totals_panel(b, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
+                                         width=5.0, height=2.2)
+        VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.35)
+        tables = VGroup(elbo_panels.term_table(cons, "consistency", size=20),
+                        elbo_panels.term_table(den, "denoising", size=20)).arrange(RIGHT, buff=0.8)
+        spread = elbo_panels.spread_panel(cons, den, width=3.6, height=1.9)
+        low = VGroup(tables, spread).arrange(RIGHT, buff=0.9).next_to(VGroup(left, right), DOWN, buff=0.45)
+        means = c.label(elbo_panels.compare_caption(a, b), size=22).to_edge(DOWN, buff=0.25)
         self.play(Write(title), FadeIn(sub))
-        self.play(FadeIn(left[0]), FadeIn(left[2]), FadeIn(right[0]), FadeIn(right[2]))
-        self.play(GrowFromEdge(left[1], DOWN), GrowFromEdge(right[1], DOWN))
+        self.play(FadeIn(left), FadeIn(right))
+        self.pause(2)
+        self.play(FadeIn(tables))
+        self.pause(4)
+        self.play(FadeIn(spread))
+        self.pause(2)
         self.play(FadeIn(means))
+        self.pause(2)
         self.panels = (left, right)
-        self.wait(0.5)
+        self.spread = spread
+        self.caption = means

@@ -9,19 +9,25 @@ Render: manim -pql animations/forward_diffusion.py ForwardDiffusion
 from __future__ import annotations
 
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, UL, Axes, Create, FadeIn, FadeOut, LaggedStart,
-                   Scene, SurroundingRectangle, Title, ValueTracker, VGroup, Write, always_redraw, linear)
+from manim import (DOWN, LEFT, RIGHT, UP, UL, Axes, Create, FadeIn, FadeOut, LaggedStart, SurroundingRectangle,
+                   Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
 
 from animations import common as c
 from vdm.diffusion import forward_chain, q_sample
 from vdm.schedule import Schedule
 
-STRIP_T = (0, 25, 50, 100, 200, 500)
+STRIP_T = (0, 3, 10, 30, 100, 500)  # log-spaced: with constant alpha only t < 38 keeps SNR above 1
+CHAIN_SECONDS = 8.0  # the sweep 0..T, log-spaced in t: as long on t < 20 as on 20 < t < 500
 CURVE_STEP = 5  # plot every 5th t: 101 points per curve keeps the alpha sweep light
 ALPHA_SWEEP = (0.95, 0.995)
 
 
-class ForwardDiffusion(Scene):
+def log_t(u: float, T: int) -> int:
+    """t at fraction u of a log-spaced sweep: (T + 1)^u - 1, so equal times cover equal ratios of t + 1."""
+    return max(0, min(T, int(round((T + 1) ** u - 1))))
+
+
+class ForwardDiffusion(c.LectureScene):
     def construct(self):
         self.schedule = c.lecture_schedule()
         self.x0 = c.example_x0(1)[0]
@@ -40,22 +46,27 @@ class ForwardDiffusion(Scene):
         title = Title(r"Forward diffusion: $q(x_t \mid x_{t-1})$, step by step", font_size=36)
         step = c.tex(r"x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1-\alpha_t}\,\epsilon", font_size=36)
         step.next_to(title, DOWN)
-        t = ValueTracker(0)
+        u = ValueTracker(0)  # the sweep's fraction; t = log_t(u)
+
+        def t_now() -> int:
+            return log_t(u.get_value(), T)
+
         big = c.pixel_image(self.chain[0], height=3.2).shift(LEFT * 3.2 + UP * 0.2)
-        big.add_updater(lambda m: c.set_pixels(m, self.chain[int(round(t.get_value()))]))
+        big.add_updater(lambda m: c.set_pixels(m, self.chain[t_now()]))
         t_label = VGroup(c.tex("t ="), c.LiveNumber(0, "{:.0f}")).arrange(RIGHT)
-        t_label[1].add_updater(lambda m: m.set_value(round(t.get_value())))
+        t_label[1].add_updater(lambda m: m.set_value(t_now()))
         t_label.next_to(big, DOWN)
         coef = VGroup(c.tex(r"\sqrt{\bar{\alpha}_t} ="), c.LiveNumber(1.0, "{:.3f}"))
         coef.arrange(RIGHT)
-        coef[1].add_updater(lambda m: m.set_value(float(self.schedule.signal_coef()[int(round(t.get_value()))])))
+        coef[1].add_updater(lambda m: m.set_value(float(self.schedule.signal_coef()[t_now()])))
         info = VGroup(
             c.label(rf"constant $\alpha = {self.schedule.params[0]:.5f}$, $T = {T}$", c.ALPHA),
             coef,
         ).arrange(DOWN, aligned_edge=LEFT).next_to(big, RIGHT, buff=1.0)
-        self.play(Write(title, run_time=0.7), FadeIn(step, run_time=0.7))
+        self.play(Write(title, run_time=1), FadeIn(step, run_time=1))
         self.add(big, t_label, info)
-        self.play(t.animate.set_value(T), run_time=2, rate_func=linear)
+        self.pause(1)
+        self.play(u.animate.set_value(1), run_time=CHAIN_SECONDS, rate_func=linear)
         big.clear_updaters()
         t_label[1].clear_updaters()
         coef[1].clear_updaters()
@@ -72,34 +83,66 @@ class ForwardDiffusion(Scene):
         for img, cell in zip(frames, strip):
             img.move_to(cell[0])
         self.play(FadeOut(big), FadeOut(t_label), FadeOut(info))
-        self.play(LaggedStart(*[FadeIn(VGroup(cell), img) for cell, img in zip(strip, frames)], lag_ratio=0.2))
+        self.play(LaggedStart(*[FadeIn(VGroup(cell), img) for cell, img in zip(strip, frames)], lag_ratio=0.3),
+                  run_time=2)
         self.strip_images = frames
-        self.wait(0.5)
+        self.pause(2)
         c.cut(self)  # the next section is the next slide
 
     # -- 2. the closed form ---------------------------------------------------------------
     def section_closed_form(self):
+        """Exercise 1b: unroll x_t = sqrt(alpha) x_{t-1} + sqrt(1 - alpha) eps, add the independent
+        Gaussians' variances, and reach alpha_bar_t = alpha^t, q(x_t | x_0) = N(sqrt(alpha^t) x_0, (1 - alpha^t) I)."""
         self.next_section("the closed form q(x_t | x_0)")
-        title = Title(r"Reparameterisation: from $x_{t-1}$ back to $x_0$ (exercise 1b)", font_size=36)
-        fs = 32
-        lines = VGroup(
-            c.tex(r"x_t &= \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1-\alpha_t}\,\epsilon_{t-1}^*", font_size=fs),
-            c.tex(r"&= \sqrt{\alpha_t}\left(\sqrt{\alpha_{t-1}}\, x_{t-2} + \sqrt{1-\alpha_{t-1}}\,\epsilon_{t-2}^*\right)"
-                  r" + \sqrt{1-\alpha_t}\,\epsilon_{t-1}^*", font_size=fs),
-            c.tex(r"&= \sqrt{\alpha_t\alpha_{t-1}}\, x_{t-2} + \sqrt{1-\alpha_t\alpha_{t-1}}\,\epsilon_{t-2}"
-                  r"\quad\text{(independent Gaussians: variances add)}", font_size=fs),
-            c.tex(r"&= \cdots = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon_0,"
-                  r"\qquad \bar{\alpha}_t = \prod_{s=1}^{t} \alpha_s", font_size=fs),
-        ).arrange(DOWN, aligned_edge=LEFT, buff=0.35).next_to(title, DOWN, buff=0.5)
-        result = c.tex(r"q(x_t \mid x_0) = \mathcal{N}\!\left(x_t;\ \sqrt{\bar{\alpha}_t}\, x_0,\ "
-                       r"(1-\bar{\alpha}_t)\,\mathbf{I}\right)", font_size=40)
-        result.next_to(lines, DOWN, buff=0.6)
-        box = SurroundingRectangle(result, buff=0.15)
-        self.play(Write(title, run_time=0.7))
-        for line in lines:
-            self.play(FadeIn(line, shift=0.2 * DOWN), run_time=0.5)
-        self.play(Write(result), Create(box))
-        self.wait(0.5)
+        title = Title(r"Reparameterisation: from $x_{t-1}$ back to $x_0$ (exercise 1b, constant $\alpha$)",
+                      font_size=34)
+        rows = [
+            (r"x_t", "=", r"\sqrt{\alpha}\, x_{t-1} + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
+            (None, "=", r"\sqrt{\alpha}\left(\sqrt{\alpha}\, x_{t-2} + \sqrt{1-\alpha}\,\epsilon_{t-2}^*\right)"
+                        r" + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
+            (None, "=", r"\alpha\, x_{t-2} + \sqrt{\alpha(1-\alpha)}\,\epsilon_{t-2}^* + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
+            (None, "=", r"\alpha\, x_{t-2} + \sqrt{\alpha(1-\alpha) + (1-\alpha)}\,\epsilon_{t-2}"),
+            (None, "=", r"\alpha\, x_{t-2} + \sqrt{1-\alpha^2}\,\epsilon_{t-2}"),
+            (None, "=", r"\cdots\ =\ \sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0"),
+        ]
+        notes = [
+            r"one step of the chain, $\epsilon^* \sim \mathcal{N}(0, \mathbf{I})$ fresh at every step",
+            r"the same step once more, for $x_{t-1}$",
+            r"multiply out",
+            r"two independent Gaussians: their sum is Gaussian, the variances add",
+            r"$\alpha - \alpha^2 + 1 - \alpha = 1 - \alpha^2$",
+            r"after $t$ steps: the signal is scaled by $\sqrt{\alpha^t}$, the variances add to $1 - \alpha^t$",
+        ]
+        lines = c.derivation(rows, font_size=30, buff=0.28).next_to(title, DOWN, buff=0.35)
+        lines.set_x(0)
+        captions = [c.label(n, size=26).to_edge(DOWN, buff=0.35) for n in notes]
+        self.play(Write(title, run_time=1))
+        self.play(FadeIn(lines[0], shift=0.2 * DOWN), FadeIn(captions[0]))
+        self.pause(1)
+        for prev, line, cap, old_cap in zip(lines[:-1], lines[1:], captions[1:], captions[:-1]):
+            self.play(TransformMatchingTex(prev.copy(), line), FadeOut(old_cap), FadeIn(cap), run_time=1.5)
+            self.pause(1)
+        c.cut(self, title)
+        rows2 = [
+            (r"\bar{\alpha}_t", "=", r"\prod_{s=1}^{t} \alpha_s = \alpha^t"),
+            (r"q(x_t \mid x_0)", "=", r"\mathcal{N}\!\left(x_t;\ \sqrt{\bar{\alpha}_t}\, x_0,\ "
+                                    r"(1-\bar{\alpha}_t)\,\mathbf{I}\right)"),
+            (None, "=", r"\mathcal{N}\!\left(x_t;\ \sqrt{\alpha^t}\, x_0,\ (1-\alpha^t)\,\mathbf{I}\right)"),
+        ]
+        res = c.derivation(rows2, font_size=38, buff=0.45).next_to(title, DOWN, buff=0.6)
+        res.set_x(0)
+        box = SurroundingRectangle(res[1:], buff=0.15, color=c.BOX)
+        a = self.schedule.params[0]
+        role = c.label(rf"the role of $\alpha$: close to 1, each step adds little noise ($1 - \alpha = {1 - a:.4f}$); "
+                       rf"$\alpha^t \to 0$ makes $x_T$ pure noise", size=26).next_to(res, DOWN, buff=0.6)
+        self.play(FadeIn(res[0], shift=0.2 * DOWN))
+        self.pause(1)
+        self.play(FadeIn(res[1], shift=0.2 * DOWN))
+        self.play(TransformMatchingTex(res[1].copy(), res[2]), run_time=1.5)
+        self.play(Create(box))
+        self.pause(2)
+        self.play(FadeIn(role))
+        self.pause(1)
         c.cut(self)
 
     # -- 3. the two coefficients against t ------------------------------------------------------
@@ -113,9 +156,11 @@ class ForwardDiffusion(Scene):
     def section_curves(self):
         self.next_section("sqrt(alpha_bar_t) and 1 - alpha_bar_t against t")
         T = self.schedule.T
-        self.axes = Axes(x_range=[0, T, T // 5], y_range=[0, 1, 0.25], x_length=8, y_length=4.6, tips=False,
-                         axis_config={"include_numbers": True, "font_size": 24}).shift(LEFT * 1.8 + DOWN * 0.4)
-        x_lab = c.tex("t", font_size=30).next_to(self.axes.x_axis, RIGHT)
+        self.axes = Axes(x_range=[0, T, T // 5], y_range=[0, 1, 0.25], x_length=8, y_length=4.4, tips=False,
+                         axis_config={"include_numbers": True, "font_size": 24}).shift(LEFT * 1.4 + DOWN * 0.3)
+        x_lab = c.label(r"step $t$ (of $T = " + str(T) + "$)", size=26).next_to(self.axes.x_axis, DOWN, buff=0.45)
+        y_lab = c.label("coefficient (no unit)", size=26).rotate(1.5708).next_to(self.axes.y_axis, LEFT, buff=0.45)
+        x_lab = VGroup(x_lab, y_lab)
         self.graphs = self.curves(self.schedule)
         legend = VGroup(
             c.tex(r"\sqrt{\bar{\alpha}_t}", r"\ \text{: signal kept of } x_0", font_size=30),
@@ -124,8 +169,9 @@ class ForwardDiffusion(Scene):
         legend[0][0].set_color(c.X0)
         legend[1][0].set_color(c.EPS)
         title = Title(r"$q(x_t \mid x_0)$: how much signal is left at step $t$", font_size=36)
-        self.play(Write(title, run_time=0.7), Create(self.axes, run_time=0.7), FadeIn(x_lab, run_time=0.7))
-        self.play(Create(self.graphs), FadeIn(legend), run_time=1.5)
+        self.play(Write(title, run_time=1), Create(self.axes, run_time=1), FadeIn(x_lab, run_time=1))
+        self.play(Create(self.graphs), FadeIn(legend), run_time=2.5)
+        self.pause(2)
         self.curve_title, self.legend, self.x_lab = title, legend, x_lab
 
     # -- 4. what changing alpha does -------------------------------------------------------------
@@ -153,11 +199,13 @@ class ForwardDiffusion(Scene):
         img_group.next_to(readout, DOWN, buff=0.4, aligned_edge=LEFT)
         img.move_to(img_group[0])
         self.play(FadeIn(readout), FadeIn(img_group), FadeIn(img))
+        self.pause(1)
         for a in (*ALPHA_SWEEP, tuned):
-            self.play(self.alpha.animate.set_value(a), run_time=1)
+            self.play(self.alpha.animate.set_value(a), run_time=3)
+            self.pause(1, hold=1.5)
         note = c.label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", c.ALPHA, 26)
-        note.to_corner(UL).shift(DOWN * 0.9)
+        note.next_to(self.legend, UP, buff=0.3, aligned_edge=LEFT)
         self.play(FadeIn(note))
-        self.wait(0.5)
+        self.pause(1)
         img.clear_updaters()
         readout[1].clear_updaters()

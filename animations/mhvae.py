@@ -12,8 +12,8 @@ Render: manim -pql animations/mhvae.py MarkovianHVAE
 from __future__ import annotations
 
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Circle, CurvedArrow, FadeIn, GrowFromCenter, LaggedStart, Scene,
-                   Title, VGroup, Write)
+from manim import (DOWN, LEFT, RIGHT, UP, Circle, CurvedArrow, FadeIn, GrowFromCenter, LaggedStart, Title,
+                   VGroup, Write)
 
 from animations import common as c
 from vdm.diffusion import forward_chain
@@ -21,7 +21,7 @@ from vdm.diffusion import forward_chain
 NODE_T = ("0", "1", "2", None, "T-1", "T")  # None: the dots between x_2 and x_{T-1}
 
 
-class MarkovianHVAE(Scene):
+class MarkovianHVAE(c.LectureScene):
     def construct(self):
         self.schedule = c.lecture_schedule()
         T = self.schedule.T
@@ -54,8 +54,11 @@ class MarkovianHVAE(Scene):
         dec_label = c.tex(r"p_\theta(x_{t-1} \mid x_t)\ \text{decoder}", font_size=30).next_to(dec, DOWN, buff=0.1)
         self.play(Write(title))
         self.play(LaggedStart(*[GrowFromCenter(n) for n in nodes], lag_ratio=0.15))
+        self.pause(1)
         self.play(FadeIn(enc), FadeIn(enc_label))
+        self.pause(1)
         self.play(FadeIn(dec), FadeIn(dec_label))
+        self.pause(1)
         self.nodes, self.title = nodes, title
         self.graph = VGroup(nodes, enc, dec, enc_label, dec_label)
 
@@ -66,8 +69,9 @@ class MarkovianHVAE(Scene):
         post = c.tex(r"q(x_{1:T} \mid x_0) = \prod_{t=1}^{T} q(x_t \mid x_{t-1})", font_size=fs)
         VGroup(joint, post).arrange(RIGHT, buff=1.0).to_edge(DOWN, buff=1.0)
         self.play(FadeIn(joint, shift=UP * 0.2))
+        self.pause(1)
         self.play(FadeIn(post, shift=UP * 0.2))
-        self.wait(0.5)
+        self.pause(1)
         self.remove(joint, post)
 
     def section_restrictions(self):
@@ -92,7 +96,9 @@ class MarkovianHVAE(Scene):
         self.play(FadeIn(items[0], shift=UP * 0.2))
         # restriction 1 made visible: each node is an image of the data's size
         self.play(*[FadeIn(img, shift=DOWN * 0.2) for _, img in images])
+        self.pause(1)
         self.play(FadeIn(items[1], shift=UP * 0.2))
+        self.pause(1)
         self.play(FadeIn(items[2], shift=UP * 0.2))
+        self.pause(1)
         self.items = items
-        self.wait(0.5)

@@ -51,9 +51,13 @@ def scene_class(name: str):
 
 
 def render(name: str, quality: str = "low", out: str | Path = "videos", gif: bool = False,
-           sections: bool = False, progress=print, overrides: dict | None = None) -> list[Path]:
+           sections: bool = False, progress=print, overrides: dict | None = None,
+           run: str | Path | None = None, search_runs: bool = True) -> list[Path]:
     """Render scene `name` (or "all") into `out`; returns the written videos (and GIFs).
 
+    The slides (manim-slides: one video per pause, OUT/slides/<Scene>.json) are written
+    alongside. ``run``: the trained run (or checkpoint) the backward and ELBO scenes use;
+    without it, with ``search_runs``, the newest run under runs/ with a complete checkpoint.
     ``overrides``: extra manim config (the tests render tiny frames at a low frame rate).
     """
     if quality not in QUALITIES:
@@ -65,6 +69,9 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
     except ImportError:
         raise ValueError("manim is not installed; install it with pip install 'vdm[animations]' "
                          "(manim==0.22.*).") from None
+    from animations import common
+
+    common.use_run(run, search=search_runs)  # a bad run is one sentence here, before anything renders
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -94,6 +101,7 @@ def render_scene(cls, quality: str, out: Path, sections: bool = False, overrides
         "sections_dir": str(out / "sections" / "{scene_name}"),
         "save_sections": sections,
         "disable_caching": True,
+        "max_files_cached": -1,  # the slides are cut from every partial movie: keep them all
         "verbosity": "WARNING",
         # manim's per-animation bars are for a terminal; in a log they are thousands of lines
         "progress_bar": "display" if sys.stderr.isatty() else "none",
@@ -101,7 +109,7 @@ def render_scene(cls, quality: str, out: Path, sections: bool = False, overrides
         **(overrides or {}),
     }
     with tempconfig(options):
-        scene = cls()
+        scene = cls(output_folder=out / "slides")
         scene.render()
         return Path(scene.renderer.file_writer.movie_file_path)
 
@@ -115,3 +123,62 @@ def to_gif(video: Path, gif: Path, width: int = 480, fps: int = 15) -> Path:
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(video), "-vf", graph, str(gif)]
     subprocess.run(cmd, check=True)
     return gif
+
+
+# -- slides: the rendered scenes as a presentation ----------------------------------------------
+
+REVEAL_VERSION = "6.0.1"  # the reveal.js that install.sh puts in .venv/reveal (npm), and manim-slides' default
+
+
+def revealjs_dir() -> Path:
+    """The reveal.js npm package (its dist/ is copied next to the HTML), or one ValueError sentence.
+
+    VDM_REVEALJS names it; else .venv/reveal/node_modules/reveal.js, where install.sh puts it.
+    """
+    import os
+
+    here = Path(__file__).resolve().parent.parent
+    path = Path(os.environ.get("VDM_REVEALJS") or here / ".venv" / "reveal" / "node_modules" / "reveal.js")
+    if not (path / "dist" / "reveal.js").is_file():
+        raise ValueError(f"the HTML export needs the reveal.js package at {path} (no CDN at show time); install it "
+                         f"with bash install.sh, or npm install --prefix .venv/reveal reveal.js@{REVEAL_VERSION}.")
+    return path
+
+
+def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: bool = True,
+                  progress=print) -> list[Path]:
+    """OUT/lecture.html (reveal.js from the npm package, copied to OUT/reveal.js: plays offline)
+    and OUT/lecture.pdf (each slide's last frame), from the slides render() wrote in OUT/slides."""
+    out = Path(out)
+    folder = out / "slides"
+    classes = [SCENES[n][1] for n in names]
+    missing = [c for c in classes if not (folder / f"{c}.json").is_file()]
+    if missing:
+        raise ValueError(f"no slides for {', '.join(missing)} in {folder}; render them first (vdm slides renders).")
+    written = []
+    base = [sys.executable, "-m", "manim_slides", "convert", "--folder", str(folder)]
+    if html:
+        reveal = revealjs_dir()
+        dest = out / "reveal.js"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(reveal / "dist", dest / "dist")
+        target = out / "lecture.html"
+        # cdn_url relative to the HTML: the template loads {cdn_url}/dist/reveal.js and its CSS
+        _run([*base, "--to", "html", "-ccdn_url=reveal.js", "-cslide_number=true", "-cprogress=true",
+              *classes, str(target)])
+        written.append(target)
+        progress(f"slides: {target} (reveal.js {REVEAL_VERSION} from {reveal}, offline)")
+    if pdf:
+        target = out / "lecture.pdf"
+        _run([*base, "--to", "pdf", *classes, str(target)])
+        written.append(target)
+        progress(f"slides: {target}")
+    return written
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise ValueError(f"manim-slides convert failed: {last[:300]}")

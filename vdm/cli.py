@@ -238,14 +238,26 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_model)
 
 
-def _render_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, backward or all")
+def _render_args(p: argparse.ArgumentParser, scene_nargs: str | None = None) -> None:
+    p.add_argument("scene", nargs=scene_nargs, default="all",
+                   help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, backward or all")
     p.add_argument("--quality", choices=("low", "medium", "high", "4k"), default="low",
                    help="480p15, 720p30, 1080p60 or 2160p60 (default: low)")
     p.add_argument("--out", default="videos", help="folder for the videos (default: videos)")
     p.add_argument("--gif", action="store_true", help="also write each video as a GIF")
     p.add_argument("--sections", action="store_true", help="also write one video per section, for presenting")
+    p.add_argument("--run", default=None,
+                   help="the trained run (or checkpoint) the backward and ELBO scenes use "
+                        "(default: the newest run under runs/ with a complete checkpoint; none: say so on screen)")
     p.set_defaults(func=cmd_render)
+
+
+def _slides_args(p: argparse.ArgumentParser) -> None:
+    _render_args(p, "?")
+    p.add_argument("--no-render", action="store_true", help="export the slides already rendered in --out")
+    p.add_argument("--no-pdf", action="store_true", help="only the HTML")
+    p.add_argument("--present", action="store_true", help="then present them (manim-slides present; needs a display)")
+    p.set_defaults(func=cmd_slides)
 
 
 def _tui_args(p: argparse.ArgumentParser) -> None:
@@ -274,6 +286,9 @@ _COMMANDS = [  # name, add_parser's help and description, the function adding th
     ("model", dict(help="print a network's layers and parameter count"), _model_args),
     ("render", dict(help="render the Manim lecture scenes to video",
                     description="Render one scene of animations/ or all of them with Manim (needs LaTeX)."), _render_args),
+    ("slides", dict(help="render the lecture as slides and export offline HTML and PDF",
+                    description="Render scenes with a pause at every derivation step (manim-slides), then write "
+                                "OUT/lecture.html (reveal.js from npm, no CDN) and OUT/lecture.pdf."), _slides_args),
     ("tui", dict(help="the terminal UI: watch a run live, step through the chains",
                  description="Attach to a run directory (live or finished): curves, samples, GPU; "
                              "and the chain screen (forward chain, sampling chain). Keys: ? in the app."), _tui_args),
@@ -507,7 +522,26 @@ def cmd_render(args) -> int:
     from animations.render import render
 
     render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections,
-           progress=lambda line: print(line, flush=True))
+           progress=lambda line: print(line, flush=True), run=args.run)
+    return 0
+
+
+def cmd_slides(args) -> int:
+    from animations.render import export_slides, render, scene_names
+
+    names = scene_names(args.scene)
+    progress = lambda line: print(line, flush=True)  # noqa: E731
+    if not args.no_render:
+        render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections, progress=progress, run=args.run)
+    export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress)
+    if args.present:
+        from animations.render import SCENES
+
+        subprocess_args = [sys.executable, "-m", "manim_slides", "present", "--folder", str(Path(args.out) / "slides"),
+                           *[SCENES[n][1] for n in names]]
+        import subprocess
+
+        return subprocess.run(subprocess_args).returncode
     return 0
 
 

@@ -20,10 +20,12 @@ BUILT: dict = {}
 
 
 def build(cls):
-    """The scene after construct(), without rendering a video (the oracle and the embedded data)."""
+    """The scene after construct(), without rendering a video (no trained run, the embedded data)."""
+    from animations import common
+
     TEX.mkdir(exist_ok=True)
+    common.use_run(None, search=False)  # never a run that happens to sit in runs/
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("VDM_CHECKPOINT", raising=False)
         mp.setenv("VDM_DATA_DIR", str(NO_DATA))
         with tempconfig({"dry_run": True, "disable_caching": True, "tex_dir": str(TEX), "verbosity": "WARNING",
                          "progress_bar": "none"}):

@@ -45,8 +45,11 @@ def pytest_addoption(parser):
 
 @pytest.fixture(autouse=True)
 def _no_checkpoint(monkeypatch):
-    """Scenes use the oracle and the embedded data: a checkpoint or CIFAR-10 would change every frame."""
-    monkeypatch.delenv("VDM_CHECKPOINT", raising=False)
+    """Scenes use no trained run and the embedded data: a run under runs/ or CIFAR-10 would change every frame."""
+    if HAVE_MANIM:
+        from animations import common
+
+        common.use_run(None, search=False)
     # the embedded shapes, even where a CIFAR-10 copy sits in ./data
     monkeypatch.setenv("VDM_DATA_DIR", str(Path(__file__).parent / "control_data" / "no-data-here"))
 

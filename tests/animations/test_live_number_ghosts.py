@@ -21,7 +21,7 @@ from manim import LEFT, MathTex, Scene, ValueTracker, tempconfig
 from animations import common as c
 from built_scenes import TEX
 
-SMALL = {"pixel_width": 480, "pixel_height": 270, "frame_rate": 10, "write_to_movie": False,
+SMALL = {"pixel_width": 480, "pixel_height": 270, "frame_rate": 10, "dry_run": True,
          "disable_caching": True, "tex_dir": str(TEX), "verbosity": "WARNING", "progress_bar": "none"}
 PLACE = LEFT * 2 + 0.5 * np.array([0, 1, 0])
 

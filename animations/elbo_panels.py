@@ -1,0 +1,123 @@
+"""Mobjects for the two ELBO scenes: the term table, the histogram of totals, the per-term spread
+on a log scale, and captions computed from the numbers they describe.
+
+Kept apart from the scenes (as ManimML keeps its mobjects), so both ELBO scenes draw
+the same table and panels. Nothing here computes an ELBO: the numbers are
+vdm.elbo.ELBO objects from common.elbo_draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from manim import DOWN, LEFT, RIGHT, UP, Axes, Rectangle, Tex, VGroup
+
+from animations import common as c
+
+TERMS = ("reconstruction", "prior", "matching", "total")
+NAMES = {"consistency": {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "consistency",
+                         "total": r"total $-$ELBO"},
+         "denoising": {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "denoising matching",
+                       "total": r"total $-$ELBO"}}
+COLOURS = {"reconstruction": c.RECONSTRUCTION, "prior": c.PRIOR, "total": c.WHITE}
+
+
+def matching_colour(form: str):
+    return c.CONSISTENCY if form == "consistency" else c.DENOISING
+
+
+def stats(e) -> dict:
+    """{term: (mean, standard error of the mean, std per draw)} in nats per image."""
+    out = {}
+    for k, v in e.terms().items():
+        x = v.double().numpy()
+        out[k] = (float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))), float(x.std(ddof=1)))
+    return out
+
+
+def term_table(e, form: str, size: float = 26) -> VGroup:
+    """name | mean | ± standard error, one row per term; ``.rows[i][1].tex_string`` is the mean shown."""
+    st = stats(e)
+    colours = [COLOURS.get(k, matching_colour(form)) for k in TERMS]
+    cells = c.labels(*[NAMES[form][k] for k in TERMS], *[f"{st[k][0]:,.1f}" for k in TERMS],
+                     *[rf"$\pm$ {st[k][1]:,.1f}" for k in TERMS], colors=colours * 3, size=size)
+    n = len(TERMS)
+    rows = VGroup(*[VGroup(cells[i], cells[i + n], cells[i + 2 * n]) for i in range(n)])
+    for r in rows:
+        r[1].next_to(r[0], RIGHT, buff=0.3)
+        r[2].next_to(r[1], RIGHT, buff=0.2)
+    rows.arrange(DOWN, aligned_edge=LEFT, buff=0.22)
+    right = max(r[0].get_right()[0] for r in rows) + 1.9
+    for r in rows:  # the means right-aligned in one column, the errors after them
+        r[1].move_to(r[0]).shift(RIGHT * (right - r[1].get_right()[0]))
+        r[2].next_to(r[1], RIGHT, buff=0.2)
+    head = c.label(rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
+                   rf"{e.bpd()['total']:.3f} bits/dim", size=20)
+    table = VGroup(rows, head.next_to(rows, DOWN, buff=0.25, aligned_edge=LEFT))
+    table.rows = rows
+    return table
+
+
+def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height: float = 2.8) -> VGroup:
+    """common.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label]."""
+    panel = c.histogram_panel(values, edges, colour, caption, width=width, height=height)
+    axes = panel[0]
+    xl = c.label(r"$-$ELBO of one draw (nats per image)", size=20).next_to(axes.x_axis, DOWN, buff=0.4)
+    yl = c.label("draws", size=20).rotate(1.5708).next_to(axes.y_axis, LEFT, buff=0.35)
+    panel.add(xl, yl)
+    return panel
+
+
+def sign_caption(e) -> str:
+    """What the prior and matching means say, in words that follow from their signs and sizes."""
+    st = stats(e)
+    prior, matching = st["prior"][0], st["matching"][0]
+    if matching < 0:
+        return (rf"the consistency sum is negative ({matching:,.1f} nats): a joint expectation of log-ratios, not a KL; "
+                rf"with the prior term ({prior:+,.1f}) it sums to {prior + matching:,.1f}")
+    return rf"prior matching {prior:,.1f} and consistency {matching:,.1f} nats: both positive here"
+
+
+def compare_caption(a, b, z: float = 3.0) -> str:
+    """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers."""
+    ok, diff, se = c.agreement(a, b, z)
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    if ok:
+        return (rf"means {ma:,.1f} and {mb:,.1f} nats: they agree within their Monte Carlo error "
+                rf"(difference {diff:,.1f} $\pm$ {se:,.1f}): the same bound, estimated twice")
+    return (rf"means {ma:,.1f} and {mb:,.1f} nats differ by {diff:,.1f}, more than {z:g} standard errors "
+            rf"({se:,.1f}): with this model the two estimates do not agree")
+
+
+def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
+    """Per-term standard deviation per draw for both forms, bars on a log10 axis: [axes, bars, labels].
+
+    ``.spreads`` holds {form: {term: std}} as drawn; a std of 0 is drawn at the axis floor.
+    """
+    spreads = {"consistency": {k: v[2] for k, v in stats(cons).items()},
+               "denoising": {k: v[2] for k, v in stats(den).items()}}
+    values = [v for d in spreads.values() for v in d.values() if v > 0]
+    lo = int(np.floor(np.log10(min(values)))) if values else -1
+    hi = int(np.ceil(np.log10(max(values)))) if values else 1
+    hi = max(hi, lo + 1)
+    axes = Axes(x_range=[0, len(TERMS), 1], y_range=[lo, hi, 1], x_length=width, y_length=height, tips=False,
+                axis_config={"stroke_width": 2}, x_axis_config={"include_ticks": False},
+                y_axis_config={"include_numbers": False})
+    ticks = VGroup(*[Tex(rf"$10^{{{k}}}$", font_size=18).next_to(axes.c2p(0, k), LEFT, buff=0.1)
+                     for k in range(lo, hi + 1)])
+    bars = VGroup()
+    for i, term in enumerate(TERMS):
+        for j, (form, colour) in enumerate((("consistency", c.CONSISTENCY), ("denoising", c.DENOISING))):
+            v = spreads[form][term]
+            top = np.log10(v) if v > 0 else lo
+            x0, x1 = i + 0.12 + 0.38 * j, i + 0.12 + 0.38 * (j + 1)
+            p0, p1 = axes.c2p(x0, lo), axes.c2p(x1, top)
+            bar = Rectangle(width=abs(p1[0] - p0[0]), height=max(abs(p1[1] - p0[1]), 1e-3), stroke_width=0,
+                            fill_color=colour, fill_opacity=0.85).move_to((p0 + p1) / 2)
+            bars.add(bar)
+    names = c.labels("recon.", "prior", "matching", "total", size=18)
+    for i, lab in enumerate(names):
+        lab.next_to(axes.c2p(i + 0.5, lo), DOWN, buff=0.12)
+    yl = c.label("std per draw (nats, log scale)", size=20).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
+    panel = VGroup(axes, bars, VGroup(ticks, *names, yl))
+    panel.spreads = spreads
+    return panel

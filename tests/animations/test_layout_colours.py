@@ -1,0 +1,90 @@
+"""Layout at every step's end and the colours: text inside the frame, no two text boxes overlapping,
+every colour readable on the background and distinct from the others.
+
+The scenes record, at every pause (the end of each slide), the bounding box of each
+outermost piece of text on screen (common.text_boxes). The scenes are built once
+with animations skipped (built_scenes.py), so the boxes are the final positions.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from manim import config
+
+from animations import common as c
+from animations import render as r
+from built_scenes import get
+
+EPS = 0.02  # boxes may touch: glyph outlines of neighbouring lines meet at their edges
+
+
+def _scene(name):
+    return get(r.scene_class(name))
+
+
+@pytest.mark.parametrize("name", list(r.SCENES))
+def test_text_inside_the_frame_and_apart(name):
+    scene = _scene(name)
+    assert scene.pauses >= 5 and len(scene.layout_log) == scene.pauses
+    w, h = config.frame_width / 2, config.frame_height / 2
+    problems = []
+    for i, (topic, boxes) in enumerate(scene.layout_log):
+        for text, (x0, y0, x1, y1) in boxes:
+            if x0 < -w - EPS or x1 > w + EPS or y0 < -h - EPS or y1 > h + EPS:
+                problems.append(f"step {i} ({topic}): {text[:50]!r} leaves the frame {x0:.2f}..{x1:.2f}, {y0:.2f}..{y1:.2f}")
+        for (ta, a), (tb, b) in itertools.combinations(boxes, 2):
+            ox = min(a[2], b[2]) - max(a[0], b[0])
+            oy = min(a[3], b[3]) - max(a[1], b[1])
+            if ox > EPS and oy > EPS:
+                problems.append(f"step {i} ({topic}): {ta[:40]!r} overlaps {tb[:40]!r} ({ox:.2f} x {oy:.2f})")
+    assert not problems, "\n".join(problems[:20])
+
+
+# -- colours ------------------------------------------------------------------------------
+
+def _linear(hex_colour):
+    v = np.array([int(hex_colour.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)]) / 255
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def contrast(a, b):
+    """WCAG 2 contrast ratio (L1 + 0.05) / (L2 + 0.05) of two sRGB colours."""
+    la, lb = (float(_linear(x) @ [0.2126, 0.7152, 0.0722]) for x in (a, b))
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+def lab(hex_colour):
+    """CIELAB (D65) of an sRGB colour."""
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    x = m @ _linear(hex_colour) / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(x > 0.008856, np.cbrt(x), 7.787 * x + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _hex(colour):
+    from manim.utils.color import ManimColor
+
+    return ManimColor(colour).to_hex()
+
+
+def test_contrast_ratio_reference_values():
+    # the formula against WCAG's own endpoints: white on black is 21, a colour on itself 1
+    assert contrast("#FFFFFF", "#000000") == pytest.approx(21.0)
+    assert contrast("#777777", "#777777") == pytest.approx(1.0)
+    assert contrast("#767676", "#FFFFFF") == pytest.approx(4.54, abs=0.01)  # the well-known AA grey
+
+
+@pytest.mark.parametrize("quantity", list(c.PALETTE))
+def test_each_colour_is_readable_on_the_background(quantity):
+    assert contrast(_hex(c.PALETTE[quantity]), c.BACKGROUND) >= 4.5
+    assert _hex(config.background_color) == c.BACKGROUND.lower() or _hex(config.background_color) == c.BACKGROUND
+
+
+def test_colours_are_distinct():
+    pairs = [(ka, kb, float(np.linalg.norm(lab(_hex(a)) - lab(_hex(b)))))
+             for (ka, a), (kb, b) in itertools.combinations(c.PALETTE.items(), 2)]
+    close = [p for p in pairs if p[2] < 20]
+    assert not close, close
