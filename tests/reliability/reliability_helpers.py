@@ -148,3 +148,83 @@ def save_killed_at(directory: str, step: int, kill_at: int) -> None:
 def small_state(step: int) -> dict:
     g = torch.Generator().manual_seed(step)
     return {"model/w": torch.randn(64, 64, generator=g), "optim/0/exp_avg": torch.randn(64, 64, generator=g)}
+
+
+def trained_run(directory, name="run", **kw) -> Path:
+    """A tiny run trained for one epoch in this process (one checkpoint, an eval, a sample grid)."""
+    from vdm.train import Trainer
+
+    cfg = tiny_cfg(directory, name, **dict(dict(epochs=1), **kw))
+    run = Path(directory) / name
+    Trainer(cfg, run, echo=lambda *a: None).run()
+    return run
+
+
+def rewrite_checkpoint(run, tensors=None, meta=None) -> Path:
+    """Replace the run's newest checkpoint by one whose tensors and/or sidecar a function changed.
+
+    ``tensors(dict) -> dict`` edits the tensors (the SHA-256 recomputed, so the file is *intact*:
+    only its content is crafted); ``meta(dict) -> dict`` edits the sidecar after it is written.
+    """
+    c = ckpt.load(run)
+    sidecar = c.path
+    t = tensors(dict(c.tensors)) if tensors else c.tensors
+    for f in ckpt.list_checkpoints(sidecar.parent):
+        f.unlink()
+        f.with_suffix(".safetensors").unlink(missing_ok=True)
+    sidecar = ckpt.save(sidecar.parent, c.step, t, {k: v for k, v in c.meta.items()}, keep=10)
+    if meta:
+        sidecar.write_text(json.dumps(meta(read_json(sidecar))))
+    return sidecar
+
+
+def run_cli_killed_in(where: str, at_step: int, argv: list[str], log: str) -> None:
+    """Process target: ``vdm`` as run_cli, which SIGKILLs itself on reaching ``where`` at step ``at_step``.
+
+    ``where``: "eval" (inside the evaluation), "sample" (inside the sampling, before the grid
+    is written), "grid" (the grid's temporary file written, not yet renamed), "end" (before
+    the end record). A real kill of a real process, aimed where a timer cannot aim.
+    """
+    import signal
+
+    import vdm.atomic
+    from vdm.metrics import MetricsWriter
+    from vdm.train import Trainer
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def aimed(fn):
+        def inner(self, *a, **k):
+            if self.step == at_step:
+                die()
+            return fn(self, *a, **k)
+        return inner
+
+    if where == "eval":
+        Trainer.evaluate = aimed(Trainer.evaluate)
+    elif where == "sample":
+        Trainer.write_samples = aimed(Trainer.write_samples)
+    elif where == "grid":
+        real_write = Trainer.write_samples
+
+        def write_samples(self):
+            if self.step == at_step:
+                real_replace = os.replace
+
+                def replace(src, dst, *a, **k):
+                    if str(dst).endswith(".png"):
+                        die()
+                    return real_replace(src, dst, *a, **k)
+                vdm.atomic.os.replace = replace
+            return real_write(self)
+        Trainer.write_samples = write_samples
+    elif where == "end":
+        real = MetricsWriter.write
+
+        def write(self, kind, **fields):
+            if kind == "end" and fields.get("step") == at_step:
+                die()
+            return real(self, kind, **fields)
+        MetricsWriter.write = write
+    run_cli(argv, log)
