@@ -128,13 +128,14 @@ def resolve(path: str | os.PathLike) -> Path:
     try:
         if p.is_dir():
             d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+            why = ""
             for cand in reversed(list_checkpoints(d)):
                 try:
                     read_meta(cand, verify=True)
                     return cand
-                except ValueError:
-                    continue
-            raise ValueError(f"{p} holds no complete checkpoint.")
+                except ValueError as e:
+                    why = why or f" (the newest: {str(e).rstrip('.')})"
+            raise ValueError(f"{p} holds no complete checkpoint{why}.")
         if p.suffix == ".safetensors":
             p = p.with_suffix(".json")
         if not p.exists():

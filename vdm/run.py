@@ -93,22 +93,26 @@ class Run:
 
     def checkpoint(self) -> Path | None:
         """The sidecar of the newest complete checkpoint (both files there, SHA-256 agreeing), or None."""
+        return self._checkpoint()[0]
+
+    def _checkpoint(self) -> tuple[Path | None, str]:
+        """(newest complete checkpoint or None, why there is none: '' or resolve's sentence)."""
         from vdm import checkpoint as ckpt
 
         if not ckpt.list_checkpoints(self.checkpoints_dir):
-            return None
+            return None, ""
         try:
-            return ckpt.resolve(self.checkpoints_dir)
-        except ValueError:
-            return None
+            return ckpt.resolve(self.checkpoints_dir), ""
+        except ValueError as e:
+            return None, str(e)
 
     def denoiser(self, device="cpu", use_ema: bool = True, checkpoint: str | os.PathLike | None = None):
         """(Denoiser in eval mode, sidecar) of ``checkpoint`` or the run's newest one, refused if not this run's model."""
         from vdm.denoiser import load_denoiser
 
-        source = checkpoint if checkpoint is not None else self.checkpoint()
+        source, why = (checkpoint, "") if checkpoint is not None else self._checkpoint()
         if source is None:
-            raise ValueError(f"the run {self.path} has no complete checkpoint yet.")
+            raise ValueError(why or f"the run {self.path} has no complete checkpoint yet.")
         return load_denoiser(source, device, use_ema=use_ema, expected=self.identity)
 
     def metrics(self) -> tuple[list[dict], int]:
