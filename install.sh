@@ -44,3 +44,24 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
   echo "install.sh: done; run vdm as $VENV/bin/vdm"
 fi
+
+# -- Lecture slides (issue 12): reveal.js for `vdm slides`' offline HTML, and Chromium to check it --------
+# reveal.js comes from npm into .venv/reveal (the HTML copies its dist/, so no CDN is needed at show
+# time); Debian's chromium takes the screenshot the slide tests look at. Both are optional: without
+# them `vdm slides` names what is missing and those tests skip. Each step runs only when its result
+# is missing, so running install.sh again changes nothing.
+REVEAL_VERSION=6.0.1  # animations/render.py REVEAL_VERSION
+if [ ! -f "$VENV/reveal/node_modules/reveal.js/dist/reveal.js" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "install.sh: installing reveal.js $REVEAL_VERSION from npm into $VENV/reveal"
+    npm install --silent --no-audit --no-fund --prefix "$VENV/reveal" "reveal.js@$REVEAL_VERSION" \
+      || echo "install.sh: npm could not install reveal.js; vdm slides will write no HTML until it does"
+  else
+    echo "install.sh: npm not found; vdm slides needs reveal.js (npm install --prefix $VENV/reveal reveal.js@$REVEAL_VERSION)"
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+    || echo "install.sh: chromium not installed; the HTML screenshot test will skip"
+fi

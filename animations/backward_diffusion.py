@@ -48,13 +48,13 @@ class BackwardDiffusion(c.LectureScene):
     def section_sampler(self):
         self.next_section("the sampler")
         fs = 34
-        lines = VGroup(
-            c.tex(r"x_T \sim \mathcal{N}(0, \mathbf{I})", font_size=fs),
-            c.tex(r"x_{t-1} \sim p_\theta(x_{t-1} \mid x_t) = q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)",
-                  font_size=fs),
-            c.tex(r"= \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),"
-                  r"\qquad t = T, \dots, 1", font_size=fs),
-        ).arrange(DOWN, aligned_edge=LEFT, buff=0.4).next_to(self.title, DOWN, buff=0.6)
+        lines = c.derivation([
+            (r"x_T", r"\sim", r"\mathcal{N}(0, \mathbf{I})"),
+            (r"x_{t-1}", r"\sim", r"p_\theta(x_{t-1} \mid x_t) = q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)"),
+            (None, "=", r"\mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),"
+                        r"\qquad t = T, \dots, 1"),
+        ], font_size=fs, buff=0.4).next_to(self.title, DOWN, buff=0.6)
+        lines.set_x(0)
         who = c.label(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.6)
         for line in lines:
             self.play(FadeIn(line, shift=DOWN * 0.2), run_time=1)

@@ -187,9 +187,10 @@ def text_boxes(scene) -> list:
     def visit(m):
         if isinstance(m, Axes):
             return
-        if isinstance(m, (SingleStringMathTex, LiveNumber)):
-            pts = [p.points for p in m.family_members_with_points()]
-            if pts and m.get_fill_opacity() > 0.05:
+        if isinstance(m, (SingleStringMathTex, LiveNumber)) or hasattr(m, "tex_string"):
+            members = [p for p in m.family_members_with_points() if p.get_fill_opacity() > 0.05]
+            pts = [p.points for p in members]
+            if pts:
                 allp = np.concatenate(pts)
                 name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
                 out.append((name, [float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()),

@@ -155,5 +155,5 @@ class ConsistencyELBO(c.LectureScene):
         self.pause(2)
         self.play(FadeIn(verdict))
         self.pause(2)
-        self.histogram = panel[1]
+        self.histogram = panel
         self.table_rows = table.rows

@@ -72,7 +72,7 @@ class DenoisingELBO(c.LectureScene):
              r"\frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}"),
         ], font_size=30).next_to(self.title, DOWN, buff=0.5)
         enc.set_x(0)
-        product = MathTex(*FACTORS, font_size=32).next_to(enc, DOWN, buff=0.7)
+        product = MathTex(*FACTORS, font_size=26).next_to(enc, DOWN, buff=0.7)
         result = c.tex(r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)} = "
                        r"\frac{q(x_T \mid x_0)}{q(x_1 \mid x_0)}", font_size=34).next_to(product, DOWN, buff=0.7)
         note = c.label(r"each $q(x_s \mid x_0)$ above a line meets its inverse in the next factor", size=26)
@@ -148,15 +148,15 @@ class DenoisingELBO(c.LectureScene):
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)
         sub = c.label(c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
         left = elbo_panels.totals_panel(a, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
-                                        width=5.0, height=2.2)
+                                        width=5.0, height=1.4)
         right = elbo_panels.totals_panel(b, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
-                                         width=5.0, height=2.2)
-        VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.35)
-        tables = VGroup(elbo_panels.term_table(cons, "consistency", size=20),
-                        elbo_panels.term_table(den, "denoising", size=20)).arrange(RIGHT, buff=0.8)
-        spread = elbo_panels.spread_panel(cons, den, width=3.6, height=1.9)
-        low = VGroup(tables, spread).arrange(RIGHT, buff=0.9).next_to(VGroup(left, right), DOWN, buff=0.45)
-        means = c.label(elbo_panels.compare_caption(a, b), size=22).to_edge(DOWN, buff=0.25)
+                                         width=5.0, height=1.4)
+        VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.2)
+        tables = elbo_panels.compare_table(cons, den, size=20)
+        spread = elbo_panels.spread_panel(cons, den, width=3.4, height=1.4)
+        low = VGroup(tables, spread).arrange(RIGHT, buff=1.2).next_to(VGroup(left, right), DOWN, buff=0.4)
+        low.set_x(0)
+        means = c.label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(left), FadeIn(right))
         self.pause(2)

@@ -57,6 +57,34 @@ def term_table(e, form: str, size: float = 26) -> VGroup:
     return table
 
 
+def compare_table(cons, den, size: float = 20) -> VGroup:
+    """term | consistency form mean ± s.e. | denoising form mean ± s.e., in nats per image; ``.cells[form][term]``."""
+    sc, sd = stats(cons), stats(den)
+    names = {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "matching terms",
+             "total": r"total $-$ELBO"}
+    texts = [r"term", r"consistency form", r"denoising form"]
+    for k in TERMS:
+        texts += [names[k], rf"{sc[k][0]:,.1f} $\pm$ {sc[k][1]:,.1f}", rf"{sd[k][0]:,.1f} $\pm$ {sd[k][1]:,.1f}"]
+    colours = [c.WHITE, c.CONSISTENCY, c.DENOISING]
+    for k in TERMS:
+        colours += [COLOURS.get(k, c.WHITE), c.CONSISTENCY, c.DENOISING]
+    cells = c.labels(*texts, colors=colours, size=size)
+    rows = VGroup(*[VGroup(*cells[3 * i:3 * i + 3]) for i in range(len(TERMS) + 1)])
+    widths = [max(r[j].width for r in rows) for j in range(3)]
+    for r in rows:
+        r[0].move_to([0, 0, 0], aligned_edge=LEFT)
+        r[1].move_to([widths[0] + 0.35 + widths[1], 0, 0], aligned_edge=RIGHT)
+        r[2].move_to([widths[0] + 0.35 + widths[1] + 0.35 + widths[2], 0, 0], aligned_edge=RIGHT)
+    rows.arrange(DOWN, aligned_edge=LEFT, buff=0.16)
+    for r in rows[1:]:  # keep the right-aligned number columns after arrange moved whole rows
+        r[1].align_to(rows[0][1], RIGHT)
+        r[2].align_to(rows[0][2], RIGHT)
+    foot = c.label(rf"nats per image, mean $\pm$ standard error of {cons.total.shape[0]} draws", size=size - 2)
+    table = VGroup(rows, foot.next_to(rows, DOWN, buff=0.15, aligned_edge=LEFT))
+    table.rows = rows
+    return table
+
+
 def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height: float = 2.8) -> VGroup:
     """common.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label]."""
     panel = c.histogram_panel(values, edges, colour, caption, width=width, height=height)
@@ -117,7 +145,7 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
     names = c.labels("recon.", "prior", "matching", "total", size=18)
     for i, lab in enumerate(names):
         lab.next_to(axes.c2p(i + 0.5, lo), DOWN, buff=0.12)
-    yl = c.label("std per draw (nats, log scale)", size=20).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
+    yl = c.label("std per draw (nats, log)", size=18).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
     panel = VGroup(axes, bars, VGroup(ticks, *names, yl))
     panel.spreads = spreads
     return panel

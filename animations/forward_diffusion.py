@@ -204,7 +204,7 @@ class ForwardDiffusion(c.LectureScene):
             self.play(self.alpha.animate.set_value(a), run_time=3)
             self.pause(1, hold=1.5)
         note = c.label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", c.ALPHA, 26)
-        note.next_to(self.legend, UP, buff=0.3, aligned_edge=LEFT)
+        note.move_to(self.axes.c2p(0.45 * T, 0.55), aligned_edge=LEFT)  # the empty middle of the plot
         self.play(FadeIn(note))
         self.pause(1)
         img.clear_updaters()

@@ -7,7 +7,9 @@ fit the test budget; the frame tests check the pictures at full size.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +47,67 @@ def test_scene_renders_at_low_quality(name, tmp_path):
     sections = sorted((tmp_path / "sections" / r.SCENES[name][1]).glob("*.mp4"))
     assert len(sections) >= 3
     assert lines[0].startswith("[1/1]") and lines[-1].endswith(str(video))
+    # manim-slides' file: one slide per pause of the scene (every step ends with one)
+    from built_scenes import get
+
+    slides = json.loads((tmp_path / "slides" / f"{r.SCENES[name][1]}.json").read_text())["slides"]
+    assert len(slides) == get(r.scene_class(name)).pauses
+    assert all(Path(s["file"]).is_file() for s in slides)
+    RENDERED[name] = tmp_path
+
+
+RENDERED: dict = {}
+
+
+def _revealjs_or_skip():
+    try:
+        return r.revealjs_dir()
+    except ValueError as e:
+        pytest.skip(str(e))
+
+
+@needs_rendering
+def test_slides_export_offline_html_and_pdf(tmp_path):
+    """The HTML has one <section> per step and loads reveal.js from the copied npm package, nothing remote."""
+    _revealjs_or_skip()
+    name = "mhvae"
+    out = RENDERED.get(name)
+    if out is None:
+        out = tmp_path
+        r.render(name, "low", out, progress=lambda _: None, overrides=TINY)
+    from built_scenes import get
+
+    pauses = get(r.scene_class(name)).pauses
+    html, pdf = r.export_slides([name], out, progress=lambda _: None)
+    text = html.read_text()
+    assert text.count("<section") == pauses
+    refs = re.findall(r'(?:src|href)="([^"]+)"', text)
+    assert refs and not [u for u in refs if u.startswith(("http:", "https:", "//"))], refs
+    for u in refs:
+        assert (html.parent / u).is_file(), u  # every script, stylesheet and video is there, offline
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.read_bytes().count(b"/Type /Page") - pdf.read_bytes().count(
+        b"/Type /Pages") == pauses
+
+
+@needs_rendering
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="the screenshot needs Debian's chromium")
+def test_html_slides_open_in_headless_chromium(tmp_path):
+    """Headless Chromium opens the exported HTML offline and paints a slide (not a blank page)."""
+    _revealjs_or_skip()
+    name = "mhvae"
+    out = RENDERED.get(name) or tmp_path
+    if name not in RENDERED:
+        r.render(name, "low", out, progress=lambda _: None, overrides=TINY)
+    html = r.export_slides([name], out, pdf=False, progress=lambda _: None)[0]
+    shot = tmp_path / "slide.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=854,480",
+                    "--virtual-time-budget=4000", f"--screenshot={shot}", html.resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    px = np.asarray(Image.open(shot).convert("RGB"))
+    assert px.shape[:2] == (480, 854) and (px.max(axis=2) > 100).mean() > 0.001  # something bright is drawn
 
 
 def test_gif(tmp_path):

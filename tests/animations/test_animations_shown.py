@@ -84,7 +84,7 @@ def elbo_reference():
     x0 = x0_test(1).repeat(200, 1, 1, 1)
     s = Schedule.constant(T=20)
     return {form: elbo(Leaky(x0, s), s, x0, form=form, estimator="full",
-                       generator=torch.Generator().manual_seed(form == "denoising"))
+                       generator=torch.Generator().manual_seed(int(form == "denoising")))
             for form in ("consistency", "denoising")}
 
 
@@ -148,7 +148,7 @@ def test_posterior_density_is_vdms(post, t):
     mean, var = posterior(s, x_t, x0, t)
     post.t_tracker.set_value(t)
     post.curves.update()
-    pts = curve_points(post.axes, post.curves[2])
+    pts = curve_points(post.axes, post.curves[0])  # drawn first (thick, under the likelihood)
     np.testing.assert_allclose(pts[:, 0], GRID.numpy(), atol=1e-9)
     np.testing.assert_allclose(pts[:, 1], gaussian_log_prob(GRID, mean, var).exp().numpy(), rtol=1e-6, atol=1e-9)
     # its peak sits at c_x0 x_0 + c_xt x_t (posterior_coefs), the mean the panel shows
@@ -190,7 +190,7 @@ def test_denoising_form_has_lower_spread(elbo_scenes, elbo_reference):
     spreads = elbo_scenes[1].spread.spreads
     for form, e in elbo_reference.items():
         for k, v in e.terms().items():
-            assert spreads[form][k] == pytest.approx(float(v.double().std(ddof=1)), rel=1e-9, abs=1e-12)
+            assert spreads[form][k] == pytest.approx(float(v.double().numpy().std(ddof=1)), rel=1e-9, abs=1e-12)
 
 
 # -- backward diffusion, MHVAE ------------------------------------------------------------
