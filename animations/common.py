@@ -375,7 +375,7 @@ def tex_text(s: str) -> str:
     """A name (a run's, a path) made safe inside LaTeX text."""
     for ch in "\\&%$#_{}":
         s = s.replace(ch, "\\" + ch)
-    return s
+    return s.replace("--", "-{}-")  # not an en dash
 
 
 # -- where the trained model comes from ------------------------------------------------------

@@ -154,3 +154,21 @@ def test_scene_names():
     assert r.scene_names("all") == list(r.SCENES)
     assert r.scene_names("posterior") == r.scene_names("Posterior") == ["posterior"]
     assert r.scene_names("forward_diffusion") == ["forward"]
+
+
+def test_render_bad_run_is_one_sentence(capsys, tmp_path):
+    """--run replaces VDM_CHECKPOINT: a path that is no run or checkpoint is refused before rendering."""
+    (tmp_path / "notarun").mkdir()
+    assert main(["render", "backward", "--run", str(tmp_path / "notarun"), "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("vdm render:") and "Traceback" not in err
+    assert not (tmp_path / "v").exists() or not list((tmp_path / "v").glob("*.mp4"))
+
+
+def test_newest_run_skips_runs_without_a_checkpoint(tmp_path):
+    from animations import common as c
+
+    assert c.newest_run(tmp_path / "nothing-here") is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert c.newest_run(tmp_path) is None  # a broken run is skipped, not an error
