@@ -247,7 +247,8 @@ def labels(*texts: str, colors=None, size: float = 28, math: bool = False) -> li
     Each LaTeX call costs about half a second, so a strip of six labels made
     this way renders as fast as one.
     """
-    parts = list((MathTex if math else Tex)(*texts, arg_separator=r"\quad ", font_size=size))
+    # one line per part: in one paragraph LaTeX would break a part across lines at the text width
+    parts = list((MathTex if math else Tex)(*texts, arg_separator=r"\\ ", font_size=size))
     for i, part in enumerate(parts):
         part.set_color((colors or [WHITE] * len(parts))[i])
     return parts

@@ -142,10 +142,15 @@ class ConsistencyELBO(c.LectureScene):
         sub = c.label(rf"one image, {n} draws; " + c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.15)
         image = c.pixel_image(c.example_images(1)[0], height=1.0)
         table = elbo_panels.term_table(e, "consistency")
+        if table.width > 6.0:  # a trained run's numbers are longer
+            table.scale_to_fit_width(6.0)
         Group(image, table).arrange(DOWN, buff=0.3).to_edge(LEFT, buff=0.5).shift(DOWN * 0.4)
         totals = e.total.double().numpy()
-        edges = c.histogram_edges([totals])
-        panel = elbo_panels.totals_panel(totals, edges, c.CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():,.1f} nats")
+        log = elbo_panels.needs_log([totals])
+        shown = elbo_panels.histogram_values([totals], log)[0]
+        edges = c.histogram_edges([shown])
+        panel = elbo_panels.totals_panel(shown, edges, c.CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():,.1f} nats",
+                                         log=log)
         panel.to_edge(RIGHT, buff=0.5).shift(DOWN * 0.3)
         verdict = c.label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))

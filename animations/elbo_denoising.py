@@ -144,18 +144,22 @@ class DenoisingELBO(c.LectureScene):
         self.next_section("both estimators on the same image")
         cons, den = self.draws["consistency"], self.draws["denoising"]
         a, b = cons.total.double().numpy(), den.total.double().numpy()
-        edges = c.histogram_edges([a, b])
+        log = elbo_panels.needs_log([a, b])  # a trained run's uniform-t draws have tails decades long
+        ha, hb = elbo_panels.histogram_values([a, b], log)
+        edges = c.histogram_edges([ha, hb])
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)
         sub = c.label(c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
-        left = elbo_panels.totals_panel(a, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
-                                        width=5.0, height=1.4)
-        right = elbo_panels.totals_panel(b, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
-                                         width=5.0, height=1.4)
+        left = elbo_panels.totals_panel(ha, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
+                                        width=5.0, height=1.4, log=log)
+        right = elbo_panels.totals_panel(hb, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
+                                         width=5.0, height=1.4, log=log)
         VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.2)
         tables = elbo_panels.compare_table(cons, den, size=20)
         spread = elbo_panels.spread_panel(cons, den, width=3.4, height=1.4)
         low = VGroup(tables, spread).arrange(RIGHT, buff=1.2).next_to(VGroup(left, right), DOWN, buff=0.4)
         low.set_x(0)
+        if low.width > 13.6:  # a trained run's numbers are longer: keep the row inside the frame
+            low.scale_to_fit_width(13.6)
         means = c.label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(left), FadeIn(right))

@@ -85,11 +85,27 @@ def compare_table(cons, den, size: float = 20) -> VGroup:
     return table
 
 
-def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height: float = 2.8) -> VGroup:
-    """common.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label]."""
+def needs_log(samples) -> bool:
+    """Whether histograms of these positive samples need a log axis: a range over ten times their median."""
+    v = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in samples])
+    return bool(v.min() > 0 and (v.max() - v.min()) > 10 * np.median(v))
+
+
+def histogram_values(samples, log: bool):
+    """The values the histograms bin: the samples, or their log10 when ``log``."""
+    return [np.log10(np.asarray(x, dtype=np.float64)) if log else np.asarray(x, dtype=np.float64) for x in samples]
+
+
+def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height: float = 2.8,
+                 log: bool = False) -> VGroup:
+    """common.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label].
+
+    ``log``: ``values`` and ``edges`` are log10 of -ELBO (heavy-tailed estimates, a trained run's uniform-t draws).
+    """
     panel = c.histogram_panel(values, edges, colour, caption, width=width, height=height)
     axes = panel[0]
-    xl = c.label(r"$-$ELBO of one draw (nats per image)", size=20).next_to(axes.x_axis, DOWN, buff=0.4)
+    what = r"$\log_{10}$ of $-$ELBO of one draw (nats per image)" if log else r"$-$ELBO of one draw (nats per image)"
+    xl = c.label(what, size=20).next_to(axes.x_axis, DOWN, buff=0.4)
     yl = c.label("draws", size=20).rotate(1.5708).next_to(axes.y_axis, LEFT, buff=0.35)
     panel.add(xl, yl)
     return panel
