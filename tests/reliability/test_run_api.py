@@ -1,0 +1,217 @@
+"""Issue 11, must hold 5, 6, 9: the run API on bad run directories, hypothesis over config and sidecar
+fields, and the command line's one sentence (devices, decompression bombs, Ctrl-C, a full disk)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vdm.metrics
+from reliability_helpers import read_json, rewrite_checkpoint, trained_run, tiny_cfg, train_argv
+from vdm.cli import main
+from vdm.run import open_run
+from vdm.train import TrainConfig, Trainer
+
+VDM = str(Path(sys.executable).with_name("vdm"))
+
+
+def fast(n):
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return trained_run(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def run(base, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(base, dst)
+    return dst
+
+
+def _sentence(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# -- item 9, the run API's side ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_metrics_that_is_not_a_file_is_refused_at_once(run, kind):
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl") if kind == "fifo" else (run / "metrics.jsonl").mkdir()
+    t = time.monotonic()
+    with pytest.raises(ValueError, match=f"is a {'FIFO' if kind == 'fifo' else 'directory'}, not a metrics log"):
+        open_run(run).metrics()
+    assert time.monotonic() - t < 2, "blocked on the FIFO"
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "[" * 1000 + "]" * 1000, '{"T": ' + "[" * 100000 + "]" * 100000 + "}",
+                                  "null", '"a string"', "\x00\xff"])
+def test_config_that_is_not_an_object_is_refused(run, text):
+    (run / "config.json").write_text(text, errors="surrogateescape")
+    with pytest.raises(ValueError, match="not a valid run config"):
+        open_run(run)
+
+
+def test_run_path_that_is_a_file_or_empty(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        open_run(f)
+    with pytest.raises(ValueError, match="empty path"):
+        open_run("")
+
+
+# -- hypothesis over every config field and every sidecar field --------------------------------
+
+ODD = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                st.text(max_size=30), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+CONFIG_FIELDS = [f for f in TrainConfig.__dataclass_fields__]
+
+
+def test_hypothesis_config_fields(run):
+    good = read_json(run / "config.json")
+
+    @fast(150)
+    @given(field=st.sampled_from(CONFIG_FIELDS), value=ODD)
+    def check(field, value):
+        try:
+            text = json.dumps(dict(good, **{field: value}))
+        except ValueError:
+            return
+        (run / "config.json").write_text(text)
+        try:
+            r = open_run(run)
+        except ValueError:
+            return
+        r.config.validate()  # accepted means within every bound
+        assert r.schedule.T <= 10_000 and r.config.threads <= 256 and r.config.n_samples <= 10_000
+    check()
+
+
+SIDECAR_FIELDS = ["step", "epoch", "batch_in_epoch", "elapsed", "optim", "schedule", "model", "prediction",
+                  "parameters", "config", "owed", "format", "version", "tensors_file", "sha256"]
+
+
+def test_hypothesis_sidecar_fields_at_resume_and_sample(run, capsys):
+    sidecar = rewrite_checkpoint(run)
+    good = read_json(sidecar)
+    trainer = Trainer(tiny_cfg(run.parent, "run", epochs=1), run, echo=lambda *a: None)
+    from vdm.run import open_model
+
+    @fast(120)
+    @given(field=st.sampled_from(SIDECAR_FIELDS), value=ODD)
+    def check(field, value):
+        try:
+            sidecar.write_text(json.dumps(dict(good, **{field: value})))
+        except ValueError:
+            return
+        for attempt in (trainer._resume, lambda: open_model(run)):
+            try:
+                attempt()
+            except ValueError as e:
+                assert str(e) and "\n" not in str(e)
+    check()
+
+
+# -- item 6: one sentence ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["meta", "mps", "xla", "cuda:99", "nonsense"])
+@pytest.mark.parametrize("command", ["train", "sample", "elbo"])
+def test_devices_one_sentence(run, tmp_path, capsys, device, command):
+    if device.startswith("cuda") and __import__("torch").cuda.device_count() >= 99:
+        pytest.skip("a machine with 99 GPUs")
+    argv = {"train": ["train", "--resume", str(run), "--quiet", "--epochs", "2"],
+            "sample": ["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png")],
+            "elbo": ["elbo", str(run), "--n", "2"]}[command]
+    assert main(argv + ["--device", device]) == 2
+    assert "device" in _sentence(capsys.readouterr().err)
+
+
+def _bomb_png(path: Path, w=20_000, h=20_000) -> None:
+    """A PNG whose header claims w x h pixels (PIL refuses past 2 x MAX_IMAGE_PIXELS before decoding)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_forward_and_folder(tmp_path, capsys):
+    bomb = tmp_path / "imgs" / "bomb.png"
+    bomb.parent.mkdir()
+    _bomb_png(bomb)
+    assert main(["forward", "--image", str(bomb), "--out", str(tmp_path / "f.png"), "--animation", ""]) == 2
+    assert "too large an image" in _sentence(capsys.readouterr().err)
+    cfg = tiny_cfg(tmp_path, "r", data="folder", data_dir=str(bomb.parent))
+    assert main(train_argv(cfg) + ["--data", "folder", "--data-dir", str(bomb.parent)]) == 2
+    assert "too large an image" in _sentence(capsys.readouterr().err)
+
+
+def test_full_disk_on_metrics_names_the_file(run, capsys, monkeypatch):
+    import builtins
+
+    class Full:
+        """The log's file object, on a disk that fills after three writes."""
+
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, text):
+            self.n += 1
+            if self.n > 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __iter__(self):
+            return iter(self.f)
+
+    monkeypatch.setattr(vdm.metrics, "open", lambda *a, **k: Full(builtins.open(*a, **k)), raising=False)
+    rc = main(["train", "--resume", str(run), "--quiet", "--threads", "1", "--epochs", "2"])
+    assert rc == 1
+    assert _sentence(capsys.readouterr().err) == \
+        f"vdm train: the disk is full at {run / 'metrics.jsonl'}; nothing already saved was changed."
+
+
+@pytest.mark.parametrize("argv", [["train", "--quiet", "--epochs", "1", "--T", "20", "--limit", "64"],
+                                  ["forward", "--T", "20"], ["elbo", "RUN"]])
+def test_ctrl_c_in_the_first_second_and_a_half_is_130(run, tmp_path, argv):
+    """A real `vdm` process (torch's import takes seconds) gets SIGINT 0.4 s and 1.2 s after its start."""
+    argv = [str(run) if a == "RUN" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--runs-dir", str(tmp_path), "--name", "c"]
+    for delay in (0.4, 1.2):
+        p = subprocess.Popen([VDM, *argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        if p.returncode == 0:
+            continue  # finished before the signal (a fast machine): nothing to check
+        assert p.returncode == 130, (delay, p.returncode, err.decode()[-800:])
+        assert b"Traceback" not in err, err.decode()[-800:]
