@@ -139,8 +139,9 @@ class VdmApp(App):
 
     def __init__(self, run_dir: str | Path | None = None, *, source: ChainSource | None = None, process=None,
                  start: str | None = None, clock=time.time, poll_interval: float = 0.5, gpu_factory=GpuReader,
-                 tailer: MetricsTailer | None = None):
+                 tailer: MetricsTailer | None = None, runs_root: str | Path | None = None):
         super().__init__()
+        self.runs_root = Path(runs_root) if runs_root is not None else None  # `vdm tui runs/`: the run list
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.source = source or ChainSource(self.run_dir)
         self.process = process
@@ -148,17 +149,36 @@ class VdmApp(App):
         self.poll_interval = poll_interval
         self.gpu_factory = gpu_factory
         self.tailer = tailer  # of RUN_DIR/metrics.jsonl, when the caller started reading it already
-        self.start_mode = start or ("monitor" if self.run_dir is not None else "chain")
+        self.start_mode = start or ("runs" if self.runs_root is not None else
+                                    "monitor" if self.run_dir is not None else "chain")
         self.outcome = "quit"  # "stopped" or "detached" when a training process was attached
 
     def on_mount(self) -> None:
         self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory,
                                                               self.tailer))
         self.add_mode("chain", lambda: ChainScreen(self.source))
+        if self.runs_root is not None:
+            from tui.runs import RunsScreen
+
+            self.add_mode("runs", lambda: RunsScreen(self.runs_root, self.clock))
         self.switch_mode(self.start_mode)
         if self.process is not None:
             self.set_interval(1.0, self._watch_process)
             self._process_reported = False
+
+    def open_run_dir(self, path: Path) -> None:
+        """From the run list: the monitor of one run, pushed over the list (escape goes back)."""
+        self.run_dir = Path(path)
+        if not self._chain_started():
+            self.source = ChainSource(self.run_dir)  # the chain screen, opened later, samples this run
+        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory)
+        self.push_screen(screen)
+
+    def _chain_started(self) -> bool:
+        try:
+            return "chain" in self._screen_stacks and bool(self._screen_stacks["chain"])
+        except AttributeError:
+            return True
 
     def _watch_process(self) -> None:
         code = self.process.poll()
@@ -174,6 +194,8 @@ class VdmApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Monitor", "live training curves, samples and GPU", lambda: self.switch_mode("monitor"))
+        if self.runs_root is not None:
+            yield SystemCommand("Runs", f"every run under {self.runs_root}", lambda: self.switch_mode("runs"))
         yield SystemCommand("Chain: forward", "step through q(x_t | x_{t-1})", lambda: self._chain("forward"))
         yield SystemCommand("Chain: backward", "step through a sampling chain", lambda: self._chain("backward"))
         yield SystemCommand("Loss: toggle log scale", "the monitor's loss plot", lambda: self._monitor("toggle_log"))
@@ -192,7 +214,13 @@ class VdmApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    async def action_quit(self) -> None:
+        """Every quit path (the palette's "Quit" too) asks before it leaves a training child."""
+        self.action_quit_app()
+
     def action_quit_app(self) -> None:
+        if isinstance(self.screen, QuitScreen):
+            return
         if self.process is None or not self.process.running:
             self.exit()
             return
@@ -219,7 +247,7 @@ class VdmApp(App):
         self.exit()
 
 
-def run_app(run_dir=None, *, source=None, process=None, start=None, tailer=None) -> str:
-    app = VdmApp(run_dir, source=source, process=process, start=start, tailer=tailer)
+def run_app(run_dir=None, *, source=None, process=None, start=None, tailer=None, runs_root=None) -> str:
+    app = VdmApp(run_dir, source=source, process=process, start=start, tailer=tailer, runs_root=runs_root)
     app.run()
     return app.outcome

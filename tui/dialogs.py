@@ -17,7 +17,10 @@ HELP = """\
 ## Monitor
 Tails `metrics.jsonl` of the run like `tail -f`; lines that do not parse are
 skipped and counted. `l` toggles a log scale on the loss, `g` shows the newest
-sample grid full screen, `r` reloads the run from the start.
+sample grid full screen, `r` reloads the run from the start, `x` stops the run's
+trainer (after asking; SIGINT to the pid in its start record). The status line
+says "stopped responding" when that pid is gone or the trainer has written
+nothing for ten times its usual interval, with the age of the last record.
 
 ## Chain
 - `f` forward chain q(x_t | x_{t-1}) of a data image, `b` backward chain
@@ -64,6 +67,36 @@ class QuitScreen(ModalScreen[str]):
             yield Button("Stop training", variant="error", id="stop")
             yield Button("Detach", variant="primary", id="detach")
             yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#detach", Button).focus()  # Enter detaches: the safe answer
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+    def action_choose(self, what: str) -> None:
+        self.dismiss(what)
+
+
+class StopScreen(ModalScreen[str]):
+    """Stop a run this monitor did not start (SIGINT to the trainer's pid), or not."""
+
+    BINDINGS = [Binding("s", "choose('stop')", "stop"), Binding("escape,c", "choose('cancel')", "cancel")]
+
+    def __init__(self, pid: int, run_dir: str):
+        super().__init__()
+        self.pid, self.run_dir = pid, run_dir
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="stop-box"):
+            yield Label(f"Stop the training of {self.run_dir} (pid {self.pid})?\n"
+                        f"It gets SIGINT: it saves a checkpoint, evaluates and writes samples, then exits. "
+                        f"[b]s[/]top or [b]c[/]ancel.", id="stop-question")
+            yield Button("Stop training", variant="error", id="stop")
+            yield Button("Cancel", variant="primary", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()  # Enter cancels
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id)

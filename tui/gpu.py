@@ -19,6 +19,7 @@ class GpuReading:
     mem_total: float | None
     temp: float | None  # degrees C
     power: float | None  # watts
+    processes: list | None = None  # (pid, bytes of GPU memory or None) of the compute processes on it
 
 
 class GpuReader:
@@ -61,13 +62,15 @@ class GpuReader:
                 mem = _try(nv.nvmlDeviceGetMemoryInfo, h)
                 temp = _try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))
                 power = _try(nv.nvmlDeviceGetPowerUsage, h)  # milliwatts
+                procs = _try(nv.nvmlDeviceGetComputeRunningProcesses, h) if hasattr(nv, "nvmlDeviceGetComputeRunningProcesses") else None
                 out.append(GpuReading(
                     i, self._names[i],
                     float(util.gpu) if util is not None else None,
                     float(mem.used) if mem is not None else None,
                     float(mem.total) if mem is not None else None,
                     float(temp) if temp is not None else None,
-                    power / 1000.0 if power is not None else None))
+                    power / 1000.0 if power is not None else None,
+                    [(int(p.pid), _bytes(getattr(p, "usedGpuMemory", None))) for p in procs] if procs is not None else None))
         except Exception as e:  # a GPU fell off the bus: stop asking
             self.available = False
             self.reason = f"NVML stopped answering ({_short(e)})"
@@ -90,6 +93,11 @@ def _try(fn, *args):
         if type(e).__name__ in ("NVMLError_NotSupported", "NVMLError_NoPermission"):
             return None
         raise
+
+
+def _bytes(v):
+    """usedGpuMemory is None or a sentinel (NVML_VALUE_NOT_AVAILABLE, 2**64 - 1) where the driver cannot tell."""
+    return float(v) if isinstance(v, int) and 0 <= v < 2**63 else None
 
 
 def _text(v) -> str:

@@ -2,8 +2,9 @@
 
 Each cell is "▀" with the foreground colour = the top pixel and the background
 = the bottom pixel. Colours are truecolor; Rich downgrades them to the 256-colour
-palette on terminals that lack it. Scaling is nearest-neighbour, so pixels stay
-sharp; integer factors are used whenever the image fits at least once.
+palette on terminals that lack it. Images are drawn at the largest scale that fits
+their box (nearest-neighbour, so pixels stay sharp), centred both ways. A sample
+grid is re-laid out by ``mosaic``: every tile at the size that fits, separators kept.
 """
 
 from __future__ import annotations
@@ -20,12 +21,73 @@ from textual.widget import Widget
 UPPER = "▀"
 
 
+PLAIN = Style()  # never a None style: Textual's NO_COLOR filter reads .color of every segment's style
+SEPARATOR = (24, 24, 24)  # between tiles of a mosaic
+
+
 def fit(h: int, w: int, width: int, height: int) -> tuple[int, int]:
-    """The (pixel height, pixel width) of an h x w image scaled to fit width cells x height cells."""
+    """The (pixel height, pixel width) of an h x w image at the largest scale that fits width x height cells."""
     s = min(width / w, 2 * height / h)
-    if s >= 1:
-        s = float(int(s))
-    return max(int(h * s), 1), max(int(w * s), 1)
+    return max(int(h * s + 1e-9), 1), max(int(w * s + 1e-9), 1)
+
+
+def grid_tiles(img: np.ndarray, tile: int = 32, pad: int = 1) -> np.ndarray | None:
+    """The tiles of a vdm.images.grid image (tile-pixel tiles, pad-pixel padding, an integer upscale) as
+    an n x tile x tile x 3 array, or None when the image is not laid out so."""
+    h, w = img.shape[:2]
+    for scale in (1, 2, 3, 4, 5, 6, 8):
+        if h % scale or w % scale:
+            continue
+        hh, ww = h // scale, w // scale
+        if (hh - pad) % (tile + pad) or (ww - pad) % (tile + pad) or hh <= pad or ww <= pad:
+            continue
+        nrow, ncol = (hh - pad) // (tile + pad), (ww - pad) // (tile + pad)
+        native = img[::scale, ::scale, :3]
+        out = [native[pad + r * (tile + pad): pad + r * (tile + pad) + tile, pad + c * (tile + pad): pad + c * (tile + pad) + tile]
+               for r in range(nrow) for c in range(ncol)]
+        return np.stack(out)
+    return None
+
+
+def shrink(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """Resize to oh x ow: an area average when shrinking (nearest-neighbour drops whole rows), else nearest."""
+    h, w = img.shape[:2]
+    if oh >= h and ow >= w:
+        return resize(img, oh, ow)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((ow, oh), Image.BOX))
+
+
+def mosaic(tiles: np.ndarray, width: int, height: int, min_px: int = 6) -> tuple[np.ndarray, int]:
+    """The tiles laid out in the rows and columns that give them the largest size in width x height cells.
+
+    Every tile is shown when each can keep min_px pixels; else as many as can. Tiles are resized
+    (area average when shrinking) and separated by a 1-pixel line. Returns (image, tiles shown).
+    """
+    W, H = max(width, 1), max(2 * height, 1)
+
+    def layout(n: int) -> tuple[int, int, int]:
+        best = (-1, 1, n)
+        for cols in range(1, n + 1):
+            rows = -(-n // cols)
+            size = min((W - cols - 1) // cols, (H - rows - 1) // rows)
+            if size > best[0]:
+                best = (size, cols, rows)
+        return best
+
+    for n in range(len(tiles), 0, -1):  # all of them if they keep min_px each, else fewer (n = 1 at worst)
+        s, cols, rows = layout(n)
+        if s >= min_px:
+            break
+    s = max(s, 1)
+    out = np.empty((rows * (s + 1) + 1, cols * (s + 1) + 1, 3), dtype=np.uint8)
+    out[:] = SEPARATOR
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = 1 + r * (s + 1), 1 + c * (s + 1)
+        out[y:y + s, x:x + s] = shrink(tiles[i], s, s)
+    return out, n
 
 
 def resize(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
@@ -43,8 +105,8 @@ def to_strips(img: np.ndarray, width: int, height: int) -> list[Strip]:
     oh, ow = fit(img.shape[0], img.shape[1], width, height)
     px = resize(np.ascontiguousarray(img[..., :3]), oh, ow)
     pad_left = (width - ow) // 2
-    blank_l = Segment(" " * pad_left) if pad_left else None
-    strips = []
+    blank_l = Segment(" " * pad_left, PLAIN) if pad_left else None
+    strips = [Strip.blank(width, PLAIN)] * max((height - (oh + 1) // 2) // 2, 0)  # centred vertically
     for r in range(0, oh, 2):
         top = px[r]
         bot = px[r + 1] if r + 1 < oh else None
@@ -55,7 +117,7 @@ def to_strips(img: np.ndarray, width: int, height: int) -> list[Strip]:
         for c in range(ow):
             bg = _rgb(bl[c]) if bl is not None else None
             segs.append(Segment(UPPER, Style.from_color(_rgb(tl[c]), bg)))
-        strips.append(Strip(segs, pad_left + ow).extend_cell_length(width))
+        strips.append(Strip(segs, pad_left + ow).extend_cell_length(width, PLAIN))
     return strips
 
 
@@ -127,4 +189,4 @@ class HalfBlockImage(Widget):
             self._key = key
         if y < len(self._strips):
             return self._strips[y]
-        return Strip.blank(w)
+        return Strip.blank(w, PLAIN)

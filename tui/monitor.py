@@ -20,47 +20,24 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, ProgressBar, Sparkline, Static
+from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
-from tui.image import HalfBlockImage
+from tui.image import HalfBlockImage, grid_tiles, mosaic
 from tui.plot import Plot, Series
 from tui.readout import Readout
-from tui.run import RunState
+from tui.run import RunState, ago, hms, num, pid_alive
 from vdm.run import METRICS, is_run
 from vdm.tailer import MetricsTailer
 
-TILE, PAD = 32, 1  # vdm.images.grid's tile size and padding in the sample PNGs
+BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def hms(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--:--"
-    s = int(round(max(seconds, 0)))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def sample_crop(img: np.ndarray, width: int, height: int, min_px: int = 12) -> tuple[np.ndarray, int, int]:
-    """The top-left k x k samples of a sample grid, k as large as keeps min_px pixels a sample.
-
-    Returns (image, k, samples in the grid); the whole image and k = 0 when its
-    layout is not vdm.images.grid's (32-pixel tiles, 1-pixel padding, an integer upscale).
-    """
-    h, w = img.shape[:2]
-    for scale in (1, 2, 3, 4, 6, 8):
-        if h % scale or w % scale:
-            continue
-        hh, ww = h // scale, w // scale
-        if (hh - PAD) % (TILE + PAD) or (ww - PAD) % (TILE + PAD):
-            continue
-        nrow, ncol = (hh - PAD) // (TILE + PAD), (ww - PAD) // (TILE + PAD)
-        native = img[::scale, ::scale]
-        avail = min(width, 2 * height)
-        k = int(np.clip(avail // min_px, 1, min(nrow, ncol)))
-        side = PAD + k * (TILE + PAD)
-        return native[:side, :side], k, nrow * ncol
-    return img, 0, 0
+def spark_text(values) -> str:
+    """A sparkline on a fixed 0-100 scale (a flat 3 % is not drawn as a full bar), one character a reading."""
+    return "".join(BLOCKS[min(max(int(round(v / 100 * 8)), 0), 8)] for v in values)
 
 
 class RunUpdated(Message):
@@ -94,6 +71,8 @@ class MonitorScreen(Screen):
         Binding("l", "toggle_log", "log scale"),
         Binding("g", "samples", "samples"),
         Binding("r", "reload", "reload"),
+        Binding("x", "stop_run", "stop run"),
+        Binding("escape", "back", "back to runs", show=False),
     ]
 
     def __init__(self, run_dir: Path | None, poll_interval: float = 0.5, clock=time.time, gpu_factory=GpuReader,
@@ -114,7 +93,8 @@ class MonitorScreen(Screen):
         self.sample_image: np.ndarray | None = None
         self.sample_mtime = 0.0
         self.gpu: GpuReader | None = None
-        self.gpu_hist: deque = deque([0.0] * 60, maxlen=60)
+        self.gpu_hist: deque = deque(maxlen=60)  # real readings only, never padded
+        self.pid_check = pid_alive
         self.log_scale = False
         self._warned_missing = False
         self._drawn_version = -1
@@ -139,12 +119,12 @@ class MonitorScreen(Screen):
                 yield Static("", id="stats")
                 with Vertical(id="gpu-panel"):
                     yield Readout(id="gpu-text")
-                    yield Sparkline(list(self.gpu_hist), id="gpu-spark")
+                    yield Readout(id="gpu-spark")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#loss-plot").border_title = "loss"
-        self.query_one("#bpd-plot").border_title = "ELBO bits/dim"
+        self.query_one("#bpd-plot").border_title = "-ELBO bits/dim"
         self.query_one("#samples").border_title = "samples"
         self.query_one("#gpu-panel").border_title = "GPU"
         self.gpu = self.gpu_factory()
@@ -233,8 +213,8 @@ class MonitorScreen(Screen):
             if version != self._drawn_version:
                 train = {k: st.column("train", k) for k in ("step", "loss")}
                 ev = {k: st.column("eval", k) for k in ("step", "eval_loss", "total", "reconstruction", "prior", "matching")}
-                lr = st.last_train.get("lr") if st.last_train else None
-                ips = st.last_train.get("images_per_s") if st.last_train else None
+                lr = num(st.last_train.get("lr")) if st.last_train else None
+                ips = num(st.last_train.get("images_per_s")) if st.last_train else None
                 last_eval = st.last_eval
                 last_sample = st.last_sample
             records, bad = st.records, st.bad
@@ -248,18 +228,26 @@ class MonitorScreen(Screen):
                 [Series("total", ev["step"], ev["total"], "white"),
                  Series("reconstruction", ev["step"], ev["reconstruction"], "cyan"),
                  Series("matching", ev["step"], ev["matching"], "magenta"),
-                 Series("prior", ev["step"], ev["prior"], "yellow")], x_range=(0, x_hi))
+                 Series("prior", ev["step"], ev["prior"], "yellow"),
+                 # a uniform model over 256 levels: 8 bits/dim, the reference every curve should fall below
+                 Series("uniform", np.array([0.0, x_hi]), np.array([8.0, 8.0]), "grey50")] if len(ev["step"]) else [],
+                x_range=(0, x_hi))
             self._set_legends(len(train["step"]))
             lines = [f"lr {lr:.2e}" if lr is not None else "lr -",
                      f"images/s {ips:,.0f}" if ips is not None else "images/s -"]
             if len(train["loss"]):
                 lines[0] += f"  loss {train['loss'][-1]:.4f}"
             if last_eval:
-                b = last_eval.get("bpd") or {}
-                lines[1] += f"  held-out {last_eval.get('eval_loss', float('nan')):.4f}"
-                lines.append(f"ELBO {b.get('total', float('nan')):.3f} bpd at step {last_eval.get('step')}")
-                lines.append(f" rec {b.get('reconstruction', float('nan')):.3f} + prior {b.get('prior', float('nan')):.4f}")
-                lines.append(f" + matching {b.get('matching', float('nan')):.3f}")
+                b = last_eval.get("bpd") if isinstance(last_eval.get("bpd"), dict) else {}
+
+                def f(v, digits):
+                    v = num(v)
+                    return "-" if v is None else f"{v:.{digits}f}"
+
+                lines[1] += f"  held-out {f(last_eval.get('eval_loss'), 4)}"
+                lines.append(f"-ELBO {f(b.get('total'), 3)} bits/dim at step {last_eval.get('step')}")
+                lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
+                lines.append(f" + matching {f(b.get('matching'), 3)}")
             else:
                 lines.append("ELBO: after the first epoch")
             lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))
@@ -270,21 +258,30 @@ class MonitorScreen(Screen):
 
     def _set_legends(self, n_train: int) -> None:
         loss = self.query_one("#loss-plot", Plot)
-        loss.border_title = "loss" + (" (log)" if self.log_scale else "")
+        log = " (log)" if self.log_scale else ""
+        loss.border_title = "loss" + log
         loss.border_subtitle = "[cyan]━ train[/] [magenta]━ held-out[/]"
-        self.query_one("#bpd-plot", Plot).border_subtitle = "[white]━ total[/] [cyan]━ rec[/] [magenta]━ match[/] [yellow]━ prior[/]"
+        bpd = self.query_one("#bpd-plot", Plot)
+        bpd.border_title = "-ELBO bits/dim" + log
+        bpd.border_subtitle = "[white]━ total[/] [cyan]━ rec[/] [magenta]━ match[/] [yellow]━ prior[/] [grey50]━ uniform 8[/]"
 
     def _tick(self) -> None:
         """Status line and progress: the clock moves them even when no record arrives."""
         now = self.clock()
         with self.lock:
             st = self.state
+            alive, why = st.alive(now, self.pid_check)
             step, total, epoch, epochs = st.step, st.total_steps, st.epoch, st.epochs
             running, end, start, device = st.running, st.end, st.start, st.device
-            elapsed, eta = st.elapsed(now), st.eta(now)
+            elapsed = st.elapsed(now, alive)
+            eta = st.eta(now) if alive else None
+            frac, time_binds, minutes, age = st.progress(now, alive), st.time_binds(), st.minutes, st.record_age(now)
         if self.run_dir is None:
             return
         behind, size, ahead = self.tailer.behind, self.tailer.size, self.tailer.reading_ahead
+        proc = getattr(self.app, "process", None)
+        if proc is not None and not proc.running and end is None and start is not None:
+            alive, why = False, "the training process exited"
         if ahead:
             state = f"reading metrics.jsonl: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes"
         elif behind > (1 << 22):
@@ -293,19 +290,20 @@ class MonitorScreen(Screen):
             state = "waiting for metrics.jsonl" if not self.tailer.exists else "waiting for the first record"
         elif end is not None:
             state = f"finished ({end.get('reason')})"
+        elif not alive:
+            state = f"[b red]stopped responding[/] ({why})"
         else:
             state = "[green]training[/]"
-        proc = getattr(self.app, "process", None)
-        if proc is not None and not proc.running and end is None and start is not None:
-            state = "[red]training process gone[/]"
-        self.query_one("#status", Readout).update(f"{state} · {device if start else '-'} · [b]{self.run_dir}[/]")
+        last = f" · last record {ago(age)} ago" if age is not None and start is not None else ""
+        self.query_one("#status", Readout).update(f"{state}{last} · {device if start else '-'} · [b]{self.run_dir}[/]")
         bar = self.query_one("#steps-bar", ProgressBar)
-        if total:
-            bar.update(total=total, progress=step)
-        ep = f"{epoch:.2f}/{epochs}" if epochs else f"{epoch:.2f}"
-        tot = f"/{total:,}" if total else ""
+        if frac is not None:
+            bar.update(total=1000, progress=int(round(frac * 1000)))
+        ep = f"{epoch:.2f}/{epochs}" if epochs and not time_binds else f"{epoch:.2f}"
+        tot = f"/{total:,}" if total and not time_binds else ""
+        clock = f"{hms(elapsed)}/{hms(minutes * 60)} limit" if time_binds else hms(elapsed)
         self.query_one("#progress-text", Readout).update(
-            f" step {step:,}{tot} · ep {ep} · {hms(elapsed)} · ETA {hms(eta) if running else '-'}")
+            f" step {step:,}{tot} · ep {ep} · {clock} · ETA {hms(eta) if running and alive else '-'}")
 
     def _draw_samples(self) -> None:
         if self.sample_image is None:
@@ -314,41 +312,83 @@ class MonitorScreen(Screen):
         cw, ch = w.content_size
         if cw < 1 or ch < 1:
             return
-        img, k, n = sample_crop(self.sample_image, cw, ch)
-        w.set_image(img, key=(self.sample_mtime, k, img.shape))
+        tiles = grid_tiles(self.sample_image)
+        if tiles is None:  # not a vdm grid: the image as it is, scaled to fit
+            img, shown = self.sample_image, "all"
+        else:
+            img, n = mosaic(tiles, cw, ch)
+            shown = f"{n} of {len(tiles)}"
+        w.set_image(img, key=(self.sample_mtime, cw, ch))
         with self.lock:
             step = self.state.last_sample.get("step") if self.state.last_sample else None
-        shown = f"{k * k} of {n}" if k else "all"
         w.border_title = f"samples ({shown})"
         w.border_subtitle = f"step {step}" if step is not None else ""
 
     def _update_gpu(self) -> None:
         text = self.query_one("#gpu-text", Readout)
-        spark = self.query_one("#gpu-spark", Sparkline)
+        spark = self.query_one("#gpu-spark", Readout)
         readings = self.gpu.read() if self.gpu else []
         if not readings:
             reason = self.gpu.reason if self.gpu else ""
             text.update(f"[b]CPU only[/]\n{reason}")
             spark.display = False
             return
-        g = readings[0]
-        self.gpu_hist.append(g.util or 0.0)
-        parts = [f"[b]{g.name}[/]" + (f" (+{len(readings) - 1})" if len(readings) > 1 else "")]
-        util = f"{g.util:.0f}%" if g.util is not None else "-"
-        mem = f"{g.mem_used / 2**30:.1f}/{g.mem_total / 2**30:.0f} GiB" if g.mem_used is not None else "-"
-        temp = f"{g.temp:.0f}°C" if g.temp is not None else "-"
-        power = f"{g.power:.0f} W" if g.power is not None else "-"
-        parts.append(f"util {util} · mem {mem}")
-        parts.append(f"{temp} · {power}")
+        if readings[0].util is not None:  # a reading NVML could not give is left out, not drawn as 0
+            self.gpu_hist.append(readings[0].util)
+        parts = []
+        for g in readings:
+            util = f"{g.util:.0f}%" if g.util is not None else "-"
+            mem = f"{g.mem_used / 2**30:.1f}/{g.mem_total / 2**30:.0f} GiB" if g.mem_used is not None else "-"
+            temp = f"{g.temp:.0f}°C" if g.temp is not None else "-"
+            power = f" {g.power:.0f} W" if g.power is not None else ""
+            parts.append(f"[b]{g.index}[/] {g.name[:24]}")
+            parts.append(f"  util {util} · mem {mem} · {temp}{power}")
+            for pid, used in (g.processes or [])[:3]:
+                parts.append(f"  pid {pid}" + (f" {used / 2**30:.1f} GiB" if used is not None else ""))
+        n = len(self.gpu_hist)
+        parts.append(f"GPU {readings[0].index} util, {n} readings 2 s apart:")
+        text.styles.height = len(parts)
         text.update("\n".join(parts))
-        spark.display = True
-        spark.data = list(self.gpu_hist)
+        spark.display = n > 0
+        spark.update(f"0 [cyan]{spark_text(self.gpu_hist)}[/] 100%")
 
     # -- actions ------------------------------------------------------------------
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale
         self.query_one("#loss-plot", Plot).set_log(self.log_scale)
+        self.query_one("#bpd-plot", Plot).set_log(self.log_scale)
         self._set_legends(0)
+
+    def action_back(self) -> None:
+        """Opened from the run list (pushed over it): back to the list."""
+        if len(self.app.screen_stack) > 1 and self.app.screen is self:
+            self.workers.cancel_group(self, "tail")
+            self.app.pop_screen()
+
+    def action_stop_run(self) -> None:
+        """Stop the run's trainer (SIGINT to the start record's pid: it saves, evaluates, writes samples), after asking."""
+        import os
+        import signal
+
+        now = self.clock()
+        with self.lock:
+            pid, running = self.state.pid, self.state.running
+            alive, _ = self.state.alive(now, self.pid_check)
+        if not running or pid is None or not alive:
+            self.notify("no live trainer to stop: the run has ended, or its pid is gone.", severity="warning")
+            return
+
+        def chosen(what: str | None) -> None:
+            if what != "stop":
+                return
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError as e:
+                self.notify(f"could not signal pid {pid}: {e.strerror or e}.", severity="error")
+                return
+            self.notify(f"sent SIGINT to pid {pid}: it saves a checkpoint and samples, then stops.", timeout=10)
+
+        self.app.push_screen(StopScreen(pid, str(self.run_dir)), chosen)
 
     def action_samples(self) -> None:
         if self.sample_image is None:

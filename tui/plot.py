@@ -19,6 +19,7 @@ from textual.widget import Widget
 _DOT = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint16)
 GUTTER = 8  # characters for the y labels
 CURSOR = Style(color="bright_white", bold=True)
+PLAIN = Style()  # never a None style: Textual's NO_COLOR filter reads .color of every segment's style
 
 
 @dataclass
@@ -97,9 +98,12 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         y_lo, y_hi = 0.0, 1.0
     if y_hi - y_lo < 1e-12:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
-    # dot grid: which series owns each cell (the last one drawn wins the colour)
+    # dot grid: which series owns each cell. A cell has one colour; where lines cross, the series
+    # listed first wins (the train loss over the held-out line drawn across it), except in the cells
+    # of a sparser series' own points (an evaluation), which that series keeps: both stay visible.
     bits = np.zeros((plot_h, plot_w), dtype=np.uint16)
     owner = np.full((plot_h, plot_w), -1, dtype=np.int16)
+    point_cells = []
     scale = (H - 1) / (y_hi - y_lo)
     for k, (lo, hi, last) in enumerate(cols):
         dots = np.zeros((H, W), dtype=bool)
@@ -126,7 +130,15 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
             for dx in range(2):
                 cell |= dots[dy::4, dx::2].astype(np.uint16) * _DOT[dy, dx]
         bits |= cell
-        owner[cell > 0] = k
+        free = (cell > 0) & (owner < 0)
+        owner[free] = k
+        pts = np.zeros((H, W), dtype=bool)
+        real = np.flatnonzero(np.isfinite(last))
+        pts[np.clip(np.rint((y_hi - last[real]) * scale).astype(np.int64), 0, H - 1), real] = True
+        pcell = pts.reshape(plot_h, 4, plot_w, 2).any(axis=(1, 3))
+        point_cells.append((len(real), k, pcell))
+    for _, k, pcell in sorted(point_cells, key=lambda p: -p[0]):  # densest first: the sparsest has the last word
+        owner[pcell] = k
     styles = [Style.parse(s.color) for s in series]
     axis = Style.parse(axis_style)
     labels = {0: _ylabel(y_hi, log), plot_h - 1: _ylabel(y_lo, log)}
@@ -142,7 +154,7 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         for i in range(1, plot_w + 1):
             if i == plot_w or row_owner[i] != row_owner[start]:
                 o = int(row_owner[start])
-                segs.append(Segment(text[start:i], styles[o] if o >= 0 else None))
+                segs.append(Segment(text[start:i], styles[o] if o >= 0 else PLAIN))
                 start = i
         strips.append(Strip(segs, width))
     left, right = nice(x_lo), nice(x_hi)
@@ -193,7 +205,7 @@ class Plot(Widget):
             self._strips = render(self.series, w, h, self.log_scale, self.x_range) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
-            return Strip.blank(w)
+            return Strip.blank(w, PLAIN)
         strip = self._strips[y]
         if self.cursor is None or y >= len(self._strips) - 1:
             return strip

@@ -7,12 +7,53 @@ value) instead of a million dicts; only the newest record of each kind is kept w
 
 from __future__ import annotations
 
+import math
+import os
 from array import array
 from pathlib import Path
 
 import numpy as np
 
 from vdm.tailer import EVAL_COLUMNS, TRAIN_COLUMNS, Batch
+
+
+def num(v) -> float | None:
+    """A finite JSON number as a float, else None (a string, a bool, null, NaN, a list ...)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _valid(r: dict) -> bool:
+    """Whether a whole start, sample or end record has fields of the types the screen reads."""
+    kind = r.get("kind")
+    if num(r.get("time")) is None and "time" in r:
+        return False
+    if kind in ("start", "end", "sample") and "step" in r and num(r.get("step")) is None:
+        return False
+    if kind == "start":
+        if "config" in r and not isinstance(r["config"], dict):
+            return False
+        return all(num(r[k]) is not None for k in ("total_steps", "steps_per_epoch", "epoch", "pid") if k in r)
+    if kind == "sample":
+        return isinstance(r.get("path", ""), str)
+    if kind == "end":
+        return isinstance(r.get("reason", ""), str) and all(num(r[k]) is not None for k in ("elapsed", "epoch") if k in r)
+    return True
+
+
+def pid_alive(pid: int) -> bool | None:
+    """Whether a process with this pid exists here (None: cannot tell)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError, ValueError):
+        return None
+    return True
 
 
 class RunState:
@@ -30,6 +71,8 @@ class RunState:
         self.end: dict | None = None
         self.records = 0
         self.bad = 0
+        self.last_time: float | None = None  # the newest record's `time`
+        self.intervals: list[float] = []  # seconds between the newest records (how often the trainer writes)
         # bumped on every change, clearing too (never back to a number already drawn)
         self.version = getattr(self, "version", -1) + 1
 
@@ -39,8 +82,15 @@ class RunState:
         for group, rows in ((self.train, batch.train), (self.eval, batch.eval)):
             for j, col in enumerate(group.values()):
                 col.frombytes(np.ascontiguousarray(rows[:, j]).tobytes())
+        odd = 0
         for r in batch.records:
             kind = r.get("kind")
+            if kind in ("start", "sample", "end", "train", "eval") and not _valid(r):
+                odd += 1  # kept out: a field the screen reads has the wrong type
+                continue
+            t = num(r.get("time"))
+            if t is not None and (self.last_time is None or t > self.last_time):
+                self.last_time = t
             if kind == "train":
                 self.last_train = r
             elif kind == "eval":
@@ -52,8 +102,8 @@ class RunState:
                 self.last_sample = r
             elif kind == "end":
                 self.end = r
-        self.records += batch.good
-        self.bad += batch.bad
+        self.records += batch.good - odd
+        self.bad += batch.bad + odd
         if batch.good or batch.bad:
             self.version += 1
 
@@ -66,31 +116,46 @@ class RunState:
         a = (self.train if group == "train" else self.eval)[name]
         return np.frombuffer(a, dtype=np.float64).copy() if len(a) else np.zeros(0)
 
-    # -- derived numbers for the status line ------------------------------------
+    # -- derived numbers for the status line (every field read through num(): a record may hold anything) --
     @property
     def step(self) -> int:
         for r in (self.end, self.last_train, self.start):
-            if r is not None and "step" in r:
-                return int(r["step"])
+            if r is not None and num(r.get("step")) is not None:
+                return int(num(r["step"]))
         return 0
 
     @property
     def total_steps(self) -> int | None:
-        return int(self.start["total_steps"]) if self.start and "total_steps" in self.start else None
+        t = num((self.start or {}).get("total_steps"))
+        return int(t) if t and t > 0 else None
 
     @property
     def config(self) -> dict:
-        return (self.start or {}).get("config") or {}
+        c = (self.start or {}).get("config")
+        return c if isinstance(c, dict) else {}
 
     @property
     def epoch(self) -> float:
-        r = self.last_train or self.end or self.start
-        return float(r.get("epoch", 0.0)) if r else 0.0
+        for r in (self.last_train, self.end, self.start):
+            if r is not None and num(r.get("epoch")) is not None:
+                return num(r["epoch"])
+        return 0.0
 
     @property
     def epochs(self) -> int | None:
-        e = self.config.get("epochs")
-        return int(e) if e else None
+        e = num(self.config.get("epochs"))
+        return int(e) if e and e > 0 else None
+
+    @property
+    def minutes(self) -> float:
+        """The run's time limit in minutes (0: none)."""
+        m = num(self.config.get("minutes"))
+        return m if m and m > 0 else 0.0
+
+    @property
+    def pid(self) -> int | None:
+        p = num((self.start or {}).get("pid"))
+        return int(p) if p and p > 0 and p == int(p) else None
 
     @property
     def device(self) -> str:
@@ -98,39 +163,111 @@ class RunState:
 
     @property
     def running(self) -> bool:
+        """The log says the run goes on (a start and no end since); see alive() for whether it really does."""
         return self.start is not None and self.end is None
 
-    def elapsed(self, now: float) -> float:
+    def usual_interval(self) -> float:
+        """Seconds between train records lately (the median of the last 20 gaps of training time), or 10 s."""
+        el = self.train["elapsed"][-21:]
+        gaps = [b - a for a, b in zip(el[:-1], el[1:]) if b > a]
+        return float(np.median(gaps)) if gaps else 10.0
+
+    def record_age(self, now: float) -> float | None:
+        return max(now - self.last_time, 0.0) if self.last_time is not None else None
+
+    def alive(self, now: float, pid_check=pid_alive) -> tuple[bool, str]:
+        """(True, "") while the trainer seems to go on, else (False, why): its pid is gone, or it went quiet.
+
+        Quiet is more than ten times its usual interval between records and at least two minutes
+        (an evaluation or a sample grid may take a while).
+        """
+        if not self.running:
+            return True, ""
+        pid = self.pid
+        if pid is not None and pid_check(pid) is False:
+            return False, f"trainer pid {pid} is gone"
+        age = self.record_age(now)
+        if age is not None and age > max(10 * self.usual_interval(), 120.0):
+            return False, f"no record for {hms(age)}"
+        return True, ""
+
+    def elapsed(self, now: float, alive: bool = True) -> float:
         """Training seconds: the last record's count, plus the time since it while the run goes on."""
         r = self.end or self.last_train
         if r is None:
             return 0.0
-        e = float(r.get("elapsed", 0.0))
-        if self.running and "time" in r:
-            e += max(now - float(r["time"]), 0.0)
+        e = num(r.get("elapsed")) or 0.0
+        t = num(r.get("time"))
+        if self.running and alive and t is not None:
+            e += max(now - t, 0.0)
         return e
+
+    def _rate(self) -> float | None:
+        """Steps per training second over the last ten train records."""
+        steps, el = self.train["step"][-10:], self.train["elapsed"][-10:]
+        if len(steps) >= 2:
+            dt, ds = el[-1] - el[0], steps[-1] - steps[0]
+            if dt > 0 and ds > 0:
+                return ds / dt
+        return None
+
+    def time_binds(self) -> bool:
+        """Whether --minutes ends the run before its epochs do (by the recent rate; or the end record says so)."""
+        if self.end is not None:
+            return self.end.get("reason") == "time limit"
+        if not self.minutes:
+            return False
+        total, rate = self.total_steps, self._rate()
+        if total is None or rate is None:
+            return True
+        el = num((self.last_train or {}).get("elapsed")) or 0.0
+        return self.step + rate * max(self.minutes * 60 - el, 0.0) < total
+
+    def progress(self, now: float, alive: bool = True) -> float | None:
+        """The fraction done of the limit that binds (1 once the run has ended by it)."""
+        if self.end is not None and self.end.get("reason") in ("done", "time limit"):
+            return 1.0
+        if self.time_binds():
+            return min(self.elapsed(now, alive) / (self.minutes * 60), 1.0)
+        total = self.total_steps
+        return min(self.step / total, 1.0) if total else None
 
     def eta(self, now: float) -> float | None:
         """Seconds left: steps to go at the recent rate, or the time limit if that comes first."""
         if not self.running or self.last_train is None:
             return None
-        steps = self.train["step"][-10:]  # the recent rate, over the last ten records (a small copy)
-        total = self.total_steps
+        total, rate = self.total_steps, self._rate()
         left = []
-        if total and len(steps) >= 2:
-            el = self.train["elapsed"][-10:]
-            dt, ds = el[-1] - el[0], steps[-1] - steps[0]
-            if dt > 0 and ds > 0:
-                left.append((total - steps[-1]) * dt / ds)
-        minutes = self.config.get("minutes") or 0
-        if minutes:
-            left.append(minutes * 60 - float(self.last_train.get("elapsed", 0.0)))
-        if not left:
+        if total and rate:
+            left.append((total - self.train["step"][-1]) / rate)
+        if self.minutes:
+            left.append(self.minutes * 60 - (num(self.last_train.get("elapsed")) or 0.0))
+        t = num(self.last_train.get("time"))
+        if not left or t is None:
             return None
-        return max(min(left) - max(now - float(self.last_train["time"]), 0.0), 0.0)
+        return max(min(left) - max(now - t, 0.0), 0.0)
 
     @property
     def sample_path(self) -> Path | None:
         if self.run_dir is None:
             return None
         return self.run_dir / "samples" / "latest.png"
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--:--"
+    s = int(round(max(seconds, 0)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def ago(seconds: float | None) -> str:
+    """A record's age in words: 4 s, 3 min, 2 h 5 min."""
+    if seconds is None:
+        return "-"
+    s = int(max(seconds, 0))
+    if s < 90:
+        return f"{s} s"
+    if s < 5400:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s // 60 % 60} min"

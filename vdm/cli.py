@@ -344,11 +344,23 @@ def cmd_train(args) -> int:
 
         total = trainer.steps_per_epoch * cfg.epochs
         bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+    first = (trainer.step, trainer.elapsed)  # for the rate: the steps this session has trained
 
     def progress(tr):
+        """The bar follows the limit that binds: with --minutes, its total is the step the time limit
+        reaches at the rate so far when that comes before the last epoch's (so % and ETA are honest)."""
         if bar is not None:
+            limit = "epochs"
+            if cfg.minutes:
+                ds, dt = tr.step - first[0], tr.elapsed - first[1]
+                if ds > 0 and dt > 0:
+                    at_limit = tr.step + ds / dt * max(cfg.minutes * 60 - tr.elapsed, 0.0)
+                    if at_limit < total:
+                        bar.total, limit = max(int(at_limit), tr.step), f"{cfg.minutes:g} min"
+                    else:
+                        bar.total = total
             bar.update(tr.step - bar.n)
-            bar.set_postfix(epoch=f"{tr.epoch + tr.batch_in_epoch / tr.steps_per_epoch:.2f}")
+            bar.set_postfix(epoch=f"{tr.epoch + tr.batch_in_epoch / tr.steps_per_epoch:.2f}", limit=limit)
 
     try:
         result = trainer.run(progress)
@@ -359,6 +371,9 @@ def cmd_train(args) -> int:
     finally:
         distributed.cleanup()  # leave the process group (torchrun) before the prints
     if bar is not None:
+        if result["reason"] == "time limit":  # the limit that bound is reached: 100 %
+            bar.total = bar.n
+            bar.refresh()
         bar.close()
     ev = result.get("eval")
     print(f"stopped ({result['reason']}) at step {result['step']}, epoch {result['epoch']}.")
@@ -551,15 +566,28 @@ def cmd_tui(args) -> int:
 
         datasets.load_image(args.image)  # one sentence now rather than an empty screen
     tailer = None
+    runs_root = None
+    if args.run:
+        p = Path(args.run)
+        if p.exists() and not p.is_dir():
+            raise CommandError(f"{p} is a file, not a run directory; give the run's folder (runs/<name>) "
+                               f"or a folder of runs (runs/).")
+        from tui.runs import is_runs_folder
+
+        if is_runs_folder(p):
+            runs_root, args.run = p, None  # `vdm tui runs/`: the list of its runs
     if args.run and not args.chain:
         from vdm.tailer import MetricsTailer
 
         tailer = MetricsTailer(Path(args.run) / "metrics.jsonl")
         tailer.start_catch_up()  # a long log is read on other processes while the UI below imports
     from tui.app import ChainSource, run_app
+    from tui.colour import truecolor_env
 
+    truecolor_env()  # inside tmux, truecolor when the outer terminal has it (tmux does not pass COLORTERM)
     source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed)
-    run_app(args.run, source=source, start="chain" if args.chain or not args.run else "monitor", tailer=tailer)
+    start = "chain" if args.chain or not (args.run or runs_root) else ("runs" if runs_root else "monitor")
+    run_app(args.run, source=source, start=start, tailer=tailer, runs_root=runs_root)
     return _after_ui(args, 0)
 
 

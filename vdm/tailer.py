@@ -8,6 +8,12 @@ times faster than building dicts; they are then turned into float64 columns
 (``Batch``). ``MetricsTailer`` reads only what was appended since it last looked;
 ``MetricsTailer.catch_up`` hands a long backlog to child processes
 (``python -m vdm.tailer``), since parsing holds the GIL and a screen waits.
+
+Why the core owns it, though only the terminal UI reads logs this way: it is the fast
+reader of the core's own format (vdm.metrics writes and defines it; the two must agree
+on which lines are bad), the reliability tests hold it to vdm.metrics' rules
+(tests/reliability/test_bad_input.py), and it imports neither tui nor torch, so a
+schema change lands in one package with its reader.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from tui.image import fit, resize, to_strips
-from tui.monitor import sample_crop
+from tui.image import SEPARATOR, fit, grid_tiles, mosaic, resize, to_strips
 from tui.plot import Series, downsample, render
 
 
@@ -47,22 +46,64 @@ def test_half_blocks_two_pixels_per_cell():
 
 
 def test_fit_and_nearest_neighbour():
-    assert fit(32, 32, 80, 40) == (64, 64)  # integer upscale
+    assert fit(32, 32, 80, 40) == (80, 80)  # the largest scale that fits, not rounded down to 2
+    assert fit(32, 32, 50, 30) == (50, 50)  # 120x36's box: was 32 x 32, a fifth of the box
     assert fit(32, 32, 24, 20) == (24, 24)  # shrink to the width
     img = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, 2)
     assert resize(img, 2, 2)[..., 0].tolist() == [[0, 2], [8, 10]]
 
 
-def test_sample_crop_finds_the_grid_layout():
+def test_grid_tiles_and_a_mosaic_that_shows_every_sample_with_separators():
     from vdm.data import shapes
     from vdm.images import grid
 
-    g = grid(shapes(16, "test")[0], scale=2)  # 4 x 4 samples, 32-pixel tiles, 1-pixel padding, doubled
-    crop, k, n = sample_crop(g, 34, 17)
-    assert n == 16 and k == 2 and crop.shape == (67, 67, 3)
-    assert (crop == g[::2, ::2][:67, :67]).all()
-    other = np.zeros((50, 70, 3), np.uint8)
-    assert sample_crop(other, 30, 10)[1] == 0
+    x = shapes(16, "test")[0]
+    g = grid(x, scale=2)  # 4 x 4 samples, 32-pixel tiles, 1-pixel padding, doubled
+    tiles = grid_tiles(g)
+    assert tiles.shape == (16, 32, 32, 3)
+    assert (tiles[5] == g[::2, ::2][1 + 33:1 + 33 + 32, 1 + 33:1 + 33 + 32]).all()
+    assert grid_tiles(np.zeros((50, 70, 3), np.uint8)) is None
+    # the monitor's sample box at 80x24 is about 34 x 8 cells: it used to show 1 of 16
+    img, n = mosaic(tiles, 34, 8)
+    assert n >= 8 and img.shape[1] <= 34 and img.shape[0] <= 16
+    # at 200x50 (about 76 x 30 cells) all 16, each larger than 12 pixels
+    img, n = mosaic(tiles, 76, 30)
+    assert n == 16 and img.shape[0] <= 60 and img.shape[1] <= 76
+    s = (img.shape[1] - 1) // 4 - 1
+    assert s >= 12
+    # separators survive: every (s + 1)-th column is the separator colour, top to bottom
+    for c in range(0, img.shape[1], s + 1):
+        assert (img[:, c] == SEPARATOR).all()
+    # nothing is shown twice and the first tile is the first sample, shrunk by area
+    assert abs(img[1:1 + s, 1:1 + s].astype(float).mean() - tiles[0].astype(float).mean()) < 8
+
+
+def test_a_sparse_series_does_not_hide_the_dense_one():
+    """The held-out curve, drawn across the train curve, used to take every shared cell's colour."""
+    from rich.style import Style
+
+    x = np.arange(0, 2001, 10, dtype=float)
+    train = 1.0 / (1 + x / 200)
+    ev_x = np.arange(0, 2001, 400, dtype=float)
+    ev = 1.0 / (1 + ev_x / 200) + 0.002  # on top of the train curve, as held-out loss is
+    strips = render([Series("train", x, train, "cyan"), Series("held-out", ev_x, ev, "magenta")], 60, 12)
+    cyan, magenta = Style.parse("cyan"), Style.parse("magenta")
+    count = {"cyan": 0, "magenta": 0}
+    for st in strips:
+        for seg in st:
+            if seg.style == cyan:
+                count["cyan"] += sum(ch != "⠀" for ch in seg.text)
+            elif seg.style == magenta:
+                count["magenta"] += sum(ch != "⠀" for ch in seg.text)
+    assert count["cyan"] >= 40, count  # the train curve is there
+    assert count["magenta"] >= 5, count  # and every evaluation too
+
+
+def test_no_segment_without_a_style():
+    """Textual's NO_COLOR filter reads style.color of every segment: a None style was a traceback."""
+    x = np.arange(10, dtype=float)
+    strips = render([Series("a", x, x, "cyan")], 30, 6) + to_strips(np.zeros((8, 8, 3), np.uint8), 20, 10)
+    assert strips and all(seg.style is not None for st in strips for seg in st)
 
 
 def test_frame_cache_is_bounded_by_cells():

@@ -1,0 +1,406 @@
+"""Issue 13: the monitor tells the truth, never crashes on odd input, asks before stopping, lists runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from tui.app import VdmApp
+from tui.gpu import GpuReader
+from tui.run import RunState
+from tui_fixtures import FakeNvml, record, write_run
+from vdm.tailer import parse_batch
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_GPU = dict(gpu_factory=lambda: GpuReader(nvml=object()))
+
+
+def text(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def wait_for(pilot, cond, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+# -- 1. tracebacks ----------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_no_color_draws_the_monitor_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    run = write_run(tmp_path / "run", n_train=20)
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1021.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 20 and s.sample_image is not None)
+        await pilot.pause(0.3)
+        shot = app.export_screenshot()  # draws every widget through the NO_COLOR filter
+        assert app.no_color and "loss" in shot and "samples" in shot
+
+
+@pytest.mark.parametrize("make", ["file", "runs_of_nothing"])
+def test_vdm_tui_on_a_file_is_one_sentence(tmp_path, make):
+    target = tmp_path / "README.md"
+    target.write_text("# not a run\n")
+    out = subprocess.run([sys.executable, "-m", "vdm.cli", "tui", str(target)], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr and "is a file, not a run directory" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+ODD = hs.one_of(hs.none(), hs.booleans(), hs.text(max_size=5), hs.integers(-2**70, 2**70),
+                hs.floats(allow_nan=False, allow_infinity=False), hs.lists(hs.integers(), max_size=2),
+                hs.dictionaries(hs.text(max_size=3), hs.integers(), max_size=2))
+FIELDS = {
+    "start": ["step", "epoch", "device", "config", "parameters", "steps_per_epoch", "total_steps", "pid"],
+    "train": ["step", "epoch", "loss", "lr", "grad_norm", "images_per_s", "elapsed", "device", "memory_mb"],
+    "eval": ["step", "epoch", "eval_loss", "bpd"],
+    "sample": ["step", "epoch", "path"],
+    "end": ["step", "epoch", "reason", "elapsed"],
+}
+
+
+@hs.composite
+def odd_record(draw):
+    kind = draw(hs.sampled_from(sorted(FIELDS)))
+    r = {"v": 1, "kind": kind, "time": draw(hs.one_of(hs.floats(0, 2e9), ODD))}
+    for f in FIELDS[kind]:
+        if draw(hs.booleans()):
+            r[f] = draw(ODD)
+    if kind == "start" and draw(hs.booleans()):
+        r["config"] = {k: draw(ODD) for k in ("epochs", "minutes")}
+    if kind == "eval" and draw(hs.booleans()):
+        r["bpd"] = {k: draw(ODD) for k in ("total", "reconstruction", "prior", "matching")}
+    return r
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hs.lists(odd_record(), min_size=1, max_size=8))
+def test_odd_values_in_every_record_kind_are_skipped_and_counted(recs):
+    st = RunState()
+    lines = b"".join(json.dumps(r).encode() + b"\n" for r in recs)
+    batch = parse_batch(lines)
+    st.add(batch)
+    assert st.records + st.bad == len(recs)
+    # everything the status line reads, at any clock
+    for now in (0.0, 1e9, 3e9):
+        st.step, st.total_steps, st.epoch, st.epochs, st.config, st.minutes, st.pid, st.device
+        st.elapsed(now), st.eta(now), st.progress(now), st.time_binds(), st.alive(now, lambda p: True)
+        st.record_age(now)
+    assert isinstance(st.config, dict)
+
+
+@pytest.mark.anyio
+async def test_a_start_record_of_strings_is_counted_not_a_crash(tmp_path):
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(record("start", 1100.0, step="ten", total_steps="x", config="epochs=4", pid=1))
+        f.write(record("start", 1101.0, step=6, total_steps=80, config={"epochs": "four", "minutes": "x"}, pid=1))
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1102.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.state.records + s.state.bad >= 6)
+        await pilot.pause(0.3)
+        assert s.state.bad == 1  # the first: step, total_steps and config of the wrong type
+        assert "step 6/80" in text(app, "#progress-text")  # the second: its odd config reads as none
+        assert app.is_running
+
+
+# -- 2. a dead trainer ------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_a_killed_trainer_shows_as_stopped_responding_and_its_clock_stops(tmp_path):
+    run = write_run(tmp_path / "run", n_train=5, with_sample=False)
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    start["pid"] = dead_pid()
+    (run / "metrics.jsonl").write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    now = [1010.0]
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: now[0], **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 5)
+        await pilot.pause(0.2)
+        status, prog = text(app, "#status"), text(app, "#progress-text")
+        assert "stopped responding" in status and f"pid {start['pid']} is gone" in status, status
+        assert "training" not in status.replace("stopped responding", "")
+        assert "last record 5 s ago" in status
+        assert "ETA -" in prog and "0:00:05" in prog  # the training time of the last record, not 0:00:10
+        now[0] = 1500.0
+        s._tick()
+        assert "0:00:05" in text(app, "#progress-text")  # does not count on
+
+
+@pytest.mark.anyio
+async def test_a_trainer_that_went_quiet_shows_as_stopped_responding(tmp_path):
+    run = write_run(tmp_path / "run", n_train=5, with_sample=False)  # pid 1: alive
+    now = [1006.0]
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: now[0], **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 5)
+        await pilot.pause(0.2)
+        assert "[green]" not in s.query_one("#status")._markup or "training" in text(app, "#status")
+        assert "stopped responding" not in text(app, "#status")
+        now[0] = 1005.0 + 600  # ten minutes without a record from a trainer that writes every second
+        s._tick()
+        status = text(app, "#status")
+        assert "stopped responding" in status and "no record for 0:10:00" in status and "10 min ago" in status
+
+
+# -- 3. quitting --------------------------------------------------------------------------
+
+class FakeTraining:
+    def __init__(self):
+        self.pid, self.stopped = 4242, False
+
+    def poll(self):
+        return 0 if self.stopped else None
+
+    @property
+    def running(self):
+        return not self.stopped
+
+    def stop(self, timeout=600.0):
+        self.stopped = True
+        return 0
+
+    def last_line(self):
+        return ""
+
+
+@pytest.mark.anyio
+async def test_the_palettes_quit_asks_and_enter_detaches(tmp_path):
+    from tui.dialogs import QuitScreen
+
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    proc = FakeTraining()
+    app = VdmApp(run, process=proc, poll_interval=0.05, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.run_action("quit")  # what the command palette's "Quit" runs
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, QuitScreen) and app.is_running and not proc.stopped
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.outcome == "detached", 10)
+    assert not proc.stopped
+
+
+@pytest.mark.anyio
+async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
+    from tui.dialogs import StopScreen
+
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = write_run(tmp_path / "run", n_train=5, with_sample=False)
+        lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+        start = json.loads(lines[0])
+        start["pid"] = trainer.pid
+        (run / "metrics.jsonl").write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+        app = VdmApp(run, poll_interval=0.05, clock=lambda: 1006.0, **NO_GPU)
+        async with app.run_test(size=(80, 24)) as pilot:
+            s = app.screen
+            await wait_for(pilot, lambda: len(s.state.train["step"]) == 5)
+            await pilot.press("x")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, StopScreen)
+            await pilot.press("enter")  # the default is Cancel
+            await pilot.pause(0.3)
+            assert trainer.poll() is None and not isinstance(app.screen, StopScreen)
+            await pilot.press("x")
+            await pilot.pause(0.2)
+            await pilot.press("s")
+            assert trainer.wait(10) == -signal.SIGINT  # python's default SIGINT handler: KeyboardInterrupt
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+
+
+# -- 5. progress follows the limit that binds -------------------------------------------
+
+def _timed_run(run: Path, end: bool) -> Path:
+    """A 4-minute run of 200 epochs that reaches step 2,623 (the issue's example)."""
+    run.mkdir(parents=True)
+    cfg = {"epochs": 200, "minutes": 4}
+    lines = [record("start", 0.0, step=0, epoch=0, device="cpu", config=cfg, steps_per_epoch=625,
+                    total_steps=125_000, pid=1)]
+    for i in range(1, 41):
+        lines.append(record("train", 6.0 * i, step=int(2623 * i / 40), epoch=2623 * i / 40 / 625, loss=0.1, lr=1e-3,
+                            grad_norm=0.1, images_per_s=100.0, elapsed=6.0 * i, device="cpu", memory_mb=1.0))
+    if end:
+        lines.append(record("end", 241.0, step=2623, epoch=4.19, reason="time limit", elapsed=240.0))
+    (run / "metrics.jsonl").write_text("".join(lines))
+    return run
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("end", [True, False])
+async def test_progress_follows_the_time_limit(tmp_path, end):
+    run = _timed_run(tmp_path / "run", end)
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 240.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 40)
+        await pilot.pause(0.2)
+        prog = text(app, "#progress-text")
+        assert "/125,000" not in prog and "/200" not in prog, prog
+        assert "0:04:00/0:04:00 limit" in prog, prog
+        bar = s.query_one("#steps-bar")
+        assert bar.percentage == pytest.approx(1.0)
+
+
+@pytest.mark.timeout(240)
+def test_the_plain_progress_bar_follows_the_time_limit(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "vdm.cli", "train", "--no-tui", "--runs-dir", str(tmp_path), "--name", "t", "--T", "20",
+         "--limit", "256", "--batch-size", "32", "--epochs", "500", "--minutes", "0.15", "--eval-size", "16",
+         "--n-samples", "4", "--log-every", "2", "--threads", "1"],
+        capture_output=True, text=True, timeout=230, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-800:]
+    last = out.stderr.replace("\r", "\n").strip().splitlines()
+    bars = [l for l in last if "step/s" in l or "step [" in l]
+    assert bars and bars[-1].lstrip().startswith("100%"), bars[-3:]
+    assert "/4000" not in bars[-1] and "limit=0.15 min" in bars[-1], bars[-1]
+
+
+# -- 6. colour ----------------------------------------------------------------------------
+
+def test_truecolor_inside_tmux_when_the_client_has_rgb():
+    from tui.colour import truecolor_env
+
+    def tmux(features):
+        return lambda *a, **k: SimpleNamespace(returncode=0, stdout=features + "\n")
+
+    env = {"TMUX": "/tmp/tmux-0/default,1,0", "TERM": "tmux-256color"}
+    assert truecolor_env(env, tmux("256,RGB,title,mouse")) and env["COLORTERM"] == "truecolor"
+    env = {"TMUX": "/tmp/x,1,0"}
+    assert not truecolor_env(env, tmux("256,title")) and "COLORTERM" not in env
+    env = {"TMUX": "/tmp/x,1,0", "NO_COLOR": "1"}
+    assert not truecolor_env(env, tmux("RGB")) and "COLORTERM" not in env
+    env = {}  # not in tmux: nothing is asked
+    assert not truecolor_env(env, lambda *a, **k: 1 / 0)
+
+
+# -- 7. images ----------------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_the_sample_panel_shows_every_sample_of_the_grid_at_80x24(tmp_path):
+    from vdm.data import shapes
+    from vdm.images import grid, save_png
+
+    run = write_run(tmp_path / "run", n_train=20, with_sample=False)
+    save_png(grid(shapes(16, "test")[0], scale=2), run / "samples" / "latest.png")
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1021.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.sample_image is not None)
+        await pilot.pause(0.3)
+        title = s.query_one("#samples").border_title
+        shown = int(title.split("(")[1].split(" of ")[0])
+        assert shown >= 8 and "of 16" in title, title
+
+
+# -- GPU panel ------------------------------------------------------------------------------
+
+class TwoGpus(FakeNvml):
+    def nvmlDeviceGetCount(self):
+        return 2
+
+    def nvmlDeviceGetName(self, h):
+        return [b"Fake A100", b"Fake H100"][h]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [SimpleNamespace(pid=1000 + h, usedGpuMemory=(h + 1) * 2**30)]
+
+
+@pytest.mark.anyio
+async def test_the_gpu_panel_shows_every_gpu_its_processes_and_no_invented_history(tmp_path):
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    app = VdmApp(run, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=TwoGpus()))
+    async with app.run_test(size=(200, 50)) as pilot:
+        s = app.screen
+        await pilot.pause(0.3)
+        gpu = text(app, "#gpu-text")
+        assert "Fake A100" in gpu and "Fake H100" in gpu and "pid 1000 1.0 GiB" in gpu and "pid 1001 2.0 GiB" in gpu
+        assert list(s.gpu_hist) == [87.0]  # one reading so far, not 60 with invented zeros
+        assert "█" not in text(app, "#gpu-spark") or len(s.gpu_hist) == 1
+
+
+# -- every run ------------------------------------------------------------------------------
+
+def _five_runs(root: Path) -> Path:
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "eps"]):
+        write_run(root / name, n_train=10 + 5 * i, with_sample=False)
+    return root
+
+
+@pytest.mark.anyio
+async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
+    from tui.monitor import MonitorScreen
+    from tui.runs import RunsScreen
+
+    root = _five_runs(tmp_path / "runs")
+    (root / "notes.txt").write_text("not a run")
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        assert isinstance(s, RunsScreen)
+        await wait_for(pilot, lambda: s.ready)
+        await pilot.pause(0.2)
+        table = s.query_one("#runs-table")
+        assert table.row_count == 5
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(5)]
+        assert [r[1] for r in rows] == ["alpha", "beta", "delta", "eps", "gamma"]
+        beta = rows[1]
+        assert beta[2] == "training" and beta[3] == "30/80" and beta[5].endswith("ago")
+        assert float(beta[4]) == pytest.approx(9 - 10 / 20 - 10 / 30, abs=1e-3)  # its one evaluation, at step 20
+        await pilot.press("down", "enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, MonitorScreen) and app.screen.run_dir == root / "beta"
+        await wait_for(pilot, lambda: len(app.screen.state.train["step"]) == 15)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RunsScreen)
+
+
+@pytest.mark.anyio
+async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
+    from tui.runs import OverlayScreen
+
+    root = _five_runs(tmp_path / "runs")
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(120, 36)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.ready)
+        await pilot.press("space", "down", "down", "space", "o")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, OverlayScreen)
+        loss = app.screen.query_one("#overlay-loss")
+        assert [x.name for x in loss.series] == ["alpha", "delta"]
+        assert len({x.color for x in loss.series}) == 2
+        assert "alpha" in text(app, "#overlay-legend") and "delta" in text(app, "#overlay-legend")
+
+
+def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
+    from tui.runs import is_runs_folder
+
+    root = _five_runs(tmp_path / "runs")
+    assert is_runs_folder(root) and not is_runs_folder(root / "alpha") and not is_runs_folder(tmp_path / "nowhere")
