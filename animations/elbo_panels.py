@@ -143,24 +143,26 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
     lo = int(np.floor(np.log10(min(values)))) if values else -1
     hi = int(np.ceil(np.log10(max(values)))) if values else 1
     hi = max(hi, lo + 1)
-    axes = Axes(x_range=[0, len(TERMS), 1], y_range=[lo, hi, 1], x_length=width, y_length=height, tips=False,
+    # y is log10(std) - lo, so that the x axis sits at the floor 10^lo, not at 10^0
+    axes = Axes(x_range=[0, len(TERMS), 1], y_range=[0, hi - lo, 1], x_length=width, y_length=height, tips=False,
                 axis_config={"stroke_width": 2}, x_axis_config={"include_ticks": False},
                 y_axis_config={"include_numbers": False})
-    ticks = VGroup(*[Tex(rf"$10^{{{k}}}$", font_size=18).next_to(axes.c2p(0, k), LEFT, buff=0.1)
-                     for k in range(lo, hi + 1)])
+    every = max(1, (hi - lo + 3) // 4)  # at most about five tick labels
+    ticks = VGroup(*[Tex(rf"$10^{{{k}}}$", font_size=18).next_to(axes.c2p(0, k - lo), LEFT, buff=0.1)
+                     for k in range(lo, hi + 1, every)])
     bars = VGroup()
     for i, term in enumerate(TERMS):
         for j, (form, colour) in enumerate((("consistency", c.CONSISTENCY), ("denoising", c.DENOISING))):
             v = spreads[form][term]
-            top = np.log10(v) if v > 0 else lo
+            top = (np.log10(v) if v > 0 else lo) - lo
             x0, x1 = i + 0.12 + 0.38 * j, i + 0.12 + 0.38 * (j + 1)
-            p0, p1 = axes.c2p(x0, lo), axes.c2p(x1, top)
+            p0, p1 = axes.c2p(x0, 0), axes.c2p(x1, top)
             bar = Rectangle(width=abs(p1[0] - p0[0]), height=max(abs(p1[1] - p0[1]), 1e-3), stroke_width=0,
                             fill_color=colour, fill_opacity=0.85).move_to((p0 + p1) / 2)
             bars.add(bar)
     names = c.labels("recon.", "prior", "matching", "total", size=18)
     for i, lab in enumerate(names):
-        lab.next_to(axes.c2p(i + 0.5, lo), DOWN, buff=0.12)
+        lab.next_to(axes.c2p(i + 0.5, 0), DOWN, buff=0.12)
     yl = c.label("std per draw (nats, log)", size=18).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
     panel = VGroup(axes, bars, VGroup(ticks, *names, yl))
     panel.spreads = spreads
