@@ -43,6 +43,7 @@ class ChainSource:
         self._data = None
         self._lock = threading.Lock()
         self.checkpoint_label = ""
+        self.fallback_schedule = False  # set by the chain screen when the run's schedule fails
 
     @property
     def has_model(self) -> bool:
@@ -60,6 +61,8 @@ class ChainSource:
     def schedule(self):
         from vdm.schedule import make_schedule
 
+        if self.fallback_schedule:
+            return make_schedule("constant", self.T)
         run = self.run()
         if run is not None:
             return run.schedule
@@ -165,6 +168,20 @@ class VdmApp(App):
         if self.process is not None:
             self.set_interval(1.0, self._watch_process)
             self._process_reported = False
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """The palette's Screenshot: to ~/Downloads where it exists (Textual's default), else the
+        run directory or the current one (most servers have no Downloads folder), and say where."""
+        if path is None:
+            downloads = Path.home() / "Downloads"
+            if not downloads.is_dir():
+                path = str(self.run_dir if self.run_dir is not None and self.run_dir.is_dir() else Path.cwd())
+        try:
+            saved = self.save_screenshot(filename, path or str(Path.home() / "Downloads"))
+        except OSError as e:
+            self.notify(f"the screenshot could not be written: {e.strerror or e}.", severity="error")
+            return
+        self.notify(f"screenshot saved to {saved}", timeout=8)
 
     def open_run_dir(self, path: Path) -> None:
         """From the run list: the monitor of one run, pushed over the list (escape goes back)."""

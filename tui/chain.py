@@ -168,6 +168,9 @@ class ChainScreen(Screen):
         except (ValueError, OSError) as e:
             self.post_message(ChainReady(None, str(e)))
             return
+        except Exception as e:  # anything else (a schedule that cannot be built): a sentence, never "computing" forever
+            self.post_message(ChainReady(None, f"the {mode} chain failed: {type(e).__name__}: {e}"))
+            return
         self.post_message(ChainReady(chain))
 
     def on_chain_progress(self, m: ChainProgress) -> None:
@@ -182,6 +185,12 @@ class ChainScreen(Screen):
                 self.use_oracle = True  # keep working: fall back to the oracle
                 self.notify("showing the oracle chain instead (x̂_0 = the true x_0).")
                 self.compute()
+            elif not getattr(self.source, "fallback_schedule", True):
+                self.source.fallback_schedule = True  # the run's schedule failed: the constant one for T
+                self.notify(f"showing the chain of the constant schedule, T = {self.source.T}, instead.")
+                self.compute()
+            else:
+                self.query_one("#scrub-text", Readout).set(f"no chain: {m.error}")
             return
         chain = m.chain
         kind = "forward" if isinstance(chain, ForwardChain) else "backward"
@@ -271,7 +280,14 @@ class ChainScreen(Screen):
         tab = c.table
         fps = SPEEDS[self.fps_i]
         state = "▶ playing" if self.playing else "❚❚ paused"
-        self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}   {state} at {fps} frames/s")
+        drawn = ""
+        if self.playing and getattr(self, "shown_frames", 0) >= 5:
+            import time
+
+            rate = self.shown_frames / max(time.monotonic() - self._play_t0, 1e-6)
+            if rate < 0.9 * fps:
+                drawn = f" (drawing {rate:.0f}/s: frames skipped to keep the speed)"
+        self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}   {state} at {fps} steps/s{drawn}")
         if self.mode == "forward":
             self.query_one("#fwd-image", HalfBlockImage).set_image(c.frames[t], key=("f", id(c), t))
             self.query_one("#fwd-info", Readout).update(
@@ -329,13 +345,25 @@ class ChainScreen(Screen):
         elif self.chain is not None:
             if self.pos[self.mode] >= self.chain.T:
                 self.pos[self.mode] = 0
+            self._play_from()
             self.playing = self.set_interval(1 / SPEEDS[self.fps_i], self._advance)
         self.show()
 
+    def _play_from(self) -> None:
+        import time
+
+        self._play_t0, self._play_p0 = time.monotonic(), self.pos[self.mode]
+        self.shown_frames = 0  # frames actually drawn since, for the label's measured rate
+
     def _advance(self) -> None:
+        """The frame the clock says is due at this speed: when drawing is slower, frames are skipped, not slowed."""
+        import time
+
         c = self.chain
         if c is not None and self.pos[self.mode] < c.T:
-            self.pos[self.mode] += 1
+            due = self._play_p0 + int((time.monotonic() - self._play_t0) * SPEEDS[self.fps_i])
+            self.pos[self.mode] = min(max(due, self.pos[self.mode] + 1), c.T)
+            self.shown_frames += 1
         if c is None or self.pos[self.mode] >= c.T:  # the end: stop, and say so
             if self.playing:
                 self.playing.stop()
@@ -346,6 +374,7 @@ class ChainScreen(Screen):
         self.fps_i = min(max(self.fps_i + d, 0), len(SPEEDS) - 1)
         if self.playing:
             self.playing.stop()
+            self._play_from()
             self.playing = self.set_interval(1 / SPEEDS[self.fps_i], self._advance)
         self.show()
 

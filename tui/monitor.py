@@ -124,7 +124,7 @@ class MonitorScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#loss-plot").border_title = "loss"
-        self.query_one("#bpd-plot").border_title = "-ELBO bits/dim"
+        self.query_one("#bpd-plot").border_title = "-ELBO bits/dim [grey50](━ 8: uniform)[/]"
         self.query_one("#samples").border_title = "samples"
         self.query_one("#gpu-panel").border_title = "GPU"
         self.gpu = self.gpu_factory()
@@ -249,7 +249,7 @@ class MonitorScreen(Screen):
                 lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
                 lines.append(f" + matching {f(b.get('matching'), 3)}")
             else:
-                lines.append("ELBO: after the first epoch")
+                lines.append("-ELBO: after the first evaluation")
             lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))
             self.query_one("#stats", Static).update("\n".join(lines))
             if last_sample:
@@ -262,8 +262,8 @@ class MonitorScreen(Screen):
         loss.border_title = "loss" + log
         loss.border_subtitle = "[cyan]━ train[/] [magenta]━ held-out[/]"
         bpd = self.query_one("#bpd-plot", Plot)
-        bpd.border_title = "-ELBO bits/dim" + log
-        bpd.border_subtitle = "[white]━ total[/] [cyan]━ rec[/] [magenta]━ match[/] [yellow]━ prior[/] [grey50]━ uniform 8[/]"
+        bpd.border_title = "-ELBO bits/dim" + log + " [grey50](━ 8: uniform)[/]"
+        bpd.border_subtitle = "[white]━ total[/] [cyan]━ rec[/] [magenta]━ match[/] [yellow]━ prior[/]"
 
     def _tick(self) -> None:
         """Status line and progress: the clock moves them even when no record arrives."""

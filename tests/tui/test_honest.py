@@ -56,8 +56,7 @@ async def test_no_color_draws_the_monitor_without_a_traceback(tmp_path, monkeypa
         assert app.no_color and "loss" in shot and "samples" in shot
 
 
-@pytest.mark.parametrize("make", ["file", "runs_of_nothing"])
-def test_vdm_tui_on_a_file_is_one_sentence(tmp_path, make):
+def test_vdm_tui_on_a_file_is_one_sentence(tmp_path):
     target = tmp_path / "README.md"
     target.write_text("# not a run\n")
     out = subprocess.run([sys.executable, "-m", "vdm.cli", "tui", str(target)], capture_output=True, text=True,
@@ -404,3 +403,57 @@ def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
 
     root = _five_runs(tmp_path / "runs")
     assert is_runs_folder(root) and not is_runs_folder(root / "alpha") and not is_runs_folder(tmp_path / "nowhere")
+
+
+# -- 8. smaller things ---------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_the_screenshot_goes_to_the_run_directory_without_a_downloads_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a server's home: no ~/Downloads
+    (tmp_path / "home").mkdir()
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    app = VdmApp(run, poll_interval=0.05, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        app.action_screenshot()
+        await pilot.pause(0.2)
+        assert list(run.glob("*.svg")), [n.message for n in app._notifications]
+        assert any("screenshot saved to" in n.message for n in app._notifications)
+
+
+@pytest.mark.anyio
+async def test_playback_keeps_the_speed_it_names(tmp_path):
+    from tui.app import ChainSource
+
+    app = VdmApp(None, source=ChainSource(T=400), start="chain", **NO_GPU)
+    async with app.run_test(size=(120, 36)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.chains["forward"] is not None)
+        for _ in range(6):
+            await pilot.press("plus")
+        assert "at 60 steps/s" in text(app, "#scrub-text")
+        await pilot.press("space")
+        t0 = time.monotonic()
+        await pilot.pause(2.0)
+        dt = time.monotonic() - t0
+        # 60 steps a second of wall time, whatever the drawing manages (frames are skipped, not slowed)
+        assert s.t() >= 0.8 * 60 * dt - 10, (s.t(), dt)
+
+
+@pytest.mark.anyio
+async def test_a_run_whose_schedule_fails_falls_back_to_a_chain_that_works(tmp_path):
+    from tui.app import ChainSource
+
+    class BadSchedule(ChainSource):
+        def schedule(self):
+            if not self.fallback_schedule:
+                raise RuntimeError("no such schedule")  # stands in for a schedule vdm cannot build
+            return super().schedule()
+
+    src = BadSchedule(None, T=20)
+    app = VdmApp(None, source=src, start="chain", **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.chains["forward"] is not None, timeout=60)
+        msgs = [n.message for n in app._notifications]
+        assert any("no such schedule" in m for m in msgs) and any("constant schedule" in m for m in msgs), msgs
