@@ -146,6 +146,9 @@ class HalfBlockImage(Widget):
         self._strips: list[Strip] = []
         self._cache: OrderedDict = OrderedDict()
         self._cells = 0
+        self.tiles: np.ndarray | None = None  # set_tiles: laid out by mosaic() for the size at drawing time
+        self.tiles_title = ""
+        self.shown_tiles = 0
 
     def frames_that_fit(self) -> int:
         """How many frames of the current image size the cache holds at this widget's size."""
@@ -165,8 +168,18 @@ class HalfBlockImage(Widget):
             _, old = self._cache.popitem(last=False)
             self._cells -= sum(len(s) for s in old)
 
+    def set_tiles(self, tiles: np.ndarray, key, title: str = "samples") -> None:
+        """Show n x h x w x 3 tiles as a mosaic laid out for the widget's size when it is drawn (a size
+        taken earlier may be stale: shrinking a mosaic to fit drops its separators). The border title
+        says how many are shown."""
+        self.tiles, self.tiles_title = tiles, title
+        self.image = tiles[0] if len(tiles) else None
+        self._image_key = ("tiles", key)
+        self.refresh()
+
     def set_image(self, image: np.ndarray | None, key=None) -> None:
         """Show ``image``; a hashable ``key`` lets frames seen before come from the cache."""
+        self.tiles = None
         self.image = image
         self._image_key = key if key is not None else id(image)
         self.refresh()
@@ -182,7 +195,16 @@ class HalfBlockImage(Widget):
         key = (self._image_key if self._image_key is not None else id(self.image), w, h)
         if key != self._key:
             strips = self._cache.get(key)
-            if strips is None:
+            if self.tiles is not None:
+                img, n = mosaic(self.tiles, w, h)
+                if strips is None:
+                    strips = to_strips(img, w, h)
+                    self._store(key, strips)
+                if n != self.shown_tiles or not self.border_title:
+                    self.shown_tiles = n
+                    title = f"{self.tiles_title} ({n} of {len(self.tiles)})"
+                    self.call_later(setattr, self, "border_title", title)
+            elif strips is None:
                 strips = to_strips(self.image, w, h) if self.image is not None else []
                 self._store(key, strips)
             self._strips = strips

@@ -25,7 +25,7 @@ from textual.worker import get_current_worker
 
 from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
-from tui.image import HalfBlockImage, grid_tiles, mosaic
+from tui.image import HalfBlockImage, grid_tiles
 from tui.plot import Plot, Series
 from tui.readout import Readout
 from tui.run import RunState, ago, hms, num, pid_alive
@@ -61,6 +61,11 @@ class SamplesScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         yield HalfBlockImage(self.image, id="samples-full")
+
+    def on_mount(self) -> None:
+        tiles = grid_tiles(self.image)
+        if tiles is not None:  # every sample as large as the screen allows, separators kept
+            self.query_one("#samples-full", HalfBlockImage).set_tiles(tiles, key=id(self.image))
 
     def action_dismiss(self) -> None:
         self.dismiss()
@@ -314,14 +319,12 @@ class MonitorScreen(Screen):
             return
         tiles = grid_tiles(self.sample_image)
         if tiles is None:  # not a vdm grid: the image as it is, scaled to fit
-            img, shown = self.sample_image, "all"
+            w.set_image(self.sample_image, key=self.sample_mtime)
+            w.border_title = "samples"
         else:
-            img, n = mosaic(tiles, cw, ch)
-            shown = f"{n} of {len(tiles)}"
-        w.set_image(img, key=(self.sample_mtime, cw, ch))
+            w.set_tiles(tiles, key=self.sample_mtime)
         with self.lock:
             step = self.state.last_sample.get("step") if self.state.last_sample else None
-        w.border_title = f"samples ({shown})"
         w.border_subtitle = f"step {step}" if step is not None else ""
 
     def _update_gpu(self) -> None:

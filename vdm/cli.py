@@ -269,6 +269,10 @@ def _tui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help="steps of the constant schedule without a run")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chain", action="store_true", help="open on the chain screen")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the UI to web browsers (textual-serve) instead of this terminal; each visitor gets one")
+    p.add_argument("--host", default="localhost", help="with --serve: the address to listen on (0.0.0.0: every one)")
+    p.add_argument("--port", type=_bounded_int(65535), default=8000, help="with --serve: the port")
     p.set_defaults(func=cmd_tui)
 
 
@@ -560,7 +564,32 @@ def cmd_slides(args) -> int:
     return 0
 
 
+def _serve_tui(args) -> int:
+    """`vdm tui --serve`: textual-serve runs `vdm tui ...` (these arguments, less --serve) per browser visitor."""
+    import shlex
+
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise CommandError("vdm tui --serve needs textual-serve: .venv/bin/pip install textual-serve") from None
+    argv = [sys.executable, "-m", "vdm.cli", "tui"]
+    if args.run:
+        argv.append(str(Path(args.run).resolve()))
+    for flag, value in (("--checkpoint", args.checkpoint), ("--image", args.image)):
+        if value:
+            argv += [flag, str(Path(value).resolve())]
+    argv += ["--index", str(args.index), "--T", str(args.T), "--seed", str(args.seed)] + (["--chain"] if args.chain else [])
+    print(f"serving vdm tui on http://{args.host}:{args.port} (ctrl+c stops)", flush=True)
+    Server(shlex.join(argv), host=args.host, port=args.port, title="vdm").serve()
+    return 0
+
+
 def cmd_tui(args) -> int:
+    if getattr(args, "serve", False):
+        if args.run and Path(args.run).exists() and not Path(args.run).is_dir():
+            raise CommandError(f"{args.run} is a file, not a run directory; give the run's folder (runs/<name>) "
+                               f"or a folder of runs (runs/).")
+        return _serve_tui(args)
     if args.image:
         from vdm import data as datasets  # torch: only imported when needed, so the monitor starts fast
 
