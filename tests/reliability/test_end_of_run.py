@@ -6,7 +6,7 @@ temporary but not renamed, before the end record) and between an epoch's checkpo
 sample grid. The resumed run must finish what the checkpoint still owed: the eval record,
 the sample grid (``latest.png`` the final one), the end record; and clean the temporaries
 the killed writer left in ``samples/``. One more real process gets SIGTERM and, 0.3 s later,
-SIGKILL. The whole file stays within a minute on two busy cores.
+SIGKILL. Runs of two steps an epoch keep the file near 40 s on two busy cores.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import pytest
 from reliability_helpers import forkserver, records, run_cli_killed_in, start, tiny_cfg, train_argv
 
 EPOCHS = 2
-FINAL = 8 * EPOCHS  # steps: 8 per epoch in the tiny run
+LIMIT = 64  # two steps an epoch: these tests are about what comes after the steps
+SPE = LIMIT // 32
+FINAL = SPE * EPOCHS
 
 
-def _kill_and_resume(tmp_path, where, at_step, **kw):
-    cfg = tiny_cfg(tmp_path, "run", epochs=EPOCHS, **kw)
+def _kill_and_resume(tmp_path, where, at_step, plant=(), **kw):
+    cfg = tiny_cfg(tmp_path, "run", epochs=EPOCHS, limit=LIMIT, **kw)
     run = tmp_path / "run"
     log = tmp_path / "log.txt"
     p = forkserver().Process(target=run_cli_killed_in, args=(where, at_step, train_argv(cfg), str(log)), daemon=True)
@@ -32,6 +34,9 @@ def _kill_and_resume(tmp_path, where, at_step, **kw):
     p.join(90)
     assert p.exitcode == -signal.SIGKILL, f"not killed ({p.exitcode}): {log.read_text()[-800:]}"
     killed = records(run)
+    (run / "samples").mkdir(exist_ok=True)
+    for name in plant:  # what another killed writer left: a dead pid in the name
+        (run / "samples" / name).write_bytes(b"half a png")
     r = start(train_argv(cfg, resume=True), log)
     r.join(90)
     assert r.exitcode == 0, log.read_text()[-800:]
@@ -50,7 +55,7 @@ def _assert_finished(run, recs):
     assert not [p for p in (run / "samples").iterdir() if ".tmp" in p.name], "a temporary was left in samples/"
 
 
-@pytest.mark.parametrize("where", ["eval", "sample", "grid", "end"])
+@pytest.mark.parametrize("where", ["eval", "sample", "grid"])
 def test_kill_after_the_last_checkpoint_is_finished_on_resume(tmp_path, where):
     run, killed, recs = _kill_and_resume(tmp_path, where, FINAL)
     assert not any(x["kind"] == "end" for x in killed)
@@ -60,14 +65,15 @@ def test_kill_after_the_last_checkpoint_is_finished_on_resume(tmp_path, where):
 
 
 def test_kill_between_an_epochs_checkpoint_and_its_grid(tmp_path):
-    run, killed, recs = _kill_and_resume(tmp_path, "sample", 8, sample_every=1)
-    assert 8 not in [x["step"] for x in killed if x["kind"] == "sample"]
-    assert (run / "samples" / "step-00000008.png").is_file(), "the first epoch's grid was lost"
+    stale = (".latest.tmp999999999-0123456789abcdef.png", ".latest.png.tmp999999999")
+    run, killed, recs = _kill_and_resume(tmp_path, "sample", SPE, plant=stale, sample_every=1)
+    assert SPE not in [x["step"] for x in killed if x["kind"] == "sample"]
+    assert (run / "samples" / f"step-{SPE:08d}.png").is_file(), "the first epoch's grid was lost"
     _assert_finished(run, recs)
 
 
 def test_sigterm_then_sigkill_leaves_a_finishable_run(tmp_path):
-    cfg = tiny_cfg(tmp_path, "run", epochs=EPOCHS)
+    cfg = tiny_cfg(tmp_path, "run", epochs=EPOCHS, limit=LIMIT)
     run = tmp_path / "run"
     log = tmp_path / "log.txt"
     p = start(train_argv(cfg), log)
@@ -83,18 +89,3 @@ def test_sigterm_then_sigkill_leaves_a_finishable_run(tmp_path):
     r.join(90)
     assert r.exitcode == 0, log.read_text()[-800:]
     _assert_finished(run, records(run))
-
-
-def test_stale_temporaries_in_samples_are_removed(tmp_path):
-    cfg = tiny_cfg(tmp_path, "run", epochs=1)
-    run = tmp_path / "run"
-    r = start(train_argv(cfg), tmp_path / "log.txt")
-    r.join(90)
-    assert r.exitcode == 0
-    dead = [run / "samples" / ".latest.tmp999999999-0123456789abcdef.png", run / "samples" / ".latest.png.tmp999999999"]
-    for d in dead:
-        d.write_bytes(b"half a png")
-    r = start(train_argv(cfg, resume=True) + ["--epochs", "2"], tmp_path / "log.txt")
-    r.join(90)
-    assert r.exitcode == 0
-    assert not any(d.exists() for d in dead)
