@@ -344,12 +344,13 @@ class MonitorScreen(Screen):
             mem = f"{g.mem_used / 2**30:.1f}/{g.mem_total / 2**30:.0f} GiB" if g.mem_used is not None else "-"
             temp = f"{g.temp:.0f}°C" if g.temp is not None else "-"
             power = f" {g.power:.0f} W" if g.power is not None else ""
-            parts.append(f"[b]{g.index}[/] {g.name[:24]}")
-            parts.append(f"  util {util} · mem {mem} · {temp}{power}")
+            parts.append(f"[b]{g.index}[/] {g.name[:30]}")
+            parts.append(f"  util {util} · mem {mem}")
+            parts.append(f"  {temp}{' ·' + power if power else ''}")
             for pid, used in (g.processes or [])[:3]:
                 parts.append(f"  pid {pid}" + (f" {used / 2**30:.1f} GiB" if used is not None else ""))
         n = len(self.gpu_hist)
-        parts.append(f"GPU {readings[0].index} util, {n} readings 2 s apart:")
+        parts.append(f"GPU {readings[0].index} util every 2 s ({n}):")
         text.styles.height = len(parts)
         text.update("\n".join(parts))
         spark.display = n > 0

@@ -107,10 +107,6 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in (("", "mark"), ("run", "run"), ("status", "status"), ("steps", "steps"),
-                           ("best -ELBO b/d", "bpd"), ("last update", "age")):
-            table.add_column(label, key=key)
         self.query_one("#runs-title", Readout).update(f"[b]runs[/] under {self.root} · reading …")
         self.query_one("#runs-help", Readout).update(
             "enter: open · space: mark · o: overlay the marked runs (or all) · q: quit")
@@ -149,7 +145,11 @@ class RunsScreen(Screen):
                              f"{best:.3f}" if best is not None else "-", ago(st.record_age(now)) + " ago"
                              if st.last_time is not None else "-"))
         keep = table.cursor_row
-        table.clear()
+        table.clear(columns=True)  # columns again: their widths follow the longest cell
+        heads = ("", "run", "status", "steps", "best -ELBO b/d", "last update")
+        for j, label in enumerate(heads):
+            width = max([len(label)] + [len(r[j + 1]) for r in rows])
+            table.add_column(label, key=label or "mark", width=width)
         for name, *cells in rows:
             table.add_row(*cells, key=name)
         if rows:

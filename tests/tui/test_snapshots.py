@@ -54,3 +54,34 @@ def test_chain_screen_backward_oracle(snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+def _five_runs(root):
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "eps"]):
+        write_run(root / name, n_train=10 + 5 * i, with_sample=False)
+    return root
+
+
+def test_run_list(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the title shows the folder: keep it the same on every machine
+    _five_runs(tmp_path / "runs")
+    app = VdmApp(None, runs_root="runs", clock=lambda: 1100.0, gpu_factory=lambda: GpuReader(nvml=object()))
+
+    async def ready(pilot):
+        await _until(pilot, lambda: app.screen.ready)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_overlay_of_five_runs(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _five_runs(tmp_path / "runs")
+    app = VdmApp(None, runs_root="runs", clock=lambda: 1100.0, gpu_factory=lambda: GpuReader(nvml=object()))
+
+    async def ready(pilot):
+        await _until(pilot, lambda: app.screen.ready)
+        await pilot.press("o")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
