@@ -12,6 +12,9 @@
    of a range reader.
 3. monitor idle: a real `vdm tui RUN` in tmux on a finished run, CPU time over
    ~10 s of doing nothing, as a share of one core.
+4. run list (`--parts runs`): a fresh process opens `vdm tui runs/` on five runs of
+   --run-lines lines each (100,000 by default): wall time from launch to the filled
+   table, and to a five-run overlay drawn (goal: under 2 s).
 """
 
 from __future__ import annotations
@@ -124,6 +127,26 @@ async def _attach(run: str, want: int, launched: float) -> dict:
             "peak_mb": int(hwm) / 1024, "readers_cpu": kids.ru_utime + kids.ru_stime, "readers_peak_mb": kids.ru_maxrss / 1024}
 
 
+async def _runs(root: str, launched: float) -> dict:
+    from tui.app import VdmApp
+    from tui.gpu import GpuReader
+
+    app = VdmApp(None, runs_root=root, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(200, 50)) as pilot:
+        while not getattr(app.screen, "ready", False):
+            await pilot.pause(0.02)
+        listed = time.time()
+        await pilot.press("o")
+        while True:
+            plot = app.screen.query_one("#overlay-loss") if app.screen.query("#overlay-loss") else None
+            if plot is not None and plot.series and plot._key is not None and plot._key[0] == plot._version:
+                break
+            await pilot.pause(0.02)
+        overlaid = time.time()
+        n = sum(len(x.x) for x in plot.series)
+    return {"list_seconds": listed - launched, "overlay_seconds": overlaid - launched, "points": n}
+
+
 def _attach_once(run: Path, want: int) -> dict:
     launched = time.time()
     out = subprocess.run([sys.executable, __file__, "--attach-child", f"{run},{want},{launched}"],
@@ -176,43 +199,67 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--repeat", type=int, default=3, help="attach measurements (the median is shown)")
     ap.add_argument("--parts", default="latency,attach,idle", help="which measurements (comma-separated)")
+    ap.add_argument("--run-lines", type=int, default=100_000, help="lines of each of the five runs of --parts runs")
     ap.add_argument("--attach-child", help=argparse.SUPPRESS)
+    ap.add_argument("--runs-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.runs_child:  # the fresh process of measurement 4: ROOT LAUNCHED
+        root, launched = args.runs_child.split(",")
+        print(json.dumps(asyncio.run(_runs(root, float(launched)))))
+        return
     if args.attach_child:  # the fresh process of measurement 2: RUN WANT LAUNCHED
         run, want, launched = args.attach_child.split(",")
         print(json.dumps(asyncio.run(_attach(run, int(want), float(launched)))))
         return
     rows = []
     parts = set(args.parts.split(","))
-    if not parts <= {"latency", "attach", "idle"}:
-        ap.error(f"--parts takes latency, attach and idle, not {', '.join(sorted(parts - {'latency', 'attach', 'idle'}))}")
+    known = {"latency", "attach", "idle", "runs"}
+    if not parts <= known:
+        ap.error(f"--parts takes latency, attach, idle and runs, not {', '.join(sorted(parts - known))}")
     if "latency" in parts:
         lat, cpu = asyncio.run(_latency(args.presses, 500))
         rows.append(("chain screen: key press -> frame, median wall", f"{statistics.median(lat) * 1e3:.1f} ms",
                      f"p90 {sorted(lat)[int(len(lat) * 0.9)] * 1e3:.1f} ms", "< 20 ms"))
         rows.append(("chain screen: CPU time per key press, median", f"{statistics.median(cpu) * 1e3:.1f} ms", "", ""))
-    with tempfile.TemporaryDirectory() as d:
-        run = Path(d) / "big"
-        run.mkdir()
-        t = time.perf_counter()
-        make_log(run / "metrics.jsonl", args.lines)
-        size = (run / "metrics.jsonl").stat().st_size
-        print(f"(wrote {args.lines:,} lines, {size / 2**20:.0f} MiB, in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
-        if "attach" in parts:
-            res = [_attach_once(run, args.lines - 1) for _ in range(args.repeat)]
+    if "runs" in parts:
+        with tempfile.TemporaryDirectory() as d:
+            for i in range(5):
+                (Path(d) / f"run{i}").mkdir()
+                make_log(Path(d) / f"run{i}" / "metrics.jsonl", args.run_lines)
+            res = []
+            for _ in range(args.repeat):
+                launched = time.time()
+                out = subprocess.run([sys.executable, __file__, "--runs-child", f"{d},{launched}"],
+                                     capture_output=True, text=True, check=True)
+                res.append(json.loads(out.stdout.strip().splitlines()[-1]))
             med = lambda k: statistics.median(r[k] for r in res)
-            rows.append((f"monitor: attach to {args.lines:,} lines, launch -> whole curve", f"{med('seconds'):.2f} s",
-                         f"median of {len(res)}", "< 3 s"))
-            rows.append(("  of which from the app's start", f"{med('app_seconds'):.2f} s",
-                         f"{res[0]['points']:,} points", ""))
-            rows.append(("  CPU time: the app's process / the range readers", f"{med('cpu_seconds'):.2f} s",
-                         f"/ {med('readers_cpu'):.2f} s", ""))
-            rows.append(("  peak memory: the app's process / one range reader", f"{max(r['peak_mb'] for r in res):.0f} MB",
-                         f"/ {max(r['readers_peak_mb'] for r in res):.0f} MB", "< 300 MB"))
-        if "idle" in parts:
-            cpu = idle_cpu(run, args.idle)
-            rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux, {args.lines:,}-line run)",
-                         "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
+            rows.append((f"run list: 5 runs of {args.run_lines:,} lines, launch -> table", f"{med('list_seconds'):.2f} s",
+                         f"median of {len(res)}", "< 2 s"))
+            rows.append(("  launch -> five-run overlay drawn", f"{med('overlay_seconds'):.2f} s",
+                         f"{res[0]['points']:,} points", "< 2 s"))
+    if parts & {"attach", "idle"}:  # the long log of measurements 2 and 3
+        with tempfile.TemporaryDirectory() as d:
+            run = Path(d) / "big"
+            run.mkdir()
+            t = time.perf_counter()
+            make_log(run / "metrics.jsonl", args.lines)
+            size = (run / "metrics.jsonl").stat().st_size
+            print(f"(wrote {args.lines:,} lines, {size / 2**20:.0f} MiB, in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
+            if "attach" in parts:
+                res = [_attach_once(run, args.lines - 1) for _ in range(args.repeat)]
+                med = lambda k: statistics.median(r[k] for r in res)
+                rows.append((f"monitor: attach to {args.lines:,} lines, launch -> whole curve", f"{med('seconds'):.2f} s",
+                             f"median of {len(res)}", "< 3 s"))
+                rows.append(("  of which from the app's start", f"{med('app_seconds'):.2f} s",
+                             f"{res[0]['points']:,} points", ""))
+                rows.append(("  CPU time: the app's process / the range readers", f"{med('cpu_seconds'):.2f} s",
+                             f"/ {med('readers_cpu'):.2f} s", ""))
+                rows.append(("  peak memory: the app's process / one range reader", f"{max(r['peak_mb'] for r in res):.0f} MB",
+                             f"/ {max(r['readers_peak_mb'] for r in res):.0f} MB", "< 300 MB"))
+            if "idle" in parts:
+                cpu = idle_cpu(run, args.idle)
+                rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux, {args.lines:,}-line run)",
+                             "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
     w = max(len(r[0]) for r in rows)
     load = os.getloadavg()[0]
     print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")

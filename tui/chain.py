@@ -294,9 +294,10 @@ class ChainScreen(Screen):
                 f"[b]t[/] = {t} / {T}\n"
                 f"[b]alpha_t[/] = {fmt(float(tab.alpha[t]))}\n"
                 f"[b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}\n"
-                f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}   log SNR = {fmt(float(tab.log_snr[t]))}\n"
-                f"[b]signal[/] sqrt(alpha_bar_t) = {fmt(float(tab.signal[t]))}\n"
-                f"[b]noise[/] sqrt(1-alpha_bar_t) = {fmt(float(tab.noise[t]))}")
+                f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
+                f"[b]log SNR(t)[/] = {fmt(float(tab.log_snr[t]))}\n"
+                f"[b]signal[/] √ᾱ_t = {fmt(float(tab.signal[t]))}\n"
+                f"[b]noise[/] √(1-ᾱ_t) = {fmt(float(tab.noise[t]))}")
             self.query_one("#fwd-plot", Plot).set_cursor(float(t))
         else:
             for name, frames in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean)):

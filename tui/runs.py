@@ -76,7 +76,9 @@ class RunEntry:
 
 
 class RunsRead(Message):
-    pass
+    def __init__(self, done: bool = True):
+        super().__init__()
+        self.done = done
 
 
 class RunsScreen(Screen):
@@ -125,10 +127,11 @@ class RunsScreen(Screen):
                     entry.update()
             except OSError:
                 continue
+            self.post_message(RunsRead(done=False))  # the table fills run by run while the rest are read
         self.post_message(RunsRead())
 
-    def on_runs_read(self, _: RunsRead) -> None:
-        self.ready = True
+    def on_runs_read(self, m: RunsRead) -> None:
+        self.ready = self.ready or m.done  # every run read once
         self._fill()
 
     def _fill(self) -> None:

@@ -457,3 +457,23 @@ async def test_a_run_whose_schedule_fails_falls_back_to_a_chain_that_works(tmp_p
         await wait_for(pilot, lambda: s.chains["forward"] is not None, timeout=60)
         msgs = [n.message for n in app._notifications]
         assert any("no such schedule" in m for m in msgs) and any("constant schedule" in m for m in msgs), msgs
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_every_forward_coefficient_is_on_screen(size):
+    """At 120 columns or fewer the info box used to wrap and lose its last line (the noise coefficient)."""
+    from tui.app import ChainSource
+
+    app = VdmApp(None, source=ChainSource(T=20), start="chain", **NO_GPU)
+    async with app.run_test(size=size) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.chains["forward"] is not None)
+        await pilot.press("right", "right", "right")
+        await pilot.pause(0.2)
+        info = s.query_one("#fwd-info")
+        lines = str(info.render()).splitlines()
+        assert len(lines) <= info.content_size.height, (lines, info.content_size)
+        assert max(len(l) for l in lines) <= info.content_size.width, (lines, info.content_size)
+        for word in ("t = 3 / 20", "alpha_t", "alpha_bar_t", "SNR(t)", "log SNR(t)", "signal", "noise"):
+            assert any(word in l for l in lines), word
