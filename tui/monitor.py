@@ -292,7 +292,7 @@ class MonitorScreen(Screen):
         elif behind > (1 << 22):
             state = f"reading metrics.jsonl {100 * (size - behind) / size:.0f}%"
         elif start is None:
-            state = "waiting for metrics.jsonl" if not self.tailer.exists else "waiting for the first record"
+            state = (self.tailer.problem or "waiting for metrics.jsonl") if not self.tailer.exists else "waiting for the first record"
         elif end is not None:
             state = f"finished ({end.get('reason')})"
         elif not alive:

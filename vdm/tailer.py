@@ -205,6 +205,7 @@ class MetricsTailer:
         self.restarts = 0
         self.restarted = False
         self.exists = False
+        self.problem: str | None = None  # why the log cannot be read (a FIFO or a directory in its place)
         self._partial = b""
         self._ino = None
         self.reading_ahead: tuple[int, int] | None = None  # (bytes, processes) while catching up
@@ -228,14 +229,17 @@ class MetricsTailer:
         """The records appended since the last poll, as a Batch (at most ``max_bytes`` read)."""
         self.restarted = False
         try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
+            f = _open_log(self.path)
+        except (FileNotFoundError, ValueError) as e:
             if self.exists:  # the file went away: what we had no longer describes it
                 self._restart()
                 self._ino = None
             self.exists = False
             self.size = 0
+            # a FIFO or a directory where the log belongs: said on the status line, never blocked on
+            self.problem = str(e) if isinstance(e, ValueError) else None
             return Batch()
+        self.problem = None
         with f:
             st = os.fstat(f.fileno())
             if self._ino is not None and (st.st_ino != self._ino or st.st_size < self.offset):
@@ -280,7 +284,7 @@ class MetricsTailer:
         if self._readers is not None or self._partial:
             return self._readers is not None
         try:
-            with open(self.path, "rb") as f:
+            with _open_log(self.path) as f:
                 st = os.fstat(f.fileno())
                 short = self.catch_up_bytes if min_bytes is None else min_bytes
                 if st.st_size - self.offset < short or (self._ino is not None and st.st_ino != self._ino):
@@ -288,7 +292,7 @@ class MetricsTailer:
                 n = processes or max(1, min(4, os.cpu_count() or 1))
                 end = _last_line_end(f, st.st_size)
                 cuts = [self.offset, end] + [_next_line(f, self.offset + (end - self.offset) * k // n) for k in range(1, n)]
-        except OSError:
+        except (OSError, ValueError):
             return False
         cuts = sorted({min(c, end) for c in cuts})
         ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
@@ -445,6 +449,13 @@ def _read_range(path: str, ino: int, start: int, end: int, chunk: int) -> list[B
         if t.restarted or not t.exists or t.offset == before:  # replaced, truncated or gone
             return None
     return batches if not t._partial else None
+
+
+def _open_log(path):
+    """metrics.jsonl opened for reading without blocking: a FIFO or a directory there is a ValueError."""
+    from vdm.metrics import _open_regular
+
+    return open(_open_regular(Path(path), os.O_RDONLY), "rb")
 
 
 if __name__ == "__main__":  # a range reader of MetricsTailer.catch_up: PATH INODE START END CHUNK

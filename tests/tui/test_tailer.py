@@ -252,3 +252,32 @@ def test_a_range_reader_refuses_another_file_and_a_short_stream(tmp_path):
     assert np.array_equal(back.train, merge(batches).train) and back.records == merge(batches).records
     assert tailer._receive(io.BytesIO(whole[:-8])) is None  # a reader that died mid-stream
     assert tailer._receive(io.BytesIO(b"garbage\n")) is None
+
+
+def test_a_fifo_or_directory_in_place_of_the_log_is_said_not_blocked_on(tmp_path):
+    """A FIFO at metrics.jsonl would block open() forever (the monitor then ignored q): refused at once."""
+    import os
+    import threading
+
+    from vdm.tailer import MetricsTailer
+
+    fifo = tmp_path / "metrics.jsonl"
+    os.mkfifo(fifo)
+    tailer = MetricsTailer(fifo)
+    done = threading.Event()
+    result = {}
+
+    def read():
+        result["started"] = tailer.start_catch_up(min_bytes=0)
+        result["batch"] = tailer.poll()
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert done.wait(10), "the tailer blocked on a FIFO"
+    assert result["started"] is False and not result["batch"].good and not tailer.exists
+    assert tailer.problem == f"{fifo} is a FIFO, not a metrics log."
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "metrics.jsonl").mkdir()
+    t2 = MetricsTailer(tmp_path / "d" / "metrics.jsonl")
+    t2.poll()
+    assert "is a directory" in t2.problem
