@@ -9,27 +9,16 @@ its buffer: SIGSEGV), never load it silently converted.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 
 import pytest
 import torch
 
-from reliability_helpers import forkserver, read_json, rewrite_checkpoint, run_cli, small_state, trained_run, train_argv, tiny_cfg
+from reliability_helpers import forkserver, read_json, rewrite_checkpoint, run_cli, small_state, train_argv, tiny_cfg
 from vdm import checkpoint as ckpt
 from vdm.cli import main
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("base"))
-
-
-@pytest.fixture
-def run(base, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def _resume(run, capsys, *extra):

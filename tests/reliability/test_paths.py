@@ -13,16 +13,6 @@ from vdm.atomic import write_json
 from vdm.cli import main
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("base"))
-
-
-@pytest.fixture
-def run(base, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def _sentence(capsys) -> str:

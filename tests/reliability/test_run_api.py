@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vdm.metrics
-from reliability_helpers import read_json, rewrite_checkpoint, trained_run, tiny_cfg, train_argv
+from reliability_helpers import read_json, rewrite_checkpoint, tiny_cfg, train_argv
 from vdm.cli import main
 from vdm.run import open_run
 from vdm.train import TrainConfig, Trainer
@@ -33,16 +32,6 @@ def fast(n):
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("base"))
-
-
-@pytest.fixture
-def run(base, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def _sentence(err: str) -> str:
