@@ -78,14 +78,22 @@ def child_argv(run_dir: Path) -> list[str]:
     return ["--resume", str(run_dir), "--no-tui", "--quiet"]
 
 
-def train_with_tui(run) -> int:
-    """Write the run's configuration, start the training child on it, show the monitor, say what became of it."""
+def train_with_tui(run, fresh: bool = True) -> int:
+    """Write the run's configuration, start the training child on it, show the monitor, say what became of it.
+
+    ``fresh``: a new run, which must not exist yet. config.json is written under the run's writer
+    lock (vdm.run.Run.lock), so two `vdm train --name X` started at once cannot both write it: the
+    second is refused naming the first. The child takes the lock itself to train.
+    """
     from tui.app import run_app
 
     run.config.validate()  # a bad flag is one sentence here, not a child that dies behind the UI
     run.schedule  # so is a schedule that cannot be made (--alpha with the cosine schedule)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config()  # the child reads it back: `vdm train --resume RUN` starts a run without a checkpoint at step 0
+    held = run.lock(fresh=fresh)
+    try:
+        run.write_config()  # the child reads it back: `vdm train --resume RUN` starts a run without a checkpoint at step 0
+    finally:
+        held.release()
     run_dir = run.path
     proc = TrainingProcess(child_argv(run_dir), run_dir).start()
     try:

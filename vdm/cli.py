@@ -337,7 +337,7 @@ def cmd_train(args) -> int:
     if args.tui or (not args.no_tui and not args.quiet and sys.stdin.isatty() and sys.stdout.isatty()):
         from tui.training import train_with_tui
 
-        return _after_ui(args, train_with_tui(Run(run_dir, cfg)))
+        return _after_ui(args, train_with_tui(Run(run_dir, cfg), fresh=args.resume is None))
     trainer = Trainer(cfg, run_dir, resume=args.resume is not None)
     print(f"run: {run_dir}")
     print(f"schedule: {trainer.schedule.describe()}; device: {trainer.device}")

@@ -1,5 +1,6 @@
 """The app driven by Textual's Pilot: stepping the forward chain, and a metrics file that grows."""
 
+import os
 import re
 
 import pytest
@@ -247,3 +248,27 @@ def test_the_training_child_trains_the_run_the_parent_wrote(tmp_path, flags):
     done = open_run(run.path)
     assert done.checkpoint() is not None and done.config.epochs == 1
     assert (done.config.compile, done.config.cuda_graphs) == (flags["compile"], flags["cuda_graphs"])
+
+
+def test_a_second_tui_parent_for_the_same_new_run_is_refused(tmp_path, monkeypatch):
+    """config.json is written under the run's lock: a second `vdm train --name X` cannot overwrite it."""
+    import tui.training as training
+    from vdm.run import new_run, open_run
+    from vdm.train import TrainConfig
+
+    started = []
+    monkeypatch.setattr(training.TrainingProcess, "start", lambda self: started.append(self) or self)
+    monkeypatch.setattr("tui.app.run_app", lambda *a, **k: "detached")
+    monkeypatch.setattr(training.TrainingProcess, "poll", lambda self: None)
+    first = new_run(TrainConfig(runs_dir=str(tmp_path), name="x", T=20, lr=0.002))
+    assert training.train_with_tui(first, fresh=True) == 0 and len(started) == 1
+    second = new_run(TrainConfig(runs_dir=str(tmp_path), name="x", T=20, lr=0.5))
+    with pytest.raises(ValueError, match="already exists"):
+        training.train_with_tui(second, fresh=True)
+    assert len(started) == 1 and open_run(first.path).config.lr == 0.002  # the first run's config stands
+    held = first.lock()  # while a writer holds the run, even a resume's parent is refused, naming it
+    try:
+        with pytest.raises(ValueError, match=str(os.getpid())):
+            training.train_with_tui(open_run(first.path), fresh=False)
+    finally:
+        held.release()
