@@ -16,7 +16,7 @@ from hypothesis import strategies as hs
 from tui.app import VdmApp
 from tui.gpu import GpuReader
 from tui.run import RunState
-from tui_fixtures import FakeNvml, record, write_run
+from tui_fixtures import FakeNvml, FakeTraining, record, write_run
 from vdm.tailer import parse_batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,23 +168,6 @@ async def test_a_trainer_that_went_quiet_shows_as_stopped_responding(tmp_path):
 
 # -- 3. quitting --------------------------------------------------------------------------
 
-class FakeTraining:
-    def __init__(self):
-        self.pid, self.stopped = 4242, False
-
-    def poll(self):
-        return 0 if self.stopped else None
-
-    @property
-    def running(self):
-        return not self.stopped
-
-    def stop(self, timeout=600.0):
-        self.stopped = True
-        return 0
-
-    def last_line(self):
-        return ""
 
 
 @pytest.mark.anyio

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from tui_fixtures import FakeTraining
 from tui.app import ChainSource, VdmApp
 
 pytestmark = pytest.mark.anyio
@@ -174,25 +175,6 @@ async def test_checkpoint_of_another_model_is_refused_with_a_notification(tmp_pa
         assert screen.chains["backward"].oracle and screen.use_oracle
 
 
-class FakeTraining:
-    """Stands in for tui.training.TrainingProcess: running until stopped."""
-
-    def __init__(self):
-        self.pid, self.stopped = 4242, False
-
-    def poll(self):
-        return 0 if self.stopped else None
-
-    @property
-    def running(self):
-        return not self.stopped
-
-    def stop(self, timeout=600.0):
-        self.stopped = True
-        return 0
-
-    def last_line(self):
-        return ""
 
 
 @pytest.mark.parametrize("key, outcome", [("d", "detached"), ("s", "stopped")])

@@ -75,3 +75,24 @@ class FakeNvml:
 
     def nvmlDeviceGetPowerUsage(self, h):
         return 312_000
+
+
+class FakeTraining:
+    """Stands in for tui.training.TrainingProcess: running until stopped."""
+
+    def __init__(self):
+        self.pid, self.stopped = 4242, False
+
+    def poll(self):
+        return 0 if self.stopped else None
+
+    @property
+    def running(self):
+        return not self.stopped
+
+    def stop(self, timeout=600.0):
+        self.stopped = True
+        return 0
+
+    def last_line(self):
+        return ""
