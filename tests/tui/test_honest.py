@@ -16,23 +16,12 @@ from hypothesis import strategies as hs
 from tui.app import VdmApp
 from tui.gpu import GpuReader
 from tui.run import RunState
-from tui_fixtures import FakeNvml, FakeTraining, record, write_run
+from tui_fixtures import FakeNvml, FakeTraining, record, text, wait_for, write_run
 from vdm.tailer import parse_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_GPU = dict(gpu_factory=lambda: GpuReader(nvml=object()))
 
-
-def text(app, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
-async def wait_for(pilot, cond, timeout=60.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.05)
 
 
 def dead_pid() -> int:

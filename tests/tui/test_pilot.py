@@ -5,26 +5,13 @@ import re
 
 import pytest
 
-from tui_fixtures import FakeTraining
+from tui_fixtures import FakeTraining, text, wait_for
 from tui.app import ChainSource, VdmApp
 
 pytestmark = pytest.mark.anyio
 from tui.gpu import GpuReader
 from vdm.schedule import Schedule
 
-
-def text(app, selector: str) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
-async def wait_for(pilot, cond, timeout=60.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.05)
 
 
 async def test_forward_chain_keys_step_t_and_show_vdms_numbers():

@@ -96,3 +96,19 @@ class FakeTraining:
 
     def last_line(self):
         return ""
+
+
+def text(app, selector: str) -> str:
+    """What a widget of the app's screen shows, as plain text."""
+    return str(app.screen.query_one(selector).render())
+
+
+async def wait_for(pilot, cond, timeout=60.0):
+    """Let the app run until ``cond()`` holds; an AssertionError after ``timeout`` seconds."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
