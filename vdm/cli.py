@@ -9,6 +9,7 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -647,20 +648,46 @@ def cpu_env() -> None:
 
 
 def main(argv=None) -> int:
-    """The command line; a Ctrl-C at any moment (torch's import takes seconds) is status 130, never a traceback."""
+    """The command line; a Ctrl-C at any moment (torch's import takes seconds) is status 130, never a traceback.
+
+    Three phases for the `vdm` program itself (argv None). While torch loads, a Ctrl-C ends the
+    process at once (status 130): a KeyboardInterrupt raised inside torch's C++ start-up callbacks
+    is uncatchable there (pybind11 calls std::terminate, status -6), and nothing is written yet.
+    While the command runs, Ctrl-C is a KeyboardInterrupt, so that what it writes is finished or
+    removed. Once it is done, a late Ctrl-C is ignored: the interpreter's shutdown would restore
+    the default action and turn a finished command into death by signal.
+    """
     command = "vdm"
+    console = argv is None  # the `vdm` program itself, not a caller in the same process
+    if console:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
     try:
         cpu_env()
-        console = argv is None  # the `vdm` program itself, not a caller in the same process
         argv = sys.argv[1:] if argv is None else list(argv)
         command = f"vdm {_command_word(argv)}".strip()
+        _START["command"] = command
         parser = build_parser(only=_command_word(argv))  # imports torch for most commands
         args = parser.parse_args(argv)
         args.leave_at_once = console
-        return _run_command(args)
+        if console:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        status = _run_command(args)
     except KeyboardInterrupt:
         print(f"{command}: interrupted.", file=sys.stderr)
-        return 130
+        status = 130
+    finally:
+        if console:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return status
+
+
+_START = {"command": "vdm"}
+
+
+def _interrupted_while_starting(signum, frame):
+    """SIGINT before the command has begun: say so and leave now (see main)."""
+    os.write(2, f"{_START['command']}: interrupted.\n".encode())
+    os._exit(130)
 
 
 def _run_command(args) -> int:
