@@ -137,9 +137,12 @@ def test_missing_latex_on_path(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "python3").symlink_to(sys.executable)
-    env = {**os.environ, "PATH": str(bindir)}
+    # the repository root on PYTHONPATH and as cwd: the test passes wherever pytest was started
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PATH": str(bindir), "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out = subprocess.run([str(bindir / "python3"), "-m", "vdm.cli", "render", "posterior", "--out", str(tmp_path / "v")],
-                         env=env, capture_output=True, text=True, timeout=120)
+                         env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "latex and dvisvgm are not on PATH" in out.stderr and "Traceback" not in out.stderr
 
