@@ -15,8 +15,12 @@ Exercise 3, the denoising-matching form (Luo eq. 58)::
             + sum_{t=2}^{T} E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))   denoising matching
 
 with the model p(x_{t-1}|x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t)) and the
-decoder p(x_0|x_1) a Gaussian of mean x̂_0(x_1, 1) and variance 1 - alpha_1,
-discretized over the 256 pixel bins (as in DDPM).
+decoder p(x_0|x_1) a Gaussian of mean x̂_0(x_1, 1) discretized over the 256 pixel
+bins (as in DDPM). Its standard deviation is a :class:`Decoder`: ``fixed``,
+DDPM's sqrt(1 - alpha_1) (the assignment's, the default), or ``calibrated``, the
+per-channel std that maximises the discretized likelihood of held-out images
+other than the evaluated ones (:func:`calibrate_decoder`). Any std chosen without
+looking at the evaluated images keeps -ELBO an upper bound on their -log p(x_0).
 
 A note on the consistency term: Luo writes it as
 E_{q(x_{t-1},x_{t+1}|x_0)} KL(q(x_t|x_{t-1}) || p(x_t|x_{t+1})), which draws x_t
@@ -25,15 +29,18 @@ expression is not the ELBO. Here x_{t-1}, x_t, x_{t+1} are drawn jointly from
 the chain and the log-ratio is evaluated at that x_t: an unbiased estimate, so
 both forms agree in expectation (tests/core/test_core_elbo.py checks it).
 
-Estimators: ``full`` sums all T-1 matching terms (T-1 network calls);
-``uniform`` draws one t per image and multiplies by T-1 (one network call).
-Bits per dimension live apart, in :func:`nats_to_bpd` and :meth:`ELBO.bpd`.
+Estimators of the sum over t: ``full`` sums all T-1 matching terms (T-1 network
+calls); ``uniform`` draws one t per image and multiplies by T-1 (one network
+call); ``importance`` draws one t per image from a proposal p(t) and weights the
+term by 1/p(t) (unbiased for any p > 0; lower variance when p(t) follows the
+terms' size, see :func:`pilot_proposal`). Bits per dimension live apart, in
+:func:`nats_to_bpd` and :meth:`ELBO.bpd`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -41,7 +48,8 @@ from vdm.diffusion import forward_step, posterior, q_mean_var, q_sample, _check_
 from vdm.schedule import Schedule
 
 FORMS = ("consistency", "denoising")
-ESTIMATORS = ("full", "uniform")
+ESTIMATORS = ("full", "uniform", "importance")
+DECODERS = ("fixed", "calibrated")
 TERM_NAMES = ("reconstruction", "prior", "matching")
 
 
@@ -93,7 +101,9 @@ class ELBO:
     """The terms of -ELBO for a batch, each in nats per image ([B] tensors).
 
     ``per_t[:, t]`` holds matching term t for the full estimator (index 0 and,
-    for the denoising form, index 1 are zero) and is None for ``uniform``.
+    for the denoising form, index 1 are zero) and is None for the one-t estimators.
+    ``decoder`` names the decoder of the reconstruction term (``fixed`` or ``calibrated``)
+    and ``decoder_std`` is its standard deviation (one per channel, or one number).
     """
 
     form: str
@@ -103,6 +113,8 @@ class ELBO:
     matching: torch.Tensor
     dims: int
     per_t: torch.Tensor | None = field(default=None, repr=False)
+    decoder: str = "fixed"
+    decoder_std: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def total(self) -> torch.Tensor:
@@ -120,17 +132,92 @@ class ELBO:
     def nats(self) -> dict:
         return {k: float(v.double().mean()) for k, v in self.terms().items()}
 
+    def with_decoder(self, reconstruction: torch.Tensor, decoder: "Decoder") -> "ELBO":
+        """The same prior and matching terms with another decoder's reconstruction term."""
+        return replace(self, reconstruction=reconstruction, decoder=decoder.name, decoder_std=decoder.std)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """The decoder p(x_0|x_1) = discretized N(x̂_0(x_1, 1), std^2): its name and std ([C] or a 0-d tensor)."""
+
+    name: str
+    std: torch.Tensor
+
+    def describe(self, scale: float = 127.5) -> str:
+        """'fixed, std 1.19 grey levels' (std x 127.5: one grey level is 2/255 of [-1, 1])."""
+        levels = ", ".join(f"{float(v) * scale:.3g}" for v in self.std.flatten())
+        return f"{self.name}, std {levels} grey levels"
+
+    def shaped(self, x: torch.Tensor) -> torch.Tensor:
+        """std broadcast against a batch [B, C, ...]: one value per channel (dim 1), or one for all."""
+        std = self.std.to(x.device, torch.float64)
+        return std.view((1, -1) + (1,) * (x.ndim - 2)) if std.ndim else std
+
 
 def decoder_std(schedule: Schedule) -> float:
     """The decoder's standard deviation sqrt(1 - alpha_1): the noise x_1 carries (DDPM's sigma_1)."""
     return float(schedule.beta[1].sqrt())
 
 
-def reconstruction_nats(denoiser, schedule: Schedule, x0: torch.Tensor, generator=None) -> torch.Tensor:
-    """-log p(x_0 | x_1) at one x_1 ~ q(x_1 | x_0), per image."""
+def fixed_decoder(schedule: Schedule) -> Decoder:
+    """DDPM's decoder, std sqrt(1 - alpha_1) (the assignment's)."""
+    return Decoder("fixed", torch.tensor(decoder_std(schedule), dtype=torch.float64))
+
+
+def decoder_log_likelihood(x0: torch.Tensor, x0_hat: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """sum over images and pixels of log P(x_0), per channel ([C] nats), under discretized N(x̂_0, std_c^2).
+
+    ``std`` holds one value per channel, [C].
+    """
+    std = torch.as_tensor(std, dtype=torch.float64, device=x0.device).view((1, -1) + (1,) * (x0.ndim - 2))
+    ll = discretized_gaussian_log_likelihood(x0.double(), x0_hat.double(), std)
+    return ll.transpose(0, 1).flatten(1).sum(1)
+
+
+def calibrate_decoder(denoiser, schedule: Schedule, x_cal: torch.Tensor, generator=None,
+                      per_channel: bool = True, lo: float = 1e-4, hi: float = 2.0, iters: int = 60) -> Decoder:
+    """The ``calibrated`` decoder: the std that maximises sum log P(x_cal | x̂_0(x_1, 1), std) on images ``x_cal``.
+
+    x_cal must not be the images the ELBO is then evaluated on (held out from them: ``vdm elbo``
+    takes the last images of the test split). One x_1 ~ q(x_1|x_cal) each; the likelihood then
+    separates over channels, and each channel's std (or one for all, ``per_channel=False``) is
+    found by a 1-D search over log std in [lo, hi]: a grid of 41 points, then golden-section
+    search between the best point's neighbours.
+    """
+    with torch.no_grad():
+        x1 = q_sample(schedule, x_cal, 1, _randn(x_cal, generator))
+        x_hat = denoiser(x1, _full_t(x_cal, 1))
+    C = x_cal.shape[1]
+    if not per_channel:  # one std for all channels: the channels as one
+        x_cal, x_hat, C = x_cal.reshape(-1, 1, *x_cal.shape[2:]), x_hat.reshape(-1, 1, *x_hat.shape[2:]), 1
+
+    def f(log_std: torch.Tensor) -> torch.Tensor:  # [K, C] log stds -> [K, C] log-likelihoods
+        # one candidate at a time: K copies of the calibration batch in float64 would be gigabytes
+        return torch.stack([decoder_log_likelihood(x_cal, x_hat, v.exp()) for v in log_std])
+
+    grid = torch.linspace(math.log(lo), math.log(hi), 41, dtype=torch.float64)
+    vals = f(grid[:, None].expand(-1, C).contiguous())
+    best = vals.argmax(0)
+    a = grid[(best - 1).clamp(min=0)]
+    b = grid[(best + 1).clamp(max=len(grid) - 1)]
+    r = (math.sqrt(5) - 1) / 2
+    for _ in range(iters):  # golden section on each channel's bracket [a, b] at once
+        c, d = b - r * (b - a), a + r * (b - a)
+        fc, fd = f(torch.stack([c, d]))
+        left = fc >= fd
+        b, a = torch.where(left, d, b), torch.where(left, a, c)
+    std = ((a + b) / 2).exp()
+    return Decoder("calibrated", std if per_channel else std[0])
+
+
+def reconstruction_nats(denoiser, schedule: Schedule, x0: torch.Tensor, generator=None,
+                        decoder: Decoder | None = None) -> torch.Tensor:
+    """-log p(x_0 | x_1) at one x_1 ~ q(x_1 | x_0), per image, under ``decoder`` (default: the fixed one)."""
+    decoder = decoder or fixed_decoder(schedule)
     x1 = q_sample(schedule, x0, 1, _randn(x0, generator))
     x0_hat = denoiser(x1, _full_t(x0, 1))
-    return -_sum_dims(discretized_gaussian_log_likelihood(x0, x0_hat, decoder_std(schedule)))
+    return -_sum_dims(discretized_gaussian_log_likelihood(x0, x0_hat, decoder.shaped(x0)))
 
 
 def prior_nats(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
@@ -175,8 +262,13 @@ def consistency_term(denoiser, schedule: Schedule, x_prev: torch.Tensor, x_t: to
 
 
 def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising",
-         estimator: str = "uniform", generator: torch.Generator | None = None) -> ELBO:
-    """-ELBO of x_0 (shape [B, C, H, W], values on the 256 levels of [-1, 1]) as an :class:`ELBO`."""
+         estimator: str = "uniform", generator: torch.Generator | None = None,
+         decoder: Decoder | None = None, proposal: torch.Tensor | None = None) -> ELBO:
+    """-ELBO of x_0 (shape [B, C, H, W], values on the 256 levels of [-1, 1]) as an :class:`ELBO`.
+
+    ``decoder``: the reconstruction term's (default :func:`fixed_decoder`). ``proposal``: p(t) for
+    ``importance``, a [T+1] tensor over the form's range of t (default :func:`snr_proposal`).
+    """
     if form not in FORMS:
         raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}.")
     if estimator not in ESTIMATORS:
@@ -188,7 +280,10 @@ def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising"
         raise ValueError("x_0 contains NaN or infinite values.")
     B, T = x0.shape[0], schedule.T
     dims = x0[0].numel()
-    recon = reconstruction_nats(denoiser, schedule, x0, generator)
+    decoder = decoder or fixed_decoder(schedule)
+    if estimator == "importance" and T >= 2:
+        proposal = _check_proposal(schedule, form, snr_proposal(schedule, form) if proposal is None else proposal)
+    recon = reconstruction_nats(denoiser, schedule, x0, generator, decoder)
     per_t = None
     if form == "denoising":
         prior = prior_nats(schedule, x0)
@@ -200,14 +295,106 @@ def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising"
                 per_t[:, t] = denoising_term(denoiser, schedule, x0, _full_t(x0, t), generator)
             matching = per_t.sum(1)
         else:
-            t = torch.randint(2, T + 1, (B,), generator=generator, device=_gen_device(generator)).to(x0.device)
-            matching = (T - 1) * denoising_term(denoiser, schedule, x0, t, generator)
+            t, w = _draw_t(x0, 2, T, proposal if estimator == "importance" else None, generator)
+            matching = w * denoising_term(denoiser, schedule, x0, t, generator)
     else:
-        prior, matching, per_t = _consistency(denoiser, schedule, x0, estimator, generator)
-    return ELBO(form, estimator, recon, prior, matching, dims, per_t)
+        prior, matching, per_t = _consistency(denoiser, schedule, x0, estimator, generator, proposal)
+    return ELBO(form, estimator, recon, prior, matching, dims, per_t, decoder.name, decoder.std)
 
 
-def _consistency(denoiser, schedule, x0, estimator, generator):
+def t_range(schedule: Schedule, form: str) -> tuple[int, int]:
+    """The t of the form's sum: 2..T (denoising matching), 1..T-1 (consistency)."""
+    return (2, schedule.T) if form == "denoising" else (1, schedule.T - 1)
+
+
+def proposal_from_sizes(size: torch.Tensor, lo: int, hi: int, mix: float = 0.1) -> torch.Tensor:
+    """p(t) = (1 - mix) size_t / sum size + mix / (hi - lo + 1) on lo..hi, 0 elsewhere ([T+1], float64).
+
+    The uniform share ``mix`` bounds every weight 1/p(t) by (hi - lo + 1) / mix, so a term the
+    sizes underrate cannot blow the variance up.
+    """
+    size = size.double().cpu().clone()
+    if not 0 < mix <= 1:
+        raise ValueError(f"mix must lie in (0, 1], got {mix}.")
+    size[:lo], size[hi + 1:] = 0.0, 0.0
+    size = size.clamp(min=0).nan_to_num(0.0)
+    p = torch.zeros_like(size)
+    p[lo:hi + 1] = mix / (hi - lo + 1)
+    if float(size.sum()) > 0:
+        p += (1 - mix) * size / size.sum()
+    return p
+
+
+def snr_proposal(schedule: Schedule, form: str = "denoising", mix: float = 0.1) -> torch.Tensor:
+    """A proposal that needs no model: each term's size for x̂_0 = c_skip(t) x_t (the Wiener filter, F = 0 in x0-precond).
+
+    Its matching term is 1/2 (SNR(t-1) - SNR(t)) c_out(t)^2 per pixel (c_out^2 is that filter's
+    mean squared error, :func:`vdm.denoiser.precond_coefs`); the consistency term t is given the
+    size of matching term t + 1, whose x̂_0 it evaluates.
+    """
+    from vdm.denoiser import precond_coefs
+
+    lo, hi = t_range(schedule, form)
+    snr = schedule.snr().double()
+    size = torch.zeros(schedule.T + 1, dtype=torch.float64)
+    _, c_out, _ = precond_coefs(schedule)
+    size[2:] = 0.5 * (snr[1:-1] - snr[2:]) * c_out[2:] ** 2
+    if form == "consistency":
+        size = torch.cat([size[1:], size.new_zeros(1)])
+    return proposal_from_sizes(size, lo, hi, mix)
+
+
+def pilot_proposal(denoiser, schedule: Schedule, x_pilot: torch.Tensor, form: str = "denoising",
+                   generator=None, mix: float = 0.1) -> torch.Tensor:
+    """A proposal from a pilot pass: the full estimator on images ``x_pilot``, p(t) ∝ sqrt(mean term_t^2).
+
+    sqrt(E[term_t^2]) is the proposal that minimises the variance of a one-t estimate
+    (for a term of one sign it is close to |E term_t|); mixed with uniform as in :func:`proposal_from_sizes`.
+    """
+    with torch.no_grad():
+        per_t = elbo(denoiser, schedule, x_pilot, form, "full", generator).per_t
+    lo, hi = t_range(schedule, form)
+    if per_t is None:
+        return proposal_from_sizes(torch.ones(schedule.T + 1), lo, hi, 1.0)
+    return proposal_from_sizes(per_t.double().pow(2).mean(0).sqrt().cpu(), lo, hi, mix)
+
+
+def _check_proposal(schedule: Schedule, form: str, p) -> torch.Tensor:
+    lo, hi = t_range(schedule, form)
+    p = torch.as_tensor(p, dtype=torch.float64).cpu()
+    if p.shape != (schedule.T + 1,) or not bool(torch.isfinite(p).all()):
+        raise ValueError(f"a proposal is a finite tensor of T + 1 = {schedule.T + 1} probabilities, got shape {list(p.shape)}.")
+    if bool((p[lo:hi + 1] <= 0).any()) or abs(float(p[lo:hi + 1].sum()) - 1) > 1e-6:
+        raise ValueError(f"a proposal must be positive on t = {lo}..{hi} and sum to 1 there.")
+    return p
+
+
+def _draw_t(x0: torch.Tensor, lo: int, hi: int, proposal: torch.Tensor | None, generator):
+    """One t per image in lo..hi and its weight 1/p(t): uniform (weight hi - lo + 1) or from ``proposal``."""
+    B = x0.shape[0]
+    if proposal is None:
+        t = torch.randint(lo, hi + 1, (B,), generator=generator, device=_gen_device(generator)).to(x0.device)
+        return t, hi - lo + 1
+    p = proposal[lo:hi + 1].to(_gen_device(generator))
+    t = torch.multinomial(p, B, replacement=True, generator=generator) + lo
+    w = 1.0 / proposal.to(x0.device, x0.dtype)[t.to(x0.device)]
+    return t.to(x0.device), w
+
+
+def mc_standard_error(draws: torch.Tensor) -> float:
+    """Monte Carlo standard error of mean_i mean_k draws[k, i], the images i held fixed ([K, n], K >= 2).
+
+    Only the estimator's own randomness (t, x_t, x_1) counts: each image's variance over its K
+    independent draws, s_i^2, gives Var = sum_i s_i^2 / (K n^2). The spread of the per-image
+    estimates across images (std / sqrt(n)) also holds how much the images differ.
+    """
+    K, n = draws.shape
+    if K < 2:
+        return float("nan")
+    return float(draws.double().var(0).sum().div(K).sqrt() / n)
+
+
+def _consistency(denoiser, schedule, x0, estimator, generator, proposal=None):
     B, T = x0.shape[0], schedule.T
     zero = torch.zeros(B, dtype=x0.dtype, device=x0.device)
 
@@ -231,11 +418,11 @@ def _consistency(denoiser, schedule, x0, estimator, generator):
     prior = prior_given(q_sample(schedule, x0, T - 1, _randn(x0, generator)))
     if T < 2:
         return prior, zero, None
-    t = torch.randint(1, T, (B,), generator=generator, device=_gen_device(generator)).to(x0.device)
+    t, w = _draw_t(x0, 1, T - 1, proposal if estimator == "importance" else None, generator)
     x_prev = q_sample(schedule, x0, t - 1, _randn(x0, generator))
     x_t = forward_step(schedule, x_prev, t, _randn(x0, generator))
     x_next = forward_step(schedule, x_t, t + 1, _randn(x0, generator))
-    return prior, (T - 1) * consistency_term(denoiser, schedule, x_prev, x_t, x_next, t), None
+    return prior, w * consistency_term(denoiser, schedule, x_prev, x_t, x_next, t), None
 
 
 def _full_t(x: torch.Tensor, t: int) -> torch.Tensor:

@@ -24,7 +24,8 @@ class AssignmentNet(nn.Module):
     4x4 convolutions (32, 64, 128, 256 channels) with BatchNorm and ReLU, four
     transposed convolutions back up, each but the first fed the concatenation
     with the encoder feature of its size; tanh output, as x_0 lives in [-1, 1].
-    With ``tanh=False`` (ε-prediction: ε ~ N(0, I) is not bounded) the output is linear.
+    With ``tanh=False`` (ε-prediction, ε ~ N(0, I), and the preconditioned F of x0-precond, of
+    unit variance: neither is bounded) the output is linear.
     """
 
     def __init__(self, T: int, in_ch: int = 3, widths=(32, 64, 128, 256), tanh: bool = True):
@@ -127,7 +128,7 @@ class UNet(nn.Module):
 
 
 def build_net(name: str, T: int, prediction: str = "x0") -> nn.Module:
-    """The named network; the assignment's tanh output is kept only where the target is x_0."""
+    """The named network; the assignment's tanh output is kept only where the network's output is x̂_0 itself."""
     if name == "assignment":
         return AssignmentNet(T, tanh=prediction == "x0")
     if name == "unet":

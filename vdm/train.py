@@ -321,7 +321,10 @@ class Trainer:
         if self.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            pred = self.train_net(x_t, t)
+            # x0-precond: pred is x̂_0 = c_skip x_t + c_out F, so the loss stays the assignment's MSE on
+            # x_0 (unweighted: EDM's 1/c_out^2 weight would put most of the gradient on small t, where
+            # c_skip x_t alone is already within a grey level of x_0)
+            pred = self.model.raw(x_t, t, net=self.train_net)
         loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
         if self.dist.enabled:
             loss = loss * distributed.loss_scale(n, self.dist)

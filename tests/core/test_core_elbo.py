@@ -282,7 +282,7 @@ def test_single_step_chain_has_no_matching_terms():
 
 @pytest.mark.parametrize("kwargs,msg", [
     ({"form": "elbo"}, "'elbo'"),
-    ({"estimator": "importance"}, "'importance'"),
+    ({"estimator": "stratified"}, "'stratified'"),
 ])
 def test_bad_form_or_estimator(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
