@@ -245,12 +245,29 @@ def owed_of(meta: dict) -> list[str]:
 def check_compatible(meta: dict, expected: dict) -> None:
     """Refuse a checkpoint whose model, prediction or schedule differs from ``expected``, naming the difference."""
     for key in ("model", "prediction", "schedule"):
-        if key in expected and meta.get(key) != expected[key]:
+        if key in expected and _identity(key, meta.get(key)) != _identity(key, expected[key]):
             got, want = meta.get(key), expected[key]
             if key == "schedule" and isinstance(got, dict) and isinstance(want, dict):
-                diffs = [f"{k} {got.get(k)!r} vs {want.get(k)!r}" for k in ("kind", "T", "params") if got.get(k) != want.get(k)]
+                both_learned = got.get("kind") == want.get("kind") == "learned"
+                diffs = [f"{k} {_short(got.get(k))} vs {_short(want.get(k))}" for k in ("kind", "T", "params")
+                         if got.get(k) != want.get(k) and not (both_learned and k == "params")]
                 raise ValueError(f"the checkpoint's schedule differs: {', '.join(diffs)} (checkpoint vs requested).")
             raise ValueError(f"the checkpoint is for {key} {got!r}, not {want!r}.")
+
+
+def _identity(key: str, value):
+    """What must agree between a checkpoint and its model: the value itself, except for a learned schedule,
+    whose params (the gamma network's weights, vdm.continuous) change in training: there kind and T only."""
+    if key == "schedule" and isinstance(value, dict) and value.get("kind") == "learned":
+        return {"kind": "learned", "T": value.get("T")}
+    return value
+
+
+def _short(v) -> str:
+    """A value for a sentence: a long list of params is named by its length."""
+    if isinstance(v, (list, tuple)) and len(v) > 4:
+        return f"[{len(v)} values]"
+    return repr(v)[:80]
 
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:

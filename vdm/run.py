@@ -2,7 +2,8 @@
 
     run = open_run("runs/demo")          # config.json read and checked, or one ValueError sentence
     run.config                           # the TrainConfig the run was started with
-    run.schedule                         # its noise schedule (made from the config, never stored twice)
+    run.schedule                         # its noise schedule (made from the config, never stored twice;
+                                         # a learned one from its newest checkpoint)
     den, meta = run.denoiser()           # the newest complete checkpoint's model, EMA weights if any
     records, bad = run.metrics()         # metrics.jsonl, bad lines counted and skipped
     run.latest_samples                   # samples/latest.png, or None
@@ -15,6 +16,10 @@ What is stored where, each once:
 - a checkpoint's sidecar holds the model's identity (:func:`identity_of`: model,
   prediction and the resolved ``Schedule.config()``), so a checkpoint file alone can
   be sampled from; opening it through a run checks that identity against the run's.
+  A learned schedule (``--schedule learned``, vdm.continuous) changes in training: its
+  ``Schedule.config()`` holds the gamma network's weights, so each sidecar carries the
+  schedule of its own step, and the identity compared is its kind and T alone
+  (vdm.checkpoint.check_compatible).
 - ``metrics.jsonl`` (vdm.metrics) and ``samples/`` are written by the trainer alone.
 
 The trainer writes config.json through :meth:`Run.write_config`; nothing else in vdm, the
@@ -60,7 +65,25 @@ class Run:
 
     @cached_property
     def schedule(self):
-        return schedule_of(self.config)
+        """The run's Schedule; for a learned one, that of the newest complete checkpoint (the initial
+        gamma's before the first), read once: a face that follows training opens the run again."""
+        if self.config.schedule != "learned":
+            return schedule_of(self.config)
+        from vdm import checkpoint as ckpt
+        from vdm.schedule import Schedule
+
+        sidecar = self.checkpoint()
+        if sidecar is None:
+            return schedule_of(self.config)
+        meta = ckpt.read_meta(sidecar)
+        try:
+            s = Schedule.from_config(meta["schedule"])
+        except ValueError as e:
+            raise ValueError(f"the checkpoint {sidecar.name} of {self.path} has no usable learned schedule ({e})") from None
+        if s.kind != "learned" or s.T != self.config.T:
+            raise ValueError(f"the checkpoint {sidecar.name} of {self.path} is not of this run's learned schedule "
+                             f"with T = {self.config.T}.")
+        return s
 
     @property
     def identity(self) -> dict:

@@ -23,7 +23,7 @@ import torch
 
 from vdm import DEFAULT_T  # re-exported: vdm.schedule.DEFAULT_T
 
-KINDS = ("constant", "linear", "cosine")
+KINDS = ("constant", "linear", "cosine", "learned")  # learned: vdm.continuous, gamma(t) trained with the model
 # Exercise 1a: the final signal coefficient sqrt(alpha_bar_T) the default
 # constant schedule is tuned to reach (see tune_alpha).
 DEFAULT_FINAL_SIGNAL = 0.01
@@ -138,6 +138,18 @@ class Schedule:
         return cls(kind, tuple(float(v) for v in ab.tolist()), torch.cat([torch.ones(1, dtype=torch.float64), steps]))
 
     @classmethod
+    def learned(cls, T: int, params=None) -> "Schedule":
+        """alpha_bar_t = sigmoid(-gamma(t/T)) for a learned gamma (vdm.continuous.GammaNet).
+
+        ``params`` are the gamma network's weights (GammaNet.to_params); None: its initial weights,
+        gamma linear from -13.3 to 5 within a few per cent (VDM's starting point).
+        """
+        from vdm.continuous import GammaNet, learned_schedule
+
+        _check_T(T)
+        return learned_schedule(GammaNet() if params is None else GammaNet.from_params(params), T)
+
+    @classmethod
     def from_config(cls, cfg: dict) -> "Schedule":
         """Inverse of :meth:`config`. A config read from a file may be anything: all of it is a ValueError."""
         if not isinstance(cfg, dict) or not isinstance(cfg.get("params", []), (list, tuple)):
@@ -156,6 +168,8 @@ class Schedule:
                 return cls.cosine(T, *p)
             if kind == "custom":
                 return cls.from_alpha_bar(p)
+            if kind == "learned":
+                return cls.learned(T, p)
         except (TypeError, RuntimeError) as e:  # too many parameters, or ones of the wrong type
             raise ValueError(f"the {kind} schedule config {str(cfg)[:80]!r} does not fit ({e}).") from None
         raise ValueError(f"unknown schedule kind {str(kind)[:40]!r}; expected one of {', '.join(KINDS)}.")
@@ -204,6 +218,9 @@ class Schedule:
             return f"linear betas {self.params[0]:g}..{self.params[1]:g}, T = {self.T}"
         if self.kind == "cosine":
             return f"cosine (s = {self.params[0]:g}), T = {self.T}"
+        if self.kind == "learned":
+            ls = self.log_snr
+            return f"learned gamma (log SNR {float(ls[1]):.2f} at t = 1 to {float(ls[-1]):.2f} at t = T), T = {self.T}"
         return f"{self.kind}, T = {self.T}"
 
     def __eq__(self, other):
@@ -226,4 +243,6 @@ def make_schedule(kind: str = "constant", T: int = DEFAULT_T, alpha: float | Non
         return Schedule.linear(T, min(1e-4 * scale, 0.5), min(0.02 * scale, 0.999))
     if kind == "cosine":
         return Schedule.cosine(T)
+    if kind == "learned":
+        return Schedule.learned(T)  # the initial gamma: a run's trained one is in its checkpoints
     raise ValueError(f"unknown schedule {kind!r}; expected one of {', '.join(KINDS)}.")

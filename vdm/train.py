@@ -28,18 +28,19 @@ import torch.nn.functional as F
 
 from vdm import DEFAULT_T
 from vdm import checkpoint as ckpt
+from vdm import continuous
 from vdm import data as datasets
 from vdm import distributed
 from vdm.denoiser import Denoiser, PREDICTIONS
 from vdm.diffusion import q_sample, reparameterise
-from vdm.elbo import elbo
+from vdm.elbo import elbo, nats_to_bpd
 from vdm.images import grid, save_png
 from vdm.metrics import MetricsWriter
 from vdm.nets import MODELS, build_net, count_parameters
 from vdm.sample import sample
 from vdm.atomic import remove_stale_temps
 from vdm.run import Run, identity_of, is_run, new_run, schedule_of
-from vdm.schedule import KINDS
+from vdm.schedule import KINDS, Schedule
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # bounds on numbers from a flag or a config.json, so that a typo or a crafted file cannot ask for
@@ -106,6 +107,8 @@ class TrainConfig:
                 raise ValueError(f"--{k.replace('_', '-')} must be at most {hi:,}, got {str(getattr(self, k))[:24]}.")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must lie in 0..{2**32 - 1}, got {str(self.seed)[:24]}.")
+        if self.schedule == "learned" and self.prediction not in ("x0", "eps"):
+            raise ValueError(f"--schedule learned trains x0 or eps models (the continuous-time loss), not {self.prediction!r}.")
         if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
             raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -194,8 +197,17 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         self.model = Denoiser(net, self.schedule, cfg.prediction)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema > 0 else None
+        # --schedule learned: gamma(t) = -log SNR(t) is trained with the network (vdm.continuous), in an
+        # optimizer group of its own; its weights travel in each sidecar's schedule config. The EMA
+        # averages the network only: every checkpoint pairs it with the live gamma.
+        self.learned = cfg.schedule == "learned"
+        self.gamma = continuous.GammaNet().to(self.device) if self.learned else None
+        groups = [{"params": list(self.model.parameters())}]
+        if self.learned:
+            groups.append({"params": list(self.gamma.parameters())})
+        self.params = [p for g in groups for p in g["params"]]
         # fused: one kernel (CUDA) or one pass (CPU) for the whole update instead of several per tensor
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=self.device.type in ("cuda", "cpu"))
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr, fused=self.device.type in ("cuda", "cpu"))
         self.autocast = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
         # the network the step runs through: DDP around it under torchrun, compiled on request; it
         # shares its parameters with self.model.net, which checkpoints, EMA and sampling use
@@ -222,7 +234,16 @@ class Trainer:
 
     # -- identity of the model, checked on resume and when sampling -----------
     def identity(self) -> dict:
+        self.sync_schedule()
         return identity_of(self.cfg, self.schedule)
+
+    def sync_schedule(self) -> None:
+        """A learned run: the discrete Schedule (and the models' copy of it) made from the gamma of now."""
+        if self.learned:
+            self.schedule = continuous.learned_schedule(self.gamma, self.cfg.T)
+            for m in (self.model, self.ema):
+                if m is not None:
+                    m.schedule = self.schedule
 
     @property
     def steps_per_epoch(self) -> int:
@@ -249,7 +270,7 @@ class Trainer:
             return None  # rank 0 writes the run directory
         # Never let non-finite weights replace a good checkpoint (devices that check the loss lazily
         # may have stepped on a NaN since the last read-back); one read-back per checkpoint.
-        if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.model.net.parameters()]).all()):
+        if not bool(torch.stack([p.detach().float().isfinite().all() for p in self.params]).all()):
             raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{self._kept()}.")
         tensors, meta = self.state_tensors()
         meta["owed"] = list(owed)
@@ -287,6 +308,9 @@ class Trainer:
         epoch, batch_in_epoch, elapsed = ckpt.check_progress(c)
         try:
             self.model.net.load_state_dict(c.group("model"))
+            if self.learned:  # the sidecar's schedule is the gamma network's weights (vdm.continuous)
+                self.gamma.load_state_dict(continuous.gamma_of(Schedule.from_config(c.meta["schedule"])).state_dict())
+                self.sync_schedule()
             if self.ema is not None:
                 self.ema.net.load_state_dict(c.group("ema") or c.group("model"))
             ckpt.optimizer_from_tensors(self.opt, c.group("optim"), c.meta["optim"])
@@ -309,6 +333,8 @@ class Trainer:
         rows (vdm.distributed.shard); the loss is scaled so that DDP's average is the global mean.
         """
         gen = gen or self.gen
+        if self.learned:
+            return self._continuous_loss(x_uint8, gen)
         n = x_uint8.shape[0]
         t = torch.randint(1, self.cfg.T + 1, (n,), generator=gen, device=self.device)
         eps = torch.randn(x_uint8.shape, generator=gen, device=self.device)
@@ -326,6 +352,34 @@ class Trainer:
             # c_skip x_t alone is already within a grey level of x_0)
             pred = self.model.raw(x_t, t, net=self.train_net)
         loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
+        if self.dist.enabled:
+            loss = loss * distributed.loss_scale(n, self.dist)
+        return loss
+
+    def _continuous_loss(self, x_uint8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """--schedule learned: the continuous-time -ELBO in bits/dim (vdm.continuous.training_nats),
+        t antithetic over the global batch, the reconstruction term on every RECON_EVERY-th image."""
+        n = x_uint8.shape[0]
+        t = continuous.antithetic_times(n, gen, self.device)
+        eps = torch.randn(x_uint8.shape, generator=gen, device=self.device)
+        eps0 = torch.randn(x_uint8.shape, generator=gen, device=self.device)
+        rows = continuous.recon_rows_of(n)  # on the host: which rows are known without a device read
+        scale = n / len(rows)
+        if self.dist.enabled:
+            s = distributed.shard(n, self.dist)
+            x_uint8, t, eps, eps0 = x_uint8[s], t[s], eps[s], eps0[s]
+            rows = rows[(rows >= s.start) & (rows < s.stop)] - s.start
+        x0 = datasets.to_float(x_uint8)
+
+        def net(z, steps):
+            if self.channels_last:
+                z = z.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                return self.train_net(z, steps)
+
+        nats = continuous.training_nats(net, self.gamma, x0, t, eps, eps0, rows.to(self.device), scale,
+                                        self.cfg.T, self.cfg.prediction)
+        loss = nats_to_bpd(nats, x0[0].numel()).mean()
         if self.dist.enabled:
             loss = loss * distributed.loss_scale(n, self.dist)
         return loss
@@ -357,7 +411,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Held-out loss and the ELBO (denoising form, uniform-t estimate) in bits/dim, on fixed noise."""
+        """Held-out loss and the ELBO (denoising form, uniform-t estimate) in bits/dim, on fixed noise;
+        a learned run also the continuous-time -ELBO ("continuous") and gamma's endpoints."""
+        self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
@@ -376,9 +432,33 @@ class Trainer:
         m.train(was_training)
         n = len(self.eval_data)
         bpd = {k: sum(e.bpd()[k] * len(e.total) for e in terms) / n for k in ("reconstruction", "prior", "matching", "total")}
-        return {"eval_loss": float(sum(losses) / n), "bpd": bpd}
+        out = {"eval_loss": float(sum(losses) / n), "bpd": bpd}
+        if self.learned:
+            out.update(self._continuous_eval(m), **self.gamma_endpoints())
+        return out
+
+    def gamma_endpoints(self) -> dict:
+        """gamma(0), gamma(1) = -log SNR at t = 0 and 1 (a learned run; a read-back from the device)."""
+        g0, g1 = self.gamma.endpoints()
+        return {"gamma_min": g0, "gamma_max": g1}
+
+    @torch.no_grad()
+    def _continuous_eval(self, m: Denoiser) -> dict:
+        """The continuous-time -ELBO of the held-out images in bits/dim, every term (antithetic t, fixed noise)."""
+        was_training = m.training
+        m.eval()
+        g = torch.Generator(device=self.device)
+        g.manual_seed(54321)
+        parts = [continuous.continuous_elbo(m, self.gamma, datasets.to_float(self.eval_data[i: i + self.cfg.batch_size]),
+                                            generator=g)
+                 for i in range(0, len(self.eval_data), self.cfg.batch_size)]
+        m.train(was_training)
+        dims = self.eval_data[0].numel()
+        return {"continuous": {k: float(nats_to_bpd(torch.cat([p.terms()[k] for p in parts]).double().mean(), dims))
+                               for k in ("reconstruction", "prior", "diffusion", "total")}}
 
     def write_samples(self) -> Path:
+        self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
@@ -446,7 +526,9 @@ class Trainer:
                     loss = self.loss_on(self.train_data[idx])
                     self.opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+                    if self.learned and self.dist.enabled:
+                        _average_grads(self.gamma.parameters(), self.dist.world)  # DDP wraps the network only
+                    gnorm = torch.nn.utils.clip_grad_norm_(self.params, float("inf"))
                     finite = torch.isfinite(loss) & torch.isfinite(gnorm)
                     bad_step = torch.where(~finite & (bad_step < 0), torch.full_like(bad_step, self.step + 1), bad_step)
                     if self.device.type == "cpu" and not bool(finite):
@@ -466,7 +548,8 @@ class Trainer:
                         log.write("train", step=self.step, epoch=self.epoch + self.batch_in_epoch / spe,
                                   loss=float(distributed.all_mean(window_loss, self.dist)) / window_n, lr=self.opt.param_groups[0]["lr"],
                                   grad_norm=float(gnorm), images_per_s=window_n * cfg.batch_size / max(now - window_t, 1e-9),
-                                  elapsed=self.elapsed, device=str(self.device), memory_mb=round(memory_mb(self.device), 1))
+                                  elapsed=self.elapsed, device=str(self.device), memory_mb=round(memory_mb(self.device), 1),
+                                  **(self.gamma_endpoints() if self.learned else {}))
                         window_loss.zero_()
                         window_n, window_t = 0, now
                         if progress:
@@ -562,6 +645,16 @@ class _NoLog:
 
     def close(self):
         pass
+
+
+def _average_grads(params, world: int) -> None:
+    """Each gradient averaged over the ranks, as DDP does for the parameters it wraps."""
+    import torch.distributed as tdist
+
+    for p in params:
+        if p.grad is not None:
+            tdist.all_reduce(p.grad)
+            p.grad /= world
 
 
 def _main_thread() -> bool:

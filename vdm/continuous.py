@@ -1,0 +1,343 @@
+"""Continuous-time VDM (Kingma et al. 2021) with a learned noise schedule.
+
+The schedule is gamma(t) = -log SNR(t) for t in [0, 1], a monotone network (:class:`GammaNet`).
+The forward process follows from it::
+
+    alpha_t^2 = sigmoid(-gamma(t)),  sigma_t^2 = sigmoid(gamma(t)),  z_t = alpha_t x + sigma_t eps
+
+-ELBO in nats per image, three terms (Kingma et al. eqs. 11 and 17)::
+
+    prior           KL(q(z_1 | x) || N(0, I))
+    reconstruction  -log p(x | z_0): the project's decoder (vdm.elbo), mean x̂_0(z_0, 0), std sigma_0
+    diffusion       L_inf = -1/2 E_{t~U(0,1)} SNR'(t) ||x - x̂_0(z_t, t)||^2
+                          =  1/2 E_t gamma'(t) exp(-gamma(t)) ||x - x̂_0(z_t, t)||^2
+                          (=  1/2 E_t gamma'(t) ||eps - eps_hat||^2 for an eps model)
+
+t is drawn antithetically (VDM's low-discrepancy sampler): one u ~ U(0, 1) per batch and
+t_i = (u + i/B) mod 1, each t_i uniform, together a stratified grid.
+
+The discrete view of the same model (:func:`learned_schedule`): T steps with
+alpha_bar_t = sigmoid(-gamma(t/T)), a vdm.schedule.Schedule of kind "learned" whose params
+are the gamma network's weights (so a checkpoint's sidecar rebuilds it). Every discrete-time
+function (vdm.elbo, the posterior, the sampler) then applies unchanged. Its denoising-matching
+sum 1/2 sum_t (SNR((t-1)/T) - SNR(t/T)) ||x_0 - x̂_0||^2 is a Riemann-Stieltjes sum of L_inf's
+integral and tends to it at the rate 1/T (tests/core/test_core_learned_schedule.py).
+
+The network sees time as a step, net(z, T t): at t = s/T that is the discrete view's step s.
+
+Training (``vdm train --schedule learned``) minimises the whole -ELBO in bits per dimension with
+respect to the network and the schedule together, as VDM's released code does
+(experiment_vdm.py: the gradient of bpd with respect to all parameters); the paper's separate
+variance-minimising update of the schedule's interior is not used. The endpoints gamma(0),
+gamma(1) move through the reconstruction and prior terms, the interior through the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GAMMA_MIN = -13.3  # VDM's initial endpoints (configs/cifar10.py): SNR(0) = e^13.3, SNR(1) = e^-5
+GAMMA_MAX = 5.0
+N_FEATURES = 1024  # VDM's NoiseSchedule_NNet
+NONLINEAR_INIT = 0.1  # scale of the nonlinear part at initialisation: gamma starts within a few % of linear
+RECON_EVERY = 8  # training: the reconstruction term on every 8th image of a batch (one more row per 8)
+
+
+def _inv_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class GammaNet(nn.Module):
+    """gamma(t) = gamma_min + R (g(t) - g(0)) / (g(1) - g(0)), increasing in t on [0, 1].
+
+        g(t) = |w1| t + (1/n) sum_k |w3_k| phi(|w2_k| (2t - 1) + b2_k),  phi(h) = 2 sigmoid(h) - 1
+        R    = softplus(rho) > 0
+
+    g is VDM's NoiseSchedule_NNet (weights made positive, so g' >= |w1| > 0); the normalisation
+    makes the endpoints parameters of their own: gamma(0) = gamma_min and gamma(1) = gamma_min + R,
+    exactly. Parameters are float32; evaluation is in t's dtype (float64 for the discrete view).
+    Initialised from its own generator, so the initial schedule is a function of nothing else.
+    """
+
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX, n_features: int = N_FEATURES,
+                 seed: int = 0, nonlinear_init: float = NONLINEAR_INIT):
+        super().__init__()
+        if not (math.isfinite(gamma_min) and math.isfinite(gamma_max) and gamma_max > gamma_min):
+            raise ValueError(f"gamma_max must exceed gamma_min, got {gamma_min!r} and {gamma_max!r}.")
+        g = torch.Generator().manual_seed(seed)
+        self.gamma_min = nn.Parameter(torch.tensor(float(gamma_min)))
+        self.rho = nn.Parameter(torch.tensor(_inv_softplus(gamma_max - gamma_min)))
+        self.w1 = nn.Parameter(torch.ones(()))
+        self.w2 = nn.Parameter(torch.randn(n_features, generator=g))
+        self.b2 = nn.Parameter(torch.zeros(n_features))
+        self.w3 = nn.Parameter(torch.randn(n_features, generator=g) * nonlinear_init)
+
+    # -- the function and its derivative ----------------------------------------------------
+    def _g(self, t: torch.Tensor):
+        """(g(t), g'(t)) elementwise, g'(t) = |w1| + (1/n) sum_k |w3_k| phi'(h_k) 2 |w2_k|, phi' = 2 s (1 - s)."""
+        dt = t.dtype
+        w2, b2, w3 = self.w2.to(dt).abs(), self.b2.to(dt), self.w3.to(dt).abs()
+        h = (2 * t[..., None] - 1) * w2 + b2
+        s = torch.sigmoid(h)
+        n = w2.numel()
+        g = self.w1.to(dt).abs() * t + ((2 * s - 1) * w3).sum(-1) / n
+        dg = self.w1.to(dt).abs() + (2 * s * (1 - s) * 2 * w2 * w3).sum(-1) / n
+        return g, dg
+
+    def with_derivative(self, t: torch.Tensor):
+        """(gamma(t), gamma'(t)), analytic: gamma'(t) = R g'(t) / (g(1) - g(0))."""
+        if not torch.is_tensor(t) or not t.is_floating_point():
+            raise ValueError(f"t must be a float tensor in [0, 1], got {type(t).__name__} {getattr(t, 'dtype', '')}.")
+        g, dg = self._g(t)
+        ends, _ = self._g(torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device))
+        span = ends[1] - ends[0]
+        R = F.softplus(self.rho.to(t.dtype))
+        gm = self.gamma_min.to(t.dtype)
+        return gm + R * (g - ends[0]) / span, R * dg / span
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.with_derivative(t)[0]
+
+    def endpoints(self) -> tuple[float, float]:
+        """(gamma(0), gamma(1)) = (gamma_min, gamma_min + R) as floats: -log SNR at t = 0 and t = 1."""
+        gm = float(self.gamma_min.detach())
+        return gm, gm + float(F.softplus(self.rho.detach().double()))
+
+    # -- weights as a flat list (a schedule's params) ---------------------------------------
+    def to_params(self) -> tuple:
+        """[gamma_min, rho, w1, w2..., b2..., w3...] as Python floats (float32 values, exactly)."""
+        parts = [self.gamma_min.view(1), self.rho.view(1), self.w1.view(1), self.w2, self.b2, self.w3]
+        return tuple(float(v) for v in torch.cat([p.detach().float().cpu() for p in parts]).tolist())
+
+    @classmethod
+    def from_params(cls, params) -> "GammaNet":
+        """Inverse of :meth:`to_params`; anything that is not 3 + 3n finite numbers is a ValueError."""
+        p = list(params)
+        if len(p) < 6 or (len(p) - 3) % 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p):
+            raise ValueError(f"a learned schedule's params are 3 + 3n finite numbers (gamma_min, rho, w1, w2, b2, w3), "
+                             f"got {len(p)} values{'' if len(p) < 6 else ' or a non-finite one'}.")
+        n = (len(p) - 3) // 3
+        net = cls(n_features=n)
+        flat = torch.tensor(p, dtype=torch.float32)
+        with torch.no_grad():
+            net.gamma_min.copy_(flat[0])
+            net.rho.copy_(flat[1])
+            net.w1.copy_(flat[2])
+            net.w2.copy_(flat[3: 3 + n])
+            net.b2.copy_(flat[3 + n: 3 + 2 * n])
+            net.w3.copy_(flat[3 + 2 * n:])
+        if float(net.w1.detach().abs()) == 0.0 or not math.isfinite(float(F.softplus(net.rho.detach().double()))):
+            raise ValueError("a learned schedule needs w1 != 0 (so that gamma increases strictly) and a finite rho.")
+        return net
+
+
+# -- the discrete view ----------------------------------------------------------------------
+def learned_schedule(gamma: GammaNet, T: int):
+    """The Schedule of T steps at t/T: alpha_bar_t = sigmoid(-gamma(t/T)) for t = 1..T (alpha_bar_0 = 1).
+
+    alpha_t = alpha_bar_t / alpha_bar_{t-1} is formed in log space, log alpha_t =
+    logsigmoid(-gamma_t) - logsigmoid(-gamma_{t-1}), in float64: near t = 0 alpha_bar_t is within
+    1e-6 of 1 and the steps differ by less than float32 resolves.
+    """
+    from vdm.schedule import Schedule, _check_T
+
+    _check_T(T)
+    with torch.no_grad():
+        t = torch.arange(1, T + 1, dtype=torch.float64, device=gamma.w1.device) / T
+        log_ab = torch.cat([torch.zeros(1, dtype=torch.float64), F.logsigmoid(-gamma(t)).cpu()])
+        alpha = torch.exp(log_ab[1:] - log_ab[:-1])
+    return Schedule("learned", gamma.to_params(), torch.cat([torch.ones(1, dtype=torch.float64), alpha]))
+
+
+def gamma_of(schedule) -> GammaNet:
+    """The gamma network of a learned Schedule (its params), a ValueError for any other kind."""
+    if getattr(schedule, "kind", None) != "learned":
+        raise ValueError(f"only a learned schedule has a gamma network, not the {getattr(schedule, 'kind', '?')} one.")
+    return GammaNet.from_params(schedule.params)
+
+
+def snr_curve(schedule, points: int = 201):
+    """(t in [0, 1], log SNR(t)) as float64 tensors: the curve a face draws for a run's schedule.
+
+    Learned: log SNR = -gamma(t) on ``points`` evenly spaced t in [0, 1], both ends included
+    (at t = 0 it is finite: gamma(0) is a learned endpoint). Any other kind: the discrete values
+    log SNR(s) at t = s/T, s = 1..T (t = 0 is x_0 itself, SNR infinite).
+    """
+    if schedule.kind == "learned":
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ValueError(f"points must be a whole number of at least 2, got {points!r}.")
+        t = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+        with torch.no_grad():
+            return t, -gamma_of(schedule)(t)
+    T = schedule.T
+    return torch.arange(1, T + 1, dtype=torch.float64) / T, schedule.log_snr[1:].double()
+
+
+# -- the continuous-time -ELBO ----------------------------------------------------------------
+def antithetic_times(n: int, generator=None, device="cpu") -> torch.Tensor:
+    """t_i = (u + i/n) mod 1, i = 0..n-1, one u ~ U(0, 1): each t_i ~ U(0, 1), the n of them stratified."""
+    u = torch.rand((), generator=generator, device=device)
+    return torch.remainder(u + torch.arange(n, device=device, dtype=torch.float32) / n, 1.0)
+
+
+def iid_times(n: int, generator=None, device="cpu") -> torch.Tensor:
+    """t_i ~ U(0, 1) independently (the sampler antithetic_times improves on)."""
+    return torch.rand(n, generator=generator, device=device)
+
+
+def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))
+
+
+def diffuse(x0: torch.Tensor, g: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = sqrt(sigmoid(-gamma)) x + sqrt(sigmoid(gamma)) eps, with gamma per image ([B])."""
+    g = _view(g.to(x0.dtype), x0)
+    return torch.sigmoid(-g).sqrt() * x0 + torch.sigmoid(g).sqrt() * eps
+
+
+def x0_hat_of(out: torch.Tensor, z: torch.Tensor, g: torch.Tensor, prediction: str) -> torch.Tensor:
+    """x̂_0 from the network's output: itself (x0), or (z - sigma eps_hat) / alpha (eps)."""
+    if prediction == "x0":
+        return out
+    if prediction == "eps":
+        g = _view(g.to(z.dtype), z)
+        return (z - torch.sigmoid(g).sqrt() * out) / torch.sigmoid(-g).sqrt()
+    raise ValueError(f"the continuous-time loss takes prediction x0 or eps, not {prediction!r}.")
+
+
+def diffusion_nats(g: torch.Tensor, dg: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
+                   out: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The integrand of L_inf per image, at the t that gave gamma = g and gamma' = dg:
+
+        x0:  1/2 gamma'(t) exp(-gamma(t)) ||x_0 - x̂_0||^2   (= -1/2 SNR'(t) ||x_0 - x̂_0||^2)
+        eps: 1/2 gamma'(t) ||eps - eps_hat||^2             (the same number: x_0 - x̂_0 = eps_hat - eps over sqrt(SNR))
+    """
+    if prediction == "x0":
+        return 0.5 * dg * torch.exp(-g) * (x0 - out).pow(2).flatten(1).sum(1)
+    if prediction == "eps":
+        return 0.5 * dg * (eps - out).pow(2).flatten(1).sum(1)
+    raise ValueError(f"the continuous-time loss takes prediction x0 or eps, not {prediction!r}.")
+
+
+def prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """KL(N(alpha_1 x, sigma_1^2) || N(0, I)) per image, alpha_1^2 = sigmoid(-gamma(1)), analytic."""
+    from vdm.elbo import gaussian_kl
+
+    a2, s2 = torch.sigmoid(-g1).to(x0.dtype), torch.sigmoid(g1).to(x0.dtype)
+    m = a2.sqrt() * x0
+    return gaussian_kl(m, s2.expand_as(m), torch.zeros_like(m), torch.ones_like(m)).flatten(1).sum(1)
+
+
+def reconstruction_nats(x0: torch.Tensor, x0_hat: torch.Tensor, g0: torch.Tensor) -> torch.Tensor:
+    """-log p(x_0 | z_0) per image: the discretized Gaussian of vdm.elbo, mean x̂_0(z_0, 0), std sqrt(sigmoid(gamma(0)))."""
+    from vdm.elbo import discretized_gaussian_log_likelihood
+
+    std = torch.sigmoid(g0).sqrt()
+    return -discretized_gaussian_log_likelihood(x0, x0_hat, std).flatten(1).sum(1).to(x0.dtype)
+
+
+def vlb_terms(net, gamma: GammaNet, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, eps0: torch.Tensor,
+              recon_rows: torch.Tensor, T: int, prediction: str):
+    """(diffusion [B], prior [B], reconstruction [len(recon_rows)]) in nats, with one network call.
+
+    ``net(z, steps)`` is the raw network, called once on z_t (at steps T t) and, stacked under it,
+    z_0 of the images ``recon_rows`` (at step 0). ``eps``, ``eps0``: the noise of z_t and z_0.
+    """
+    g_t, dg_t = gamma.with_derivative(t.float())
+    z_t = diffuse(x0, g_t, eps)
+    ends = gamma(torch.tensor([0.0, 1.0], device=x0.device))
+    g0, g1 = ends[0], ends[1]
+    x_r = x0[recon_rows]
+    z_0 = diffuse(x_r, g0.expand(len(recon_rows)), eps0[recon_rows])
+    steps = torch.cat([t.float() * T, torch.zeros(len(recon_rows), device=x0.device)])
+    out = net(torch.cat([z_t, z_0]), steps).float()
+    B = x0.shape[0]
+    diff = diffusion_nats(g_t, dg_t, x0, eps, out[:B], prediction)
+    recon = reconstruction_nats(x_r, x0_hat_of(out[B:], z_0, g0.expand(len(recon_rows)), prediction), g0)
+    return diff, prior_nats(g1, x0), recon
+
+
+def recon_rows_of(n: int) -> torch.Tensor:
+    """The rows of a global batch of n whose reconstruction term training estimates: every RECON_EVERY-th."""
+    return torch.arange(0, n, RECON_EVERY)
+
+
+def training_nats(net, gamma: GammaNet, x0, t, eps, eps0, rows: torch.Tensor, recon_scale: float,
+                  T: int, prediction: str) -> torch.Tensor:
+    """Per image, an unbiased estimate of -ELBO in nats: diffusion + prior, plus recon_scale * reconstruction
+    on the images ``rows`` (recon_scale = global batch / rows kept in it, so the batch mean is unbiased)."""
+    diff, prior, recon = vlb_terms(net, gamma, x0, t, eps, eps0, rows, T, prediction)
+    total = diff + prior
+    return total.index_add(0, rows, recon * recon_scale)
+
+
+@dataclass
+class ContinuousELBO:
+    """The continuous-time -ELBO's terms for a batch, nats per image ([B] tensors)."""
+
+    reconstruction: torch.Tensor
+    prior: torch.Tensor
+    diffusion: torch.Tensor
+    dims: int
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.reconstruction + self.prior + self.diffusion
+
+    def terms(self) -> dict:
+        return {"reconstruction": self.reconstruction, "prior": self.prior,
+                "diffusion": self.diffusion, "total": self.total}
+
+
+@torch.no_grad()
+def continuous_elbo(denoiser, gamma: GammaNet, x0: torch.Tensor, generator=None, antithetic: bool = True,
+                    t: torch.Tensor | None = None) -> ContinuousELBO:
+    """-ELBO of x_0 in continuous time for a Denoiser of a learned run, every term on every image.
+
+    t: antithetic draws (the default), iid ones, or the given [B] times. The network is called
+    at steps T t with T = the denoiser's schedule's T, as in training.
+    """
+    if not torch.is_tensor(x0) or x0.ndim < 2 or not x0.is_floating_point() or x0.numel() == 0:
+        raise ValueError(f"x_0 must be a non-empty float tensor [B, ...], got {type(x0).__name__} "
+                         f"of shape {tuple(getattr(x0, 'shape', ()))}.")
+    B = x0.shape[0]
+    dev = generator.device if generator is not None else x0.device
+    if t is None:
+        t = (antithetic_times if antithetic else iid_times)(B, generator, dev)
+    eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype).to(x0.device)
+    eps0 = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype).to(x0.device)
+    diff, prior, recon = vlb_terms(denoiser.net, gamma.to(x0.device), x0, t.to(x0.device), eps, eps0,
+                                   torch.arange(B, device=x0.device), denoiser.schedule.T, denoiser.prediction)
+    return ContinuousELBO(recon, prior, diff, x0[0].numel())
+
+
+def report(denoiser, images_uint8: torch.Tensor, batch_size: int = 128, seed: int = 0, device="cpu") -> str:
+    """The lines `vdm elbo` prints for a learned run: the continuous-time -ELBO term by term in bits/dim."""
+    from vdm import data as datasets
+    from vdm.elbo import nats_to_bpd
+
+    gamma = gamma_of(denoiser.schedule)
+    g = torch.Generator(device=device).manual_seed(seed)
+    parts = []
+    for i in range(0, len(images_uint8), batch_size):
+        x0 = datasets.to_float(images_uint8[i: i + batch_size].to(device))
+        parts.append(continuous_elbo(denoiser, gamma, x0, generator=g))
+    terms = {k: torch.cat([p.terms()[k] for p in parts]).double().cpu() for k in parts[0].terms()}
+    dims, n = images_uint8[0].numel(), len(images_uint8)
+    g0, g1 = gamma.endpoints()
+    lines = [f"continuous time (T -> infinity) of the same model: gamma(0) = {g0:.3f}, gamma(1) = {g1:.3f} "
+             f"(log SNR {-g0:.2f} .. {-g1:.2f}), antithetic t"]
+    names = {"reconstruction": "reconstruction -log p(x0|z0)", "prior": "prior matching",
+             "diffusion": "diffusion loss L_inf", "total": "total (-ELBO)"}
+    for k, label in names.items():
+        lines.append(f"{label:<34} {float(nats_to_bpd(terms[k].mean(), dims)):>16.4f} bpd "
+                     f"{float(terms[k].mean()):>14.2f} nats")
+    se = float(nats_to_bpd(terms["total"].std() / math.sqrt(n), dims)) if n > 1 else float("nan")
+    lines.append(f"{'standard error of the total':<34} {se:>16.4f} bpd")
+    return "\n".join(lines)
