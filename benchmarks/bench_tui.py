@@ -137,9 +137,10 @@ async def _runs(root: str, launched: float) -> dict:
             await pilot.pause(0.02)
         listed = time.time()
         await pilot.press("o")
-        while True:
+        while True:  # every run read to its end and the plot drawn from them
             plot = app.screen.query_one("#overlay-loss") if app.screen.query("#overlay-loss") else None
-            if plot is not None and plot.series and plot._key is not None and plot._key[0] == plot._version:
+            if (plot is not None and app.screen.pending == 0 and len(plot.series) == 5 and plot._key is not None
+                    and plot._key[0] == plot._version):
                 break
             await pilot.pause(0.02)
         overlaid = time.time()

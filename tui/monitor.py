@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
-from tui.plot import Plot, Series
+from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
 from tui.run import RunState, ago, hms, num, pid_alive
 from vdm.run import METRICS, is_run
@@ -71,9 +71,10 @@ class SamplesScreen(ModalScreen):
         self.dismiss()
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(CurveKeys, Screen):
     BINDINGS = [
         Binding("l", "toggle_log", "log scale"),
+        *CURVE_BINDINGS,
         Binding("g", "samples", "samples"),
         Binding("r", "reload", "reload"),
         Binding("x", "stop_run", "stop run"),
@@ -101,6 +102,8 @@ class MonitorScreen(Screen):
         self.gpu_hist: deque = deque(maxlen=60)  # real readings only, never padded
         self.pid_check = pid_alive
         self.log_scale = False
+        self.view = View()  # smoothing, x by step or wall time, zoom and scroll of both plots
+        self._cols: dict | None = None  # the columns last copied from the state, for redrawing the curves
         self._warned_missing = False
         self._drawn_version = -1
 
@@ -117,8 +120,8 @@ class MonitorScreen(Screen):
             yield Readout(id="progress-text")
         with Horizontal(id="monitor-body"):
             with Vertical(id="monitor-left"):
-                yield Plot(id="loss-plot")
-                yield Plot(id="bpd-plot")
+                yield Plot(id="loss-plot", legend=True)
+                yield Plot(id="bpd-plot", legend=True)
             with Vertical(id="monitor-right"):
                 yield HalfBlockImage(id="samples")
                 yield Static("", id="stats")
@@ -216,8 +219,10 @@ class MonitorScreen(Screen):
             st = self.state
             version = st.version
             if version != self._drawn_version:
-                train = {k: st.column("train", k) for k in ("step", "loss")}
-                ev = {k: st.column("eval", k) for k in ("step", "eval_loss", "total", "reconstruction", "prior", "matching")}
+                train = {k: st.column("train", k) for k in ("step", "loss", "time")}
+                ev = {k: st.column("eval", k) for k in ("step", "eval_loss", "total", "reconstruction", "prior", "matching",
+                                                         "time")}
+                t0 = st.first_time
                 lr = num(st.last_train.get("lr")) if st.last_train else None
                 ips = num(st.last_train.get("images_per_s")) if st.last_train else None
                 last_eval = st.last_eval
@@ -225,19 +230,8 @@ class MonitorScreen(Screen):
             records, bad = st.records, st.bad
         if version != self._drawn_version:
             self._drawn_version = version
-            x_hi = max(train["step"][-1] if len(train["step"]) else 0, ev["step"][-1] if len(ev["step"]) else 0, 1)
-            self.query_one("#loss-plot", Plot).set_series(
-                [Series("train", train["step"], train["loss"], "cyan"),
-                 Series("held-out", ev["step"], ev["eval_loss"], "magenta")], x_range=(0, x_hi))
-            self.query_one("#bpd-plot", Plot).set_series(
-                [Series("total", ev["step"], ev["total"], "white"),
-                 Series("reconstruction", ev["step"], ev["reconstruction"], "cyan"),
-                 Series("matching", ev["step"], ev["matching"], "magenta"),
-                 Series("prior", ev["step"], ev["prior"], "yellow"),
-                 # a uniform model over 256 levels: 8 bits/dim, the reference every curve should fall below
-                 Series("uniform", np.array([0.0, x_hi]), np.array([8.0, 8.0]), "grey50")] if len(ev["step"]) else [],
-                x_range=(0, x_hi))
-            self._set_legends(len(train["step"]))
+            self._cols = {"train": train, "eval": ev, "t0": t0}
+            self.draw_curves()
             lines = [f"lr {lr:.2e}" if lr is not None else "lr -",
                      f"images/s {ips:,.0f}" if ips is not None else "images/s -"]
             if len(train["loss"]):
@@ -261,14 +255,47 @@ class MonitorScreen(Screen):
                 self.query_one("#samples").border_subtitle = f"step {last_sample.get('step')}"
         self._tick()
 
-    def _set_legends(self, n_train: int) -> None:
+    # -- curves: both plots share one View (smoothing, x axis, zoom, scroll) --------------
+    def curve_span(self) -> float:
+        c = self._cols
+        if c is None:
+            return 1.0
+        return x_span(x_of(c["train"], self.view.wall, c["t0"]), x_of(c["eval"], self.view.wall, c["t0"]))
+
+    def draw_curves(self) -> None:
+        """Both plots from the columns last copied, through the view: the window, the smoothing, the x axis."""
+        c = self._cols
+        if c is None:
+            return
+        v, train, ev = self.view, c["train"], c["eval"]
+        tx, ex = x_of(train, v.wall, c["t0"]), x_of(ev, v.wall, c["t0"])
+        lo, hi = v.window(0.0, x_span(tx, ex))
+        fmt = duration if v.wall else None
+        if v.smoothing:  # the smoothed train loss over its raw curve, dimmed; the legend's numbers are the raw ones
+            loss = [Series("train", tx, ema(train["loss"], v.smoothing), "cyan", raw=train["loss"]),
+                    Series("held-out", ex, ev["eval_loss"], "magenta"),
+                    Series("train, raw", tx, train["loss"], "dim cyan", faint=True)]
+        else:
+            loss = [Series("train", tx, train["loss"], "cyan"), Series("held-out", ex, ev["eval_loss"], "magenta")]
+        self.query_one("#loss-plot", Plot).set_series(loss, x_range=(lo, hi), x_format=fmt)
+        self.query_one("#bpd-plot", Plot).set_series(
+            [Series("total", ex, ev["total"], "white"),
+             Series("rec", ex, ev["reconstruction"], "cyan"),
+             Series("match", ex, ev["matching"], "magenta"),
+             Series("prior", ex, ev["prior"], "yellow"),
+             # a uniform model over 256 levels: 8 bits/dim, the reference every curve should fall below
+             Series("uniform", np.array([lo, hi]), np.array([8.0, 8.0]), "grey50", stats=False)] if len(ex) else [],
+            x_range=(lo, hi), x_format=fmt)
+        self._set_legends()
+
+    def _set_legends(self, n_train: int = 0) -> None:
         loss = self.query_one("#loss-plot", Plot)
         log = " (log)" if self.log_scale else ""
         loss.border_title = "loss" + log
-        loss.border_subtitle = "[cyan]━ train[/] [magenta]━ held-out[/]"
+        loss.border_subtitle = self.view.describe()
         bpd = self.query_one("#bpd-plot", Plot)
         bpd.border_title = "-ELBO bits/dim" + log + " [grey50](━ 8: uniform)[/]"
-        bpd.border_subtitle = "[white]━ total[/] [cyan]━ rec[/] [magenta]━ match[/] [yellow]━ prior[/]"
+        bpd.border_subtitle = "last ↓min ↑max in view"
 
     def _tick(self) -> None:
         """Status line and progress: the clock moves them even when no record arrives."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
+from textual.binding import Binding
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -28,6 +29,96 @@ class Series:
     x: np.ndarray
     y: np.ndarray
     color: str
+    stats: bool = True  # last, min and max in the legend (a reference line has none)
+    faint: bool = False  # drawn under the others and without a legend entry (the raw curve behind its smoothing)
+    raw: np.ndarray | None = None  # the values the legend's last, min and max are of, when y is smoothed
+
+
+def ema(y: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average over the finite values of y, in order.
+
+    s_i = w s_{i-1} + (1 - w) y_i with s_{-1} = 0, shown as s_i / (1 - w^{i+1}) so the first
+    points are not pulled towards 0. Non-finite values stay where they are and are skipped.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if weight <= 0 or len(y) == 0:
+        return y.copy()
+    from scipy.signal import lfilter
+
+    out = y.copy()
+    ok = np.isfinite(y)
+    v = y[ok]
+    s = lfilter([1.0 - weight], [1.0, -weight], v)
+    with np.errstate(under="ignore"):
+        s /= 1.0 - weight ** np.arange(1, len(v) + 1, dtype=np.float64)
+    out[ok] = s
+    return out
+
+
+def window_stats(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> tuple[float, float, float] | None:
+    """(last, min, max) of the finite points with lo <= x <= hi, or None; last in file order (the newest)."""
+    ok = np.isfinite(x) & np.isfinite(y) & (x >= lo) & (x <= hi)
+    if not ok.any():
+        return None
+    ys = y[ok]
+    return float(ys[-1]), float(ys.min()), float(ys.max())
+
+
+class View:
+    """What part of the history the plots show, and how: smoothing, x axis, zoom, scroll.
+
+    The window is 1/zoom of the whole x range; it follows the newest point (``end`` None)
+    until scrolled back, and follows again once scrolled to the end.
+    """
+
+    SMOOTHING = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999)
+    MAX_ZOOM = 1024
+
+    def __init__(self):
+        self.smooth_i = 0
+        self.wall = False  # x: wall time since the run's first record, else step
+        self.zoom = 1
+        self.end: float | None = None
+
+    @property
+    def smoothing(self) -> float:
+        return self.SMOOTHING[self.smooth_i]
+
+    def smooth_more(self, d: int = 1) -> None:
+        self.smooth_i = min(max(self.smooth_i + d, 0), len(self.SMOOTHING) - 1)
+
+    def window(self, lo: float, hi: float) -> tuple[float, float]:
+        """The x range shown, out of the whole range [lo, hi]."""
+        if hi <= lo:
+            return lo, max(hi, lo + 1.0)
+        width = (hi - lo) / self.zoom
+        end = hi if self.end is None else min(max(self.end, lo + width), hi)
+        return end - width, end
+
+    def zoom_by(self, f: int, lo: float, hi: float) -> None:
+        """Zoom in (f > 1) or out (f < 1) about the window's centre, or at the newest point while following."""
+        a, b = self.window(lo, hi)
+        z = self.zoom * f if f >= 1 else self.zoom // round(1 / f)
+        self.zoom = int(min(max(z, 1), self.MAX_ZOOM))
+        if self.end is not None:
+            self.end = min((a + b) / 2 + (hi - lo) / self.zoom / 2, hi)
+            if self.end >= hi or self.zoom == 1:
+                self.end = None
+
+    def scroll(self, frac: float, lo: float, hi: float) -> None:
+        """Move the window by frac of its width (negative: back in time)."""
+        a, b = self.window(lo, hi)
+        end = b + frac * (b - a)
+        self.end = None if end >= hi else max(end, lo + (b - a))
+
+    def reset(self) -> None:
+        self.zoom, self.end = 1, None
+
+    def describe(self) -> str:
+        parts = ["x wall time" if self.wall else "x step",
+                 f"EMA {self.smoothing:g}" if self.smoothing else "raw"]
+        parts.append("all" if self.zoom == 1 else f"zoom {self.zoom}x" + ("" if self.end is None else " ◀"))
+        return " · ".join(parts)
 
 
 def downsample(x: np.ndarray, y: np.ndarray, n: int, x_lo: float, x_hi: float):
@@ -67,12 +158,42 @@ def nice(v: float) -> str:
     return f"{v:.4g}"
 
 
+def short(v: float) -> str:
+    """Three significant digits (the legend's min and max)."""
+    if not math.isfinite(v):
+        return "-"
+    a = abs(v)
+    return f"{v:.2e}" if a != 0 and (a >= 1e5 or a < 1e-3) else f"{v:.3g}"
+
+
+def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> list[list[tuple[str, Style]]]:
+    """Each series' '━ name last ↓min ↑max' over the x window, flowed into lines of ``width`` cells."""
+    lines: list[list[tuple[str, Style]]] = [[]]
+    used = 0
+    for s in series:
+        if s.faint or not s.stats:
+            continue
+        st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
+        entry = f"━ {s.name} " + ("-" if st is None else f"{nice(st[0])} ↓{short(st[1])} ↑{short(st[2])}")
+        if used and used + 2 + len(entry) > width:
+            lines.append([])
+            used = 0
+        if used:
+            lines[-1].append(("  ", PLAIN))
+            used += 2
+        lines[-1].append((entry[: max(width - used, 0)], Style.parse(s.color)))
+        used += len(entry)
+    return [l for l in lines if l]
+
+
 def render(series: list[Series], width: int, height: int, log: bool = False,
-           x_range: tuple[float, float] | None = None, axis_style: str = "grey50") -> list[Strip]:
-    """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line."""
-    plot_w = max(width - GUTTER, 1)
-    plot_h = max(height - 1, 1)
-    W, H = plot_w * 2, plot_h * 4
+           x_range: tuple[float, float] | None = None, axis_style: str = "grey50", legend: bool = False,
+           x_format=None) -> list[Strip]:
+    """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line, and with
+    ``legend`` each series' last, min and max value in the x range below it.
+
+    Only the points inside ``x_range`` are drawn (a zoomed window); ``x_format`` writes the x labels.
+    """
     xs = [s.x for s in series if len(s.x)]
     if x_range is None:
         if xs:
@@ -82,13 +203,24 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
             x_lo, x_hi = 0.0, 1.0
     else:
         x_lo, x_hi = x_range
+    key_rows = legend_lines(series, width, x_lo, x_hi) if legend else []
+    key_rows = key_rows[: max(height - 3, 0)]  # the plot keeps two rows and its axis
+    plot_w = max(width - GUTTER, 1)
+    plot_h = max(height - 1 - len(key_rows), 1)
+    W, H = plot_w * 2, plot_h * 4
+    # the faint series (raw curves behind their smoothing) go last: they colour only cells nobody else has
+    order = [i for i, s in enumerate(series) if not s.faint] + [i for i, s in enumerate(series) if s.faint]
+    series = [series[i] for i in order]
     cols = []
     for s in series:
-        y = s.y
+        x, y = np.asarray(s.x, float), np.asarray(s.y, float)
+        if x_range is not None:  # outside the window would pile up in the edge columns
+            inside = (x >= x_lo) & (x <= x_hi)
+            x, y = x[inside], y[inside]
         if log:
             with np.errstate(divide="ignore", invalid="ignore"):
                 y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
-        cols.append(downsample(s.x, y, W, x_lo, x_hi))
+        cols.append(downsample(x, y, W, x_lo, x_hi))
     finite = [c[i][np.isfinite(c[i])] for c in cols for i in (0, 1)]
     finite = [f for f in finite if len(f)]
     if finite:
@@ -132,6 +264,8 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         bits |= cell
         free = (cell > 0) & (owner < 0)
         owner[free] = k
+        if series[k].faint:
+            continue
         pts = np.zeros((H, W), dtype=bool)
         real = np.flatnonzero(np.isfinite(last))
         pts[np.clip(np.rint((y_hi - last[real]) * scale).astype(np.int64), 0, H - 1), real] = True
@@ -157,9 +291,12 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
                 segs.append(Segment(text[start:i], styles[o] if o >= 0 else PLAIN))
                 start = i
         strips.append(Strip(segs, width))
-    left, right = nice(x_lo), nice(x_hi)
+    fmt = x_format or nice
+    left, right = fmt(x_lo), fmt(x_hi)
     gap = max(plot_w - len(left) - len(right), 1)
     strips.append(Strip([Segment(" " * (GUTTER - 1) + "└", axis), Segment((left + " " * gap + right)[:plot_w], axis)], width))
+    for row in key_rows:
+        strips.append(Strip([Segment(t, st) for t, st in row]).extend_cell_length(width, PLAIN).crop(0, width))
     return strips
 
 
@@ -172,19 +309,22 @@ class Plot(Widget):
 
     DEFAULT_CSS = "Plot { height: 1fr; }"
 
-    def __init__(self, *, log: bool = False, id: str | None = None, classes: str | None = None):
+    def __init__(self, *, log: bool = False, legend: bool = False, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
         self.series: list[Series] = []
         self.log_scale = log
+        self.legend = legend  # each series' last, min and max in view, under the axis
+        self.x_format = None
         self.cursor: float | None = None
         self.x_range: tuple[float, float] | None = None
         self._key = None
         self._strips: list[Strip] = []
         self._version = 0
 
-    def set_series(self, series: list[Series], x_range=None) -> None:
+    def set_series(self, series: list[Series], x_range=None, x_format=None) -> None:
         self.series = series
         self.x_range = x_range
+        self.x_format = x_format
         self._version += 1
         self.refresh()
 
@@ -202,7 +342,8 @@ class Plot(Widget):
         w, h = self.content_size
         key = (self._version, w, h, self.log_scale)
         if key != self._key:
-            self._strips = render(self.series, w, h, self.log_scale, self.x_range) if w > GUTTER and h > 1 else []
+            self._strips = render(self.series, w, h, self.log_scale, self.x_range, legend=self.legend,
+                                  x_format=self.x_format) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
             return Strip.blank(w, PLAIN)
@@ -215,3 +356,73 @@ class Plot(Widget):
             return strip
         col = GUTTER + int(min(max((self.cursor - lo) / (hi - lo), 0.0), 1.0) * (w - GUTTER - 1))
         return Strip.join([strip.crop(0, col), Strip([Segment("│", CURSOR)], 1), strip.crop(col + 1, w)])
+
+
+def duration(seconds: float) -> str:
+    """An x label of the wall-time axis: 0:04:12, or 3 d 4 h past a day."""
+    if not math.isfinite(seconds):
+        return "-"
+    s = int(round(max(seconds, 0)))
+    if s >= 86400:
+        return f"{s // 86400} d {s // 3600 % 24} h"
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def x_of(columns: dict, wall: bool, t0: float | None) -> np.ndarray:
+    """A run's x values of one record kind: its steps, or its records' `time` less the run's first (seconds)."""
+    if not wall:
+        return columns["step"]
+    return columns["time"] - (t0 if t0 is not None else 0.0)
+
+
+def x_span(*xs: np.ndarray) -> float:
+    """The largest finite x of the arrays, at least 1 (the whole history is [0, x_span])."""
+    his = [float(np.nanmax(x)) for x in xs if len(x) and np.isfinite(x).any()]
+    return max(his + [1.0])
+
+
+CURVE_BINDINGS = [
+    Binding("s", "smooth(1)", "smooth"),
+    Binding("S", "smooth(-1)", "less smooth", show=False),
+    Binding("w", "x_axis", "step/time"),
+    Binding("plus,equals_sign", "zoom(2)", "zoom in"),
+    Binding("minus", "zoom(0.5)", "zoom out", show=False),
+    Binding("0", "zoom_reset", "whole history", show=False),
+    Binding("left", "scroll(-0.25)", "scroll", show=False),
+    Binding("right", "scroll(0.25)", "scroll", show=False),
+]
+
+
+class CurveKeys:
+    """The keys of a screen of curves: smoothing (s / S), x by step or wall time (w), zoom (+ - 0), scroll
+    (left right). The screen has ``view`` (a View), ``curve_span()`` (the whole x range's end) and
+    ``draw_curves()``."""
+
+    view: View
+
+    def curve_span(self) -> float:
+        raise NotImplementedError
+
+    def draw_curves(self) -> None:
+        raise NotImplementedError
+
+    def action_smooth(self, d: int) -> None:
+        self.view.smooth_more(d)
+        self.draw_curves()
+
+    def action_x_axis(self) -> None:
+        self.view.wall = not self.view.wall
+        self.view.reset()  # a window in steps means nothing in seconds
+        self.draw_curves()
+
+    def action_zoom(self, f: float) -> None:
+        self.view.zoom_by(f, 0.0, self.curve_span())
+        self.draw_curves()
+
+    def action_zoom_reset(self) -> None:
+        self.view.reset()
+        self.draw_curves()
+
+    def action_scroll(self, frac: float) -> None:
+        self.view.scroll(frac, 0.0, self.curve_span())
+        self.draw_curves()

@@ -62,8 +62,10 @@ class RunState:
         self.clear()
 
     def clear(self) -> None:
-        self.train = {k: array("d") for k in TRAIN_COLUMNS}
-        self.eval = {k: array("d") for k in EVAL_COLUMNS}
+        # each column once, and each row's `time` (Unix seconds: the x axis by wall time)
+        self.train = {k: array("d") for k in (*TRAIN_COLUMNS, "time")}
+        self.eval = {k: array("d") for k in (*EVAL_COLUMNS, "time")}
+        self.first_time: float | None = None  # the earliest record's `time`: wall time 0
         self.start: dict | None = None
         self.last_train: dict | None = None
         self.last_eval: dict | None = None
@@ -79,9 +81,13 @@ class RunState:
     # -- folding ----------------------------------------------------------------
     def add(self, batch: Batch) -> None:
         """Fold a Batch from vdm.tailer (the tailer's poll) into the columns."""
-        for group, rows in ((self.train, batch.train), (self.eval, batch.eval)):
-            for j, col in enumerate(group.values()):
-                col.frombytes(np.ascontiguousarray(rows[:, j]).tobytes())
+        for group, rows, times in ((self.train, batch.train, batch.train_time), (self.eval, batch.eval, batch.eval_time)):
+            for j, name in enumerate(list(group)[:-1]):
+                group[name].frombytes(np.ascontiguousarray(rows[:, j]).tobytes())
+            group["time"].frombytes(np.ascontiguousarray(times, dtype=np.float64).tobytes())
+            if len(times) and np.isfinite(times).any():
+                t0 = float(np.nanmin(times))
+                self.first_time = t0 if self.first_time is None else min(self.first_time, t0)
         odd = 0
         for r in batch.records:
             kind = r.get("kind")
@@ -91,6 +97,8 @@ class RunState:
             t = num(r.get("time"))
             if t is not None and (self.last_time is None or t > self.last_time):
                 self.last_time = t
+            if t is not None and (self.first_time is None or t < self.first_time):
+                self.first_time = t
             if kind == "train":
                 self.last_train = r
             elif kind == "eval":

@@ -1,8 +1,10 @@
 """`vdm tui runs/`: every run under a folder, as a table; open one, or overlay several on the same axes.
 
-Each run's metrics.jsonl is read once by the columnar tailer (vdm.tailer) in a thread worker
-and folded into a RunState; the table and the overlay draw from those states. The table is
-refreshed every few seconds (only bytes appended since are read), so live runs move.
+The table needs few records of each run: its start, evaluations and end, and its newest train
+records. A SummaryTailer (vdm.tailer) finds those by a byte search and parses nothing else, so
+five logs of 100,000 lines are listed in a fraction of a second. The overlay needs every train
+record: it reads the runs it shows with the columnar tailer, run by run in a thread worker,
+drawing each as it arrives; both refresh every few seconds from the bytes appended since.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from tui.plot import Plot, Series
+from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
 from tui.run import RunState, ago, pid_alive
 from vdm.run import METRICS, is_run
-from vdm.tailer import MetricsTailer
+from vdm.tailer import MetricsTailer, SummaryTailer
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "bright_red", "bright_blue", "white", "bright_magenta")
 
@@ -44,21 +46,28 @@ def is_runs_folder(path: Path) -> bool:
 
 
 class RunEntry:
-    """One run of the list: its tailer and folded state."""
+    """One run: its tailer and folded state; ``summary``: only what the list shows (vdm.tailer.SummaryTailer)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, summary: bool = False):
         self.path = path
         self.state = RunState(path)
-        self.tailer = MetricsTailer(path / METRICS)
+        self.tailer = SummaryTailer(path / METRICS) if summary else MetricsTailer(path / METRICS)
+        self.polled = False  # read to its end at least once
+        self._reading = threading.Lock()  # one reader at a time (a refresh may start before the last one ends)
 
-    def update(self) -> None:
-        while True:
-            batch = self.tailer.poll()
-            if self.tailer.restarted:
-                self.state.clear()
-            self.state.add(batch)
-            if self.tailer.behind == 0:
-                return
+    def update(self, lock: threading.Lock) -> None:
+        """Read what was appended since, folding it in under ``lock`` (held only to fold: drawing waits for
+        no parse)."""
+        with self._reading:
+            while True:
+                batch = self.tailer.poll()
+                with lock:
+                    if self.tailer.restarted:
+                        self.state.clear()
+                    self.state.add(batch)
+                if self.tailer.behind == 0:
+                    self.polled = True
+                    return
 
     def status(self, now: float, pid_check=pid_alive) -> str:
         st = self.state
@@ -96,7 +105,8 @@ class RunsScreen(Screen):
         self.root = Path(root)
         self.clock = clock
         self.refresh_s = refresh_s
-        self.entries: dict[str, RunEntry] = {}
+        self.entries: dict[str, RunEntry] = {}  # summaries, for the table
+        self.full: dict[str, RunEntry] = {}  # every record, for the overlay (read when first overlaid)
         self.marked: set[str] = set()
         self.lock = threading.Lock()
         self.pid_check = pid_alive
@@ -121,10 +131,9 @@ class RunsScreen(Screen):
             with self.lock:
                 entry = self.entries.get(path.name)
                 if entry is None:
-                    entry = self.entries[path.name] = RunEntry(path)
+                    entry = self.entries[path.name] = RunEntry(path, summary=True)
             try:
-                with self.lock:
-                    entry.update()
+                entry.update(self.lock)
             except OSError:
                 continue
             self.post_message(RunsRead(done=False))  # the table fills run by run while the rest are read
@@ -192,54 +201,105 @@ class RunsScreen(Screen):
         self.read_runs()
 
 
-class OverlayScreen(Screen):
-    """Several runs on the same axes, a colour each: train loss, and -ELBO in bits/dim."""
+class OverlayRead(Message):
+    pass
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "back"), Binding("l", "toggle_log", "log scale")]
 
-    def __init__(self, runs: RunsScreen, names: list[str]):
+class OverlayScreen(CurveKeys, Screen):
+    """Several runs on the same axes, a colour each: train loss, and -ELBO in bits/dim.
+
+    Each run is read whole once (its summary in the list has no train curve), in a worker, and
+    drawn as soon as it is read; every few seconds only the bytes appended since are read.
+    """
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "back"), Binding("l", "toggle_log", "log scale"), *CURVE_BINDINGS]
+
+    def __init__(self, runs: RunsScreen, names: list[str], refresh_s: float | None = None):
         super().__init__()
         self.runs, self.names = runs, names
         self.log_scale = False
+        self.view = View()
+        self.refresh_s = runs.refresh_s if refresh_s is None else refresh_s
+        self.pending = len(names)  # runs not read yet
+        self._cols: list[tuple[str, str, dict, dict, float | None]] = []
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")
         with Vertical(id="overlay-body"):
-            yield Plot(id="overlay-loss")
-            yield Plot(id="overlay-bpd")
-        yield Readout(id="overlay-legend")
+            yield Plot(id="overlay-loss", legend=True)
+            yield Plot(id="overlay-bpd", legend=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#overlay-title", Readout).update(f"[b]{len(self.names)} runs[/] on the same axes · by step")
+        self.draw()
+        self.read()
+        self.set_interval(self.refresh_s, self.read)
+
+    @work(thread=True, exclusive=True, group="overlay")
+    def read(self) -> None:
+        entries = []
+        with self.runs.lock:
+            for name in self.names:
+                entry = self.runs.full.get(name)
+                if entry is None:
+                    entry = self.runs.full[name] = RunEntry(self.runs.root / name)
+                entries.append(entry)
+        for entry in entries:
+            try:
+                entry.update(self.runs.lock)
+            except OSError:
+                entry.polled = True  # unreadable now: drawn as far as it was read
+            self.post_message(OverlayRead())  # drawn run by run
+
+    def on_overlay_read(self, m: OverlayRead) -> None:
         self.draw()
 
     def draw(self) -> None:
-        loss, bpd, legend = [], [], []
-        x_hi = 1.0
+        """Copy each read run's columns, then draw them through the view."""
+        cols = []
         with self.runs.lock:
             for i, name in enumerate(self.names):
-                e = self.runs.entries.get(name)
+                e = self.runs.full.get(name)
                 if e is None:
                     continue
-                c = COLOURS[i % len(COLOURS)]
                 st = e.state
-                tx, ty = st.column("train", "step"), st.column("train", "loss")
-                ex, ey = st.column("eval", "step"), st.column("eval", "total")
-                x_hi = max(x_hi, float(tx[-1]) if len(tx) else 0.0, float(ex[-1]) if len(ex) else 0.0)
-                loss.append(Series(name, tx, ty, c))
-                bpd.append(Series(name, ex, ey, c))
-                legend.append(f"[{c}]━ {name}[/]")
+                cols.append((name, COLOURS[i % len(COLOURS)],
+                             {k: st.column("train", k) for k in ("step", "loss", "time")},
+                             {k: st.column("eval", k) for k in ("step", "total", "time")}, st.first_time))
+            self.pending = sum(1 for n in self.names if n not in self.runs.full or not self.runs.full[n].polled)
+        self._cols = cols
+        self.draw_curves()
+
+    def curve_span(self) -> float:
+        w = self.view.wall
+        return x_span(*[x_of(c, w, t0) for _, _, tr, ev, t0 in self._cols for c in (tr, ev)])
+
+    def draw_curves(self) -> None:
+        v = self.view
+        loss, bpd, faint = [], [], []
+        lo, hi = v.window(0.0, self.curve_span())
+        for name, c, tr, ev, t0 in self._cols:
+            tx, ex = x_of(tr, v.wall, t0), x_of(ev, v.wall, t0)
+            if v.smoothing:
+                loss.append(Series(name, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
+                faint.append(Series(name, tx, tr["loss"], "dim " + c, faint=True))
+            else:
+                loss.append(Series(name, tx, tr["loss"], c))
+            bpd.append(Series(name, ex, ev["total"], c))
+        fmt = duration if v.wall else None
         lp, bp = self.query_one("#overlay-loss", Plot), self.query_one("#overlay-bpd", Plot)
-        lp.set_series(loss, x_range=(0, x_hi))
-        bp.set_series(bpd, x_range=(0, x_hi))
+        lp.set_series(loss + faint, x_range=(lo, hi), x_format=fmt)
+        bp.set_series(bpd, x_range=(lo, hi), x_format=fmt)
         log = " (log)" if self.log_scale else ""
         lp.border_title = "train loss" + log
+        lp.border_subtitle = v.describe()
         bp.border_title = "held-out -ELBO bits/dim" + log
-        self.query_one("#overlay-legend", Readout).update("  ".join(legend))
+        bp.border_subtitle = "last ↓min ↑max in view"
+        reading = f" · reading {self.pending} …" if self.pending else ""
+        self.query_one("#overlay-title", Readout).update(f"[b]{len(self.names)} runs[/] on the same axes{reading}")
 
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale
         for p in self.query(Plot):
             p.set_log(self.log_scale)
-        self.draw()
+        self.draw_curves()

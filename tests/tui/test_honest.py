@@ -362,12 +362,16 @@ async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
         s = app.screen
         await wait_for(pilot, lambda: s.ready)
         await pilot.press("space", "down", "down", "space", "o")
-        await pilot.pause(0.3)
         assert isinstance(app.screen, OverlayScreen)
+        await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-loss").series) == 2)
+        await pilot.pause(0.2)
         loss = app.screen.query_one("#overlay-loss")
         assert [x.name for x in loss.series] == ["alpha", "delta"]
         assert len({x.color for x in loss.series}) == 2
-        assert "alpha" in text(app, "#overlay-legend") and "delta" in text(app, "#overlay-legend")
+        legend = "".join(st.text for st in loss._strips[-2:])
+        assert "━ alpha" in legend and "━ delta" in legend
+        # every train record of each overlaid run is on the axes, though the list read only a summary
+        assert [len(x.x) for x in loss.series] == [10, 25]
 
 
 def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
