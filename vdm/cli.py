@@ -189,6 +189,10 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=_bounded_int(MAX_COUNT), default=60, help="frames in the animation")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA weights exist")
     p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="K",
+                   help="sample in K evenly spaced steps from t = T to t = 1 (1..T; default: all T)")
+    p.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral",
+                   help="ancestral: x_s ~ q(x_s | x_t, x̂_0); ddim: DDIM's deterministic update (default: ancestral)")
     p.set_defaults(func=cmd_sample)
 
 
@@ -413,16 +417,20 @@ def cmd_sample(args) -> int:
     if args.animation:
         _check_out(args.animation, (".gif", ".mp4"))
     T = den.schedule.T
-    with tqdm(total=T, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-        res = sample(den, den.schedule, args.n, seed=args.seed, device=device,
+    K = T if args.steps is None else args.steps
+    if not 1 <= K <= T:
+        raise CommandError(f"--steps must lie in 1..{T} (this model's T), got {K}.")
+    with tqdm(total=K, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        res = sample(den, den.schedule, args.n, seed=args.seed, device=device, steps=K, sampler=args.sampler,
                      return_chain=bool(args.animation), progress=lambda i, n: bar.update(1))
     x = res[0] if args.animation else res
     save_png(grid(x, scale=2), args.out)
-    print(f"wrote {args.out} ({args.n} samples, step {meta.get('step')} of {meta.get('model')})")
+    how = "" if K == T and args.sampler == "ancestral" else f", {args.sampler} in {K} of {T} steps"
+    print(f"wrote {args.out} ({args.n} samples, step {meta.get('step')} of {meta.get('model')}{how})")
     if args.animation:
-        chain = res[1]
-        ts = np.unique(np.linspace(T, 0, args.frames).round().astype(int))[::-1]
-        frames = [np.concatenate([grid(chain.x[t], scale=2), grid(chain.x0_hat[t], scale=2)], 1) for t in ts]
+        chain = res[1]  # rows i = 0..K along the steps visited, t_i = chain.t[i]
+        rows = np.unique(np.linspace(K, 0, args.frames).round().astype(int))[::-1]
+        frames = [np.concatenate([grid(chain.x[i], scale=2), grid(chain.x0_hat[i], scale=2)], 1) for i in rows]
         frames += [frames[-1]] * 10
         save_animation(frames, args.animation)
         print(f"wrote {args.animation} (left x_t, right x̂_0, t = {T}..0)")

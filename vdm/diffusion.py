@@ -9,9 +9,20 @@
 
 For the constant schedule alpha_bar_t = alpha^t and these are the assignment's
 formulas. ``t`` is an int or a LongTensor of shape [B] (one t per image).
+
+Between non-adjacent steps s < t the same closed form gives (alpha_bar_{t|s} = alpha_bar_t / alpha_bar_s)
+
+    q(x_s | x_t, x_0) = N(sqrt(alpha_bar_s)(1 - alpha_bar_{t|s})/(1 - alpha_bar_t) x_0
+                          + sqrt(alpha_bar_{t|s})(1 - alpha_bar_s)/(1 - alpha_bar_t) x_t,
+                          (1 - alpha_bar_{t|s})(1 - alpha_bar_s)/(1 - alpha_bar_t) I),
+
+which samplers on a subsequence t_K > ... > t_1 > 0 of the steps use (:func:`posterior_table`),
+beside DDIM's deterministic update (:func:`ddim_coefs`). One step of any of them is :func:`reverse_step`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -95,58 +106,173 @@ def reparameterise(alpha_bar_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tenso
     return alpha_bar_t.sqrt() * x0 + (1.0 - alpha_bar_t).sqrt() * eps
 
 
-def posterior_coefs(schedule: Schedule):
-    """Per-t tensors (c_x0, c_xt, var) with mu_q = c_x0 x_0 + c_xt x_t, for t = 1..T (index 0 unused).
+def step_sequence(T: int, K: int | None = None) -> tuple[int, ...]:
+    """The steps a K-step sampler visits, t_1 < ... < t_K: evenly spaced from t_1 = 1 to t_K = T.
+
+        t_i = 1 + round((i - 1)(T - 1) / (K - 1)),   i = 1..K   (numpy's linspace(1, T, K), rounded)
+
+    Both ends are kept: x_T ~ N(0, I) is the prior the model was trained to start from, and
+    the last prediction is x̂_0(x_1, 1), the decoder's mean, as in the T-step sampler (DDIM's
+    "trailing" spacing would end on x̂_0 at t = T/K, "leading" would start below T). K = T
+    (or None) is every step 1..T; K = 1 is the one jump from T to 0.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a whole number of at least 1, got {T!r}.")
+    K = T if K is None else K
+    if isinstance(K, bool) or not isinstance(K, int) or not 1 <= K <= T:
+        raise ValueError(f"the number of sampling steps must be a whole number in 1..{T}, got {K!r}.")
+    if K == 1:
+        return (T,)
+    # integer arithmetic (round half up), so that the sequence never depends on float rounding
+    return tuple(1 + (2 * (i - 1) * (T - 1) + (K - 1)) // (2 * (K - 1)) for i in range(1, K + 1))
+
+
+def _steps(schedule: Schedule, steps) -> torch.Tensor:
+    """t_0 = 0, t_1, ..., t_K as a LongTensor, from an increasing sequence of steps in 1..T (None: 1..T)."""
+    if steps is None:
+        return torch.arange(schedule.T + 1)
+    ts = list(steps)
+    if not ts or any(isinstance(v, bool) or not isinstance(v, int) for v in ts):
+        raise ValueError(f"steps must be a non-empty sequence of whole numbers, got {steps!r}.")
+    if ts[0] < 1 or ts[-1] > schedule.T or any(b <= a for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"steps must increase strictly inside 1..{schedule.T}, got {ts[:3]}..{ts[-3:]}.")
+    return torch.tensor([0] + ts)
+
+
+def _between(schedule: Schedule, s: torch.Tensor, t: torch.Tensor):
+    """float64 (c_x0, c_xt, var) of q(x_s | x_t, x_0) = N(c_x0 x_0 + c_xt x_t, var), 0 <= s < t, elementwise:
+
+        alpha_bar_{t|s} = alpha_bar_t / alpha_bar_s   (the forward chain from s to t in one jump)
+        c_x0 = sqrt(alpha_bar_s) (1 - alpha_bar_{t|s}) / (1 - alpha_bar_t)
+        c_xt = sqrt(alpha_bar_{t|s}) (1 - alpha_bar_s) / (1 - alpha_bar_t)
+        var  = (1 - alpha_bar_{t|s}) (1 - alpha_bar_s) / (1 - alpha_bar_t)
+    """
+    ab = schedule.alpha_bar
+    ab_t, ab_s = ab[t], ab[s]
+    # for adjacent steps alpha_bar_{t|t-1} is alpha_t itself (the ratio is the same number up to
+    # rounding): the T-step table stays bit for bit the one the sampler always used
+    ab_ts = torch.where(t - s == 1, schedule.alpha[t], ab_t / ab_s)
+    denom = 1.0 - ab_t
+    c_x0 = ab_s.sqrt() * (1.0 - ab_ts) / denom
+    c_xt = ab_ts.sqrt() * (1.0 - ab_s) / denom
+    var = (1.0 - ab_ts) * (1.0 - ab_s) / denom
+    return c_x0, c_xt, var
+
+
+def _with_row0(c_x0, c_xt, var):
+    """Prepend the unused row 0 as (1, 0, 0): x_0 has no step after it, keep the row finite."""
+    one, zero = torch.ones(1, dtype=c_x0.dtype), torch.zeros(1, dtype=c_x0.dtype)
+    return torch.cat([one, c_x0]), torch.cat([zero, c_xt]), torch.cat([zero, var])
+
+
+def posterior_coefs(schedule: Schedule, steps=None):
+    """float64 (c_x0, c_xt, var) per step i = 1..K of q(x_{t_{i-1}} | x_{t_i}, x_0), t_0 = 0; row 0 unused.
+
+    ``steps`` is the increasing t_1 < ... < t_K (see :func:`step_sequence`); None is every step,
+    so that i = t and the rows are q(x_{t-1} | x_t, x_0) (Luo eq. 84):
 
         c_x0(t) = sqrt(alpha_bar_{t-1}) (1 - alpha_t) / (1 - alpha_bar_t)
         c_xt(t) = sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
         var(t)  = (1 - alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+
+    For non-adjacent s = t_{i-1} < t = t_i, alpha_t becomes alpha_bar_{t|s} (:func:`_between`).
     """
-    a = schedule.alpha
-    ab = schedule.alpha_bar
-    ab_prev = torch.cat([torch.ones(1, dtype=ab.dtype), ab[:-1]])
-    denom = 1.0 - ab
-    denom[0] = 1.0  # t = 0 has no posterior; keep the row finite
-    c_x0 = ab_prev.sqrt() * (1.0 - a) / denom
-    c_xt = a.sqrt() * (1.0 - ab_prev) / denom
-    var = (1.0 - a) * (1.0 - ab_prev) / denom
-    c_x0[0], c_xt[0], var[0] = 1.0, 0.0, 0.0
-    return c_x0, c_xt, var
+    ts = _steps(schedule, steps)
+    return _with_row0(*_between(schedule, ts[:-1], ts[1:]))
 
 
-def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t):
-    """Mean and variance of q(x_{t-1} | x_t, x_0) for t >= 1 (the variance is 0 at t = 1)."""
+def ddim_coefs(schedule: Schedule, steps=None, eta: float = 0.0):
+    """float64 (c_x0, c_xt, var) per step i = 1..K of DDIM's update (Song et al. 2021, eq. 12), row 0 unused:
+
+        x_s = sqrt(alpha_bar_s) x̂_0 + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma z,   s = t_{i-1}, t = t_i
+        eps_hat = (x_t - sqrt(alpha_bar_t) x̂_0) / sqrt(1 - alpha_bar_t)
+        sigma^2 = eta^2 var_q(s, t)   (var_q: the variance of q(x_s | x_t, x_0))
+
+    so c_xt = sqrt(1 - alpha_bar_s - sigma^2) / sqrt(1 - alpha_bar_t) and c_x0 = sqrt(alpha_bar_s) - c_xt sqrt(alpha_bar_t).
+    eta = 0 is deterministic; eta = 1 is the posterior's own mean and variance (ancestral sampling).
+    """
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1] (0: DDIM, 1: ancestral), got {eta!r}.")
+    ts = _steps(schedule, steps)
+    s, t = ts[:-1], ts[1:]
+    ab_s, ab_t = schedule.alpha_bar[s], schedule.alpha_bar[t]
+    var = eta ** 2 * _between(schedule, s, t)[2]
+    c_xt = (1.0 - ab_s - var).clamp(min=0.0).sqrt() / (1.0 - ab_t).sqrt()  # clamp: rounding at s = 0
+    c_x0 = ab_s.sqrt() - c_xt * ab_t.sqrt()
+    return _with_row0(c_x0, c_xt, var)
+
+
+def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t, s=None):
+    """Mean and variance of q(x_s | x_t, x_0), 0 <= s < t; s = t - 1 by default (the variance is 0 at s = 0)."""
     _check_t(schedule, t, 1)
     _same_shape(x_t, x0, "x_t", "x_0")
-    # not on a hot path (the sampler uses posterior_coefs), so it can afford a device read-back
+    # not on a hot path (the sampler uses posterior_table), so it can afford a device read-back
     for name, v in (("x_t", x_t), ("x_0", x0)):
         if not bool(torch.isfinite(v).all()):
             raise ValueError(f"the posterior was given a {name} that contains NaN or infinite values.")
-    c_x0, c_xt, var = posterior_coefs(schedule)
-    mean = _at(c_x0, t, x0) * x0 + _at(c_xt, t, x_t) * x_t
-    return mean, _at(var, t, x0)
+    if s is None:
+        c_x0, c_xt, var = posterior_coefs(schedule)
+        return _at(c_x0, t, x0) * x0 + _at(c_xt, t, x_t) * x_t, _at(var, t, x0)
+    _check_t(schedule, s, 0)
+    tt, ss = torch.as_tensor(t).cpu(), torch.as_tensor(s).cpu()  # the schedule's tables live on the host
+    if bool((ss >= tt).any()):
+        raise ValueError(f"s must come before t (s < t), got s = {ss.tolist()} and t = {tt.tolist()}.")
+    tt, ss = torch.broadcast_tensors(tt, ss)
+    c = _between(schedule, ss, tt)
+    # shaped as _at shapes them: a number for one t, [B, 1, ...] for one t per image
+    c_x0, c_xt, var = ((v.reshape(v.shape + (1,) * (x0.ndim - v.ndim)) if v.ndim else v).to(x0.device, x0.dtype) for v in c)
+    return c_x0 * x0 + c_xt * x_t, var
 
 
-def posterior_table(schedule: Schedule, device="cpu", dtype=torch.float32):
-    """(c_x0, c_xt, sigma_q) of :func:`posterior_coefs` as device tensors, for loops that must not read back."""
-    c_x0, c_xt, var = posterior_coefs(schedule)
-    return tuple(c.to(device, dtype) for c in (c_x0, c_xt, var.sqrt()))
+class ReverseTable(NamedTuple):
+    """A sampler's coefficients on the device, for loops that must not read back (:func:`posterior_table`).
 
-
-def reverse_step(table, x_t: torch.Tensor, x0_hat: torch.Tensor, t: int, noise: torch.Tensor | None):
-    """One step of the model p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t)), returned as (x_{t-1}, mean):
-
-        mean    = c_x0(t) x̂_0 + c_xt(t) x_t          (the posterior mean mu_q(x_t, x̂_0))
-        x_{t-1} = mean + sigma_q(t) noise,  noise ~ N(0, I)
-
-    At t = 1 sigma_q(1) = 0 and x_0 is the mean (DDPM's decoder mean), whatever ``noise`` is.
-    ``table`` is :func:`posterior_table` of the schedule; ``t`` an integer step.
+    steps: (t_0 = 0, t_1, ..., t_K); step i goes from x_{t_i} to x_{t_{i-1}}. c_x0, c_xt, std:
+    [K+1] tensors. noisy[i]: whether step i adds noise (std > 0), known on the host.
     """
-    c_x0, c_xt, std = table
-    mean = c_x0[t] * x0_hat + c_xt[t] * x_t
-    if t <= 1 or noise is None:
+
+    steps: tuple
+    c_x0: torch.Tensor
+    c_xt: torch.Tensor
+    std: torch.Tensor
+    noisy: tuple
+
+    @property
+    def K(self) -> int:
+        return len(self.steps) - 1
+
+
+def reverse_coefs(schedule: Schedule, steps=None, eta: float | None = None):
+    """float64 (c_x0, c_xt, var) of a sampler: ancestral (eta None, :func:`posterior_coefs`) or DDIM (:func:`ddim_coefs`)."""
+    return posterior_coefs(schedule, steps) if eta is None else ddim_coefs(schedule, steps, eta)
+
+
+def posterior_table(schedule: Schedule, device="cpu", dtype=torch.float32, steps=None, eta: float | None = None):
+    """:class:`ReverseTable` of :func:`reverse_coefs` (std = sqrt(var)) on ``device`` in ``dtype``.
+
+    ``steps`` None and ``eta`` None: every step, ancestral (row i = t, the bonus exercise's sampler).
+    """
+    c_x0, c_xt, var = reverse_coefs(schedule, steps, eta)
+    ts = tuple(int(v) for v in _steps(schedule, steps))
+    noisy = tuple(i > 1 and bool(var[i] > 0) for i in range(len(ts)))
+    return ReverseTable(ts, *(c.to(device, dtype) for c in (c_x0, c_xt, var.sqrt())), noisy)
+
+
+def reverse_step(table: ReverseTable, x_t: torch.Tensor, x0_hat: torch.Tensor, i: int, noise: torch.Tensor | None):
+    """Step i of the sampler, x_{t_i} -> x_{t_{i-1}}, returned as (x_{t_{i-1}}, mean):
+
+        mean            = c_x0[i] x̂_0 + c_xt[i] x_t     (ancestral: the posterior mean mu_q(x_t, x̂_0))
+        x_{t_{i-1}}     = mean + std[i] noise,  noise ~ N(0, I)
+
+    p(x_s | x_t) = q(x_s | x_t, x_0 = x̂_0(x_t, t)) for the ancestral table, DDIM's update for
+    its table. For the table of every step, i = t: x_{t-1} from x_t. At i = 1 (the last step,
+    to x_0) std is 0 and x_0 is the mean (DDPM's decoder mean), whatever ``noise`` is; with
+    ``noise`` None the step is the mean (DDIM with eta = 0).
+    """
+    mean = table.c_x0[i] * x0_hat + table.c_xt[i] * x_t
+    if i <= 1 or noise is None:
         return mean, mean
-    return mean + std[t] * noise, mean
+    return mean + table.std[i] * noise, mean
 
 
 def _float_tensor(v, name: str) -> None:
