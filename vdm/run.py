@@ -79,7 +79,7 @@ class Run:
         try:
             s = Schedule.from_config(meta["schedule"])
         except ValueError as e:
-            raise ValueError(f"the checkpoint {sidecar.name} of {self.path} has no usable learned schedule ({e})") from None
+            raise ValueError(f"the checkpoint {sidecar.name} of {self.path} has no usable learned schedule ({str(e).rstrip('.')}).") from None
         if s.kind != "learned" or s.T != self.config.T:
             raise ValueError(f"the checkpoint {sidecar.name} of {self.path} is not of this run's learned schedule "
                              f"with T = {self.config.T}.")

@@ -204,7 +204,7 @@ class Trainer:
         self.gamma = continuous.GammaNet().to(self.device) if self.learned else None
         groups = [{"params": list(self.model.parameters())}]
         if self.learned:
-            groups.append({"params": list(self.gamma.parameters())})
+            groups.append({"params": list(self.gamma.parameters()), "lr": cfg.lr * continuous.GAMMA_LR_SCALE})
         self.params = [p for g in groups for p in g["params"]]
         # fused: one kernel (CUDA) or one pass (CPU) for the whole update instead of several per tensor
         self.opt = torch.optim.Adam(groups, lr=cfg.lr, fused=self.device.type in ("cuda", "cpu"))
@@ -432,7 +432,7 @@ class Trainer:
         m.train(was_training)
         n = len(self.eval_data)
         bpd = {k: sum(e.bpd()[k] * len(e.total) for e in terms) / n for k in ("reconstruction", "prior", "matching", "total")}
-        out = {"eval_loss": float(sum(losses) / n), "bpd": bpd}
+        out = {"eval_loss": float(sum(losses) / n), "bpd": bpd, "decoder": terms[0].decoder}  # which p(x_0|x_1)
         if self.learned:
             out.update(self._continuous_eval(m), **self.gamma_endpoints())
         return out
