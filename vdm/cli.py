@@ -226,8 +226,17 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
     p.add_argument("--data", choices=DATASETS, default=None, help="data set (default: the run's)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--n", type=_positive_int, default=64, help="held-out images")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="full", help="full sum over t, or one uniform t")
+    p.add_argument("--n", type=_positive_int, default=64, help="held-out images (the first N of the test split)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="full",
+                   help="full sum over t, one uniform t, or one importance-sampled t per image")
+    p.add_argument("--proposal", choices=("pilot", "snr"), default="pilot",
+                   help="p(t) of --estimator importance: from a pilot pass on calibration images, or from the SNR alone")
+    p.add_argument("--draws", type=_bounded_int(MAX_COUNT), default=2,
+                   help="independent estimates per image (2 or more give the Monte Carlo standard error)")
+    p.add_argument("--decoder", choices=("fixed", "calibrated", "both"), default="both",
+                   help="p(x_0|x_1): DDPM's std sqrt(1 - alpha_1), the std calibrated on held-out images, or both")
+    p.add_argument("--calibration-n", type=_positive_int, default=256,
+                   help="images that calibrate the decoder and the pilot: the last N of the test split")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-ema", action="store_true")
@@ -499,10 +508,9 @@ def cmd_tune_alpha(args) -> int:
 
 def cmd_elbo(args) -> int:
     import torch
-    from tqdm import tqdm
 
     from vdm import data as datasets
-    from vdm.elbo import elbo, nats_to_bpd
+    from vdm import elbo as E
     from vdm.run import open_model
     from vdm.train import TrainConfig, pick_device
 
@@ -510,33 +518,110 @@ def cmd_elbo(args) -> int:
     den, meta, run = open_model(args.checkpoint, device, use_ema=not args.no_ema)
     cfg = run.config if run is not None else TrainConfig()  # a lone checkpoint file: the default data
     name = args.data or cfg.data
-    x = datasets.load(name, "test", args.data_dir or cfg.data_dir)[: args.n]
+    test = datasets.load(name, "test", args.data_dir or cfg.data_dir)
+    x = test[: args.n]
+    if len(x) + args.calibration_n > len(test):
+        raise CommandError(f"the {len(test)} test images cannot hold --n {len(x)} evaluated and --calibration-n "
+                           f"{args.calibration_n} calibration images apart; ask for fewer.")
+    x_cal = test[len(test) - args.calibration_n:]
     s = den.schedule
     g = torch.Generator(device=device).manual_seed(args.seed)
-    results = {}
     with torch.no_grad():
-        for form in ("consistency", "denoising"):
-            parts = []
-            batches = range(0, len(x), args.batch_size)
-            for i in tqdm(batches, desc=form, file=sys.stderr, dynamic_ncols=True):
-                x0 = datasets.to_float(x[i: i + args.batch_size].to(device))
-                parts.append(elbo(den, s, x0, form, args.estimator, generator=g))
-            results[form] = {k: torch.cat([p.terms()[k] for p in parts]).double().cpu()
-                             for k in ("reconstruction", "prior", "matching", "total")}
-    dims = x[0].numel()
-    n = len(x)
-    print(f"ELBO of {meta.get('model')} at step {meta.get('step')} on {n} held-out {name} images, "
-          f"{args.estimator} estimator ({s.describe()})")
-    names = {"reconstruction": "reconstruction -log p(x0|x1)", "prior": "prior matching",
-             "matching": "consistency / denoising matching", "total": "total (-ELBO)"}
-    print(f"{'term':<34} {'consistency bpd':>16} {'denoising bpd':>14} {'nats (denoising)':>17}")
-    for k, label in names.items():
-        c, d = results["consistency"][k], results["denoising"][k]
-        print(f"{label:<34} {float(nats_to_bpd(c.mean(), dims)):>16.4f} {float(nats_to_bpd(d.mean(), dims)):>14.4f} "
-              f"{float(d.mean()):>17.2f}")
-    se = {f: float(nats_to_bpd(r['total'].std() / math.sqrt(n), dims)) if n > 1 else float('nan') for f, r in results.items()}
-    print(f"{'standard error of the total':<34} {se['consistency']:>16.4f} {se['denoising']:>14.4f}")
+        decoders = _elbo_decoders(den, s, x_cal, args.decoder, g, device)
+        proposals = {f: _elbo_proposal(den, s, x_cal, f, args, g, device) for f in E.FORMS}
+        draws = {f: _elbo_draws(den, s, x, f, args, decoders, proposals[f], g, device) for f in E.FORMS}
+    _print_elbo(args, meta, name, s, x, len(test), decoders, draws)
+    if s.kind == "learned":  # the same model's continuous-time bound, beside the discrete-T one above
+        from vdm.continuous import report
+
+        print(report(den, x, args.batch_size, args.seed, device, args.draws))
     return 0
+
+
+def _elbo_decoders(den, s, x_cal, which, g, device) -> list:
+    """The decoders asked for: fixed (DDPM's), calibrated on x_cal, or both."""
+    from vdm import data as datasets
+    from vdm import elbo as E
+
+    out = [E.fixed_decoder(s)] if which in ("fixed", "both") else []
+    if which in ("calibrated", "both"):
+        out.append(E.calibrate_decoder(den, s, datasets.to_float(x_cal.to(device)), generator=g))
+    return out
+
+
+def _elbo_proposal(den, s, x_cal, form, args, g, device):
+    """p(t) of the importance estimator: a pilot pass on 16 calibration images, or the SNR proposal."""
+    from vdm import data as datasets
+    from vdm import elbo as E
+
+    if args.estimator != "importance" or s.T < 2:
+        return None
+    if args.proposal == "snr":
+        return E.snr_proposal(s, form)
+    return E.pilot_proposal(den, s, datasets.to_float(x_cal[:16].to(device)), form, generator=g)
+
+
+def _elbo_draws(den, s, x, form, args, decoders, proposal, g, device) -> dict:
+    """{decoder name: {term: [draws, n] nats}}: every image's estimate, drawn args.draws times."""
+    import torch
+    from tqdm import tqdm
+
+    from vdm import data as datasets
+    from vdm import elbo as E
+
+    rows = {d.name: {k: [] for k in ("reconstruction", "prior", "matching", "total")} for d in decoders}
+    for _ in tqdm(range(args.draws), desc=form, file=sys.stderr, dynamic_ncols=True):
+        parts = {d.name: [] for d in decoders}
+        for i in range(0, len(x), args.batch_size):
+            x0 = datasets.to_float(x[i: i + args.batch_size].to(device))
+            e = E.elbo(den, s, x0, form, args.estimator, generator=g, decoder=decoders[0], proposal=proposal)
+            parts[decoders[0].name].append(e)
+            for d in decoders[1:]:  # the same prior and matching draws; the reconstruction at its own x_1
+                parts[d.name].append(e.with_decoder(E.reconstruction_nats(den, s, x0, g, d), d))
+        for dname, es in parts.items():
+            for k in rows[dname]:
+                rows[dname][k].append(torch.cat([p.terms()[k] for p in es]).double().cpu())
+    return {d: {k: torch.stack(v) for k, v in terms.items()} for d, terms in rows.items()}
+
+
+def _print_elbo(args, meta, name, s, x, n_test, decoders, draws) -> None:
+    from vdm import elbo as E
+
+    dims, n = x[0].numel(), len(x)
+    bpd = lambda v: float(E.nats_to_bpd(v, dims))  # noqa: E731
+    pred = meta.get("prediction", "x0")
+    print(f"-ELBO of {meta.get('model')} ({pred} prediction) at step {meta.get('step')} on {n} held-out {name} "
+          f"images (test split 0..{n - 1}); {s.describe()}")
+    print(f"-ELBO is an upper bound on -log p(x_0), here in bits per dimension ({dims:,} dimensions an image).")
+    how = {"full": "the full sum over t", "uniform": "one uniform t per image, weight T - 1",
+           "importance": "one t per image from p(t), weight 1/p(t); p(t) from "
+                         + ("a pilot pass on 16 calibration images" if args.proposal == "pilot" else "the SNR alone")}
+    print(f"estimator: {args.estimator}, {how[args.estimator]}; {args.draws} independent draw(s) per image, averaged")
+    for d in decoders:
+        where = ("DDPM's sqrt(1 - alpha_1)" if d.name == "fixed" else
+                 f"max. likelihood on test images {n_test - args.calibration_n}..{n_test - 1}, not the evaluated ones")
+        print(f"decoder p(x_0|x_1): {d.describe()} ({where})")
+    print()
+    print(f"{'term':<44} {'consistency bpd':>16} {'denoising bpd':>14} {'nats (denoising)':>17}")
+    first = decoders[0].name
+    rows = [(f"reconstruction, {d.name} decoder", d.name, "reconstruction") for d in decoders]
+    rows += [("prior matching", first, "prior"), ("consistency / denoising matching", first, "matching")]
+    rows += [(f"total (-ELBO), {d.name} decoder", d.name, "total") for d in decoders]
+    for label, dname, k in rows:
+        c, d = draws["consistency"][dname][k].mean(), draws["denoising"][dname][k].mean()
+        print(f"{label:<44} {bpd(c):>16.4f} {bpd(d):>14.4f} {float(d):>17.2f}")
+    for d in decoders:
+        mc = {f: bpd(E.mc_standard_error(draws[f][d.name]["total"])) for f in E.FORMS}
+        spread = {f: bpd(draws[f][d.name]["total"].mean(0).std() / math.sqrt(n)) if n > 1 else float("nan") for f in E.FORMS}
+        print(f"{'MC standard error, ' + d.name:<44} {mc['consistency']:>16.4f} {mc['denoising']:>14.4f}")
+        print(f"{'spread across images / sqrt(n), ' + d.name:<44} {spread['consistency']:>16.4f} {spread['denoising']:>14.4f}")
+    print("MC standard error: the estimator's own noise (t, x_t, x_1 redrawn) with these images fixed; the spread "
+          "across images also holds how much the images differ.")
+    cifar = ", ".join(f"{k} {v:.2f}" for k, v in E.CIFAR10_BPD)
+    data_note = ("the same data set" if name == "cifar10" else
+                 f"another data set than these {name} images, so not comparable image for image")
+    print(f"references (-log p or -ELBO, bits/dim): a model uniform over the 256 levels scores {E.UNIFORM_BPD:g} bits/dim; "
+          f"published CIFAR-10 test bounds ({data_note}): {cifar}.")
 
 
 def cmd_model(args) -> int:

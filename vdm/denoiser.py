@@ -66,7 +66,7 @@ class Denoiser(nn.Module):
         self.net = net
         self.schedule = schedule
         self.prediction = prediction
-        self._tables: dict = {}  # (device, dtype) -> (c_skip, c_out, c_in), not weights: kept out of state_dict
+        self._tables: dict = {}  # (device, dtype) -> (schedule, (c_skip, c_out, c_in)): not weights, not in state_dict
 
     def raw(self, x_t: torch.Tensor, t: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """What the loss compares with :meth:`target`: x̂_0 (``x0``, ``x0-precond``) or ε̂ (``eps``).
@@ -88,10 +88,12 @@ class Denoiser(nn.Module):
     def _coefs(self, x_t: torch.Tensor, t: torch.Tensor):
         """c_skip(t), c_out(t), c_in(t) shaped [B, 1, 1, 1], from a table on x_t's device (no host sync)."""
         key = (x_t.device, x_t.dtype)
-        if key not in self._tables:
-            self._tables[key] = tuple(c.to(x_t.device, x_t.dtype) for c in precond_coefs(self.schedule))
+        sched, table = self._tables.get(key, (None, None))
+        if sched is not self.schedule:  # built again when the schedule is replaced
+            table = tuple(c.to(x_t.device, x_t.dtype) for c in precond_coefs(self.schedule))
+            self._tables[key] = (self.schedule, table)
         shape = (-1,) + (1,) * (x_t.ndim - 1)
-        return tuple(c[t].view(shape) for c in self._tables[key])
+        return tuple(c[t].view(shape) for c in table)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
         t = _as_batch_t(t, x_t, self.schedule.T)

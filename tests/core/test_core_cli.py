@@ -266,12 +266,17 @@ def test_tiny_run_sample_elbo_forward(tiny_run, capsys, monkeypatch, tmp_path):
         m = re.match(r"(\S.*?)\s{2,}(-?[0-9.]+)\s+(-?[0-9.]+)", ln)
         if m:
             rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
-    total = rows["total (-ELBO)"]
-    parts = [v for k, v in rows.items() if k not in ("total (-ELBO)", "standard error of the total")]
-    assert len(parts) == 3
-    for form in (0, 1):
-        assert sum(p[form] for p in parts) == pytest.approx(total[form], abs=3e-4)
-        assert 0 < total[form] < 20  # bits per dimension of 8-bit images, from an undertrained network
+    for dec in ("fixed", "calibrated"):  # --decoder both, the default
+        total = rows[f"total (-ELBO), {dec} decoder"]
+        parts = [rows[f"reconstruction, {dec} decoder"], rows["prior matching"], rows["consistency / denoising matching"]]
+        for form in (0, 1):
+            assert sum(p[form] for p in parts) == pytest.approx(total[form], abs=3e-4)
+            assert 0 < total[form] < 20  # bits per dimension of 8-bit images, from an undertrained network
+        assert rows[f"MC standard error, {dec}"][1] > 0
+    for words in ("upper bound on -log p(x_0)", "estimator: full", "decoder p(x_0|x_1): fixed",
+                  "decoder p(x_0|x_1): calibrated", "8 bits/dim", "CIFAR-10", "DDPM (Ho et al. 2020) 3.70",
+                  "VDM (Kingma et al. 2021) 2.64", "not comparable"):
+        assert words in out, words
 
     rc, out, err = run(["forward", "--T", "20"], capsys)
     assert rc == 0, err
