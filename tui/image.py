@@ -1,8 +1,10 @@
 """Images in the terminal with Unicode half blocks: two pixels per cell.
 
 Each cell is "▀" with the foreground colour = the top pixel and the background
-= the bottom pixel. Colours are truecolor; Rich downgrades them to the 256-colour
-palette on terminals that lack it. Images are drawn at the largest scale that fits
+= the bottom pixel. Colours are truecolor; on a 256-colour terminal the image is
+quantised here, with ordered dithering, to the xterm palette's 6x6x6 cube and 24
+greys (Rich's own downgrade maps every colour of low saturation to a grey and
+posterises the rest). Images are drawn at the largest scale that fits
 their box (nearest-neighbour, so pixels stay sharp), centred both ways. A sample
 grid is re-laid out by ``mosaic``: every tile at the size that fits, separators kept.
 """
@@ -98,12 +100,62 @@ def resize(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
     return img[rows][:, cols]
 
 
-def to_strips(img: np.ndarray, width: int, height: int) -> list[Strip]:
-    """An image as at most ``height`` strips of ``width`` cells, centred horizontally."""
+# -- the xterm 256-colour palette: 16-231 a 6x6x6 cube, 232-255 greys (0-15 follow the terminal's theme) --
+CUBE = np.array([0, 95, 135, 175, 215, 255])
+BAYER4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16.0 - 15 / 32  # mean 0
+DITHER = 40.0  # the spread of the dither: about one step of the cube
+GREY_DITHER = 10.0  # one step of the grey ramp
+NEUTRAL = 12  # a colour whose channels differ by less than this is dithered along the grey ramp
+
+
+def nearest_256(rgb: np.ndarray) -> np.ndarray:
+    """The xterm colour number (16-255) nearest to each rgb triple (Euclidean in RGB), same shape less the last axis.
+
+    Exact without trying all 240: the cube is a grid, so its nearest entry is each channel's nearest
+    level; the nearest grey (g, g, g) is the one nearest the mean (the distance is 3 (g - mean)^2 + const).
+    """
+    x = np.asarray(rgb, dtype=np.float64)
+    lv = np.abs(x[..., None] - CUBE).argmin(-1)  # each channel's nearest cube level
+    cube = CUBE[lv].astype(np.float64)
+    gi = np.clip(np.rint((x.mean(-1) - 8) / 10), 0, 23).astype(np.int64)
+    grey = (8 + 10 * gi).astype(np.float64)
+    d_cube = ((x - cube) ** 2).sum(-1)
+    d_grey = ((x - grey[..., None]) ** 2).sum(-1)
+    return np.where(d_grey < d_cube, 232 + gi, 16 + 36 * lv[..., 0] + 6 * lv[..., 1] + lv[..., 2])
+
+
+def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
+    """An H x W x 3 uint8 image as xterm colour numbers (H x W), ordered-dithered (Bayer 4x4).
+
+    Each pixel gets spread * (threshold - mean) added before its nearest palette colour is taken
+    (spread: the palette's step near the pixel's colour, GREY_DITHER for near-neutral colours, else DITHER),
+    so a colour between two palette entries becomes a fine mix of both whose average is close
+    to it, where the nearest colour alone would band (and Rich's downgrade would turn it grey).
+    """
+    x = img[..., :3].astype(np.float64)
+    if not dither:
+        return nearest_256(x)
+    h, w = x.shape[:2]
+    # as wide as the palette's steps where the colour is: 10 for a near-neutral colour (the grey ramp's
+    # step: a cube-wide dither there flickers between black and a grey far from it), about 40 for any
+    # colour with a hue, dark ones too (they are mixed from black and the cube's first level, 95)
+    spread = np.where(np.ptp(x, axis=-1) < NEUTRAL, GREY_DITHER, DITHER)
+    x = x + (spread * np.tile(BAYER4, (h // 4 + 1, w // 4 + 1))[:h, :w])[..., None]
+    return nearest_256(np.clip(x, 0, 255))
+
+
+_XTERM = [Color(f"color({i})", ColorType.EIGHT_BIT, number=i) for i in range(256)]
+
+
+def to_strips(img: np.ndarray, width: int, height: int, palette256: bool = False) -> list[Strip]:
+    """An image as at most ``height`` strips of ``width`` cells, centred horizontally; with ``palette256``
+    in the xterm 256 colours, dithered (quantise_256), for a terminal without truecolor."""
     if img is None or width < 1 or height < 1:
         return []
     oh, ow = fit(img.shape[0], img.shape[1], width, height)
     px = resize(np.ascontiguousarray(img[..., :3]), oh, ow)
+    if palette256:
+        return _strips_256(quantise_256(px), width, height)
     pad_left = (width - ow) // 2
     blank_l = Segment(" " * pad_left, PLAIN) if pad_left else None
     strips = [Strip.blank(width, PLAIN)] * max((height - (oh + 1) // 2) // 2, 0)  # centred vertically
@@ -117,6 +169,22 @@ def to_strips(img: np.ndarray, width: int, height: int) -> list[Strip]:
         for c in range(ow):
             bg = _rgb(bl[c]) if bl is not None else None
             segs.append(Segment(UPPER, Style.from_color(_rgb(tl[c]), bg)))
+        strips.append(Strip(segs, pad_left + ow).extend_cell_length(width, PLAIN))
+    return strips
+
+
+def _strips_256(idx: np.ndarray, width: int, height: int) -> list[Strip]:
+    """to_strips of an image already quantised to xterm colour numbers."""
+    oh, ow = idx.shape
+    pad_left = (width - ow) // 2
+    blank_l = Segment(" " * pad_left, PLAIN) if pad_left else None
+    strips = [Strip.blank(width, PLAIN)] * max((height - (oh + 1) // 2) // 2, 0)
+    for r in range(0, oh, 2):
+        top = idx[r].tolist()
+        bot = idx[r + 1].tolist() if r + 1 < oh else None
+        segs = [blank_l] if blank_l else []
+        for c in range(ow):
+            segs.append(Segment(UPPER, Style.from_color(_XTERM[top[c]], _XTERM[bot[c]] if bot is not None else None)))
         strips.append(Strip(segs, pad_left + ow).extend_cell_length(width, PLAIN))
     return strips
 
@@ -149,6 +217,10 @@ class HalfBlockImage(Widget):
         self.tiles: np.ndarray | None = None  # set_tiles: laid out by mosaic() for the size at drawing time
         self.tiles_title = ""
         self.shown_tiles = 0
+        self.palette256 = False  # the terminal has 256 colours, not truecolor: dither (set when mounted)
+
+    def on_mount(self) -> None:
+        self.palette256 = getattr(self.app.console, "color_system", None) == "256"
 
     def frames_that_fit(self) -> int:
         """How many frames of the current image size the cache holds at this widget's size."""
@@ -188,7 +260,7 @@ class HalfBlockImage(Widget):
         """Render ``image`` for a size ahead of time (from a worker thread), so showing it later is a lookup."""
         k = (key, width, height)
         if k not in self._cache:
-            self._store(k, to_strips(image, width, height))
+            self._store(k, to_strips(image, width, height, self.palette256))
 
     def render_line(self, y: int) -> Strip:
         w, h = self.content_size
@@ -198,14 +270,14 @@ class HalfBlockImage(Widget):
             if self.tiles is not None:
                 img, n = mosaic(self.tiles, w, h)
                 if strips is None:
-                    strips = to_strips(img, w, h)
+                    strips = to_strips(img, w, h, self.palette256)
                     self._store(key, strips)
                 if n != self.shown_tiles or not self.border_title:
                     self.shown_tiles = n
                     title = f"{self.tiles_title} ({n} of {len(self.tiles)})"
                     self.call_later(setattr, self, "border_title", title)
             elif strips is None:
-                strips = to_strips(self.image, w, h) if self.image is not None else []
+                strips = to_strips(self.image, w, h, self.palette256) if self.image is not None else []
                 self._store(key, strips)
             self._strips = strips
             self._key = key

@@ -8,9 +8,11 @@ million-line log is parsed once, then only the bytes appended since.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +31,11 @@ from tui.image import HalfBlockImage, grid_tiles
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
 from tui.run import RunState, ago, hms, num, pid_alive
-from vdm.run import METRICS, is_run
+from vdm.run import METRICS, SAMPLES, is_run
 from vdm.tailer import MetricsTailer
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
+GRID_NAME = re.compile(r"step-(\d+)\.png")  # vdm.train's name of the grid written at a step
 
 
 def spark_text(values) -> str:
@@ -45,27 +48,74 @@ class RunUpdated(Message):
 
 
 class SampleLoaded(Message):
-    def __init__(self, image: np.ndarray | None, mtime: float, error: str = ""):
+    def __init__(self, image: np.ndarray | None, mtime: float, error: str = "", grids=None):
         super().__init__()
-        self.image, self.mtime, self.error = image, mtime, error
+        self.image, self.mtime, self.error, self.grids = image, mtime, error, grids
+
+
+def grid_files(samples_dir: Path) -> list[tuple[int, Path]]:
+    """Every sample grid the trainer kept (vdm.train writes samples/step-<8 digits>.png after each
+    epoch, and a copy as latest.png), as (step, path) by step."""
+    try:
+        names = [e.name for e in os.scandir(samples_dir)]
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = GRID_NAME.fullmatch(name)
+        if m:
+            out.append((int(m.group(1)), samples_dir / name))
+    return sorted(out)
+
+
+def read_grid(path: Path) -> np.ndarray:
+    """A PNG as a uint8 H x W x 3 array (ValueError with the reason when it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as e:  # a PNG of another kind, cut short, or gone
+        raise ValueError(f"{path} could not be read ({type(e).__name__}).") from None
+
+
+def show_grid(widget: HalfBlockImage, image: np.ndarray, key) -> None:
+    """A sample grid in a widget: its tiles re-laid out to fill it, separated; any other image as it is."""
+    tiles = grid_tiles(image)
+    if tiles is None:
+        widget.set_image(image, key=key)
+        widget.border_title = "samples"
+    else:
+        widget.set_tiles(tiles, key=key)
 
 
 class SamplesScreen(ModalScreen):
-    """The newest sample grid, as large as the terminal allows."""
+    """The sample grid shown on the monitor, as large as the terminal allows; [ ] step through the others."""
 
-    BINDINGS = [Binding("escape,g,q", "dismiss", "close")]
+    BINDINGS = [Binding("escape,g,q", "dismiss", "close"),
+                Binding("left_square_bracket", "grid(-1)", "earlier samples"),
+                Binding("right_square_bracket", "grid(1)", "later samples")]
 
-    def __init__(self, image: np.ndarray):
+    def __init__(self, monitor: "MonitorScreen"):
         super().__init__()
-        self.image = image
+        self.monitor = monitor
 
     def compose(self) -> ComposeResult:
-        yield HalfBlockImage(self.image, id="samples-full")
+        yield HalfBlockImage(id="samples-full")
 
     def on_mount(self) -> None:
-        tiles = grid_tiles(self.image)
-        if tiles is not None:  # every sample as large as the screen allows, separators kept
-            self.query_one("#samples-full", HalfBlockImage).set_tiles(tiles, key=id(self.image))
+        self.show()
+
+    def show(self) -> None:
+        image, key, label = self.monitor.shown_grid()
+        w = self.query_one("#samples-full", HalfBlockImage)
+        if image is not None:
+            show_grid(w, image, key)
+        w.border_subtitle = label
+
+    def action_grid(self, d: int) -> None:
+        self.monitor.action_grid(d)
+        self.show()
 
     def action_dismiss(self) -> None:
         self.dismiss()
@@ -76,6 +126,8 @@ class MonitorScreen(CurveKeys, Screen):
         Binding("l", "toggle_log", "log scale"),
         *CURVE_BINDINGS,
         Binding("g", "samples", "samples"),
+        Binding("left_square_bracket", "grid(-1)", "samples ◀", show=False),
+        Binding("right_square_bracket", "grid(1)", "samples ▶", show=False),
         Binding("r", "reload", "reload"),
         Binding("x", "stop_run", "stop run"),
         Binding("escape", "back", "back to runs", show=False),
@@ -98,6 +150,9 @@ class MonitorScreen(CurveKeys, Screen):
             self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl")
         self.sample_image: np.ndarray | None = None
         self.sample_mtime = 0.0
+        self.grids: list[tuple[int, Path]] = []  # every samples/step-*.png, by step (listed by the tail worker)
+        self.grid_pos: int | None = None  # the grid shown, an index into grids; None: the newest (latest.png)
+        self._grid_cache: OrderedDict = OrderedDict()  # path -> image, the last few scrubbed through
         self.gpu: GpuReader | None = None
         self.gpu_hist: deque = deque(maxlen=60)  # real readings only, never padded
         self.pid_check = pid_alive
@@ -182,7 +237,7 @@ class MonitorScreen(CurveKeys, Screen):
                 time.sleep(self.poll_interval)
 
     def _check_samples(self) -> None:
-        path = self.run_dir / "samples" / "latest.png"
+        path = self.run_dir / SAMPLES / "latest.png"
         try:
             mtime = path.stat().st_mtime
         except OSError:
@@ -190,20 +245,20 @@ class MonitorScreen(CurveKeys, Screen):
         if mtime == self.sample_mtime:
             return
         self.sample_mtime = mtime
+        grids = grid_files(self.run_dir / SAMPLES)  # a new latest.png: a new step-*.png beside it
         try:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                img = np.asarray(im.convert("RGB"))
-        except Exception as e:  # a PNG of another kind, or unreadable
-            self.post_message(SampleLoaded(None, mtime, f"{path} could not be read ({type(e).__name__})."))
+            img = read_grid(path)
+        except ValueError as e:
+            self.post_message(SampleLoaded(None, mtime, str(e), grids))
             return
-        self.post_message(SampleLoaded(img, mtime))
+        self.post_message(SampleLoaded(img, mtime, grids=grids))
 
     def on_run_updated(self, message: RunUpdated) -> None:
         self._draw()
 
     def on_sample_loaded(self, message: SampleLoaded) -> None:
+        if message.grids is not None:
+            self.grids = message.grids
         if message.error:
             self.notify(message.error, severity="warning")
             return
@@ -338,21 +393,63 @@ class MonitorScreen(CurveKeys, Screen):
             f" step {step:,}{tot} · ep {ep} · {clock} · ETA {hms(eta) if running and alive else '-'}")
 
     def _draw_samples(self) -> None:
-        if self.sample_image is None:
-            return
+        image, key, label = self.shown_grid()
         w = self.query_one("#samples", HalfBlockImage)
+        w.border_subtitle = label
         cw, ch = w.content_size
-        if cw < 1 or ch < 1:
+        if image is None or cw < 1 or ch < 1:
             return
-        tiles = grid_tiles(self.sample_image)
-        if tiles is None:  # not a vdm grid: the image as it is, scaled to fit
-            w.set_image(self.sample_image, key=self.sample_mtime)
-            w.border_title = "samples"
-        else:
-            w.set_tiles(tiles, key=self.sample_mtime)
+        show_grid(w, image, key)
+
+    # -- samples over time: [ and ] step through every grid the run wrote ------------------
+    def shown_grid(self) -> tuple[np.ndarray | None, object, str]:
+        """(image, cache key, label) of the grid to show: the one scrubbed to, or the newest."""
+        n = len(self.grids)
+        if self.grid_pos is not None and self.grid_pos < n:
+            step, path = self.grids[self.grid_pos]
+            try:
+                image = self._load_grid(path)
+            except ValueError as e:
+                return None, None, f"step {step:,}: unreadable · {self.grid_pos + 1}/{n}"
+            return image, ("grid", str(path)), f"step {step:,} · {self.grid_pos + 1}/{n} · ] later"
         with self.lock:
-            step = self.state.last_sample.get("step") if self.state.last_sample else None
-        w.border_subtitle = f"step {step}" if step is not None else ""
+            step = num(self.state.last_sample.get("step")) if self.state.last_sample else None
+        if step is None and self.grids:
+            step = self.grids[-1][0]
+        if self.sample_image is None:
+            return None, None, ""
+        label = f"step {int(step):,}" if step is not None else ""
+        if n > 1:
+            label += f" · newest of {n} · [ earlier"
+        return self.sample_image, self.sample_mtime, label
+
+    def _load_grid(self, path: Path) -> np.ndarray:
+        key = str(path)
+        if key in self._grid_cache:
+            self._grid_cache.move_to_end(key)
+            return self._grid_cache[key]
+        image = read_grid(path)
+        self._grid_cache[key] = image
+        while len(self._grid_cache) > 32:  # a grid of 64 samples is 0.8 MB
+            self._grid_cache.popitem(last=False)
+        return image
+
+    def action_grid(self, d: int) -> None:
+        """One grid earlier (d < 0) or later; later than the last is the newest again, following new grids."""
+        if not self.grids and self.run_dir is not None:
+            self.grids = grid_files(self.run_dir / SAMPLES)
+        n = len(self.grids)
+        if n == 0:
+            self.notify("no sample grids yet: the run writes one after each epoch.")
+            return
+        pos = (n - 1 if self.grid_pos is None else self.grid_pos) + d
+        self.grid_pos = None if pos >= n - 1 and d > 0 or pos >= n else max(pos, 0)
+        if self.grid_pos is not None:
+            try:
+                self._load_grid(self.grids[self.grid_pos][1])
+            except ValueError as e:
+                self.notify(str(e), severity="warning")
+        self._draw_samples()
 
     def _update_gpu(self) -> None:
         text = self.query_one("#gpu-text", Readout)
@@ -422,10 +519,10 @@ class MonitorScreen(CurveKeys, Screen):
         self.app.push_screen(StopScreen(pid, str(self.run_dir)), chosen)
 
     def action_samples(self) -> None:
-        if self.sample_image is None:
+        if self.shown_grid()[0] is None:
             self.notify("no sample grid yet: the run writes one after each epoch.")
             return
-        self.app.push_screen(SamplesScreen(self.sample_image))
+        self.app.push_screen(SamplesScreen(self))
 
     def action_reload(self) -> None:
         if self.tailer is None:

@@ -170,3 +170,58 @@ async def test_log_scale_on_every_plot_of_the_monitor_and_the_overlay(tmp_path):
         await pilot.press("l")
         assert all(p.log_scale for p in app.screen.query("Plot"))
         assert all("(log)" in p.border_title for p in app.screen.query("Plot"))
+
+
+# -- samples over time ----------------------------------------------------------------------------
+
+def _grids(run, steps):
+    """samples/step-*.png as vdm.train names them, each grid different (the images shifted by the step),
+    and latest.png a copy of the last."""
+    from vdm.data import shapes
+    from vdm.images import grid, save_png
+
+    x = shapes(4, "test")[0]
+    for s in steps:
+        g = grid(x.roll(s // 20, 0), scale=2)
+        save_png(g, run / "samples" / f"step-{s:08d}.png")
+    save_png(g, run / "samples" / "latest.png")
+
+
+@anyio
+async def test_samples_over_time_step_back_and_forth_through_every_grid(tmp_path):
+    from PIL import Image
+
+    from tui.image import grid_tiles
+
+    run = write_run(tmp_path / "run", n_train=40, with_sample=False)
+    _grids(run, [20, 40, 60, 80])
+    (run / "samples" / "notes.png").write_bytes(b"not a grid of the trainer's")  # not step-*.png: not listed
+
+    def tiles_of(step):  # independently: the file read by PIL, cut into tiles
+        return grid_tiles(np.asarray(Image.open(run / "samples" / f"step-{step:08d}.png").convert("RGB")))
+
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1041.0, **NO_GPU)
+    async with app.run_test(size=(100, 30)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.sample_image is not None and len(s.grids) == 4)
+        w = s.query_one("#samples")
+        assert np.array_equal(w.tiles, tiles_of(80)) and w.border_subtitle.startswith("step 80 · newest of 4")
+        await pilot.press("left_square_bracket")
+        assert np.array_equal(w.tiles, tiles_of(60)) and w.border_subtitle.startswith("step 60 · 3/4")
+        await pilot.press("left_square_bracket", "left_square_bracket", "left_square_bracket")  # no further than the first
+        assert np.array_equal(w.tiles, tiles_of(20)) and "step 20 · 1/4" in w.border_subtitle
+        assert not np.array_equal(tiles_of(20), tiles_of(40))  # the grids differ: the test can tell them apart
+        await pilot.press("right_square_bracket")
+        assert np.array_equal(w.tiles, tiles_of(40))
+        await pilot.pause(0.2)
+        assert "(4 of 4)" in w.border_title  # every tile shown, separated (the mosaic)
+        await pilot.press("g")  # full screen shows the grid scrubbed to, and scrubs too
+        full = app.screen.query_one("#samples-full")
+        assert np.array_equal(full.tiles, tiles_of(40)) and "step 40" in full.border_subtitle
+        await pilot.press("right_square_bracket")
+        assert np.array_equal(full.tiles, tiles_of(60))
+        await pilot.press("escape", "right_square_bracket", "right_square_bracket")
+        assert s.grid_pos is None and "newest" in w.border_subtitle  # following new grids again
+        _grids(run, [100])  # the trainer writes another
+        await wait_for(pilot, lambda: len(s.grids) == 5)
+        await wait_for(pilot, lambda: np.array_equal(w.tiles, tiles_of(100)))

@@ -1,0 +1,100 @@
+"""Images on a 256-colour terminal: ordered dithering to the xterm cube and greys stays faithful.
+
+The palette and the nearest colour are computed here by brute force over all 240 entries, and the
+old path by Rich's own downgrade: independent of tui.image's arithmetic.
+"""
+
+import numpy as np
+import pytest
+from rich.color import Color, ColorSystem, ColorType
+
+from tui.image import quantise_256, to_strips
+
+LEVELS = np.array([0, 95, 135, 175, 215, 255])
+PALETTE = {16 + 36 * r + 6 * g + b: (LEVELS[r], LEVELS[g], LEVELS[b]) for r in range(6) for g in range(6) for b in range(6)}
+PALETTE.update({232 + i: (8 + 10 * i,) * 3 for i in range(24)})
+NUMBERS = np.array(sorted(PALETTE))
+RGB = np.array([PALETTE[n] for n in NUMBERS], dtype=np.float64)
+
+
+def brute_nearest(img):
+    x = img.reshape(-1, 3).astype(np.float64)
+    d = ((x[:, None, :] - RGB[None]) ** 2).sum(-1)
+    return NUMBERS[d.argmin(1)].reshape(img.shape[:2])
+
+
+def rgb_of(numbers):
+    return np.array([PALETTE[int(n)] for n in numbers.ravel()], dtype=np.float64).reshape(*numbers.shape, 3)
+
+
+def seen(img, k=4):
+    """What the eye takes from a patch of k x k pixels (cells of half blocks): its mean colour."""
+    h, w = (img.shape[0] // k) * k, (img.shape[1] // k) * k
+    return img[:h, :w].reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+
+
+def _images():
+    """A smooth gradient of low saturation (what Rich's downgrade turned grey) and a grid of samples."""
+    from vdm.data import shapes
+    from vdm.images import grid
+
+    yy, xx = np.mgrid[0:64, 0:128]
+    grad = np.stack([90 + xx * 0.6, 80 + yy * 0.5 + xx * 0.2, 70 + yy * 0.4], -1).clip(0, 255).astype(np.uint8)
+    samples = grid(shapes(16, "test")[0], scale=1)
+    return {"gradient": grad, "samples": samples}
+
+
+@pytest.mark.parametrize("name", ["gradient", "samples"])
+def test_dithered_256_colours_look_closer_than_nearest_colour_and_richs_downgrade(name):
+    img = _images()[name]
+    truth = seen(img.astype(np.float64))
+    dithered = rgb_of(quantise_256(img))
+    nearest = rgb_of(brute_nearest(img))
+    rich = np.array([Color.from_rgb(*map(int, p)).downgrade(ColorSystem.EIGHT_BIT).get_truecolor()
+                     for p in img.reshape(-1, 3)], dtype=np.float64).reshape(img.shape)
+    err = {k: np.abs(seen(v) - truth).mean() for k, v in (("dithered", dithered), ("nearest", nearest), ("rich", rich))}
+    assert err["dithered"] < 0.8 * err["nearest"], err
+    assert err["dithered"] < 0.8 * err["rich"], err
+    # and the dither stays near the image: every pixel's colour is within one cube step of it
+    assert np.abs(dithered - img).max() <= 95, err
+
+
+def test_without_dither_it_is_the_nearest_palette_colour():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    got = rgb_of(quantise_256(img, dither=False))
+    want = rgb_of(brute_nearest(img))
+    # the same distance (a tie may pick another entry at the same distance)
+    assert np.allclose(((got - img) ** 2).sum(-1), ((want - img) ** 2).sum(-1))
+
+
+def test_256_colour_strips_carry_xterm_numbers():
+    img = _images()["samples"][:32, :32]
+    strips = to_strips(img, 32, 16, palette256=True)
+    cells = [seg for st in strips for seg in st if seg.text == "▀"]
+    assert len(cells) == 32 * 16
+    assert all(seg.style.color.type == ColorType.EIGHT_BIT and 16 <= seg.style.color.number <= 255 for seg in cells)
+    want = quantise_256(img)
+    assert [seg.style.color.number for seg in cells[:32]] == want[0].tolist()
+    assert [seg.style.bgcolor.number for seg in cells[:32]] == want[1].tolist()
+
+
+@pytest.mark.anyio
+async def test_the_app_dithers_on_a_256_colour_terminal_and_not_on_truecolor(tmp_path, monkeypatch):
+    from tui.app import VdmApp
+    from tui.gpu import GpuReader
+    from tui_fixtures import wait_for, write_run
+
+    run = write_run(tmp_path / "run", n_train=5)
+    for colorterm, want in (("", True), ("truecolor", False)):
+        monkeypatch.setenv("TERM", "xterm-256color")
+        monkeypatch.setenv("COLORTERM", colorterm)
+        app = VdmApp(run, poll_interval=0.05, clock=lambda: 1006.0, gpu_factory=lambda: GpuReader(nvml=object()))
+        async with app.run_test(size=(80, 24)) as pilot:
+            s = app.screen
+            await wait_for(pilot, lambda: s.sample_image is not None)
+            await pilot.pause(0.2)
+            w = s.query_one("#samples")
+            assert w.palette256 is want
+            kinds = {seg.style.color.type for st in w._strips for seg in st if seg.text == "▀"}
+            assert kinds == ({ColorType.EIGHT_BIT} if want else {ColorType.TRUECOLOR})
