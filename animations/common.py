@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, ImageMobject, MathTex, Rectangle, Tex, VGroup, VMobject, config)
+from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, Create, FadeIn, FadeOut, ImageMobject, MathTex, Rectangle,
+                   SurroundingRectangle, Tex, TransformMatchingTex, VGroup, VMobject, config)
 from manim.mobject.svg.svg_mobject import VMobjectFromSVGPath
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from manim.utils.images import change_to_rgba_array
@@ -207,13 +208,15 @@ def text_boxes(scene) -> list:
 def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | None = None) -> VGroup:
     """Lines of a derivation, one MathTex each, aligned on their relation sign.
 
-    ``rows``: (lhs, relation, rhs) with lhs None on continuation lines. Each line's
-    ``.rel`` is its relation's glyphs; the lines are shifted so that every relation
-    starts at the same x, as on a board.
+    ``rows``: (lhs, relation, rhs) with lhs None on continuation lines; rhs is a string
+    or a tuple of strings, its parts (each a MathTex part, so that one can be
+    highlighted: ``part(line, tex)``). Each line's ``.rel`` is its relation's glyphs;
+    the lines are shifted so that every relation starts at the same x, as on a board.
     """
     lines = VGroup()
     for lhs, rel, rhs in rows:
-        parts = [p for p in (lhs, rel, rhs) if p]
+        rhs_parts = (rhs,) if isinstance(rhs, str) or rhs is None else tuple(rhs)
+        parts = [p for p in (lhs, rel, *rhs_parts) if p]
         m = tex(*parts, terms=terms, font_size=font_size)
         skip = 0
         if lhs:  # the relation is the first part after the lhs's own pieces
@@ -228,6 +231,71 @@ def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | Non
     return lines
 
 
+def part(line: MathTex, tex_string: str):
+    """The part of a derivation line written as ``tex_string`` (a whole rhs part, lhs or relation)."""
+    for p in line.submobjects:
+        if getattr(p, "tex_string", None) == tex_string:
+            return p
+    raise KeyError(f"no part {tex_string[:60]!r} in this line")
+
+
+MAX_WIDTH = 13.4  # of the 14.2-unit frame: what a derivation may span
+
+
+def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: float = 0.35,
+                    transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26,
+                    first_hold: float | None = None):
+    """Write a derivation on the board line by line, a slide per line; returns the lines.
+
+    Each new line comes in (TransformMatchingTex from the previous one with
+    ``transform``, else a fade from above) with its caption ``notes[i]`` at the bottom;
+    ``focus[i]`` (a part of line i, see ``derivation``; or None) is then boxed while its
+    caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
+    2 s plus 1 s per line on the board.
+    """
+    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms).next_to(below, DOWN, buff=0.4)
+    lines.set_x(0)
+    if lines.width > MAX_WIDTH:
+        lines.scale_to_fit_width(MAX_WIDTH)
+    caps = [one_line(n, size=caption_size).to_edge(DOWN, buff=0.4) for n in notes]
+    focus = list(focus or [None] * len(lines))
+    box = None
+    for i, line in enumerate(lines):
+        out = [FadeOut(caps[i - 1])] if i else []
+        if box is not None:
+            out.append(FadeOut(box))
+        if transform and i:
+            come = TransformMatchingTex(lines[i - 1].copy(), line)
+        else:
+            come = FadeIn(line, shift=DOWN * 0.2)
+        scene.play(come, *out, FadeIn(caps[i]), run_time=1.2 if i else 1.0)
+        box = None
+        if focus[i] is not None:
+            box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
+            scene.play(Create(box), run_time=0.6)
+        scene.pause(i + 1, hold=first_hold if (i == 0 and first_hold is not None) else None)
+    scene.derivation_box = box
+    return lines
+
+
+def focus_on(scene, mob, caption: str | None = None, old_caption=None, hold_lines: int = 1):
+    """Box ``mob`` (a term on screen) while a caption at the bottom talks about it; a slide.
+
+    Returns (box, caption mobject) so the caller can fade both out.
+    """
+    box = SurroundingRectangle(mob, buff=0.08, color=BOX, stroke_width=2.5)
+    anims = [Create(box)]
+    cap = None
+    if caption is not None:
+        cap = one_line(caption).to_edge(DOWN, buff=0.4)
+        anims.append(FadeIn(cap))
+    if old_caption is not None:
+        anims.append(FadeOut(old_caption))
+    scene.play(*anims, run_time=0.8)
+    scene.pause(hold_lines)
+    return box, cap
+
+
 def cut(scene, *keep) -> None:
     """End a section with a hard cut: everything leaves the screen but ``keep``.
 
@@ -239,6 +307,24 @@ def cut(scene, *keep) -> None:
 
 def label(text: str, color=WHITE, size: float = 28) -> Tex:
     return Tex(text, color=color, font_size=size)
+
+
+def one_line(text: str, color=WHITE, size: float = 26, width: float | None = None) -> Tex:
+    """A label LaTeX never breaks (an mbox), shrunk to ``width`` (MAX_WIDTH) only if it is wider."""
+    m = Tex(r"\mbox{" + text + "}", color=color, font_size=size)
+    width = MAX_WIDTH if width is None else width
+    if m.width > width:
+        m.scale_to_fit_width(width)
+    return m
+
+
+def sci(x: float, digits: int = 2) -> str:
+    """x in LaTeX: 13.6, or 9.3 \\times 10^{-7} when it needs an exponent (never Python's 9.3e-07)."""
+    text = f"{x:.{digits}g}"
+    if "e" not in text:
+        return text
+    mant, exp = text.split("e")
+    return rf"{mant} \times 10^{{{int(exp)}}}"
 
 
 def labels(*texts: str, colors=None, size: float = 28, math: bool = False) -> list:

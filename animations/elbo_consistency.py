@@ -14,7 +14,7 @@ Render: manim -pql animations/elbo_consistency.py ConsistencyELBO
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, FadeOut, Group, Title, TransformMatchingTex, VGroup, Write
+from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, Group, Title, VGroup, Write
 
 from animations import common as c
 from animations import elbo_panels
@@ -36,25 +36,17 @@ class ConsistencyELBO(c.LectureScene):
         self.section_terms()
         self.section_estimate()
 
-    def steps(self, rows, notes, fs=28, buff=0.35, transform=False):
+    def steps(self, rows, notes, fs=28, buff=0.35, transform=False, focus=None):
         """Show a derivation line by line, each with its note at the bottom, a slide per line."""
-        lines = c.derivation(rows, font_size=fs, buff=buff).next_to(self.title, DOWN, buff=0.4)
-        lines.set_x(0)
-        caps = [c.label(n, size=26).to_edge(DOWN, buff=0.4) for n in notes]
-        self.play(FadeIn(lines[0], shift=DOWN * 0.2), FadeIn(caps[0]))
-        self.pause(1)
-        for prev, line, cap, old in zip(lines[:-1], lines[1:], caps[1:], caps[:-1]):
-            move = TransformMatchingTex(prev.copy(), line) if transform else FadeIn(line, shift=DOWN * 0.2)
-            self.play(move, FadeOut(old), FadeIn(cap), run_time=1.5)
-            self.pause(1)
-        return lines
+        return c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, transform=transform,
+                                 focus=focus)
 
     def section_jensen(self):
         """log p(x_0) as an expectation under the encoder, then Jensen's inequality."""
         self.next_section("Jensen's inequality")
         rows = [
             (r"\log p(x_0)", "=", r"\log \int p(x_{0:T})\, dx_{1:T}"),
-            (None, "=", r"\log \int q(x_{1:T} \mid x_0)\, " + JOINT + r"\, dx_{1:T}"),
+            (None, "=", (r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT, r"\, dx_{1:T}")),
             (None, "=", r"\log \mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]"),
             (None, r"\geq", r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[\log " + JOINT + r"\right]"),
         ]
@@ -62,7 +54,7 @@ class ConsistencyELBO(c.LectureScene):
                  r"multiply and divide by the encoder $q(x_{1:T} \mid x_0)$",
                  r"an integral against a density is an expectation",
                  r"Jensen: $\log$ is concave, so $\log \mathbb{E}[Y] \geq \mathbb{E}[\log Y]$; this is the ELBO"]
-        self.steps(rows, notes)
+        self.steps(rows, notes, focus=[None, r"q(x_{1:T} \mid x_0)\, " + JOINT, None, r"\geq"])
         c.cut(self, self.title)
 
     def section_split(self):
@@ -102,7 +94,7 @@ class ConsistencyELBO(c.LectureScene):
                  r"$x_T$ drawn from $q(x_T \mid x_{T-1})$ itself: the inner expectation is a KL, $\geq 0$",
                  r"three variables: an unbiased estimate draws $x_{t-1} \sim q(x_{t-1} \mid x_0)$, "
                  r"then $x_t$, then $x_{t+1}$, jointly"]
-        lines = self.steps(rows, notes, fs=24, buff=0.5)
+        lines = self.steps(rows, notes, fs=24, buff=0.5, focus=[r[2] for r in rows])
         why = VGroup(
             c.label(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
                     r"so this expectation of a log-ratio", size=26),

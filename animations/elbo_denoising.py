@@ -15,8 +15,7 @@ Render: manim -pql animations/elbo_denoising.py DenoisingELBO
 
 from __future__ import annotations
 
-from manim import (DOWN, LEFT, RIGHT, UP, Brace, Cross, FadeIn, FadeOut, MathTex, Title, TransformMatchingTex, VGroup,
-                   Write)
+from manim import DOWN, LEFT, RIGHT, UP, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write
 
 from animations import common as c
 from animations import elbo_panels
@@ -42,16 +41,8 @@ class DenoisingELBO(c.LectureScene):
         self.section_result()
         self.section_variance()
 
-    def steps(self, rows, notes, fs=28, buff=0.35):
-        lines = c.derivation(rows, font_size=fs, buff=buff).next_to(self.title, DOWN, buff=0.4)
-        lines.set_x(0)
-        caps = [c.label(n, size=26).to_edge(DOWN, buff=0.4) for n in notes]
-        self.play(FadeIn(lines[0], shift=DOWN * 0.2), FadeIn(caps[0]))
-        self.pause(1)
-        for line, cap, old in zip(lines[1:], caps[1:], caps[:-1]):
-            self.play(FadeIn(line, shift=DOWN * 0.2), FadeOut(old), FadeIn(cap), run_time=1.5)
-            self.pause(1)
-        return lines
+    def steps(self, rows, notes, fs=28, buff=0.35, focus=None):
+        return c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, focus=focus)
 
     def section_bayes(self):
         self.next_section("Markov property and Bayes")
@@ -61,7 +52,7 @@ class DenoisingELBO(c.LectureScene):
         ]
         notes = [r"Markov: given $x_{t-1}$, the next step does not depend on $x_0$",
                  r"Bayes, in $x_{t-1}$ and $x_t$ given $x_0$"]
-        self.steps(rows, notes, fs=34, buff=0.5)
+        self.steps(rows, notes, fs=34, buff=0.5, focus=[r"q(x_t \mid x_{t-1}, x_0)", None])
         c.cut(self, self.title)
 
     def section_telescope(self):

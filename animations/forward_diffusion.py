@@ -8,18 +8,23 @@ Render: manim -pql animations/forward_diffusion.py ForwardDiffusion
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, UL, Axes, Create, FadeIn, FadeOut, LaggedStart, SurroundingRectangle,
-                   Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
+from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, LaggedStart, Rectangle,
+                   SurroundingRectangle, Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
 
 from animations import common as c
-from vdm.diffusion import forward_chain, q_sample
+from vdm.diffusion import forward_chain, q_mean_var, q_sample
+from vdm.elbo import gaussian_log_prob
 from vdm.schedule import Schedule
 
 STRIP_T = (0, 3, 10, 30, 100, 500)  # log-spaced: with constant alpha only t < 38 keeps SNR above 1
 CHAIN_SECONDS = 8.0  # the sweep 0..T, log-spaced in t: as long on t < 20 as on 20 < t < 500
 CURVE_STEP = 5  # plot every 5th t: 101 points per curve keeps the alpha sweep light
 ALPHA_SWEEP = (0.95, 0.995)
+PIXEL_STOPS = (1, 3, 10, 30, 100, 500)  # log-spaced t where the one-pixel sweep stops
+PIXEL_DRAWS = 4000  # independent runs of the chain for one pixel: the histogram under the density
+PIXEL_GRID = np.linspace(-3.2, 3.2, 321)
 
 
 def log_t(u: float, T: int) -> int:
@@ -35,6 +40,7 @@ class ForwardDiffusion(c.LectureScene):
         self.chain = forward_chain(self.schedule, self.x0, generator=g)  # [T+1, 3, 32, 32]
         self.noise = torch.randn(self.x0.shape, generator=g)
         self.section_chain()
+        self.section_pixel()
         self.section_closed_form()
         self.section_curves()
         self.section_alpha()
@@ -89,6 +95,107 @@ class ForwardDiffusion(c.LectureScene):
         self.pause(2)
         c.cut(self)  # the next section is the next slide
 
+    # -- 1b. one pixel's Gaussian, before any algebra ------------------------------------------------
+    def pixel_density(self, t: int) -> np.ndarray:
+        """q(x_t | x_0) over PIXEL_GRID for this pixel's x_0 (vdm.diffusion.q_mean_var, vdm.elbo.gaussian_log_prob)."""
+        m, v = q_mean_var(self.schedule, self.pixel_x0, t)
+        grid = torch.as_tensor(PIXEL_GRID, dtype=torch.float64)
+        return gaussian_log_prob(grid, m, v).exp().numpy()
+
+    def pixel_bars(self, t: int) -> VGroup:
+        """The histogram (as a density) of x_t over PIXEL_DRAWS runs of the step-by-step chain."""
+        values = self.pixel_chain[t].numpy()
+        dens, edges = np.histogram(values, bins=np.linspace(-3.2, 3.2, 65), density=True)
+        bars = VGroup()
+        for d, lo, hi in zip(dens, edges[:-1], edges[1:]):
+            if d <= 0:
+                continue
+            p0, p1 = self.pixel_axes.c2p(lo, 0), self.pixel_axes.c2p(hi, min(d, 3.4))
+            bars.add(Rectangle(width=p1[0] - p0[0], height=p1[1] - p0[1], stroke_width=0, fill_color=c.XT,
+                               fill_opacity=0.45).move_to((p0 + p1) / 2))
+        return bars
+
+    def section_pixel(self):
+        """One pixel, PIXEL_DRAWS times down the chain: its values spread into the Gaussian q(x_t | x_0)."""
+        self.next_section("one pixel's Gaussian spreading")
+        T = self.schedule.T
+        self.pixel_x0 = self.x0[0, 16, 16].double().reshape(1)  # red channel, centre pixel
+        g = torch.Generator().manual_seed(1)
+        self.pixel_chain = forward_chain(self.schedule, self.pixel_x0.expand(PIXEL_DRAWS).clone(), generator=g)
+        title = Title(r"One pixel, " + f"{PIXEL_DRAWS:,}" + r" runs of the chain: $q(x_t \mid x_0)$ spreads",
+                      font_size=36)
+        self.pixel_axes = axes = Axes(x_range=[-3.2, 3.2, 1], y_range=[0, 3.4, 1], x_length=8.6, y_length=4.0,
+                                      tips=False, axis_config={"include_numbers": True, "font_size": 22}
+                                      ).shift(LEFT * 1.9 + DOWN * 0.1)
+        x_lab = c.label(r"$x_t$: the pixel's value after $t$ steps (data scale $[-1, 1]$)", size=24)
+        x_lab.next_to(axes.x_axis, DOWN, buff=0.4)
+        y_lab = c.label("density", size=24).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
+        u = ValueTracker(0.0)
+
+        def t_now() -> int:
+            return max(1, log_t(u.get_value(), T))
+
+        density = always_redraw(lambda: c.polyline(axes, PIXEL_GRID, self.pixel_density(t_now()), c.XT, 4))
+        bars = always_redraw(lambda: self.pixel_bars(t_now()))
+        x0_line = DashedLine(axes.c2p(float(self.pixel_x0), 0), axes.c2p(float(self.pixel_x0), 3.3), color=c.X0,
+                             stroke_width=2)
+        fs = 30
+        num_t = c.LiveNumber(1, "{:.0f}", fs)
+        num_m = c.LiveNumber(0.0, "{:.3f}", fs, c.X0)
+        num_v = c.LiveNumber(0.0, "{:.3f}", fs, c.EPS)
+        panel = VGroup(VGroup(c.tex("t =", font_size=fs), num_t).arrange(RIGHT, buff=0.15),
+                       VGroup(c.tex(r"\sqrt{\bar{\alpha}_t}\, x_0 =", font_size=fs), num_m).arrange(RIGHT, buff=0.15),
+                       VGroup(c.tex(r"1-\bar{\alpha}_t =", font_size=fs), num_v).arrange(RIGHT, buff=0.15),
+                       ).arrange(DOWN, aligned_edge=LEFT, buff=0.3).next_to(axes, RIGHT, buff=0.4).align_to(axes, UP)
+
+        def refresh(_):
+            t = t_now()
+            m, v = q_mean_var(self.schedule, self.pixel_x0, t)
+            num_t.set_value(t)
+            num_m.set_value(float(m))
+            num_v.set_value(float(v))
+
+        panel.add_updater(refresh)
+        refresh(None)
+        legend = VGroup(c.label(r"bars: $x_t$ of the " + f"{PIXEL_DRAWS:,}" + r" chains", c.XT, 22),
+                        c.label(r"curve: $\mathcal{N}(\sqrt{\bar{\alpha}_t}\,x_0,\ 1-\bar{\alpha}_t)$", c.XT, 22),
+                        c.label(rf"dashed: this pixel's $x_0 = {float(self.pixel_x0):.3f}$", c.X0, 22),
+                        ).arrange(DOWN, aligned_edge=LEFT).next_to(panel, DOWN, buff=0.5, aligned_edge=LEFT)
+        self.play(Write(title, run_time=1), Create(axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(x0_line))
+        self.add(bars, density)
+        self.play(FadeIn(panel), FadeIn(legend))
+        self.pause(2)
+        def note(t: int) -> str:
+            m, v = (float(x) for x in q_mean_var(self.schedule, self.pixel_x0, t))
+            kept = float(self.schedule.signal_coef()[t])
+            if t == 1:
+                return r"one step: a narrow Gaussian around $\sqrt{\alpha}\,x_0$, variance $1 - \alpha$"
+            if t == T:
+                return rf"$t = T$: mean {m:.3f}, variance {v:.3f}: $\mathcal{{N}}(0, 1)$ whatever $x_0$ was"
+            side = "larger" if v ** 0.5 > abs(m) else "smaller"
+            return (rf"$\sqrt{{\bar{{\alpha}}_t}} = {kept:.3f}$ of $x_0$ kept; the noise's std {v ** 0.5:.3f} is {side}"
+                    rf" than the mean {m:.3f}; the chains' histogram follows the curve")
+
+        caption = None
+        self.pixel_stops = []
+        for stop in PIXEL_STOPS:
+            if stop > T:
+                continue
+            target = np.log(stop + 1) / np.log(T + 1)
+            new_cap = c.one_line(note(stop), size=26).to_edge(DOWN, buff=0.3)
+            out = [FadeOut(caption)] if caption is not None else []
+            self.play(u.animate.set_value(target), *out, run_time=2.5, rate_func=linear)
+            trace = c.polyline(axes, PIXEL_GRID, self.pixel_density(stop), c.XT, 2).set_stroke(opacity=0.35)
+            self.add(trace)
+            self.play(FadeIn(new_cap), run_time=0.5)
+            caption = new_cap
+            self.pixel_stops.append(t_now())
+            self.pause(1, hold=2.5)
+        panel.clear_updaters()
+        self.pixel_panel = (num_t, num_m, num_v)
+        self.pixel_curves = (density, bars)
+        c.cut(self)
+
     # -- 2. the closed form ---------------------------------------------------------------
     def section_closed_form(self):
         """Exercise 1b: unroll x_t = sqrt(alpha) x_{t-1} + sqrt(1 - alpha) eps, add the independent
@@ -97,13 +204,13 @@ class ForwardDiffusion(c.LectureScene):
         title = Title(r"Reparameterisation: from $x_{t-1}$ back to $x_0$ (exercise 1b, constant $\alpha$)",
                       font_size=34)
         rows = [
-            (r"x_t", "=", r"\sqrt{\alpha}\, x_{t-1} + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
-            (None, "=", r"\sqrt{\alpha}\left(\sqrt{\alpha}\, x_{t-2} + \sqrt{1-\alpha}\,\epsilon_{t-2}^*\right)"
-                        r" + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
+            (r"x_t", "=", (r"\sqrt{\alpha}\, x_{t-1} +", r"\sqrt{1-\alpha}\,\epsilon_{t-1}^*")),
+            (None, "=", (r"\sqrt{\alpha}", r"\left(\sqrt{\alpha}\, x_{t-2} + \sqrt{1-\alpha}\,\epsilon_{t-2}^*\right)",
+                         r"+ \sqrt{1-\alpha}\,\epsilon_{t-1}^*")),
             (None, "=", r"\alpha\, x_{t-2} + \sqrt{\alpha(1-\alpha)}\,\epsilon_{t-2}^* + \sqrt{1-\alpha}\,\epsilon_{t-1}^*"),
-            (None, "=", r"\alpha\, x_{t-2} + \sqrt{\alpha(1-\alpha) + (1-\alpha)}\,\epsilon_{t-2}"),
-            (None, "=", r"\alpha\, x_{t-2} + \sqrt{1-\alpha^2}\,\epsilon_{t-2}"),
-            (None, "=", r"\cdots\ =\ \sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0"),
+            (None, "=", (r"\alpha\, x_{t-2} +", r"\sqrt{\alpha(1-\alpha) + (1-\alpha)}\,\epsilon_{t-2}")),
+            (None, "=", (r"\alpha\, x_{t-2} +", r"\sqrt{1-\alpha^2}", r"\,\epsilon_{t-2}")),
+            (None, "=", (r"\cdots\ =\ ", r"\sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0")),
         ]
         notes = [
             r"one step of the chain, $\epsilon^* \sim \mathcal{N}(0, \mathbf{I})$ fresh at every step",
@@ -113,15 +220,14 @@ class ForwardDiffusion(c.LectureScene):
             r"$\alpha - \alpha^2 + 1 - \alpha = 1 - \alpha^2$",
             r"after $t$ steps: the signal is scaled by $\sqrt{\alpha^t}$, the variances add to $1 - \alpha^t$",
         ]
-        lines = c.derivation(rows, font_size=30, buff=0.28).next_to(title, DOWN, buff=0.35)
-        lines.set_x(0)
-        captions = [c.label(n, size=26).to_edge(DOWN, buff=0.35) for n in notes]
+        focus = [r"\sqrt{1-\alpha}\,\epsilon_{t-1}^*",
+                 r"\left(\sqrt{\alpha}\, x_{t-2} + \sqrt{1-\alpha}\,\epsilon_{t-2}^*\right)",
+                 None,
+                 r"\sqrt{\alpha(1-\alpha) + (1-\alpha)}\,\epsilon_{t-2}",
+                 r"\sqrt{1-\alpha^2}",
+                 r"\sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0"]
         self.play(Write(title, run_time=1))
-        self.play(FadeIn(lines[0], shift=0.2 * DOWN), FadeIn(captions[0]))
-        self.pause(1)
-        for prev, line, cap, old_cap in zip(lines[:-1], lines[1:], captions[1:], captions[:-1]):
-            self.play(TransformMatchingTex(prev.copy(), line), FadeOut(old_cap), FadeIn(cap), run_time=1.5)
-            self.pause(1)
+        c.play_derivation(self, rows, notes, below=title, font_size=30, buff=0.28, transform=True, focus=focus)
         c.cut(self, title)
         rows2 = [
             (r"\bar{\alpha}_t", "=", r"\prod_{s=1}^{t} \alpha_s = \alpha^t"),

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Axes, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
-                   TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
+from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
+                   ValueTracker, VGroup, always_redraw, linear)
 
 from animations import common as c
 from vdm.diffusion import forward_step, posterior, posterior_coefs, q_mean_var, q_sample
 from vdm.elbo import gaussian_log_prob
 
 GRID = torch.linspace(-1.6, 1.6, 161, dtype=torch.float64)  # values of x_{t-1}
+# the quadratic and linear coefficients of x_{t-1} in the exponent, boxed where they are read off
+QUAD = r"\frac{\alpha_t}{1-\alpha_t} + \frac{1}{1-\bar{\alpha}_{t-1}}"
+LIN = r"\left(\frac{\sqrt{\alpha_t}\, x_t}{1-\alpha_t} + \frac{\sqrt{\bar{\alpha}_{t-1}}\, x_0}{1-\bar{\alpha}_{t-1}}\right)"
 T_END = 2  # sweep t from T down to 2, where prior and likelihood are equally wide
-SWEEP_STOPS = (100, 40, 10, T_END)  # the sweep pauses at each; log-spaced, so most of its time is at small t
+SWEEP_STOPS = (100, 40, 10, T_END)
+PRODUCT_T = (20, 2)  # the product of Gaussians shown at these steps: likelihood narrower, then both as wide  # the sweep pauses at each; log-spaced, so most of its time is at small t
 
 
 def log_u(t: float, T: int) -> float:
@@ -42,6 +46,7 @@ class Posterior(c.LectureScene):
         self.eps = torch.tensor([0.7], dtype=torch.float64)
         self.title = Title(r"The posterior $q(x_{t-1} \mid x_t, x_0)$ (exercise 4)", font_size=38)
         self.add(self.title)
+        self.section_product()
         self.section_bayes()
         self.section_square()
         self.section_live()
@@ -61,13 +66,73 @@ class Posterior(c.LectureScene):
         post = gaussian_log_prob(GRID, pm, pv).exp()
         return {"likelihood": like, "prior": prior, "posterior": post}
 
+    def product_curves(self, t: int) -> dict:
+        """At step t: likelihood and prior over GRID (vdm), their pointwise product normalised on the grid,
+        and vdm.diffusion.posterior's density, which the product must equal."""
+        d = self.densities(t)
+        prod = (d["likelihood"] * d["prior"]).numpy()
+        prod = prod / np.trapezoid(prod, GRID.numpy())
+        return {"likelihood": d["likelihood"].numpy(), "prior": d["prior"].numpy(), "product": prod,
+                "posterior": d["posterior"].numpy()}
+
+    def section_product(self):
+        """Before the algebra: two Gaussians in x_{t-1} multiplied point by point are the posterior."""
+        self.next_section("two Gaussians multiply into the posterior")
+        axes = Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
+                    axis_config={"include_numbers": True, "font_size": 20}).to_edge(DOWN, buff=1.55).shift(LEFT * 1.6)
+        x_lab = c.label(r"$x_{t-1}$: one pixel's value", size=24).next_to(axes.x_axis, DOWN, buff=0.35)
+        y_lab = c.label("density", size=22).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
+        self.product_axes = axes
+        grid = GRID.numpy()
+        self.play(FadeIn(axes), FadeIn(x_lab), FadeIn(y_lab))
+        self.product_checks = {}
+        keep = VGroup()
+        for t in PRODUCT_T:
+            d = self.product_curves(t)
+            gap = float(np.abs(d["product"] - d["posterior"]).max() / d["posterior"].max())
+            self.product_checks[t] = gap
+            like = c.polyline(axes, grid, d["likelihood"], c.XT, 3)
+            prior = c.polyline(axes, grid, d["prior"], c.X0, 3)
+            post = c.polyline(axes, grid, d["posterior"], c.POSTERIOR, 8)
+            prod = c.polyline(axes, grid, d["product"], c.WHITE, 2.5)
+            head = c.label(rf"$t = {t}$", size=30).next_to(self.title, DOWN, buff=0.25)
+            lines = [(like, r"likelihood $q(x_t \mid x_{t-1})$ as a function of $x_{t-1}$ "
+                            r"(a Gaussian: the step read backwards)", c.XT),
+                     (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", c.X0),
+                     (prod, r"their product, point by point, scaled to area 1 (white)", c.WHITE),
+                     (post, rf"the posterior $q(x_{{t-1}} \mid x_t, x_0)$ from \texttt{{vdm}}: the same curve "
+                            rf"(largest gap {100 * gap:.2g}\% of its peak)", c.POSTERIOR)]
+            legend = VGroup(*c.labels(r"likelihood", r"prior", r"product", r"posterior",
+                                      colors=[c.XT, c.X0, c.WHITE, c.POSTERIOR], size=24))
+            legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
+            self.play(FadeIn(head))
+            caption = None
+            order = [0, 1, 3, 2]  # the thick posterior goes under the thin white product
+            for k in order:
+                curve, text, _ = lines[k]
+                cap = c.one_line(text, size=24).to_edge(DOWN, buff=0.3)
+                anims = [Create(curve), FadeIn(legend[k]), FadeIn(cap)]
+                if caption is not None:
+                    anims.append(FadeOut(caption))
+                self.play(*anims, run_time=1.5)
+                caption = cap
+                self.pause(1)
+            keep = VGroup(like, prior, post, prod, legend, head, caption)
+            if t != PRODUCT_T[-1]:
+                self.play(FadeOut(keep))
+        wide = c.one_line(r"the narrower factor wins: the posterior sits nearer the likelihood at large $t$, "
+                          r"between both where they are equally wide", size=24).to_edge(DOWN, buff=0.3)
+        self.play(FadeOut(keep[-1]), FadeIn(wide))
+        self.pause(2)
+        c.cut(self, self.title)
+
     def section_bayes(self):
         """Bayes with the Markov property, the three Gaussians, their exponents (exercise 4, first half)."""
         self.next_section("Bayes: a product of Gaussians")
         fs = 28
         rows = [
             (r"q(x_{t-1} \mid x_t, x_0)", "=",
-             r"\frac{q(x_t \mid x_{t-1}, x_0)\, q(x_{t-1} \mid x_0)}{q(x_t \mid x_0)}"),
+             (r"q(x_t \mid x_{t-1}, x_0)", r"\, q(x_{t-1} \mid x_0) \,\big/\, q(x_t \mid x_0)")),
             (None, "=", r"\frac{\mathcal{N}(x_t;\ \sqrt{\alpha_t}\, x_{t-1},\ (1-\alpha_t)\mathbf{I})\ "
                         r"\mathcal{N}(x_{t-1};\ \sqrt{\bar{\alpha}_{t-1}}\, x_0,\ (1-\bar{\alpha}_{t-1})\mathbf{I})}"
                         r"{\mathcal{N}(x_t;\ \sqrt{\bar{\alpha}_t}\, x_0,\ (1-\bar{\alpha}_t)\mathbf{I})}"),
@@ -78,14 +143,8 @@ class Posterior(c.LectureScene):
         notes = [r"Bayes; $q(x_t \mid x_{t-1}, x_0) = q(x_t \mid x_{t-1})$ by the Markov property",
                  r"all three are Gaussians we know: one step, and the closed form twice (exercise 1b)",
                  r"keep the exponents; the normalisers do not depend on $x_{t-1}$"]
-        lines = c.derivation(rows, font_size=fs, buff=0.4).next_to(self.title, DOWN, buff=0.45)
-        lines.set_x(0)
-        caps = [c.label(n, size=26).to_edge(DOWN, buff=0.4) for n in notes]
-        self.play(FadeIn(lines[0], shift=DOWN * 0.2), FadeIn(caps[0]))
-        self.pause(1)
-        for line, cap, old in zip(lines[1:], caps[1:], caps[:-1]):
-            self.play(FadeIn(line, shift=DOWN * 0.2), FadeOut(old), FadeIn(cap), run_time=1.2)
-            self.pause(1)
+        c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.4,
+                          focus=[r"q(x_t \mid x_{t-1}, x_0)", None, None])
         c.cut(self, self.title)
 
     def section_square(self):
@@ -97,10 +156,8 @@ class Posterior(c.LectureScene):
             (None, "=", r"\exp\left\{-\frac{1}{2}\left[\left(\frac{\alpha_t}{1-\alpha_t} + "
                         r"\frac{1}{1-\bar{\alpha}_{t-1}}\right) x_{t-1}^2 - 2\left(\frac{\sqrt{\alpha_t}\, x_t}{1-\alpha_t}"
                         r" + \frac{\sqrt{\bar{\alpha}_{t-1}}\, x_0}{1-\bar{\alpha}_{t-1}}\right) x_{t-1} + C(x_t, x_0)\right]\right\}"),
-            (r"\frac{1}{\sigma_q^2(t)}", "=", r"\frac{\alpha_t}{1-\alpha_t} + \frac{1}{1-\bar{\alpha}_{t-1}}"
-                                           r" = \frac{1-\bar{\alpha}_t}{(1-\alpha_t)(1-\bar{\alpha}_{t-1})}"),
-            (r"\mu_q", "=", r"\sigma_q^2(t)\left(\frac{\sqrt{\alpha_t}\, x_t}{1-\alpha_t}"
-                            r" + \frac{\sqrt{\bar{\alpha}_{t-1}}\, x_0}{1-\bar{\alpha}_{t-1}}\right)"),
+            (r"\frac{1}{\sigma_q^2(t)}", "=", (QUAD, r"= \frac{1-\bar{\alpha}_t}{(1-\alpha_t)(1-\bar{\alpha}_{t-1})}")),
+            (r"\mu_q", "=", (r"\sigma_q^2(t)", LIN)),
             (None, "=", r"\frac{\sqrt{\alpha_t}(1-\bar{\alpha}_{t-1})\, x_t + \sqrt{\bar{\alpha}_{t-1}}(1-\alpha_t)"
                         r"\, x_0}{1-\bar{\alpha}_t}"),
         ]
@@ -109,14 +166,8 @@ class Posterior(c.LectureScene):
                  r"the quadratic coefficient is $1/\sigma_q^2$",
                  r"and the linear coefficient is $\mu_q / \sigma_q^2$",
                  r"multiply out, with $1 - \bar{\alpha}_t = \alpha_t(1 - \bar{\alpha}_{t-1}) + (1 - \alpha_t)$"]
-        lines = c.derivation(rows, font_size=fs, buff=0.38).next_to(self.title, DOWN, buff=0.4)
-        lines.set_x(0)
-        caps = [c.label(n, size=26).to_edge(DOWN, buff=0.4) for n in notes]
-        self.play(FadeIn(lines[0], shift=DOWN * 0.2), FadeIn(caps[0]))
-        self.pause(1)
-        for prev, line, cap, old in zip(lines[:-1], lines[1:], caps[1:], caps[:-1]):
-            self.play(FadeIn(line, shift=DOWN * 0.2), FadeOut(old), FadeIn(cap), run_time=1.2)
-            self.pause(1)
+        c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.38,
+                          focus=[None, QUAD, LIN, None])
         c.cut(self, self.title)
         # the seed's form: constant alpha, so alpha_bar_{t-1} = alpha^{t-1}
         res = c.derivation([
@@ -131,7 +182,7 @@ class Posterior(c.LectureScene):
                   font_size=34).next_to(box, DOWN, buff=0.5)
         self.play(FadeIn(head), FadeIn(res))
         self.play(FadeIn(box), FadeIn(q))
-        self.pause(3)
+        self.pause(4)
         c.cut(self, self.title)
 
     def section_live(self):

@@ -20,6 +20,7 @@ SCENES = {
     "elbo-consistency": ("animations.elbo_consistency", "ConsistencyELBO"),
     "elbo-denoising": ("animations.elbo_denoising", "DenoisingELBO"),
     "posterior": ("animations.posterior", "Posterior"),
+    "training": ("animations.training", "Training"),
     "backward": ("animations.backward_diffusion", "BackwardDiffusion"),
 }
 QUALITIES = {"low": "low_quality", "medium": "medium_quality", "high": "high_quality", "4k": "fourk_quality"}

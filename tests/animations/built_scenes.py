@@ -19,19 +19,48 @@ NO_DATA = Path(__file__).parent / "control_data" / "no-data-here"
 BUILT: dict = {}
 
 
-def build(cls):
-    """The scene after construct(), without rendering a video (no trained run, the embedded data)."""
+def build(cls, run=None):
+    """The scene after construct(), without rendering a video (no trained run unless ``run``, the embedded data)."""
     from animations import common
 
     TEX.mkdir(exist_ok=True)
-    common.use_run(None, search=False)  # never a run that happens to sit in runs/
+    common.use_run(run, search=False)  # never a run that happens to sit in runs/
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VDM_DATA_DIR", str(NO_DATA))
         with tempconfig({"dry_run": True, "disable_caching": True, "tex_dir": str(TEX), "verbosity": "WARNING",
                          "progress_bar": "none"}):
             scene = cls(skip_animations=True)
             scene.render()
+    common.use_run(None, search=False)
     return scene
+
+
+def build_with_run(cls, run):
+    """The scene built with ``run`` as `vdm render --run` would give it (not cached: BUILT is run-less)."""
+    return build(cls, run)
+
+
+EPS = 0.02  # boxes may touch: glyph outlines of neighbouring lines meet at their edges
+
+
+def layout_problems(scene) -> list[str]:
+    """At every pause: text leaving the frame, and pairs of text boxes that overlap (common.text_boxes)."""
+    import itertools
+
+    from manim import config
+
+    w, h = config.frame_width / 2, config.frame_height / 2
+    problems = []
+    for i, (topic, boxes) in enumerate(scene.layout_log):
+        for text, (x0, y0, x1, y1) in boxes:
+            if x0 < -w - EPS or x1 > w + EPS or y0 < -h - EPS or y1 > h + EPS:
+                problems.append(f"step {i} ({topic}): {text[:50]!r} leaves the frame {x0:.2f}..{x1:.2f}, {y0:.2f}..{y1:.2f}")
+        for (ta, a), (tb, b) in itertools.combinations(boxes, 2):
+            ox = min(a[2], b[2]) - max(a[0], b[0])
+            oy = min(a[3], b[3]) - max(a[1], b[1])
+            if ox > EPS and oy > EPS:
+                problems.append(f"step {i} ({topic}): {ta[:40]!r} overlaps {tb[:40]!r} ({ox:.2f} x {oy:.2f})")
+    return problems
 
 
 def get(cls):

@@ -16,9 +16,7 @@ from manim import config
 
 from animations import common as c
 from animations import render as r
-from built_scenes import get
-
-EPS = 0.02  # boxes may touch: glyph outlines of neighbouring lines meet at their edges
+from built_scenes import get, layout_problems
 
 
 def _scene(name):
@@ -29,17 +27,7 @@ def _scene(name):
 def test_text_inside_the_frame_and_apart(name):
     scene = _scene(name)
     assert scene.pauses >= 5 and len(scene.layout_log) == scene.pauses
-    w, h = config.frame_width / 2, config.frame_height / 2
-    problems = []
-    for i, (topic, boxes) in enumerate(scene.layout_log):
-        for text, (x0, y0, x1, y1) in boxes:
-            if x0 < -w - EPS or x1 > w + EPS or y0 < -h - EPS or y1 > h + EPS:
-                problems.append(f"step {i} ({topic}): {text[:50]!r} leaves the frame {x0:.2f}..{x1:.2f}, {y0:.2f}..{y1:.2f}")
-        for (ta, a), (tb, b) in itertools.combinations(boxes, 2):
-            ox = min(a[2], b[2]) - max(a[0], b[0])
-            oy = min(a[3], b[3]) - max(a[1], b[1])
-            if ox > EPS and oy > EPS:
-                problems.append(f"step {i} ({topic}): {ta[:40]!r} overlaps {tb[:40]!r} ({ox:.2f} x {oy:.2f})")
+    problems = layout_problems(scene)
     assert not problems, "\n".join(problems[:20])
 
 

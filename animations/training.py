@@ -1,0 +1,397 @@
+"""Scene 6, training (exercise 5): the denoising-matching term becomes a weighted MSE on x_0,
+uniform t turns its sum into one expectation, and a real run's loss and samples.
+
+    KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) = w(t) ||x̂_0(x_t, t) - x_0||^2,  w(t) = (SNR(t-1) - SNR(t)) / 2
+    sum_{t=2}^T E_{q(x_t|x_0)}[w(t) ||x̂_0 - x_0||^2] = (T - 1) E_{t ~ U{2..T}, eps}[w(t) ||x̂_0 - x_0||^2]
+    L_simple = E_{t ~ U{1..T}, eps} [ ||x̂_0(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) - x_0||^2 / D ]
+
+w(t) is read off vdm.elbo.matching_kl itself (an error of 1 in one pixel), the corruption is
+vdm.diffusion.q_sample, and the loss curve and sample grids are the run's own
+(vdm.run.open_run: metrics.jsonl, samples/step-*.png). The run is common.lecture_source's:
+`vdm render training --run RUN`, else the newest run under runs/, named on screen.
+
+Render: manim -pql animations/training.py Training
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, Dot, FadeIn, Group, ImageMobject, LaggedStart,
+                   SurroundingRectangle, Title, VGroup)
+from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
+
+from animations import common as c
+from vdm.diffusion import q_sample
+from vdm.elbo import matching_kl
+
+N_DRAWS = 3  # training examples drawn on screen, one slide each
+MAX_GRIDS = 4  # sample grids shown side by side
+WEIGHT_TICKS = (2, 10, 50, 100, 250, 500)
+
+
+# -- the numbers, all from vdm and the run -----------------------------------------------------------
+
+def elbo_weight(schedule) -> np.ndarray:
+    """w(t) for t = 2..T: the denoising-matching KL (vdm.elbo.matching_kl) of an error of 1 in one pixel.
+
+    matching_kl is w(t) ||x̂_0 - x_0||^2, so an x̂_0 that is off by 1 in one value reads w(t) off it.
+    """
+    T = schedule.T
+    t = torch.arange(2, T + 1)
+    zero = torch.zeros(T - 1, 1, dtype=torch.float64)
+    return matching_kl(schedule, zero, zero, torch.ones_like(zero), t).numpy()
+
+
+def training_examples(denoiser, schedule, x0: torch.Tensor, n: int = N_DRAWS, seed: int = 0) -> dict:
+    """n training examples of one image, as the trainer draws them: t ~ U{1..T}, eps ~ N(0, I), x_t from q_sample.
+
+    Returns t, eps, x_t, x0_hat, the per-pixel MSE ||x̂_0 - x_0||^2 / D and, for t >= 2, the ELBO term it
+    stands for, matching_kl in nats (NaN at t = 1, the reconstruction term's step).
+    """
+    g = torch.Generator().manual_seed(seed)
+    T = schedule.T
+    t = torch.randint(1, T + 1, (n,), generator=g)
+    eps = torch.randn((n,) + tuple(x0.shape), generator=g)
+    batch = x0.expand(n, *x0.shape)
+    x_t = q_sample(schedule, batch, t, eps)
+    with torch.no_grad():
+        x0_hat = denoiser(x_t, t).float()
+    mse = torch.nn.functional.mse_loss(x0_hat, batch, reduction="none").mean(dim=(1, 2, 3))
+    kl = torch.full((n,), float("nan"), dtype=torch.float64)
+    for i in range(n):
+        if int(t[i]) >= 2:
+            kl[i] = float(matching_kl(schedule, x_t[i:i + 1].double(), batch[i:i + 1].double(),
+                                      x0_hat[i:i + 1].double(), int(t[i]))[0])
+    return {"t": t, "eps": eps, "x_t": x_t, "x0_hat": x0_hat, "mse": mse, "kl": kl}
+
+
+def curve(records: list[dict]) -> dict:
+    """The run's loss over steps: train records' (step, loss), eval records' (step, eval_loss, bpd total)."""
+    train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train" and "loss" in r]
+    evals = [(r["step"], r["eval_loss"], r.get("bpd", {}).get("total")) for r in records
+             if r.get("kind") == "eval" and "eval_loss" in r]
+    ends = [r for r in records if r.get("kind") in ("train", "end") and "elapsed" in r]
+    return {"train": train, "eval": evals, "elapsed": ends[-1]["elapsed"] if ends else None,
+            "device": next((r["device"] for r in reversed(records) if r.get("device")), None)}
+
+
+def sample_grids(run, most: int = MAX_GRIDS) -> list[tuple[int, object]]:
+    """(step, path) of up to ``most`` of the run's sample grids, evenly over its history, first and last kept."""
+    found = []
+    for p in run.samples_dir.glob("step-*.png"):
+        m = re.fullmatch(r"step-(\d+)\.png", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    found.sort()
+    if not found and run.latest_samples is not None:
+        return [(-1, run.latest_samples)]
+    if len(found) <= most:
+        return found
+    idx = sorted({round(i * (len(found) - 1) / (most - 1)) for i in range(most)})
+    return [found[i] for i in idx]
+
+
+def nice_step(span: float, ticks: int = 5) -> float:
+    """A round tick spacing (1, 2 or 5 times a power of ten) for about ``ticks`` ticks over ``span``."""
+    raw = max(span, 1e-12) / ticks
+    base = 10 ** np.floor(np.log10(raw))
+    return float(next(m * base for m in (1, 2, 5, 10) if m * base >= raw))
+
+
+def grid_image(path, height: float) -> ImageMobject:
+    """A sample grid PNG drawn with sharp pixels."""
+    from PIL import Image
+
+    m = ImageMobject(np.asarray(Image.open(path).convert("RGB")))
+    m.set_resampling_algorithm(RESAMPLING_ALGORITHMS["nearest"])
+    m.height = height
+    return m
+
+
+class Training(c.LectureScene):
+    def construct(self):
+        self.src = c.lecture_source()
+        self.schedule = self.src.schedule
+        self.title = Title(r"Training $\hat{x}_0(x_t, t)$ (exercise 5)", font_size=38)
+        self.add(self.title)
+        self.section_loss()
+        self.section_expectation()
+        self.section_weight()
+        self.section_step()
+        self.section_algorithm()
+        self.section_run()
+        self.section_samples()
+
+    # -- 1. the ELBO term is a weighted MSE ------------------------------------------------------------
+    def section_loss(self):
+        self.next_section("the denoising term is a weighted MSE")
+        coef = r"\frac{\bar{\alpha}_{t-1}(1-\alpha_t)^2}{(1-\bar{\alpha}_t)^2}"
+        rows = [
+            (r"D_{\mathrm{KL}}\!\left(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t)\right)", "=",
+             (r"\frac{1}{2\sigma_q^2(t)}", r"\left\| \mu_q(x_t, \hat{x}_0) - \mu_q(x_t, x_0) \right\|^2")),
+            (None, "=", (r"\frac{1}{2\sigma_q^2(t)}", coef, r"\left\| \hat{x}_0(x_t, t) - x_0 \right\|^2")),
+            (None, "=", (r"\frac{1}{2}\left(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\right)",
+                         r"\left\| \hat{x}_0(x_t, t) - x_0 \right\|^2")),
+        ]
+        notes = [r"$p_\theta(x_{t-1} \mid x_t) = q(x_{t-1} \mid x_t, \hat{x}_0)$ has the same variance "
+                 r"$\sigma_q^2(t)$: the KL is the means' squared distance over $2\sigma_q^2$",
+                 r"$\mu_q$ is linear in $x_0$ with coefficient $\sqrt{\bar{\alpha}_{t-1}}(1-\alpha_t)/(1-\bar{\alpha}_t)$"
+                 r" (exercise 4); the $x_t$ parts cancel",
+                 r"with $\mathrm{SNR}(t) = \bar{\alpha}_t / (1 - \bar{\alpha}_t)$ the weight is "
+                 r"$w(t) = \frac{1}{2}(\mathrm{SNR}(t-1) - \mathrm{SNR}(t))$"]
+        c.play_derivation(self, rows, notes, below=self.title, font_size=28, buff=0.45,
+                          focus=[r"\frac{1}{2\sigma_q^2(t)}", coef,
+                                 r"\frac{1}{2}\left(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\right)"])
+        c.cut(self, self.title)
+
+    # -- 2. uniform t: the sum over t as one expectation ------------------------------------------------
+    def section_expectation(self):
+        self.next_section("uniform t: one term per image per step")
+        mse = r"\left\| \hat{x}_0\!\left(\sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon,\ t\right) - x_0 \right\|^2"
+        rows = [
+            (r"\sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}\left[D_{\mathrm{KL}}\right]", "=",
+             (r"\sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}", r"\left[w(t) \left\| \hat{x}_0(x_t, t) - x_0 \right\|^2\right]")),
+            (None, "=", (r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}", r"\mathbb{E}_{\epsilon \sim \mathcal{N}(0, \mathbf{I})}",
+                         r"\left[w(t)\, " + mse + r"\right]")),
+            (r"\mathcal{L}_{\mathrm{simple}}", "=", (r"\mathbb{E}_{t \sim \mathcal{U}\{1, \dots, T\}}\, "
+                                                    r"\mathbb{E}_{\epsilon}", r"\left[\frac{1}{D}\, " + mse + r"\right]")),
+        ]
+        notes = [r"the denoising-matching sum of exercise 3: one weighted squared error per step $t$",
+                 r"a sum of $T-1$ terms is $T-1$ times their mean over a uniform $t$; $x_t$ in closed form (exercise 1b)",
+                 r"the loss trained here: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
+        c.play_derivation(self, rows, notes, below=self.title, font_size=26, buff=0.5,
+                          focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
+                                 r"\left[\frac{1}{D}\, " + mse + r"\right]"])
+        c.cut(self, self.title)
+
+    # -- 3. the weight the simple loss drops -----------------------------------------------------------------
+    def section_weight(self):
+        self.next_section("the weight w(t) the simple loss drops")
+        s = self.schedule
+        T = s.T
+        w = elbo_weight(s)
+        self.weights = w
+        logw = np.log10(w)
+        lo, hi = int(np.floor(logw.min())), int(np.ceil(logw.max()))
+        # t on a log axis too: u = log10(t); most of w's change is at small t. y is log10(w) - lo, so that
+        # the t axis lies at the floor 10^lo (manim puts it at y = 0)
+        self.weight_floor = lo
+        self.weight_axes = axes = Axes(x_range=[np.log10(2), np.log10(T), 1], y_range=[0, hi - lo, 1], x_length=8.5,
+                                       y_length=4.2, tips=False, axis_config={"stroke_width": 2},
+                                       x_axis_config={"include_ticks": False}).shift(LEFT * 1.6 + DOWN * 0.15)
+        ticks_x = VGroup(*c.labels(*[str(t) for t in WEIGHT_TICKS if t <= T], size=22))
+        for lab, t in zip(ticks_x, [t for t in WEIGHT_TICKS if t <= T]):
+            lab.next_to(axes.c2p(np.log10(t), 0), DOWN, buff=0.15)
+        every = max(1, (hi - lo + 4) // 5)
+        ticks_y = VGroup(*c.labels(*[rf"$10^{{{k}}}$" for k in range(lo, hi + 1, every)], size=22))
+        for lab, k in zip(ticks_y, range(lo, hi + 1, every)):
+            lab.next_to(axes.c2p(np.log10(2), k - lo), LEFT, buff=0.15)
+        x_lab = c.label(r"step $t$ (log scale)", size=24).next_to(ticks_x, DOWN, buff=0.2)
+        y_lab = c.label(r"ELBO weight $w(t)$ (nats per unit squared error, log)", size=22).rotate(np.pi / 2)
+        y_lab.next_to(ticks_y, LEFT, buff=0.2)
+        ts = np.arange(2, T + 1)
+        self.weight_curve = c.polyline(axes, np.log10(ts), logw - lo, c.DENOISING)
+        ratio = w[0] / w[-1]
+        notes = VGroup(
+            c.one_line(rf"$w(2) = {c.sci(w[0], 3)}$", c.DENOISING, 26),
+            c.one_line(rf"$w({T}) = {c.sci(w[-1], 3)}$", c.DENOISING, 26),
+            c.one_line(rf"the ELBO weighs $t = 2$", size=24),
+            c.one_line(rf"${c.sci(ratio)}$ times more", size=24),
+            c.one_line(rf"than $t = {T}$", size=24),
+        ).arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).shift(UP * 1.0)
+        sched = c.label(r"schedule: " + c.tex_text(s.describe()), size=22).next_to(self.title, DOWN, buff=0.15)
+        self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(sched))
+        self.play(Create(self.weight_curve), run_time=2.5)
+        self.play(FadeIn(notes))
+        self.pause(3)
+        flat = c.one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
+                          r" which the ELBO barely counts (Ho et al. 2020: better samples)", size=24)
+        flat.to_edge(DOWN, buff=0.3)
+        self.play(FadeIn(flat))
+        self.pause(2)
+        self.weight_notes = notes
+        c.cut(self, self.title)
+
+    # -- 4. one training step, drawn ----------------------------------------------------------------------
+    def denoiser_and_image(self):
+        """(denoiser, x_0 [3, 32, 32] in [-1, 1], what x̂_0 is, as LaTeX text)."""
+        src = self.src
+        if src.denoiser is not None:
+            images = src.run.test_images()[:1] if src.run is not None else c.example_images(1)
+            from vdm.data import to_float
+
+            return src.denoiser, to_float(images)[0], src.note
+        x0 = c.example_x0(1)[0]
+        den = c.LeakyOracle(x0.unsqueeze(0), self.schedule, c.LEAK)
+        return den, x0, (r"no trained run: the deliberately imperfect $\hat{x}_0 = x_0 + "
+                         rf"{c.LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for the network")
+
+    def section_step(self):
+        self.next_section("one training step, drawn")
+        den, x0, who = self.denoiser_and_image()
+        ex = training_examples(den, self.schedule, x0)
+        self.examples = ex
+        sig, noi = self.schedule.signal_coef(), self.schedule.noise_coef()
+        h = 1.05
+        heads = c.labels(r"$x_0$", r"$\epsilon \sim \mathcal{N}(0, \mathbf{I})$", r"$x_t$", r"$\hat{x}_0(x_t, t)$",
+                         colors=[c.X0, c.EPS, c.XT, c.XHAT], size=24)
+        rows = Group()
+        self.example_texts = []
+        for i in range(len(ex["t"])):
+            t = int(ex["t"][i])
+            a, b = float(sig[t]), float(noi[t])
+            kl = float(ex["kl"][i])
+            nums = [rf"{a:.3f}\,\cdot", rf"+\ {b:.3f}\,\cdot", "="]
+            texts = c.labels(*[f"${n}$" for n in nums], size=26)
+            info_lines = [rf"$t = {t}$", rf"MSE $= {float(ex['mse'][i]):.4f}$",
+                          (rf"term $= {kl:.4g}$ nats" if t >= 2 else r"$t = 1$: reconstruction")]
+            info = VGroup(*c.labels(*info_lines, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.08)
+            self.example_texts.append((t, a, b, float(ex["mse"][i]), kl, info_lines))
+            imgs = [c.pixel_image(x0, h), c.pixel_image(ex["eps"][i].clamp(-1, 1), h), c.pixel_image(ex["x_t"][i], h),
+                    c.pixel_image(ex["x0_hat"][i].clamp(-1, 1), h)]
+            arrow = Arrow(LEFT * 0.35, RIGHT * 0.35, buff=0, stroke_width=3, max_tip_length_to_length_ratio=0.3,
+                          color=c.XHAT)
+            row = Group(imgs[0], texts[0], imgs[1], texts[1], texts[2], imgs[2], arrow, imgs[3],
+                        info).arrange(RIGHT, buff=0.18)
+            row.imgs = imgs
+            rows.add(row)
+        rows.arrange(DOWN, buff=0.28, aligned_edge=LEFT)
+        for head, k in zip(heads, (0, 2, 5, 7)):
+            head.next_to(rows[0][k], UP, buff=0.15)
+        block = Group(VGroup(*heads), rows)
+        block.next_to(self.title, DOWN, buff=0.3).set_x(0)
+        if block.width > c.MAX_WIDTH:
+            block.scale_to_fit_width(c.MAX_WIDTH)
+        who_lab = c.one_line(who, size=20).to_edge(DOWN, buff=0.25)
+        self.rows = rows
+        self.play(FadeIn(VGroup(*heads)), FadeIn(who_lab))
+        for row in rows:
+            self.play(LaggedStart(*[FadeIn(m) for m in row], lag_ratio=0.12), run_time=2.0)
+            self.pause(2)
+        big_t = int(ex["t"].argmax())
+        small_t = int(ex["t"].argmin())
+        box = SurroundingRectangle(Group(rows[big_t][7], rows[big_t][8]), buff=0.06, color=c.BOX, stroke_width=2.5)
+        cap = c.one_line(rf"large $t$ ({int(ex['t'][big_t])}): little of $x_0$ is left in $x_t$, the guess is blurry and its MSE"
+                      rf" {float(ex['mse'][big_t]):.4f} is {'larger' if ex['mse'][big_t] > ex['mse'][small_t] else 'not larger'}"
+                         rf" than at $t = {int(ex['t'][small_t])}$", size=24)
+        cap.next_to(who_lab, UP, buff=0.2)
+        self.step_caption = cap
+        self.play(Create(box), FadeIn(cap))
+        self.pause(3)
+        c.cut(self, self.title)
+
+    # -- 5. the algorithm ------------------------------------------------------------------------------
+    def section_algorithm(self):
+        self.next_section("the training loop")
+        lines = VGroup(
+            c.label(r"repeat", size=30),
+            c.tex(r"x_0 \sim \text{data},\quad t \sim \mathcal{U}\{1, \dots, T\},\quad \epsilon \sim \mathcal{N}(0, \mathbf{I})",
+                  font_size=32),
+            c.tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", font_size=32),
+            c.tex(r"\theta \leftarrow \theta - \eta\, \nabla_\theta \left\| \hat{x}_\theta(x_t, t) - x_0 \right\|^2",
+                  r"\quad \text{(Adam, a batch at a time)}", font_size=32),
+            c.label(r"until the held-out loss stops falling", size=30),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.35)
+        for m in lines[1:4]:
+            m.shift(RIGHT * 0.8)
+        lines.next_to(self.title, DOWN, buff=0.6).set_x(0)
+        box = SurroundingRectangle(lines, buff=0.3, color=c.BOX, stroke_width=2)
+        note = c.one_line(r"\texttt{vdm train}: one $t$ and one $\epsilon$ per image, drawn afresh every step "
+                       r"(\texttt{vdm/train.py}, \texttt{loss\_on})", size=24).to_edge(DOWN, buff=0.4)
+        for i, m in enumerate(lines):
+            self.play(FadeIn(m, shift=DOWN * 0.15), *( [Create(box)] if i == 0 else []), run_time=1.0)
+            if i in (1, 3):
+                self.pause(i + 1)
+        self.play(FadeIn(note))
+        self.pause(len(lines))
+        c.cut(self, self.title)
+
+    # -- 6. a real run's loss ------------------------------------------------------------------------------
+    def no_run(self, what: str):
+        msg = VGroup(c.one_line(rf"no trained run, so no {what} to show:", size=30),
+                     c.one_line(r"train one with \texttt{vdm train}, then \texttt{vdm render training -{}-run runs/NAME}",
+                                size=28)).arrange(DOWN).move_to([0, 0, 0])
+        self.play(FadeIn(msg))
+        self.pause(2)
+        c.cut(self, self.title)
+
+    def section_run(self):
+        self.next_section("a real run: the loss")
+        run = self.src.run
+        if run is None:
+            self.curve = None
+            return self.no_run("loss curve")
+        records, _bad = run.metrics()
+        cv = curve(records)
+        self.curve = cv
+        if not cv["train"]:
+            return self.no_run("training record")
+        steps = [s for s, _ in cv["train"]] + [s for s, _, _ in cv["eval"]]
+        losses = [v for _, v in cv["train"]] + [v for _, v, _ in cv["eval"]]
+        x_max = max(steps) * 1.02
+        y_max = max(losses) * 1.1
+        xs, ys = nice_step(x_max), nice_step(y_max, 4)
+        self.loss_axes = axes = Axes(
+            x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
+            axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
+            x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
+            y_axis_config={"decimal_number_config": {"num_decimal_places": 2}}).shift(LEFT * 1.2 + DOWN * 0.6)
+        x_lab = c.label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
+        y_lab = c.label(r"MSE on $x_0$ (per value)", size=24).rotate(np.pi / 2).next_to(axes.y_axis, LEFT, buff=0.6)
+        who = c.one_line(self.src.note, size=20).next_to(self.title, DOWN, buff=0.15)
+        self.run_note = who
+        tr = np.array(cv["train"], dtype=np.float64)
+        self.train_line = c.polyline(axes, tr[:, 0], tr[:, 1], c.XHAT)
+        self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=c.X0) for s, v, _ in cv["eval"]])
+        first, last = cv["train"][0], cv["train"][-1]
+        facts = [rf"train loss {first[1]:.4f} at step {first[0]}", rf"$\to$ {last[1]:.4f} at step {last[0]}"]
+        if cv["eval"]:
+            s_e, v_e, bpd = cv["eval"][-1]
+            facts.append(rf"held-out {v_e:.4f} at step {s_e}")
+            if bpd is not None:
+                facts.append(rf"$-$ELBO {bpd:.2f} bits/dim")
+        if cv["elapsed"] is not None:
+            facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
+        self.loss_facts = facts
+        legend = VGroup(c.label("train loss (mean per record)", c.XHAT, 22),
+                        c.label("held-out loss (eval)", c.X0, 22),
+                        *c.labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
+        legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
+        self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
+        self.pause(2)
+        self.play(Create(self.train_line), run_time=3)
+        self.play(FadeIn(self.eval_dots), FadeIn(legend))
+        self.pause(len(facts))
+        c.cut(self, self.title)
+
+    # -- 7. its samples over training --------------------------------------------------------------------
+    def section_samples(self):
+        self.next_section("its samples as training goes on")
+        run = self.src.run
+        if run is None:
+            self.grids = []
+            return self.no_run("sample grids")
+        grids = sample_grids(run)
+        self.grids = grids
+        if not grids:
+            return self.no_run("sample grid")
+        h = min(3.4, 12.8 / len(grids) - 0.3)
+        imgs = [grid_image(p, h) for _, p in grids]
+        names = c.labels(*[("latest" if s < 0 else f"after step {s}") for s, _ in grids], size=24)
+        cells = Group(*[Group(img, lab) for img, lab in zip(imgs, names)])
+        for img, lab in zip(imgs, names):
+            lab.next_to(img, DOWN, buff=0.15)
+        cells.arrange(RIGHT, buff=0.3).next_to(self.title, DOWN, buff=0.9).set_x(0)
+        self.grid_images = imgs
+        who = self.run_note if hasattr(self, "run_note") else c.one_line(self.src.note, size=20)
+        who.next_to(self.title, DOWN, buff=0.15)
+        cap = c.one_line(r"each grid: \texttt{vdm train} sampling from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
+                         r"as it was then (\texttt{samples/step-*.png})", size=24).to_edge(DOWN, buff=0.4)
+        self.play(FadeIn(who), FadeIn(cap))
+        for cell in cells:
+            self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
+            self.pause(1, hold=2.5)
+        self.pause(2)

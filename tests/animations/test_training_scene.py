@@ -1,0 +1,157 @@
+"""The training scene (exercise 5) with a real run: every number, curve and grid on screen is the run's.
+
+A tiny run is trained once for the module (T = 20, three epochs, a sample grid each epoch);
+the scene is built from it (animations skipped) and rendered once at low quality with tiny
+frames. The checks read metrics.jsonl and the PNGs here with json and PIL, not through
+the scene's own helpers, and recompute the weight and the examples from their formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animations import common as c
+from animations import render as r
+from built_scenes import TEX, build_with_run, layout_problems
+
+TINY_RENDER = {"pixel_width": 128, "pixel_height": 72, "frame_rate": 3,
+               "tex_dir": str(Path(tempfile.gettempdir()) / f"vdm-test-tex-{os.getuid()}")}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from vdm.train import Trainer, TrainConfig
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = TrainConfig(runs_dir=str(root), name="lec", T=20, limit=96, batch_size=32, epochs=3, eval_size=32,
+                      n_samples=4, sample_every=1, threads=1, log_every=1)
+    Trainer(cfg, root / "lec", echo=lambda *a: None).run()
+    return root / "lec"
+
+
+@pytest.fixture(scope="module")
+def scene(run_dir):
+    from animations.training import Training
+
+    return build_with_run(Training, run_dir)
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def curve_points(axes, line):
+    pts = np.array([axes.p2c(p) for p in line.get_anchors()])
+    keep = np.ones(len(pts), bool)
+    keep[1:] = np.any(np.abs(np.diff(pts, axis=0)) > 1e-12, axis=1)
+    return pts[keep]
+
+
+def test_loss_curve_is_the_runs_metrics(scene, run_dir):
+    recs = records(run_dir)
+    train = np.array([(r["step"], r["loss"]) for r in recs if r["kind"] == "train"], dtype=np.float64)
+    evals = [(r["step"], r["eval_loss"]) for r in recs if r["kind"] == "eval"]
+    assert len(train) >= 6 and len(evals) == 3  # a record per step (log_every 1), an eval per epoch
+    pts = curve_points(scene.loss_axes, scene.train_line)
+    np.testing.assert_allclose(pts[:, :2], train, rtol=1e-6, atol=1e-6)
+    dots = [scene.loss_axes.p2c(d.get_center()) for d in scene.eval_dots]
+    np.testing.assert_allclose(np.array(dots)[:, :2], np.array(evals, dtype=np.float64), rtol=1e-6, atol=1e-6)
+
+
+def test_numbers_shown_are_the_runs(scene, run_dir):
+    recs = records(run_dir)
+    train = [r for r in recs if r["kind"] == "train"]
+    last_eval = [r for r in recs if r["kind"] == "eval"][-1]
+    shown = " ".join(scene.loss_facts)
+    assert f"{train[0]['loss']:.4f} at step {train[0]['step']}" in shown
+    assert f"{train[-1]['loss']:.4f} at step {train[-1]['step']}" in shown
+    assert f"held-out {last_eval['eval_loss']:.4f} at step {last_eval['step']}" in shown
+    assert f"{last_eval['bpd']['total']:.2f} bits/dim" in shown
+    end = [r for r in recs if r["kind"] == "end"][-1]
+    assert f"{end['elapsed'] / 60:.1f} min" in shown
+    # the run is named on screen, with how it was chosen
+    assert "lec" in scene.run_note.tex_string and "given with --run" in scene.run_note.tex_string
+
+
+def test_sample_grids_are_the_runs_pngs(scene, run_dir):
+    files = sorted((run_dir / "samples").glob("step-*.png"))
+    assert len(files) == 3
+    steps = [s for s, _ in scene.grids]
+    assert steps == [int(f.stem.split("-")[1]) for f in files]  # three grids: all of them, oldest first
+    for img, f in zip(scene.grid_images, files):
+        np.testing.assert_array_equal(img.pixel_array[:, :, :3], np.asarray(Image.open(f).convert("RGB")))
+
+
+def test_weight_is_half_the_snr_difference(scene):
+    """w(t), read off vdm.elbo.matching_kl, against (SNR(t-1) - SNR(t)) / 2 from alpha_bar in float64."""
+    s = scene.schedule
+    ab = np.cumprod(s.alpha.double().numpy())
+    snr = ab / (1 - ab)
+    np.testing.assert_allclose(scene.weights, 0.5 * (snr[1:-1] - snr[2:]), rtol=1e-5)
+    w = scene.weights
+    shown = " ".join(m.tex_string for m in scene.weight_notes)
+    assert c.sci(w[0], 3) in shown and c.sci(w[-1], 3) in shown and c.sci(w[0] / w[-1]) in shown
+
+
+def test_training_examples_follow_the_closed_form(scene, run_dir):
+    """The drawn t, x_t and MSE, recomputed here: t ~ U{1..T} from seed 0, x_t = sqrt(ab) x_0 + sqrt(1-ab) eps."""
+    from vdm.run import open_model
+
+    ex = scene.examples
+    s = scene.schedule
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(1, s.T + 1, (3,), generator=g)
+    eps = torch.randn((3, 3, 32, 32), generator=g)
+    assert torch.equal(ex["t"], t) and torch.equal(ex["eps"], eps)
+    den, _, run = open_model(run_dir)
+    from vdm.data import to_float
+
+    x0 = to_float(run.test_images()[:1])[0]
+    ab = s.alpha_bar.double()[t].reshape(-1, 1, 1, 1)
+    x_t = ab.sqrt() * x0.double() + (1 - ab).sqrt() * eps.double()
+    np.testing.assert_allclose(ex["x_t"].double().numpy(), x_t.numpy(), atol=1e-5)
+    with torch.no_grad():
+        x0_hat = den(ex["x_t"], t).double()
+    err = ((x0_hat - x0.double()) ** 2).flatten(1)
+    np.testing.assert_allclose(ex["mse"].double().numpy(), err.mean(1).numpy(), rtol=1e-5)
+    ab_np = np.cumprod(s.alpha.double().numpy())
+    for i in range(3):
+        ti = int(t[i])
+        text = " ".join(scene.example_texts[i][5])
+        assert f"t = {ti}" in text and f"{float(err[i].mean()):.4f}" in text
+        if ti >= 2:  # the ELBO term it stands for: w(t) ||x̂_0 - x_0||^2
+            w = 0.5 * (ab_np[ti - 1] / (1 - ab_np[ti - 1]) - ab_np[ti] / (1 - ab_np[ti]))
+            assert float(ex["kl"][i]) == pytest.approx(w * float(err[i].sum()), rel=1e-4)
+            assert f"{float(ex['kl'][i]):.4g}" in text
+
+
+def test_layout_with_a_run(scene):
+    assert scene.pauses >= 15
+    problems = layout_problems(scene)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_newest_run_is_used_and_said(run_dir):
+    """Without --run the newest run under runs/ is used, and the screen says it was chosen so."""
+    try:
+        c.use_run(None, search=True, runs_dir=run_dir.parent)
+        note = c.lecture_source().note
+        assert "lec" in note and f"the newest run under {c.tex_text(str(run_dir.parent))}/" in note
+    finally:
+        c.use_run(None, search=False)
+
+
+def test_renders_one_slide_per_pause(scene, run_dir, tmp_path):
+    video = r.render("training", "low", tmp_path, progress=lambda _: None, overrides=TINY_RENDER, run=run_dir)[0]
+    assert video.stat().st_size > 1000
+    slides = json.loads((tmp_path / "slides" / "Training.json").read_text())["slides"]
+    assert len(slides) == scene.pauses and all(Path(s["file"]).is_file() for s in slides)
+    assert TEX.is_dir()
