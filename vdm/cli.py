@@ -254,14 +254,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _render_args(p: argparse.ArgumentParser, scene_nargs: str | None = None) -> None:
     p.add_argument("scene", nargs=scene_nargs, default="all",
-                   help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, backward or all")
+                   help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, training, backward or all")
     p.add_argument("--quality", choices=("low", "medium", "high", "4k"), default="low",
                    help="480p15, 720p30, 1080p60 or 2160p60 (default: low)")
     p.add_argument("--out", default="videos", help="folder for the videos (default: videos)")
     p.add_argument("--gif", action="store_true", help="also write each video as a GIF")
     p.add_argument("--sections", action="store_true", help="also write one video per section, for presenting")
     p.add_argument("--run", default=None,
-                   help="the trained run (or checkpoint) the backward and ELBO scenes use "
+                   help="the trained run (or checkpoint) the backward, training and ELBO scenes use "
                         "(default: the newest run under runs/ with a complete checkpoint; none: say so on screen)")
     p.set_defaults(func=cmd_render)
 
