@@ -187,6 +187,8 @@ class MonitorScreen(CurveKeys, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#loss-plot").border_title = "loss"
+        self.query_one("#loss-plot", Plot).empty = "no train record yet"
+        self.query_one("#bpd-plot", Plot).empty = "after the first evaluation (the end of an epoch)"
         self.query_one("#bpd-plot").border_title = "-ELBO bits/dim [grey50](━ 8: uniform)[/]"
         self.query_one("#samples").border_title = "samples"
         self.query_one("#gpu-panel").border_title = "GPU"
@@ -395,7 +397,7 @@ class MonitorScreen(CurveKeys, Screen):
     def _draw_samples(self) -> None:
         image, key, label = self.shown_grid()
         w = self.query_one("#samples", HalfBlockImage)
-        w.border_subtitle = label
+        w.border_subtitle = label or "none yet (after an epoch)"
         cw, ch = w.content_size
         if image is None or cw < 1 or ch < 1:
             return

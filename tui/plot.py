@@ -188,11 +188,13 @@ def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> 
 
 def render(series: list[Series], width: int, height: int, log: bool = False,
            x_range: tuple[float, float] | None = None, axis_style: str = "grey50", legend: bool = False,
-           x_format=None) -> list[Strip]:
+           x_format=None, empty: str = "") -> list[Strip]:
     """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line, and with
     ``legend`` each series' last, min and max value in the x range below it.
 
     Only the points inside ``x_range`` are drawn (a zoomed window); ``x_format`` writes the x labels.
+    With no point to draw, the plot is blank but for ``empty`` (or "no points in view" when the
+    series have points outside the window).
     """
     xs = [s.x for s in series if len(s.x)]
     if x_range is None:
@@ -226,8 +228,12 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
     if finite:
         y_lo = min(float(f.min()) for f in finite)
         y_hi = max(float(f.max()) for f in finite)
-    else:
-        y_lo, y_hi = 0.0, 1.0
+    else:  # nothing to draw: say so, rather than draw an axis from 0 to 1 that no number is on
+        say = "no points in view" if any(len(s.x) for s in series if s.stats and not s.faint) else empty
+        strips = [Strip.blank(width, PLAIN) for _ in range(height)]
+        if say:
+            strips[(plot_h - 1) // 2] = Strip([Segment(say[:width].center(width), Style.parse(axis_style))], width)
+        return strips
     if y_hi - y_lo < 1e-12:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
     # dot grid: which series owns each cell. A cell has one colour; where lines cross, the series
@@ -315,6 +321,7 @@ class Plot(Widget):
         self.log_scale = log
         self.legend = legend  # each series' last, min and max in view, under the axis
         self.x_format = None
+        self.empty = ""  # what the plot says while it has no point to draw
         self.cursor: float | None = None
         self.x_range: tuple[float, float] | None = None
         self._key = None
@@ -343,7 +350,7 @@ class Plot(Widget):
         key = (self._version, w, h, self.log_scale)
         if key != self._key:
             self._strips = render(self.series, w, h, self.log_scale, self.x_range, legend=self.legend,
-                                  x_format=self.x_format) if w > GUTTER and h > 1 else []
+                                  x_format=self.x_format, empty=self.empty) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
             return Strip.blank(w, PLAIN)

@@ -28,7 +28,7 @@ from tui.run import RunState, ago, pid_alive
 from vdm.run import METRICS, is_run
 from vdm.tailer import MetricsTailer, SummaryTailer
 
-COLOURS = ("cyan", "magenta", "yellow", "green", "bright_red", "bright_blue", "white", "bright_magenta")
+COLOURS = ("#4fc3f7", "#f06292", "#ffd54f", "#81c784", "#ba68c8", "#ff8a65", "#e0e0e0", "#4db6ac")  # hues apart in any theme
 
 
 def find_runs(root: Path) -> list[Path]:
