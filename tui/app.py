@@ -41,6 +41,7 @@ class ChainSource:
         self.T = T
         self.seed = seed
         self._data = None
+        self._run = None  # the opened run, once its directory holds one (opened once, not per call)
         self._lock = threading.Lock()
         self.checkpoint_label = ""
         self.fallback_schedule = False  # set by the chain screen when the run's schedule fails
@@ -51,12 +52,20 @@ class ChainSource:
         return self.checkpoint is not None or self.run_dir is not None
 
     def run(self):
-        """The opened run (vdm.run.Run), or None without one; a bad run directory is a ValueError."""
+        """The opened run (vdm.run.Run), or None without one (yet); a bad run directory is a ValueError.
+
+        Opened once and kept: schedule, data and model all ask for it (its config does not change);
+        a directory that is not a run yet is looked at again on the next call.
+        """
         from vdm.run import is_run, open_run
 
-        if self.run_dir is None or not is_run(self.run_dir):
-            return None
-        return open_run(self.run_dir)
+        if self._run is None and self.run_dir is not None and is_run(self.run_dir):
+            self._run = open_run(self.run_dir)
+        return self._run
+
+    def for_run(self, run_dir) -> "ChainSource":
+        """A source for another run with this one's image, T and seed (a checkpoint belongs to its own run)."""
+        return ChainSource(run_dir, None, self.image_path, self.index, self.T, self.seed)
 
     def schedule(self):
         from vdm.schedule import make_schedule
@@ -186,16 +195,9 @@ class VdmApp(App):
     def open_run_dir(self, path: Path) -> None:
         """From the run list: the monitor of one run, pushed over the list (escape goes back)."""
         self.run_dir = Path(path)
-        if not self._chain_started():
-            self.source = ChainSource(self.run_dir)  # the chain screen, opened later, samples this run
+        self.source = self.source.for_run(self.run_dir)  # the chain screen takes it up when it is shown next
         screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory)
         self.push_screen(screen)
-
-    def _chain_started(self) -> bool:
-        try:
-            return "chain" in self._screen_stacks and bool(self._screen_stacks["chain"])
-        except AttributeError:
-            return True
 
     def _watch_process(self) -> None:
         code = self.process.poll()

@@ -26,6 +26,8 @@ from tui.plot import Plot, Series
 from tui.readout import Readout
 
 SPEEDS = (1, 2, 5, 10, 20, 30, 60)  # frames per second
+STEP_CHOICES = (None, 100, 50, 20, 10)  # K of the backward chain, `k` cycles: None is every step (K = T)
+SAMPLERS = ("ancestral", "ddim")  # vdm.sample.SAMPLERS, `d` switches
 
 
 class Scrubber(Widget):
@@ -96,6 +98,8 @@ class ChainScreen(Screen):
         Binding("i", "pick", "pick image", show=False),
         Binding("s", "seed", "new seed"),
         Binding("o", "oracle", "oracle/model"),
+        Binding("k", "steps", "sampling steps", show=False),  # named in the backward chain's info box
+        Binding("d", "sampler", "ancestral/DDIM", show=False),
     ]
 
     def __init__(self, source):
@@ -108,6 +112,8 @@ class ChainScreen(Screen):
         self.playing = None
         self.seed = source.seed
         self.use_oracle = not source.has_model
+        self.steps: int | None = None  # K of the backward chain (None: every step)
+        self.sampler = "ancestral"
         self._computing: str | None = None
         self.prerendered = False  # every frame of the shown chain is drawn ahead, for this size
 
@@ -138,6 +144,16 @@ class ChainScreen(Screen):
         self.query_one("#chain-progress").display = False
         self.compute()
 
+    def on_screen_resume(self) -> None:
+        """Shown again: when the app has another source now (a run opened from the run list), take it up."""
+        src = getattr(self.app, "source", None)
+        if src is None or src is self.source:
+            return
+        self.source = src
+        self.seed, self.use_oracle = src.seed, not src.has_model
+        self.pos = {"forward": 0, "backward": 0}
+        self._recompute_all()
+
     # -- computing the chains -------------------------------------------------------
     def compute(self) -> None:
         """Start the worker for the current mode's chain (a new one replaces a running one)."""
@@ -148,10 +164,10 @@ class ChainScreen(Screen):
         bar.display = True
         self.show()
         self._title("computing …")
-        self._compute(self.mode, self.seed, self.use_oracle)
+        self._compute(self.mode, self.seed, self.use_oracle, self.steps, self.sampler)
 
     @work(thread=True, exclusive=True, group="chain")
-    def _compute(self, mode: str, seed: int, oracle: bool) -> None:
+    def _compute(self, mode: str, seed: int, oracle: bool, steps: int | None, sampler: str) -> None:
         from tui import chains
 
         try:
@@ -163,7 +179,8 @@ class ChainScreen(Screen):
                 den = None if oracle else src.denoiser()
                 schedule = den.schedule if den is not None else src.schedule()
                 what = f"oracle on {label}" if den is None else f"model {src.checkpoint_label}"
-                chain = chains.backward(den, schedule, seed, image if den is None else None, what,
+                K = None if steps is None or steps >= schedule.T else steps  # a K above the run's T is every step
+                chain = chains.backward(den, schedule, seed, image if den is None else None, what, steps=K, sampler=sampler,
                                         progress=lambda d, n: self.post_message(ChainProgress(d, n)) if d % 10 == 0 or d == n else None)
         except (ValueError, OSError) as e:
             self.post_message(ChainReady(None, str(e)))
@@ -171,7 +188,8 @@ class ChainScreen(Screen):
         except Exception as e:  # anything else (a schedule that cannot be built): a sentence, never "computing" forever
             self.post_message(ChainReady(None, f"the {mode} chain failed: {type(e).__name__}: {e}"))
             return
-        self.post_message(ChainReady(chain))
+        if not get_current_worker().is_cancelled:  # a newer request (seed, image, source, K) replaced this one
+            self.post_message(ChainReady(chain))
 
     def on_chain_progress(self, m: ChainProgress) -> None:
         self.query_one("#chain-progress", ProgressBar).update(total=m.total, progress=m.done)
@@ -195,7 +213,7 @@ class ChainScreen(Screen):
         chain = m.chain
         kind = "forward" if isinstance(chain, ForwardChain) else "backward"
         self.chains[kind] = chain
-        self.pos[kind] = min(self.pos[kind], chain.T)
+        self.pos[kind] = min(self.pos[kind], chain.K)
         if kind == "forward":
             tab = chain.table
             ts = __import__("numpy").arange(tab.T + 1, dtype=float)
@@ -219,18 +237,18 @@ class ChainScreen(Screen):
         else:
             targets = [(self.query_one(f"#bwd-{n}", HalfBlockImage), n, fr)
                        for n, fr in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean))]
-        now = self.t()
-        # half the cache on each side of t, so stepping either way finds its frames drawn
+        now = self.frame()
+        # half the cache on each side of the frame shown, so stepping either way finds its frames drawn
         half = max(min(w.frames_that_fit() for w, _, _ in targets) // 2 - 1, 1)
-        lo, hi = max(now - half, 0), min(now + half, c.T)
+        lo, hi = max(now - half, 0), min(now + half, c.K)
         self._window = (mode, id(c), lo, hi)
-        for t in sorted(range(lo, hi + 1), key=lambda t: abs(t - now)):
+        for i in sorted(range(lo, hi + 1), key=lambda i: abs(i - now)):
             for w, name, frames in targets:
                 if worker.is_cancelled or self.chain is not c:
                     return
                 cw, ch = w.content_size
                 if cw > 0 and ch > 0:
-                    w.prime(frames[t], (name, id(c), t), cw, ch)
+                    w.prime(frames[i], (name, id(c), i), cw, ch)
         self.prerendered = True
 
     def _maybe_prerender(self) -> None:
@@ -239,9 +257,9 @@ class ChainScreen(Screen):
         if c is None:
             return
         mode, cid, lo, hi = getattr(self, "_window", (None, None, 0, -1))
-        t = self.t()
+        i = self.frame()
         margin = max((hi - lo) // 4, 1)
-        inside = mode == self.mode and cid == id(c) and (lo == 0 or t >= lo + margin) and (hi == c.T or t <= hi - margin)
+        inside = mode == self.mode and cid == id(c) and (lo == 0 or i >= lo + margin) and (hi == c.K or i <= hi - margin)
         if not inside:
             self.prerendered = False
             self._prerender()
@@ -251,17 +269,26 @@ class ChainScreen(Screen):
     def chain(self):
         return self.chains[self.mode]
 
-    def t(self) -> int:
-        c = self.chain
+    def frame(self) -> int:
+        """The row of the chain shown: t for the forward chain, i = K - steps taken for the backward one."""
         p = self.pos[self.mode]
-        return p if self.mode == "forward" else c.T - p
+        return p if self.mode == "forward" else self.chain.K - p
+
+    def t(self) -> int:
+        """The step t shown (the backward chain's t_i)."""
+        i = self.frame()
+        return i if self.mode == "forward" else int(self.chain.steps[i])
 
     def _title(self, extra: str = "") -> None:
         c = self.chain
         if self.mode == "forward":
             head = "[b]forward chain[/] q(x_t | x_{t-1})"
-        else:
+        elif self.sampler == "ddim":
+            head = "[b]backward chain[/] DDIM x_s = √ᾱ_s x̂_0 + √(1-ᾱ_s) ε̂"
+        elif self.steps is None:
             head = "[b]backward chain[/] p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x̂_0)"
+        else:
+            head = "[b]backward chain[/] p(x_s | x_t) = q(x_s | x_t, x̂_0)"
         if c is not None:
             head += f" · {c.source} · seed {c.seed} · {c.table.describe}"
         self.query_one("#chain-title", Readout).update(f"{head} {extra}".strip())
@@ -275,7 +302,7 @@ class ChainScreen(Screen):
             return
         T = c.T
         t = self.t()
-        scrub.total = T
+        scrub.total = c.K
         scrub.position = self.pos[self.mode]
         tab = c.table
         fps = SPEEDS[self.fps_i]
@@ -287,7 +314,8 @@ class ChainScreen(Screen):
             rate = self.shown_frames / max(time.monotonic() - self._play_t0, 1e-6)
             if rate < 0.9 * fps:
                 drawn = f" (drawing {rate:.0f}/s: frames skipped to keep the speed)"
-        self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}   {state} at {fps} steps/s{drawn}")
+        where = "" if c.K == T else f" (step {self.pos[self.mode]} of {c.K})"
+        self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}{where}   {state} at {fps} steps/s{drawn}")
         if self.mode == "forward":
             self.query_one("#fwd-image", HalfBlockImage).set_image(c.frames[t], key=("f", id(c), t))
             self.query_one("#fwd-info", Readout).update(
@@ -300,43 +328,56 @@ class ChainScreen(Screen):
                 f"[b]noise[/] √(1-ᾱ_t) = {fmt(float(tab.noise[t]))}")
             self.query_one("#fwd-plot", Plot).set_cursor(float(t))
         else:
-            for name, frames in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean)):
-                self.query_one(f"#bwd-{name}", HalfBlockImage).set_image(frames[t], key=(name, id(c), t))
-            self.query_one("#bwd-mean").border_title = "mean of x_{t-1}" if t >= 1 else "x_0"
-            if t >= 2:
-                match = f"{fmt(float(c.matching[t]))} nats = {fmt(float(c.matching_bpd[t]))} bits/dim"
-            elif t == 1:
-                match = "- (t = 1 is the reconstruction term)"
-            else:
-                match = "- (x_0: the sample)"
-            ref = "the true x_0 (oracle: exactly 0)" if c.oracle else "the chain's final x_0"
-            self.query_one("#bwd-info", Readout).update(
-                f"[b]t[/] = {t} / {T}   [b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}   "
-                f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
-                f"[b]posterior variance[/] sigma_q^2(t) = {fmt(float(c.var[t]))}   "
-                f"std = {fmt(float(c.var[t]) ** 0.5)}\n"
-                f"[b]denoising matching[/] KL(q(x_{{t-1}}|x_t, x_0) || p(x_{{t-1}}|x_t)) at this x_t:\n"
-                f"  {match}, with x_0 = {ref}")
+            self._show_backward(c, self.frame())
         self._maybe_prerender()
+
+    def _show_backward(self, c, i: int) -> None:
+        """The three frames of row i and its numbers: t = t_i, the next step s = t_{i-1}, the step's variance and KL."""
+        tab, T, t = c.table, c.T, int(c.steps[i])
+        for name, frames in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean)):
+            self.query_one(f"#bwd-{name}", HalfBlockImage).set_image(frames[i], key=(name, id(c), i))
+        every = c.K == T  # every step: s = t - 1, the notation of the bonus exercise
+        s = "t-1" if every else "s"
+        self.query_one("#bwd-mean").border_title = f"mean of x_{{{s}}}" if i >= 1 else "x_0"
+        ref = "the true x_0 (oracle: exactly 0)" if c.oracle else "the chain's final x_0"
+        if i >= 2 and c.sampler == "ddim":
+            match = "∞: DDIM's step is deterministic (p(x_s|x_t) is a point mass)"
+        elif i >= 2:
+            match = f"{fmt(float(c.matching[i]))} nats = {fmt(float(c.matching_bpd[i]))} bits/dim, with x_0 = {ref}"
+        elif i == 1:
+            match = f"- (t = {t} is the {'reconstruction term' if t == 1 else 'last step'})"
+        else:
+            match = "- (x_0: the sample)"
+        nxt = "" if every or i == 0 else f" → s = {int(c.steps[i - 1])}"
+        var = "posterior variance sigma_q^2(t)" if every and c.sampler == "ancestral" else \
+            f"variance of x_{s} given x_t" if i >= 1 else "variance"
+        K = f"all {T}" if every else f"{c.K} of {T}"
+        self.query_one("#bwd-info", Readout).update(
+            f"[b]t[/] = {t} / {T}{nxt}   [b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}   "
+            f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
+            f"[b]{var}[/] = {fmt(float(c.var[i]))}   std = {fmt(float(c.var[i]) ** 0.5)}\n"
+            f"[b]denoising matching[/] KL(q(x_{{{s}}}|x_t, x_0) || p(x_{{{s}}}|x_t)) at this x_t:\n"
+            f"  {match}\n"
+            f"[b]k[/] steps: {K}   [b]d[/] sampler: {c.sampler}")
 
     # -- actions ----------------------------------------------------------------------
     def action_step(self, d: int) -> None:
         c = self.chain
         if c is None:
             return
-        self.pos[self.mode] = min(max(self.pos[self.mode] + d, 0), c.T)
+        self.pos[self.mode] = min(max(self.pos[self.mode] + d, 0), c.K)
         self.show()
 
     def action_jump(self, where: int) -> None:
         c = self.chain
         if c is None:
             return
-        self.pos[self.mode] = c.T if where < 0 else 0
+        self.pos[self.mode] = c.K if where < 0 else 0
         self.show()
 
     def on_scrubber_seek(self, m: Scrubber.Seek) -> None:
         if self.chain is not None:
-            self.pos[self.mode] = min(max(m.position, 0), self.chain.T)
+            self.pos[self.mode] = min(max(m.position, 0), self.chain.K)
             self.show()
 
     def action_play(self) -> None:
@@ -344,7 +385,7 @@ class ChainScreen(Screen):
             self.playing.stop()
             self.playing = None
         elif self.chain is not None:
-            if self.pos[self.mode] >= self.chain.T:
+            if self.pos[self.mode] >= self.chain.K:
                 self.pos[self.mode] = 0
             self._play_from()
             self.playing = self.set_interval(1 / SPEEDS[self.fps_i], self._advance)
@@ -361,11 +402,11 @@ class ChainScreen(Screen):
         import time
 
         c = self.chain
-        if c is not None and self.pos[self.mode] < c.T:
+        if c is not None and self.pos[self.mode] < c.K:
             due = self._play_p0 + int((time.monotonic() - self._play_t0) * SPEEDS[self.fps_i])
-            self.pos[self.mode] = min(max(due, self.pos[self.mode] + 1), c.T)
+            self.pos[self.mode] = min(max(due, self.pos[self.mode] + 1), c.K)
             self.shown_frames += 1
-        if c is None or self.pos[self.mode] >= c.T:  # the end: stop, and say so
+        if c is None or self.pos[self.mode] >= c.K:  # the end: stop, and say so
             if self.playing:
                 self.playing.stop()
                 self.playing = None
@@ -422,6 +463,26 @@ class ChainScreen(Screen):
         self.chains["backward"] = None
         if self.mode == "backward":
             self.compute()
+
+    def action_steps(self) -> None:
+        """The next K of STEP_CHOICES that is below the schedule's T (every step after the smallest)."""
+        T = next((c.T for c in self.chains.values() if c is not None), self.source.T)  # the chains' own T once known
+        choices = [k for k in STEP_CHOICES if k is None or k < T]
+        self.steps = choices[(choices.index(self.steps) + 1) % len(choices)] if self.steps in choices else None
+        self._backward_changed(f"sampling in {'every step' if self.steps is None else f'{self.steps} steps'} of {T}")
+
+    def action_sampler(self) -> None:
+        self.sampler = SAMPLERS[(SAMPLERS.index(self.sampler) + 1) % len(SAMPLERS)]
+        self._backward_changed(f"the {self.sampler} sampler")
+
+    def _backward_changed(self, what: str) -> None:
+        """A new K or sampler: the backward chain is sampled again (now when it is shown, else when it is next)."""
+        self.chains["backward"] = None
+        self.pos["backward"] = 0
+        if self.mode == "backward":
+            self.compute()
+        else:
+            self.notify(f"{what}: the backward chain (b) samples with it.")
 
     def _recompute_all(self) -> None:
         self.chains = {"forward": None, "backward": None}

@@ -49,17 +49,24 @@ class ForwardChain:
     def T(self) -> int:
         return self.table.T
 
+    @property
+    def K(self) -> int:
+        """Steps along the chain (frames - 1): every t."""
+        return self.table.T
+
 
 @dataclass
 class BackwardChain:
-    """One ancestral sampling run x_T .. x_0, with what each step saw.
+    """One sampling run x_T .. x_0 on steps 0 = t_0 < t_1 < ... < t_K = T, with what each step saw.
 
-    x[t] = x_t; x0_hat[t] = x̂_0(x_t, t); mean[t] = the posterior mean of x_{t-1}
-    given x_t and x̂_0; var[t] = sigma_q^2(t); matching[t] (nats per image, t >= 2)
-    = KL(q(x_{t-1} | x_t, x_0 = ref) || p(x_{t-1} | x_t)), the denoising-matching
-    term at this x_t, where ref is the true x_0 in oracle mode (so it is exactly 0)
-    and the chain's own final sample x_0 otherwise (how far this step's prediction
-    was from where the chain ended).
+    Frames and numbers are indexed by i = 0..K along the steps visited, steps[i] = t_i (for the
+    chain of every step, i = t). x[i] = x_{t_i}; x0_hat[i] = x̂_0(x_{t_i}, t_i); mean[i] = the
+    mean of x_{t_{i-1}} given x_{t_i} and x̂_0; var[i] = the variance of that step (sigma_q^2(t)
+    for ancestral sampling over every step, 0 for DDIM); matching[i] (nats per image, i >= 2)
+    = KL(q(x_s | x_t, x_0 = ref) || p(x_s | x_t)), s = t_{i-1}, t = t_i, the denoising-matching
+    term of this step at this x_t, where ref is the true x_0 in oracle mode (so it is exactly 0)
+    and the chain's own final sample x_0 otherwise (how far this step's prediction was from
+    where the chain ended). DDIM's p(x_s | x_t) is a point mass: its KL is infinite.
     """
 
     table: ScheduleTable
@@ -72,10 +79,21 @@ class BackwardChain:
     source: str
     seed: int
     oracle: bool = field(default=False)
+    steps: np.ndarray | None = None  # t_i; None: every step (i = t)
+    sampler: str = "ancestral"
+
+    def __post_init__(self):
+        if self.steps is None:
+            self.steps = np.arange(len(self.x))
 
     @property
     def T(self) -> int:
         return self.table.T
+
+    @property
+    def K(self) -> int:
+        """Steps the sampler took (frames - 1)."""
+        return len(self.steps) - 1
 
 
 def forward(schedule, image, seed: int = 0, source: str = "") -> ForwardChain:
@@ -92,8 +110,9 @@ def forward(schedule, image, seed: int = 0, source: str = "") -> ForwardChain:
     return ForwardChain(ScheduleTable.of(schedule), as_hwc(chain), source, seed)
 
 
-def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", progress=None) -> BackwardChain:
-    """Ancestral sampling of one image with vdm.sample.sample, and the matching term at every t.
+def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", progress=None,
+             steps: int | None = None, sampler: str = "ancestral") -> BackwardChain:
+    """One image sampled with vdm.sample.sample (``steps`` K and ``sampler`` as there), and the matching term of every step.
 
     ``denoiser`` None means oracle mode on ``image`` (uint8 [3, H, W]).
     """
@@ -101,7 +120,7 @@ def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", pr
 
     from vdm.data import to_float
     from vdm.denoiser import Oracle
-    from vdm.elbo import matching_kl, nats_to_bpd
+    from vdm.elbo import nats_to_bpd
     from vdm.images import as_hwc
     from vdm.sample import sample
 
@@ -115,19 +134,35 @@ def backward(denoiser, schedule, seed: int = 0, image=None, source: str = "", pr
     else:
         shape = (3, 32, 32)
     with torch.no_grad():
-        x, chain = sample(denoiser, schedule, 1, shape=shape, seed=seed, return_chain=True, progress=progress)
+        x, chain = sample(denoiser, schedule, 1, shape=shape, seed=seed, return_chain=True, progress=progress,
+                          steps=steps, sampler=sampler)
         ref = x0_true if oracle else x
-        T = schedule.T
-        dims = ref[0].numel()
-        matching = np.zeros(T + 1)
-        if T >= 2:
-            ts = torch.arange(2, T + 1)
-            x_t = chain.x[2:, 0]
-            kl = matching_kl(schedule, x_t.double(), ref.expand_as(x_t).double(), chain.x0_hat[2:, 0].double(), ts)
-            matching[2:] = kl.numpy()
+        matching = np.zeros(chain.K + 1)
+        if sampler == "ddim":
+            matching[2:] = np.inf  # p(x_s | x_t) is a point mass, q(x_s | x_t, x_0) is not
+        elif chain.K >= 2:
+            matching[2:] = step_kl(schedule, chain, ref).numpy()
     return BackwardChain(ScheduleTable.of(schedule), as_hwc(chain.x[:, 0]), as_hwc(chain.x0_hat[:, 0]),
                          as_hwc(chain.mean[:, 0]), chain.var.double().numpy(), matching,
-                         np.asarray(nats_to_bpd(matching, dims)), source, seed, oracle)
+                         np.asarray(nats_to_bpd(matching, ref[0].numel())), source, seed, oracle,
+                         chain.t.numpy(), sampler)
+
+
+def step_kl(schedule, chain, ref):
+    """KL(q(x_s | x_t, x_0 = ref) || p(x_s | x_t)) in nats for the steps i = 2..K of an ancestral chain of one image.
+
+    p(x_s | x_t) = q(x_s | x_t, x̂_0): two Gaussians of the one variance (vdm.diffusion.posterior
+    between s = t_{i-1} and t = t_i, vdm.elbo.gaussian_kl); for the chain of every step this is
+    vdm.elbo.matching_kl, 1/2 (SNR(s) - SNR(t)) ||x_0 - x̂_0||^2.
+    """
+    from vdm.diffusion import posterior
+    from vdm.elbo import gaussian_kl
+
+    t, s = chain.t[2:], chain.t[1:-1]
+    x_t, x0_hat = chain.x[2:, 0].double(), chain.x0_hat[2:, 0].double()
+    mu_q, var = posterior(schedule, x_t, ref.expand_as(x_t).double(), t, s=s)
+    mu_p, _ = posterior(schedule, x_t, x0_hat, t, s=s)
+    return gaussian_kl(mu_q, var.expand_as(mu_q), mu_p, var.expand_as(mu_p)).flatten(1).sum(1)
 
 
 def fmt(v: float) -> str:
