@@ -16,11 +16,19 @@ HELP = """\
 
 ## Monitor
 Tails `metrics.jsonl` of the run like `tail -f`; lines that do not parse are
-skipped and counted. `l` toggles a log scale on the loss, `g` shows the newest
-sample grid full screen, `r` reloads the run from the start, `x` stops the run's
+skipped and counted. `r` reloads the run from the start, `x` stops the run's
 trainer (after asking; SIGINT to the pid in its start record). The status line
 says "stopped responding" when that pid is gone or the trainer has written
 nothing for ten times its usual interval, with the age of the last record.
+
+Curves (the overlay of several runs too): `l` log scale on every plot,
+`s` / `S` more / less smoothing of the train loss (debiased EMA; the raw curve
+stays, dimmed), `w` x axis by step or wall time, `+` / `-` zoom in / out,
+`←` `→` scroll, `0` the whole history. Under each plot: every series' last
+value, ↓min and ↑max in view.
+
+Samples: `[` `]` step back and forth through every grid the run kept (past
+the last: the newest again), `g` full screen.
 
 ## Chain
 - `f` forward chain q(x_t | x_{t-1}) of a data image, `b` backward chain

@@ -225,3 +225,29 @@ async def test_samples_over_time_step_back_and_forth_through_every_grid(tmp_path
         _grids(run, [100])  # the trainer writes another
         await wait_for(pilot, lambda: len(s.grids) == 5)
         await wait_for(pilot, lambda: np.array_equal(w.tiles, tiles_of(100)))
+
+
+def test_unknown_fields_of_any_kind_are_skipped_not_counted_bad(tmp_path):
+    """Another trainer may add fields (a learned schedule's gamma_min / gamma_max, nested or not):
+    the columns, the summary of the run list and the state read past them."""
+    from tui.run import RunState
+    from tui_fixtures import record
+    from vdm.tailer import MetricsTailer, SummaryTailer
+
+    path = tmp_path / "metrics.jsonl"
+    lines = [record("start", 1.0, step=0, total_steps=10, pid=1, gamma_min=-13.3, schedule={"kind": "learned"})]
+    for i in range(1, 11):
+        lines.append(record("train", 1.0 + i, step=i, loss=1.0 / i, elapsed=float(i), gamma_min=-13.3 + i,
+                            gamma_max=5.0, extra={"kind": "eval", "deep": [1, {"a": None}]}))
+    lines.append(record("eval", 12.0, step=10, eval_loss=0.2, gamma_min=-12.0, gamma_max=4.9,
+                        bpd={"total": 3.0, "reconstruction": 1.0, "prior": 0.5, "matching": 1.5, "gamma": 7.0}))
+    path.write_text("".join(lines))
+    for tailer in (MetricsTailer(path), SummaryTailer(path, keep=4)):
+        st = RunState()
+        st.add(tailer.poll())
+        assert st.bad == 0 and tailer.bad == 0
+        assert st.column("eval", "total").tolist() == [3.0] and st.column("eval", "time").tolist() == [12.0]
+        steps = st.column("train", "step").tolist()
+        assert steps == ([8.0, 9.0, 10.0] if isinstance(tailer, SummaryTailer) else list(range(1, 11)))
+        assert st.column("train", "time").tolist() == [1.0 + s for s in steps]
+        assert st.step == 10 and st.total_steps == 10 and st.first_time == 1.0
