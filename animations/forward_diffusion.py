@@ -172,9 +172,9 @@ class ForwardDiffusion(c.LectureScene):
                 return r"one step: a narrow Gaussian around $\sqrt{\alpha}\,x_0$, variance $1 - \alpha$"
             if t == T:
                 return rf"$t = T$: mean {m:.3f}, variance {v:.3f}: $\mathcal{{N}}(0, 1)$ whatever $x_0$ was"
-            side = "larger" if v ** 0.5 > abs(m) else "smaller"
-            return (rf"$\sqrt{{\bar{{\alpha}}_t}} = {kept:.3f}$ of $x_0$ kept; the noise's std {v ** 0.5:.3f} is {side}"
-                    rf" than the mean {m:.3f}; the chains' histogram follows the curve")
+            side = ">" if v ** 0.5 > abs(m) else "<"
+            return (rf"$\sqrt{{\bar{{\alpha}}_t}} = {kept:.3f}$ of $x_0$ kept; noise std ${v ** 0.5:.3f} {side}$ "
+                    rf"$|\text{{mean}}| = {abs(m):.3f}$; the histogram of the chains follows the curve")
 
         caption = None
         self.pixel_stops = []

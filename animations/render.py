@@ -178,6 +178,24 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
     return written
 
 
+QT_BINDINGS = ("PySide6", "PyQt6", "PyQt5", "PySide2")  # what manim-slides present can run on (qtpy)
+
+
+def check_present() -> None:
+    """ValueError (one sentence) when `manim-slides present` cannot open its window here:
+    no Qt bindings installed, or no display (and no QT_QPA_PLATFORM chosen)."""
+    import importlib.util
+    import os
+
+    if not any(importlib.util.find_spec(b) for b in QT_BINDINGS):
+        raise ValueError("presenting needs Qt bindings, and none of " + ", ".join(QT_BINDINGS) + " is installed; "
+                         "install one (pip install pyside6), or open OUT/lecture.html in a browser, which plays offline.")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")
+            or sys.platform in ("darwin", "win32")):
+        raise ValueError("presenting opens a window, and there is no display here (DISPLAY is not set); "
+                         "open OUT/lecture.html in a browser instead, or present from a desktop session.")
+
+
 def _run(cmd: list[str]) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:

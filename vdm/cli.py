@@ -644,6 +644,10 @@ def cmd_slides(args) -> int:
 
     names = scene_names(args.scene)
     progress = lambda line: print(line, flush=True)  # noqa: E731
+    if args.present:
+        from animations.render import check_present
+
+        check_present()  # before minutes of rendering: a machine that cannot present says so now
     if not args.no_render:
         render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections, progress=progress, run=args.run)
     export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress)

@@ -176,3 +176,29 @@ def test_newest_run_skips_runs_without_a_checkpoint(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     assert c.newest_run(tmp_path) is None  # a broken run is skipped, not an error
+
+
+def test_present_without_qt_is_one_sentence_before_rendering(monkeypatch, capsys, tmp_path):
+    """`vdm slides --present` where manim-slides cannot open a window says so first, without a traceback."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name in r.QT_BINDINGS else real(name, *a, **k))
+    assert main(["slides", "mhvae", "--out", str(tmp_path / "v"), "--present"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("vdm slides:") and "Qt bindings" in err and "lecture.html" in err
+    assert not (tmp_path / "v").exists()  # refused before anything was rendered
+
+
+def test_present_without_a_display_is_one_sentence(monkeypatch, capsys, tmp_path):
+    import importlib.util
+    import sys as _sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: object() if name == "PySide6" else real(name, *a, **k))
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(_sys, "platform", "linux")
+    assert main(["slides", "mhvae", "--out", str(tmp_path / "v"), "--present"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no display" in err and not (tmp_path / "v").exists()
