@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from torch import nn
 
@@ -164,6 +166,7 @@ def _gauss_legendre(f, pieces: int = 200, nodes: int = 20) -> float:
     return float((torch.as_tensor(ww) * f(torch.as_tensor(t))).sum())
 
 
+@pytest.mark.slow  # vdm.elbo's full sum at T = 10,000 (its posterior tables are rebuilt per t): about a minute
 def test_the_continuous_loss_is_the_limit_of_the_discrete_one_at_rate_one_over_T():
     """Discrete: D_T = sum_{t=2}^T 1/2 (SNR((t-1)/T) - SNR(t/T)) ||x_0 - x̂_0(t)||^2 (vdm.elbo's denoising
     matching, full sum). Continuous: L = int_0^1 1/2 gamma' e^-gamma ||x_0 - x̂_0||^2 dt (vdm.continuous).
@@ -331,3 +334,17 @@ def test_the_identity_of_a_learned_schedule_is_its_kind_and_T():
 def test_learned_with_a_prediction_it_cannot_train_is_one_sentence(tmp_path):
     with pytest.raises(ValueError, match="x0 or eps"):
         _cfg(tmp_path, prediction="x0-precond").validate()
+
+
+@settings(max_examples=150, deadline=None)
+@given(params=st.lists(st.one_of(st.floats(), st.integers(-10**6, 10**6), st.booleans(), st.none(), st.text(max_size=2)),
+                       max_size=12),
+       T=st.one_of(st.integers(-2, 60), st.none(), st.floats()))
+def test_a_crafted_learned_schedule_config_is_a_schedule_or_one_valueerror(params, T):
+    """A sidecar's learned schedule is read from a file: anything it holds gives a valid Schedule or a ValueError."""
+    try:
+        s = Schedule.from_config({"kind": "learned", "T": T, "params": params})
+    except ValueError:
+        return
+    a = s.alpha[1:]
+    assert s.kind == "learned" and bool(((a > 0) & (a < 1)).all()) and bool((s.alpha_bar[1:].diff() < 0).all())
