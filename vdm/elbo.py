@@ -259,7 +259,9 @@ def consistency_term(denoiser, schedule: Schedule, x_prev: torch.Tensor, x_t: to
     """
     _check_t(schedule, t, 1)
     a = schedule.alpha.to(x_t.device, x_t.dtype)[t].view(-1, *([1] * (x_t.ndim - 1)))
-    log_q = gaussian_log_prob(x_t, a.sqrt() * x_prev, (1 - a).expand_as(x_t))
+    # 1 - alpha_t from float64: a learned schedule's first steps (1 - alpha_t ~ 1e-8) round to alpha_t = 1 in float32
+    b = schedule.beta.to(x_t.device, x_t.dtype)[t].view(-1, *([1] * (x_t.ndim - 1)))
+    log_q = gaussian_log_prob(x_t, a.sqrt() * x_prev, b.expand_as(x_t))
     x0_hat = denoiser(x_next, t + 1)
     mu_p, var_p = posterior(schedule, x_next, x0_hat, t + 1)
     log_p = gaussian_log_prob(x_t, mu_p, var_p.expand_as(x_t))
