@@ -348,3 +348,23 @@ def test_a_crafted_learned_schedule_config_is_a_schedule_or_one_valueerror(param
         return
     a = s.alpha[1:]
     assert s.kind == "learned" and bool(((a > 0) & (a < 1)).all()) and bool((s.alpha_bar[1:].diff() < 0).all())
+
+
+def test_every_discrete_time_function_takes_the_learned_schedule():
+    """Both ELBO forms and the sampler on a learned schedule whose first steps, 1 - alpha_t ~ 1e-8, are
+    below float32's resolution of 1 (the consistency form was NaN there until beta came from float64)."""
+    from vdm.sample import sample
+
+    g = continuous.GammaNet(gamma_min=-14.5)
+    s = continuous.learned_schedule(g, 500)
+    assert float(s.beta[2]) < 6e-8 and float(s.alpha[2].float()) == 1.0
+    x0, delta = _data()
+    x0 = x0.float()
+    den = Denoiser(PerturbedOracle(x0, 0 * delta.float(), 500), s, "x0")
+    for form in ("consistency", "denoising"):
+        e = elbo(den, s, x0, form, "full", generator=torch.Generator().manual_seed(2))
+        assert bool(torch.isfinite(e.total).all()), form
+    exact = elbo(den, s, x0, "denoising", "full", generator=torch.Generator().manual_seed(2))
+    assert float(exact.matching.abs().max()) == 0.0  # the oracle's matching terms vanish
+    x = sample(den, s, 2, shape=tuple(x0.shape[1:]), seed=0)
+    assert torch.allclose(x, x0, atol=1e-5)  # and the sampler returns x_0
