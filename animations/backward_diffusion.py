@@ -47,20 +47,22 @@ class BackwardDiffusion(c.LectureScene):
 
     def section_sampler(self):
         self.next_section("the sampler")
-        fs = 34
-        lines = c.derivation([
+        rows = [
             (r"x_T", r"\sim", r"\mathcal{N}(0, \mathbf{I})"),
-            (r"x_{t-1}", r"\sim", r"p_\theta(x_{t-1} \mid x_t) = q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)"),
-            (None, "=", r"\mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),"
-                        r"\qquad t = T, \dots, 1"),
-        ], font_size=fs, buff=0.4).next_to(self.title, DOWN, buff=0.6)
-        lines.set_x(0)
-        who = c.label(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.6)
-        for line in lines:
-            self.play(FadeIn(line, shift=DOWN * 0.2), run_time=1)
-            self.pause(1)
+            (r"x_{t-1}", r"\sim", (r"p_\theta(x_{t-1} \mid x_t) =",
+                                  r"q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)")),
+            (None, "=", (r"\mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, \hat{x}_0),\ \sigma_q^2(t)\,\mathbf{I}\right),",
+                         r"\qquad t = T, \dots, 1")),
+        ]
+        notes = [r"start where the forward chain ends: pure noise, the prior $p(x_T)$",
+                 r"each step: the posterior of exercise 4 with the network's $\hat{x}_0$ in place of the unknown $x_0$",
+                 r"mean and variance in closed form; $T$ steps down to $x_0$, fresh noise at every step but the last"]
+        lines = c.play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.4,
+                          focus=[None, r"q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)",
+                                 r"\qquad t = T, \dots, 1"])
+        who = c.one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
         self.play(FadeIn(who))
-        self.pause(1)
+        self.pause(3)
         c.cut(self, self.title)
 
     def section_denoising(self):
