@@ -262,3 +262,24 @@ def test_vdm_sample_steps_on_the_command_line(tiny_run, tmp_path, capsys, monkey
     want = grid(sample(den, den.schedule, 4, seed=3, steps=5, sampler="ddim"), scale=2)
     with Image.open("s.png") as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), want)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+def test_ddim_matches_diffusers_ddim_scheduler(eta):
+    """An independent implementation: diffusers' DDIMScheduler on a uniform stride (its "leading" steps, counted from 0)."""
+    diffusers = pytest.importorskip("diffusers")
+    from vdm.schedule import Schedule
+
+    T, K = 50, 10
+    sch = Schedule.cosine(T)
+    ddim = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=(1 - sch.alpha[1:]).numpy(), prediction_type="sample",
+                                   clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
+    ddim.set_timesteps(K)
+    ours = [int(k) + 1 for k in ddim.timesteps.flip(0)]  # diffusers' k is our t = k + 1: 1, 6, ..., 46
+    c_x0, c_xt, var = ddim_coefs(sch, ours, eta)
+    g = torch.Generator().manual_seed(0)
+    x0, x_t, z = (torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    for i, k in enumerate(ddim.timesteps.flip(0).tolist(), start=1):
+        want = ddim.step(x0, k, x_t, eta=eta, variance_noise=z).prev_sample
+        got = c_x0[i] * x0 + c_xt[i] * x_t + var[i].sqrt() * z
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=2e-5)  # diffusers keeps alphas_cumprod in float32
