@@ -204,28 +204,54 @@ def diffuse(x0: torch.Tensor, g: torch.Tensor, eps: torch.Tensor) -> torch.Tenso
     return torch.sigmoid(-g).sqrt() * x0 + torch.sigmoid(g).sqrt() * eps
 
 
-def x0_hat_of(out: torch.Tensor, z: torch.Tensor, g: torch.Tensor, prediction: str) -> torch.Tensor:
-    """x̂_0 from the network's output: itself (x0), or (z - sigma eps_hat) / alpha (eps)."""
+PREDICTIONS = ("x0", "eps", "x0-precond")
+
+
+def _check_prediction(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"the continuous-time loss takes prediction {', '.join(PREDICTIONS)}, not {prediction!r}.")
+
+
+def precond_at(g: torch.Tensor):
+    """(c_skip, c_out, c_in) per image at noise gamma = g: vdm.denoiser.precond_coefs's formula, handed the one
+    thing it reads of a schedule, alpha_bar = sigmoid(-gamma) (in float64: near t = 0 it is within 1e-6 of 1)."""
+    from types import SimpleNamespace
+
+    from vdm.denoiser import precond_coefs
+
+    return precond_coefs(SimpleNamespace(alpha_bar=torch.sigmoid(-g.double())))
+
+
+def model_output(net, z: torch.Tensor, steps: torch.Tensor, g: torch.Tensor, prediction: str):
+    """(raw, x̂_0) of the network at z with noise gamma = g ([B]) and time input ``steps`` (T t).
+
+    raw is what L_inf compares: eps_hat for eps, x̂_0 otherwise. x̂_0: the output itself (x0);
+    (z - sigma eps_hat) / alpha (eps); c_skip z + c_out F(c_in z) (x0-precond), as vdm.denoiser's
+    Denoiser forms it at a discrete step.
+    """
+    _check_prediction(prediction)
+    if prediction == "x0-precond":
+        c_skip, c_out, c_in = (_view(c.to(z.dtype), z) for c in precond_at(g))
+        x0_hat = c_skip * z + c_out * net(c_in * z, steps).float()
+        return x0_hat, x0_hat
+    out = net(z, steps).float()
     if prediction == "x0":
-        return out
-    if prediction == "eps":
-        g = _view(g.to(z.dtype), z)
-        return (z - torch.sigmoid(g).sqrt() * out) / torch.sigmoid(-g).sqrt()
-    raise ValueError(f"the continuous-time loss takes prediction x0 or eps, not {prediction!r}.")
+        return out, out
+    gv = _view(g.to(z.dtype), z)
+    return out, (z - torch.sigmoid(gv).sqrt() * out) / torch.sigmoid(-gv).sqrt()
 
 
 def diffusion_nats(g: torch.Tensor, dg: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
                    out: torch.Tensor, prediction: str) -> torch.Tensor:
-    """The integrand of L_inf per image, at the t that gave gamma = g and gamma' = dg:
+    """The integrand of L_inf per image, at the t that gave gamma = g and gamma' = dg (``out``: model_output's raw):
 
-        x0:  1/2 gamma'(t) exp(-gamma(t)) ||x_0 - x̂_0||^2   (= -1/2 SNR'(t) ||x_0 - x̂_0||^2)
+        x0, x0-precond:  1/2 gamma'(t) exp(-gamma(t)) ||x_0 - x̂_0||^2   (= -1/2 SNR'(t) ||x_0 - x̂_0||^2)
         eps: 1/2 gamma'(t) ||eps - eps_hat||^2             (the same number: x_0 - x̂_0 = eps_hat - eps over sqrt(SNR))
     """
-    if prediction == "x0":
-        return 0.5 * dg * torch.exp(-g) * (x0 - out).pow(2).flatten(1).sum(1)
+    _check_prediction(prediction)
     if prediction == "eps":
         return 0.5 * dg * (eps - out).pow(2).flatten(1).sum(1)
-    raise ValueError(f"the continuous-time loss takes prediction x0 or eps, not {prediction!r}.")
+    return 0.5 * dg * torch.exp(-g) * (x0 - out).pow(2).flatten(1).sum(1)
 
 
 def prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -259,10 +285,10 @@ def vlb_terms(net, gamma: GammaNet, x0: torch.Tensor, t: torch.Tensor, eps: torc
     x_r = x0[recon_rows]
     z_0 = diffuse(x_r, g0.expand(len(recon_rows)), eps0[recon_rows])
     steps = torch.cat([t.float() * T, torch.zeros(len(recon_rows), device=x0.device)])
-    out = net(torch.cat([z_t, z_0]), steps).float()
+    raw, x0_hat = model_output(net, torch.cat([z_t, z_0]), steps, torch.cat([g_t, g0.expand(len(recon_rows))]), prediction)
     B = x0.shape[0]
-    diff = diffusion_nats(g_t, dg_t, x0, eps, out[:B], prediction)
-    recon = reconstruction_nats(x_r, x0_hat_of(out[B:], z_0, g0.expand(len(recon_rows)), prediction), g0)
+    diff = diffusion_nats(g_t, dg_t, x0, eps, raw[:B], prediction)
+    recon = reconstruction_nats(x_r, x0_hat[B:], g0)
     return diff, prior_nats(g1, x0), recon
 
 

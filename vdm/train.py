@@ -107,8 +107,8 @@ class TrainConfig:
                 raise ValueError(f"--{k.replace('_', '-')} must be at most {hi:,}, got {str(getattr(self, k))[:24]}.")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must lie in 0..{2**32 - 1}, got {str(self.seed)[:24]}.")
-        if self.schedule == "learned" and self.prediction not in ("x0", "eps"):
-            raise ValueError(f"--schedule learned trains x0 or eps models (the continuous-time loss), not {self.prediction!r}.")
+        if self.schedule == "learned" and self.prediction not in continuous.PREDICTIONS:
+            raise ValueError(f"--schedule learned trains {', '.join(continuous.PREDICTIONS)} models, not {self.prediction!r}.")
         if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
             raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):

@@ -331,9 +331,25 @@ def test_the_identity_of_a_learned_schedule_is_its_kind_and_T():
     assert len(str(e.value)) < 300  # the 3,000 weights are counted, not printed
 
 
-def test_learned_with_a_prediction_it_cannot_train_is_one_sentence(tmp_path):
-    with pytest.raises(ValueError, match="x0 or eps"):
-        _cfg(tmp_path, prediction="x0-precond").validate()
+@pytest.mark.parametrize("prediction", ["x0", "eps", "x0-precond"])
+def test_the_continuous_model_at_s_over_T_is_the_discrete_denoiser_at_step_s(prediction):
+    """One model, two views: x̂_0 of vdm.continuous at t = s/T (noise gamma(s/T)) equals the Denoiser's at step s
+    on the learned schedule, for every parameterisation (the network's weights random, its output linear)."""
+    from vdm.nets import build_net
+
+    torch.manual_seed(0)
+    T = 50
+    gamma = _wiggly(15)
+    s = continuous.learned_schedule(gamma, T)
+    net = build_net("assignment", T, "eps").eval()  # linear output, whatever it stands for
+    den = Denoiser(net, s, prediction)
+    z = torch.randn(4, 3, 32, 32)
+    steps = torch.tensor([1, 7, 30, 50])
+    with torch.no_grad():
+        g = gamma(steps.double() / T).float()
+        _, x_cont = continuous.model_output(net, z, steps.float(), g, prediction)
+        x_disc = den(z, steps)
+    assert torch.allclose(x_cont, x_disc, rtol=1e-4, atol=1e-4 * float(x_disc.abs().max()))
 
 
 @settings(max_examples=150, deadline=None)
