@@ -101,7 +101,7 @@ class Posterior(c.LectureScene):
                      (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", c.X0),
                      (prod, r"their product, point by point, scaled to area 1 (white)", c.WHITE),
                      (post, rf"the posterior $q(x_{{t-1}} \mid x_t, x_0)$ from \texttt{{vdm}}: the same curve "
-                            rf"(largest gap {100 * gap:.2g}\% of its peak)", c.POSTERIOR)]
+                            rf"(largest gap ${c.sci(100 * gap)}\%$ of its peak)", c.POSTERIOR)]
             legend = VGroup(*c.labels(r"likelihood", r"prior", r"product", r"posterior",
                                       colors=[c.XT, c.X0, c.WHITE, c.POSTERIOR], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
@@ -153,7 +153,7 @@ class Posterior(c.LectureScene):
         self.next_section("completing the square")
         fs = 28
         rows = [
-            (None, "=", r"\exp\left\{-\frac{1}{2}\left[\left(\frac{\alpha_t}{1-\alpha_t} + "
+            (r"q(x_{t-1} \mid x_t, x_0)", r"\propto", r"\exp\left\{-\frac{1}{2}\left[\left(\frac{\alpha_t}{1-\alpha_t} + "
                         r"\frac{1}{1-\bar{\alpha}_{t-1}}\right) x_{t-1}^2 - 2\left(\frac{\sqrt{\alpha_t}\, x_t}{1-\alpha_t}"
                         r" + \frac{\sqrt{\bar{\alpha}_{t-1}}\, x_0}{1-\bar{\alpha}_{t-1}}\right) x_{t-1} + C(x_t, x_0)\right]\right\}"),
             (r"\frac{1}{\sigma_q^2(t)}", "=", (QUAD, r"= \frac{1-\bar{\alpha}_t}{(1-\alpha_t)(1-\bar{\alpha}_{t-1})}")),

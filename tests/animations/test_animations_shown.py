@@ -249,3 +249,33 @@ def test_live_number_redraws_in_place():
     assert n.glyphs[-1].get_center()[1] == pytest.approx(zero_y)  # on the same baseline
     n.set_value(12.0)
     assert len(n.glyphs) == len("12.0000")
+
+
+# -- the pictures before the algebra -------------------------------------------------------
+
+def test_pixel_density_is_the_closed_form(forward):
+    """The one-pixel curve is N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t), written out here in float64,
+    and the histogram under it is of the step-by-step chain, which the closed form describes."""
+    from animations.forward_diffusion import PIXEL_GRID, PIXEL_STOPS
+
+    s = Schedule.constant(T=500)
+    ab = np.cumprod(s.alpha.double().numpy())
+    x0 = float(x0_test(1)[0, 0, 16, 16])
+    assert float(forward.pixel_x0) == pytest.approx(x0)
+    for t in PIXEL_STOPS:
+        m, v = np.sqrt(ab[t]) * x0, 1 - ab[t]
+        expected = np.exp(-(PIXEL_GRID - m) ** 2 / (2 * v)) / np.sqrt(2 * np.pi * v)
+        np.testing.assert_allclose(forward.pixel_density(t), expected, rtol=1e-5, atol=1e-9)
+        chain = forward.pixel_chain[t].numpy()  # 4,000 chains: mean and variance within Monte Carlo error
+        assert abs(chain.mean() - m) < 4 * np.sqrt(v / len(chain)) and abs(chain.var() / v - 1) < 0.1
+    assert forward.pixel_stops == list(PIXEL_STOPS)  # the sweep stops where the captions say
+
+
+def test_product_of_gaussians_is_vdms_posterior(post):
+    """likelihood x prior, normalised on the grid, is vdm.diffusion.posterior's density (the caption's gap)."""
+    from animations.posterior import GRID, PRODUCT_T
+
+    for t in PRODUCT_T:
+        d = post.product_curves(t)
+        np.testing.assert_allclose(d["product"], d["posterior"], rtol=1e-6, atol=1e-9)
+        assert post.product_checks[t] < 1e-6
