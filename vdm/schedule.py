@@ -220,7 +220,7 @@ class Schedule:
             return f"cosine (s = {self.params[0]:g}), T = {self.T}"
         if self.kind == "learned":
             ls = self.log_snr
-            return f"learned gamma (log SNR {float(ls[1]):.2f} at t = 1 to {float(ls[-1]):.2f} at t = T), T = {self.T}"
+            return f"learned gamma, log SNR {float(ls[1]):.2f} to {float(ls[-1]):.2f}, T = {self.T}"
         return f"{self.kind}, T = {self.T}"
 
     def __eq__(self, other):
