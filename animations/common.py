@@ -243,8 +243,7 @@ MAX_WIDTH = 13.4  # of the 14.2-unit frame: what a derivation may span
 
 
 def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: float = 0.35,
-                    transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26,
-                    first_hold: float | None = None):
+                    transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26):
     """Write a derivation on the board line by line, a slide per line; returns the lines.
 
     Each new line comes in (TransformMatchingTex from the previous one with
@@ -253,10 +252,10 @@ def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: f
     caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
     2 s plus 1 s per line on the board.
     """
-    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms).next_to(below, DOWN, buff=0.4)
-    lines.set_x(0)
-    if lines.width > MAX_WIDTH:
+    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms)
+    if lines.width > MAX_WIDTH:  # shrink first, then place: scaling moves the top edge
         lines.scale_to_fit_width(MAX_WIDTH)
+    lines.next_to(below, DOWN, buff=0.4).set_x(0)
     caps = [one_line(n, size=caption_size).to_edge(DOWN, buff=0.4) for n in notes]
     focus = list(focus or [None] * len(lines))
     box = None
@@ -273,27 +272,8 @@ def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: f
         if focus[i] is not None:
             box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
             scene.play(Create(box), run_time=0.6)
-        scene.pause(i + 1, hold=first_hold if (i == 0 and first_hold is not None) else None)
-    scene.derivation_box = box
+        scene.pause(i + 1)
     return lines
-
-
-def focus_on(scene, mob, caption: str | None = None, old_caption=None, hold_lines: int = 1):
-    """Box ``mob`` (a term on screen) while a caption at the bottom talks about it; a slide.
-
-    Returns (box, caption mobject) so the caller can fade both out.
-    """
-    box = SurroundingRectangle(mob, buff=0.08, color=BOX, stroke_width=2.5)
-    anims = [Create(box)]
-    cap = None
-    if caption is not None:
-        cap = one_line(caption).to_edge(DOWN, buff=0.4)
-        anims.append(FadeIn(cap))
-    if old_caption is not None:
-        anims.append(FadeOut(old_caption))
-    scene.play(*anims, run_time=0.8)
-    scene.pause(hold_lines)
-    return box, cap
 
 
 def cut(scene, *keep) -> None:
