@@ -102,6 +102,7 @@ class SamplesScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         yield HalfBlockImage(id="samples-full")
+        yield Readout(id="samples-full-label")
 
     def on_mount(self) -> None:
         self.show()
@@ -112,6 +113,7 @@ class SamplesScreen(ModalScreen):
         if image is not None:
             show_grid(w, image, key)
         w.border_subtitle = label
+        self.query_one("#samples-full-label", Readout).update(f"{label} · escape: back")
 
     def action_grid(self, d: int) -> None:
         self.monitor.action_grid(d)
@@ -412,8 +414,8 @@ class MonitorScreen(CurveKeys, Screen):
             try:
                 image = self._load_grid(path)
             except ValueError as e:
-                return None, None, f"step {step:,}: unreadable · {self.grid_pos + 1}/{n}"
-            return image, ("grid", str(path)), f"step {step:,} · {self.grid_pos + 1}/{n} · ] later"
+                return None, None, f"step {step:,}: unreadable · grid {self.grid_pos + 1}/{n} ([ ])"
+            return image, ("grid", str(path)), f"step {step:,} · grid {self.grid_pos + 1}/{n} ([ ])"
         with self.lock:
             step = num(self.state.last_sample.get("step")) if self.state.last_sample else None
         if step is None and self.grids:
@@ -422,7 +424,7 @@ class MonitorScreen(CurveKeys, Screen):
             return None, None, ""
         label = f"step {int(step):,}" if step is not None else ""
         if n > 1:
-            label += f" · newest of {n} · [ earlier"
+            label += f" · newest {n}/{n} ([ ])"
         return self.sample_image, self.sample_mtime, label
 
     def _load_grid(self, path: Path) -> np.ndarray:

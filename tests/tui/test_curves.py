@@ -205,11 +205,11 @@ async def test_samples_over_time_step_back_and_forth_through_every_grid(tmp_path
         s = app.screen
         await wait_for(pilot, lambda: s.sample_image is not None and len(s.grids) == 4)
         w = s.query_one("#samples")
-        assert np.array_equal(w.tiles, tiles_of(80)) and w.border_subtitle.startswith("step 80 · newest of 4")
+        assert np.array_equal(w.tiles, tiles_of(80)) and w.border_subtitle.startswith("step 80 · newest 4/4")
         await pilot.press("left_square_bracket")
-        assert np.array_equal(w.tiles, tiles_of(60)) and w.border_subtitle.startswith("step 60 · 3/4")
+        assert np.array_equal(w.tiles, tiles_of(60)) and w.border_subtitle.startswith("step 60 · grid 3/4")
         await pilot.press("left_square_bracket", "left_square_bracket", "left_square_bracket")  # no further than the first
-        assert np.array_equal(w.tiles, tiles_of(20)) and "step 20 · 1/4" in w.border_subtitle
+        assert np.array_equal(w.tiles, tiles_of(20)) and "step 20 · grid 1/4" in w.border_subtitle
         assert not np.array_equal(tiles_of(20), tiles_of(40))  # the grids differ: the test can tell them apart
         await pilot.press("right_square_bracket")
         assert np.array_equal(w.tiles, tiles_of(40))
@@ -217,7 +217,8 @@ async def test_samples_over_time_step_back_and_forth_through_every_grid(tmp_path
         assert "(4 of 4)" in w.border_title  # every tile shown, separated (the mosaic)
         await pilot.press("g")  # full screen shows the grid scrubbed to, and scrubs too
         full = app.screen.query_one("#samples-full")
-        assert np.array_equal(full.tiles, tiles_of(40)) and "step 40" in full.border_subtitle
+        assert np.array_equal(full.tiles, tiles_of(40)) and "step 40 · grid 2/4" in str(app.screen.query_one(
+            "#samples-full-label").render())
         await pilot.press("right_square_bracket")
         assert np.array_equal(full.tiles, tiles_of(60))
         await pilot.press("escape", "right_square_bracket", "right_square_bracket")
