@@ -149,7 +149,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=d.data_dir, help="where CIFAR-10 lives or is downloaded to; the folder for --data folder")
     p.add_argument("--limit", type=_nonneg_int, default=0, help="use only the first N training images")
     p.add_argument("--model", choices=MODELS, default=d.model, help="network (default: assignment)")
-    p.add_argument("--prediction", choices=PREDICTIONS, default=d.prediction, help="what the network predicts")
+    p.add_argument("--prediction", choices=PREDICTIONS, default=d.prediction,
+                   help="what the network predicts: x0 (the assignment's), eps, or x0-precond "
+                        "(x̂_0 = c_skip(t) x_t + c_out(t) F, EDM's preconditioning; the same MSE on x_0)")
     _add_schedule_args(p)
     p.add_argument("--epochs", type=_positive_int, default=d.epochs)
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
