@@ -384,3 +384,36 @@ def test_every_discrete_time_function_takes_the_learned_schedule():
     assert float(exact.matching.abs().max()) == 0.0  # the oracle's matching terms vanish
     x = sample(den, s, 2, shape=tuple(x0.shape[1:]), seed=0)
     assert torch.allclose(x, x0, atol=1e-5)  # and the sampler returns x_0
+
+
+@pytest.mark.slow  # two gloo ranks under torchrun (a subprocess): about half a minute
+def test_two_ranks_train_the_same_gamma_as_one_process(tmp_path):
+    """DDP wraps the network only: gamma's gradients are averaged over the ranks by the trainer itself."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    args = ["train", "--runs-dir", str(tmp_path), "--limit", "45", "--batch-size", "15", "--T", "20", "--eval-size", "0",
+            "--n-samples", "1", "--sample-every", "0", "--log-every", "1", "--threads", "1", "--quiet", "--no-tui",
+            "--seed", "5", "--schedule", "learned", "--prediction", "eps", "--epochs", "1"]
+    for cmd in ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+                 "-m", "vdm.cli"] + args + ["--name", "ddp"], [sys.executable, "-m", "vdm.cli"] + args + ["--name", "one"]):
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+    recs = {n: [json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()] for n in ("ddp", "one")}
+    steps = {n: [r for r in rs if r["kind"] == "train"] for n, rs in recs.items()}
+    assert [r["step"] for r in steps["ddp"]] == [r["step"] for r in steps["one"]] == [1, 2, 3]
+    for a, b in zip(steps["ddp"], steps["one"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        # rank-local gamma gradients would differ by O(lr) a step; round-off moves them by ~1e-7
+        assert a["gamma_min"] == pytest.approx(b["gamma_min"], abs=1e-5)
+        assert a["gamma_max"] == pytest.approx(b["gamma_max"], abs=1e-5)
+    assert steps["one"][-1]["gamma_min"] != steps["one"][0]["gamma_min"]
