@@ -136,8 +136,9 @@ class RunsScreen(Screen):
                 entry.update(self.lock)
             except OSError:
                 continue
-            self.post_message(RunsRead(done=False))  # the table fills run by run while the rest are read
-        self.post_message(RunsRead())
+            if not self.ready:
+                self.post_message(RunsRead(done=False))  # the first time, the table fills run by run
+        self.post_message(RunsRead())  # then once a refresh (the ages move)
 
     def on_runs_read(self, m: RunsRead) -> None:
         self.ready = self.ready or m.done  # every run read once
@@ -245,11 +246,13 @@ class OverlayScreen(CurveKeys, Screen):
                     entry = self.runs.full[name] = RunEntry(self.runs.root / name)
                 entries.append(entry)
         for entry in entries:
+            before = (entry.polled, entry.state.version)
             try:
                 entry.update(self.runs.lock)
             except OSError:
                 entry.polled = True  # unreadable now: drawn as far as it was read
-            self.post_message(OverlayRead())  # drawn run by run
+            if (entry.polled, entry.state.version) != before:  # drawn run by run, and only when it changed
+                self.post_message(OverlayRead())
 
     def on_overlay_read(self, m: OverlayRead) -> None:
         self.draw()
