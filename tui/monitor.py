@@ -413,7 +413,7 @@ class MonitorScreen(CurveKeys, Screen):
             step, path = self.grids[self.grid_pos]
             try:
                 image = self._load_grid(path)
-            except ValueError as e:
+            except ValueError:  # said once, when it was stepped to (action_grid)
                 return None, None, f"step {step:,}: unreadable · grid {self.grid_pos + 1}/{n} ([ ])"
             return image, ("grid", str(path)), f"step {step:,} · grid {self.grid_pos + 1}/{n} ([ ])"
         with self.lock:
