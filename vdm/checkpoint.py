@@ -137,6 +137,10 @@ def resolve(path: str | os.PathLike) -> Path:
                     why = why or f" (the newest: {str(e).rstrip('.')})"
             raise ValueError(f"{p} holds no complete checkpoint{why}.")
         if p.suffix == ".safetensors":
+            if p.is_file() and not p.with_suffix(".json").exists():
+                # the tensors without their sidecar: a save cut short (the sidecar is written last)
+                raise ValueError(f"checkpoint {str(path)[:200]} has no sidecar {p.with_suffix('.json').name} beside it "
+                                 "(a save that did not finish); use the run directory, which picks the newest complete one.")
             p = p.with_suffix(".json")
         if not p.exists():
             raise ValueError(f"checkpoint {str(path)[:200]} does not exist.")

@@ -240,3 +240,15 @@ def test_ctrl_c_at_any_moment_of_a_short_command_is_130_or_done(tmp_path):
         if rc == 0:
             break  # it finished before the signal: every later moment is the same
     assert 130 in statuses and statuses[-1] == 0, statuses
+
+
+def test_tensors_without_their_sidecar_say_so(run, capsys):
+    """A .safetensors whose sidecar is missing (a save cut short) is named as that, not as missing."""
+    tensors = sorted((run / "checkpoints").glob("*.safetensors"))[-1]
+    tensors.with_suffix(".json").unlink()
+    assert main(["sample", str(tensors), "--n", "1", "--out", str(run / "s.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"vdm sample: checkpoint {tensors} has no sidecar {tensors.with_suffix('.json').name} beside it "
+                   "(a save that did not finish); use the run directory, which picks the newest complete one."), err
+    assert main(["sample", str(run), "--n", "1", "--out", str(run / "s.png")]) == 0 or \
+        "no complete checkpoint" in capsys.readouterr().err
