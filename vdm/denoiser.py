@@ -72,7 +72,8 @@ class Denoiser(nn.Module):
         """What the loss compares with :meth:`target`: x̂_0 (``x0``, ``x0-precond``) or ε̂ (``eps``).
 
         For ``x0-precond`` that is c_skip x_t + c_out F(c_in x_t, t), so the trainer's loss is the
-        assignment's MSE on x_0 in value (not EDM's 1/c_out^2-weighted loss on F; see train.py).
+        assignment's MSE on x_0 in value: c_out(t)^2 ||F - F*||^2, not EDM's loss ||F - F*||^2
+        (weight 1/c_out^2), which the denoising-matching terms at small t would favour (README).
         ``net`` is the module to run (the trainer's DDP or compiled wrapper of ``self.net``).
         """
         net = self.net if net is None else net

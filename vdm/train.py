@@ -348,8 +348,8 @@ class Trainer:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             # x0-precond: pred is x̂_0 = c_skip x_t + c_out F, so the loss stays the assignment's MSE on
-            # x_0 (unweighted: EDM's 1/c_out^2 weight would put most of the gradient on small t, where
-            # c_skip x_t alone is already within a grey level of x_0)
+            # x_0, unweighted. It weights F's error by c_out(t)^2 (1e-4 at small t), EDM's 1/c_out^2
+            # would not: measured, the small-t ELBO terms pay for it (README, "Preconditioned x̂_0")
             pred = self.model.raw(x_t, t, net=self.train_net)
         loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
         if self.dist.enabled:
