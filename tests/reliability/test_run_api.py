@@ -252,3 +252,16 @@ def test_tensors_without_their_sidecar_say_so(run, capsys):
                    "(a save that did not finish); use the run directory, which picks the newest complete one."), err
     assert main(["sample", str(run), "--n", "1", "--out", str(run / "s.png")]) == 0 or \
         "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_the_trainers_last_elbo_is_named_and_scaled(tmp_path, capsys):
+    """The closing -ELBO line is the last eval record's, says what bound it is, and gives the scale."""
+    cfg = tiny_cfg(tmp_path, "named")
+    assert main(train_argv(cfg) + ["--no-tui"]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "named" / "metrics.jsonl").read_text().splitlines()]
+    ev = [r for r in records if r.get("kind") == "eval"][-1]
+    line = next(l for l in out.splitlines() if l.startswith("held-out -ELBO"))
+    assert line.endswith(f"= {ev['bpd']['total']:.3f}"), (line, ev["bpd"])
+    assert f"on {cfg.eval_size} test images" in line and f"the {ev['decoder']} decoder" in line
+    assert "a model uniform over the 256 levels scores 8;" in out and "DDPM 3.70" in out
