@@ -310,8 +310,8 @@ class MonitorScreen(CurveKeys, Screen):
                 lines.append("-ELBO: after the first evaluation")
             lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))
             self.query_one("#stats", Static).update("\n".join(lines))
-            if last_sample:
-                self.query_one("#samples").border_subtitle = f"step {last_sample.get('step')}"
+            if last_sample:  # the label of the grid shown (it used to be overwritten with the bare step here)
+                self.query_one("#samples").border_subtitle = self.shown_grid()[2] or f"step {last_sample.get('step')}"
         self._tick()
 
     # -- curves: both plots share one View (smoothing, x axis, zoom, scroll) --------------

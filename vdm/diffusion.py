@@ -253,8 +253,9 @@ def posterior_table(schedule: Schedule, device="cpu", dtype=torch.float32, steps
     ``steps`` None and ``eta`` None: every step, ancestral (row i = t, the bonus exercise's sampler).
     """
     c_x0, c_xt, var = reverse_coefs(schedule, steps, eta)
-    ts = tuple(int(v) for v in _steps(schedule, steps))
-    noisy = tuple(i > 1 and bool(var[i] > 0) for i in range(len(ts)))
+    # tolist(): the host copies in one read, not one device read-back per step
+    ts = tuple(_steps(schedule, steps).tolist())
+    noisy = tuple(i > 1 and v > 0 for i, v in enumerate(var.tolist()))
     return ReverseTable(ts, *(c.to(device, dtype) for c in (c_x0, c_xt, var.sqrt())), noisy)
 
 
