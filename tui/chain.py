@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -232,11 +233,14 @@ class ChainScreen(Screen):
         c, mode = self.chain, self.mode
         if c is None:
             return
-        if mode == "forward":
-            targets = [(self.query_one("#fwd-image", HalfBlockImage), "f", c.frames)]
-        else:
-            targets = [(self.query_one(f"#bwd-{n}", HalfBlockImage), n, fr)
-                       for n, fr in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean))]
+        try:
+            if mode == "forward":
+                targets = [(self.query_one("#fwd-image", HalfBlockImage), "f", c.frames)]
+            else:
+                targets = [(self.query_one(f"#bwd-{n}", HalfBlockImage), n, fr)
+                           for n, fr in (("x", c.x), ("x0", c.x0_hat), ("mean", c.mean))]
+        except NoMatches:  # the screen was taken down (the app quitting) before this thread began
+            return
         now = self.frame()
         # half the cache on each side of the frame shown, so stepping either way finds its frames drawn
         half = max(min(w.frames_that_fit() for w, _, _ in targets) // 2 - 1, 1)
