@@ -105,7 +105,9 @@ async def test_monitor_keys_smooth_switch_to_wall_time_zoom_and_scroll(tmp_path)
     app = VdmApp(run, poll_interval=0.05, clock=lambda: 1041.0, **NO_GPU)
     async with app.run_test(size=(100, 30)) as pilot:
         s = app.screen
-        await wait_for(pilot, lambda: len(s.state.train["step"]) == 40 and len(_loss_plot(app).series) == 2)
+        # the plot is redrawn at the refresh after the state has the rows (a loaded CI run saw it between)
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 40 and len(_loss_plot(app).series) == 2
+                       and len(_loss_plot(app).series[0].y) == 40)
         plot = _loss_plot(app)
         assert plot.border_subtitle == "x step · raw · all"
         assert np.array_equal(plot.series[0].y, loss)
