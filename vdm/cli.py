@@ -764,15 +764,13 @@ def main(argv=None) -> int:
     removed. Once it is done, a late Ctrl-C is ignored: the interpreter's shutdown would restore
     the default action and turn a finished command into death by signal.
     """
-    command = "vdm"
     console = argv is None  # the `vdm` program itself, not a caller in the same process
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = f"vdm {_command_word(argv)}".strip()
     if console:
-        signal.signal(signal.SIGINT, _interrupted_while_starting)
+        signal.signal(signal.SIGINT, lambda signum, frame: _leave_interrupted(command))
     try:
         cpu_env()
-        argv = sys.argv[1:] if argv is None else list(argv)
-        command = f"vdm {_command_word(argv)}".strip()
-        _START["command"] = command
         parser = build_parser(only=_command_word(argv))  # imports torch for most commands
         args = parser.parse_args(argv)
         args.leave_at_once = console
@@ -788,12 +786,9 @@ def main(argv=None) -> int:
     return status
 
 
-_START = {"command": "vdm"}
-
-
-def _interrupted_while_starting(signum, frame):
+def _leave_interrupted(command: str):
     """SIGINT before the command has begun: say so and leave now (see main)."""
-    os.write(2, f"{_START['command']}: interrupted.\n".encode())
+    os.write(2, f"{command}: interrupted.\n".encode())
     os._exit(130)
 
 
