@@ -141,7 +141,6 @@ class ChainScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#fwd-image").border_title = "x_t"
         self.query_one("#fwd-plot").border_title = "schedule"
-        self.query_one("#fwd-plot").border_subtitle = "[cyan]━ √ᾱ_t[/] [magenta]━ √(1-ᾱ_t)[/]"
         self.query_one("#chain-progress").display = False
         self.compute()
 
@@ -216,11 +215,28 @@ class ChainScreen(Screen):
         self.chains[kind] = chain
         self.pos[kind] = min(self.pos[kind], chain.K)
         if kind == "forward":
-            tab = chain.table
-            ts = __import__("numpy").arange(tab.T + 1, dtype=float)
-            self.query_one("#fwd-plot", Plot).set_series(
-                [Series("signal", ts, tab.signal, "cyan"), Series("noise", ts, tab.noise, "magenta")], x_range=(0, tab.T))
+            self._plot_schedule(chain.table)
         self.show()
+
+    def _plot_schedule(self, tab) -> None:
+        """The schedule plot, x in steps 0..T. A learned schedule: its log SNR(t) = -gamma(t) from
+        vdm.continuous.snr_curve at x = T t (the curve it was trained as, between the discrete steps
+        too), named with its endpoints. Any other kind: signal √ᾱ_t and noise √(1-ᾱ_t) per step."""
+        import numpy as np
+
+        plot = self.query_one("#fwd-plot", Plot)
+        if tab.curve is not None:
+            t, log_snr = tab.curve
+            g0, g1 = tab.gamma_ends
+            plot.border_title = "log SNR(t) = -γ(t), learned"
+            plot.border_subtitle = f"[yellow]━ γ_min {g0:.2f} … γ_max {g1:.2f}[/]"
+            plot.set_series([Series("log SNR", t * tab.T, log_snr, "yellow")], x_range=(0, tab.T))
+        else:
+            plot.border_title = "schedule"
+            plot.border_subtitle = "[cyan]━ √ᾱ_t[/] [magenta]━ √(1-ᾱ_t)[/]"
+            ts = np.arange(tab.T + 1, dtype=float)
+            plot.set_series([Series("signal", ts, tab.signal, "cyan"), Series("noise", ts, tab.noise, "magenta")],
+                            x_range=(0, tab.T))
 
     def on_resize(self) -> None:
         self._window = (None, None, 0, -1)
@@ -322,12 +338,18 @@ class ChainScreen(Screen):
         self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}{where}   {state} at {fps} steps/s{drawn}")
         if self.mode == "forward":
             self.query_one("#fwd-image", HalfBlockImage).set_image(c.frames[t], key=("f", id(c), t))
-            self.query_one("#fwd-info", Readout).update(
+            learned = ""
+            if tab.gamma_ends is not None:  # the log SNR line below is -γ(t/T) of the run's learned γ (t = 0 is x_0: ∞)
+                learned = f"[b]learned γ[/] γ_min {tab.gamma_ends[0]:.2f}, γ_max {tab.gamma_ends[1]:.2f}\n"
+            info = self.query_one("#fwd-info", Readout)
+            info.styles.height = 8 if learned else 7
+            info.update(
+                learned +
                 f"[b]t[/] = {t} / {T}\n"
                 f"[b]alpha_t[/] = {fmt(float(tab.alpha[t]))}\n"
                 f"[b]alpha_bar_t[/] = {fmt(float(tab.alpha_bar[t]))}\n"
                 f"[b]SNR(t)[/] = {fmt(float(tab.snr[t]))}\n"
-                f"[b]log SNR(t)[/] = {fmt(float(tab.log_snr[t]))}\n"
+                f"[b]log SNR(t)[/] = {'-γ(t/T) = ' if learned and t > 0 else ''}{fmt(float(tab.log_snr[t]))}\n"
                 f"[b]signal[/] √ᾱ_t = {fmt(float(tab.signal[t]))}\n"
                 f"[b]noise[/] √(1-ᾱ_t) = {fmt(float(tab.noise[t]))}")
             self.query_one("#fwd-plot", Plot).set_cursor(float(t))

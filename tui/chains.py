@@ -25,6 +25,11 @@ class ScheduleTable:
     log_snr: np.ndarray
     signal: np.ndarray  # sqrt(alpha_bar_t)
     noise: np.ndarray  # sqrt(1 - alpha_bar_t)
+    kind: str = ""
+    # a learned schedule's own curve: vdm.continuous.snr_curve's (t in [0, 1], log SNR(t) = -gamma(t)),
+    # and its endpoints (gamma(0), gamma(1)) = (gamma_min, gamma_max); None for any other kind
+    curve: tuple[np.ndarray, np.ndarray] | None = None
+    gamma_ends: tuple[float, float] | None = None
 
     @property
     def T(self) -> int:
@@ -32,8 +37,15 @@ class ScheduleTable:
 
     @classmethod
     def of(cls, schedule) -> "ScheduleTable":
+        curve = ends = None
+        if schedule.kind == "learned":
+            from vdm.continuous import gamma_of, snr_curve
+
+            t, log_snr = snr_curve(schedule)
+            curve, ends = (t.numpy(), log_snr.numpy()), gamma_of(schedule).endpoints()
         return cls(schedule.describe(), schedule.alpha.numpy(), schedule.alpha_bar.numpy(), schedule.snr.numpy(),
-                   schedule.log_snr.numpy(), schedule.signal_coef().numpy(), schedule.noise_coef().numpy())
+                   schedule.log_snr.numpy(), schedule.signal_coef().numpy(), schedule.noise_coef().numpy(),
+                   schedule.kind, curve, ends)
 
 
 @dataclass
