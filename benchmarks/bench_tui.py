@@ -152,6 +152,14 @@ async def _runs(root: str, launched: float) -> dict:
             "list_cpu": cpu_listed, "overlay_cpu": cpu_overlaid}
 
 
+def summary_rows(res: list[dict], spec) -> list[tuple[str, str, str, str]]:
+    """Table rows of repeated measurements: each (label, result, note, goal) of ``spec`` with its
+    ``{key}`` fields filled by the median of that key over ``res``, ``{max_key}`` by its maximum."""
+    m = {k: statistics.median(r[k] for r in res) for k in res[0]}
+    m.update({f"max_{k}": max(r[k] for r in res) for k in res[0]})
+    return [(label, result.format(**m), note.format(**m), goal) for label, result, note, goal in spec]
+
+
 def _attach_once(run: Path, want: int) -> dict:
     launched = time.time()
     out = subprocess.run([sys.executable, __file__, "--attach-child", f"{run},{want},{launched}"],
@@ -237,13 +245,11 @@ def main() -> None:
                 out = subprocess.run([sys.executable, __file__, "--runs-child", f"{d},{launched}"],
                                      capture_output=True, text=True, check=True)
                 res.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            med = lambda k: statistics.median(r[k] for r in res)
-            rows.append((f"run list: 5 runs of {args.run_lines:,} lines, launch -> table", f"{med('list_seconds'):.2f} s",
-                         f"median of {len(res)}", "< 2 s"))
-            rows.append(("  launch -> five-run overlay drawn", f"{med('overlay_seconds'):.2f} s",
-                         f"{res[0]['points']:,} points", "< 2 s"))
-            rows.append(("  CPU time of the process: to the table / to the overlay", f"{med('list_cpu'):.2f} s",
-                         f"/ {med('overlay_cpu'):.2f} s", ""))
+            rows += summary_rows(res, [
+                (f"run list: 5 runs of {args.run_lines:,} lines, launch -> table", "{list_seconds:.2f} s",
+                 f"median of {len(res)}", "< 2 s"),
+                ("  launch -> five-run overlay drawn", "{overlay_seconds:.2f} s", "{points:,.0f} points", "< 2 s"),
+                ("  CPU time of the process: to the table / to the overlay", "{list_cpu:.2f} s", "/ {overlay_cpu:.2f} s", "")])
             from vdm.tailer import parse_batch, summary_batch
 
             blob = (Path(d) / "run0" / "metrics.jsonl").read_bytes()
@@ -265,22 +271,21 @@ def main() -> None:
             print(f"(wrote {args.lines:,} lines, {size / 2**20:.0f} MiB, in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
             if "attach" in parts:
                 res = [_attach_once(run, args.lines - 1) for _ in range(args.repeat)]
-                med = lambda k: statistics.median(r[k] for r in res)
-                rows.append((f"monitor: attach to {args.lines:,} lines, launch -> whole curve", f"{med('seconds'):.2f} s",
-                             f"median of {len(res)}", "< 3 s"))
-                rows.append(("  of which from the app's start", f"{med('app_seconds'):.2f} s",
-                             f"{res[0]['points']:,} points", ""))
-                rows.append(("  CPU time: the app's process / the range readers", f"{med('cpu_seconds'):.2f} s",
-                             f"/ {med('readers_cpu'):.2f} s", ""))
-                rows.append(("  peak memory: the app's process / one range reader", f"{max(r['peak_mb'] for r in res):.0f} MB",
-                             f"/ {max(r['readers_peak_mb'] for r in res):.0f} MB", "< 300 MB"))
+                rows += summary_rows(res, [
+                    (f"monitor: attach to {args.lines:,} lines, launch -> whole curve", "{seconds:.2f} s",
+                     f"median of {len(res)}", "< 3 s"),
+                    ("  of which from the app's start", "{app_seconds:.2f} s", "{points:,.0f} points", ""),
+                    ("  CPU time: the app's process / the range readers", "{cpu_seconds:.2f} s", "/ {readers_cpu:.2f} s", ""),
+                    ("  peak memory: the app's process / one range reader", "{max_peak_mb:.0f} MB",
+                     "/ {max_readers_peak_mb:.0f} MB", "< 300 MB")])
             if "idle" in parts:
                 cpu = idle_cpu(run, args.idle)
                 rows.append((f"monitor: idle CPU over {args.idle:.0f} s (tmux, {args.lines:,}-line run)",
                              "skipped (no tmux)" if cpu is None else f"{cpu:.2f} %", "of one core", "< 3 %"))
     w = max(len(r[0]) for r in rows)
     load = os.getloadavg()[0]
-    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    print(f"(commit {commit or '?'}; load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
     print(f"{'measurement':<{w}}  {'result':>12}  {'':<16}  goal")
     for r in rows:
         print(f"{r[0]:<{w}}  {r[1]:>12}  {r[2]:<16}  {r[3]}")

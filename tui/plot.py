@@ -285,17 +285,17 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
     if plot_h >= 5:
         labels[(plot_h - 1) // 2] = _ylabel((y_hi + y_lo) / 2, log)
     strips = []
+    # each row's braille characters decoded at once from their code points (no Python per cell)
+    chars = (bits.astype("<u4") + 0x2800).tobytes().decode("utf-32-le")
     for r in range(plot_h):
         segs = [Segment(labels.get(r, "").rjust(GUTTER - 1)[: GUTTER - 1] + "┤" if r in labels else " " * (GUTTER - 1) + "│", axis)]
-        row_bits, row_owner = bits[r], owner[r]
-        text = "".join(chr(0x2800 + int(b)) for b in row_bits)
+        row_owner = owner[r]
+        text = chars[r * plot_w:(r + 1) * plot_w]
         # runs of equal owner become one segment
-        start = 0
-        for i in range(1, plot_w + 1):
-            if i == plot_w or row_owner[i] != row_owner[start]:
-                o = int(row_owner[start])
-                segs.append(Segment(text[start:i], styles[o] if o >= 0 else PLAIN))
-                start = i
+        bounds = [0, *(np.flatnonzero(row_owner[1:] != row_owner[:-1]) + 1).tolist(), plot_w]
+        for a, b in zip(bounds, bounds[1:]):
+            o = int(row_owner[a])
+            segs.append(Segment(text[a:b], styles[o] if o >= 0 else PLAIN))
         strips.append(Strip(segs, width))
     fmt = x_format or nice
     left, right = fmt(x_lo), fmt(x_hi)

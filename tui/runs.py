@@ -142,7 +142,12 @@ class RunsScreen(Screen):
 
     def on_runs_read(self, m: RunsRead) -> None:
         self.ready = self.ready or m.done  # every run read once
-        self._fill()
+        if self.is_current:  # under the overlay or a run's monitor: rebuilt when shown again
+            self._fill()
+
+    def on_screen_resume(self) -> None:
+        if self.entries:
+            self._fill()
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
@@ -223,6 +228,7 @@ class OverlayScreen(CurveKeys, Screen):
         self.refresh_s = runs.refresh_s if refresh_s is None else refresh_s
         self.pending = len(names)  # runs not read yet
         self._cols: list[tuple[str, str, dict, dict, float | None]] = []
+        self._copies: dict[str, tuple] = {}  # name -> ((state, version), train columns, eval columns)
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")
@@ -266,9 +272,13 @@ class OverlayScreen(CurveKeys, Screen):
                 if e is None:
                     continue
                 st = e.state
-                cols.append((name, COLOURS[i % len(COLOURS)],
-                             {k: st.column("train", k) for k in ("step", "loss", "time")},
-                             {k: st.column("eval", k) for k in ("step", "total", "time")}, st.first_time))
+                # copied again only when the run changed: drawn run by run, five runs are not copied fifteen times
+                key = (id(st), st.version)
+                if self._copies.get(name, (None,))[0] != key:
+                    self._copies[name] = (key, {k: st.column("train", k) for k in ("step", "loss", "time")},
+                                          {k: st.column("eval", k) for k in ("step", "total", "time")})
+                _, tr, ev = self._copies[name]
+                cols.append((name, COLOURS[i % len(COLOURS)], tr, ev, st.first_time))
             self.pending = sum(1 for n in self.names if n not in self.runs.full or not self.runs.full[n].polled)
         self._cols = cols
         self.draw_curves()
