@@ -42,6 +42,7 @@ class BackwardDiffusion(c.LectureScene):
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
         self.add(self.title)
         self.section_sampler()
+        self.section_schedule()
         self.section_denoising()
         self.section_strip()
 
@@ -63,6 +64,16 @@ class BackwardDiffusion(c.LectureScene):
         who = c.one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
         self.play(FadeIn(who))
         self.pause(3)
+        c.cut(self, self.title)
+
+    def section_schedule(self):
+        """With a run: the log SNR(t) it samples along, beside the assignment's (common.play_snr)."""
+        self.snr = None
+        if c.lecture_source().denoiser is None:
+            return
+        self.next_section("the schedule it samples with")
+        self.snr = c.play_snr(self, self.schedule, self.title,
+                              r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it")
         c.cut(self, self.title)
 
     def section_denoising(self):

@@ -123,6 +123,7 @@ class Training(c.LectureScene):
         self.section_step()
         self.section_algorithm()
         self.section_run()
+        self.section_schedule()
         self.section_samples()
 
     # -- 1. the ELBO term is a weighted MSE ------------------------------------------------------------
@@ -367,7 +368,19 @@ class Training(c.LectureScene):
         self.pause(len(facts))
         c.cut(self, self.title)
 
-    # -- 7. its samples over training --------------------------------------------------------------------
+    # -- 7. the run's noise schedule ------------------------------------------------------------------------
+    def section_schedule(self):
+        """The run's log SNR(t) beside the assignment's (a learned gamma(t) is -log SNR(t)); only with a run."""
+        self.snr = None
+        if self.src.denoiser is None:
+            return
+        self.next_section("the run's noise schedule")
+        why = (r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained with the network on the ELBO"
+               if self.schedule.kind == "learned" else r"the weight $w(t)$ and the loss's $x_t$ follow this curve")
+        self.snr = c.play_snr(self, self.schedule, self.title, why)
+        c.cut(self, self.title)
+
+    # -- 8. its samples over training --------------------------------------------------------------------
     def section_samples(self):
         self.next_section("its samples as training goes on")
         run = self.src.run

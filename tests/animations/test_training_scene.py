@@ -156,3 +156,20 @@ def test_renders_one_slide_per_pause(scene, run_dir, tmp_path):
     slides = json.loads((tmp_path / "slides" / "Training.json").read_text())["slides"]
     assert len(slides) == scene.pauses and all(Path(s["file"]).is_file() for s in slides)
     assert TEX.is_dir()
+
+
+def test_constant_run_shows_its_one_schedule(scene):
+    """A run on the assignment's own schedule: one log SNR curve, log(alpha^s / (1 - alpha^s)) at t = s/T."""
+    panel = scene.snr
+    assert len(panel.curves) == 1
+    line = panel.curves[0][0]
+    pts = np.array([panel.axes.p2c(p) for p in line.get_anchors()])
+    keep = np.ones(len(pts), bool)
+    keep[1:] = np.any(np.abs(np.diff(pts, axis=0)) > 1e-12, axis=1)
+    pts = pts[keep]
+    T = scene.schedule.T
+    s = np.arange(1, T + 1)
+    alpha = 0.01 ** (2 / T)
+    np.testing.assert_allclose(pts[:, 0], s / T, atol=1e-9)
+    np.testing.assert_allclose(pts[:, 1] + panel.y0, np.log(alpha ** s / (1 - alpha ** s)), rtol=1e-5, atol=1e-5)
+    assert "the assignment's constant" in panel.legend[0].tex_string
