@@ -302,7 +302,7 @@ class MonitorScreen(CurveKeys, Screen):
                     v = num(v)
                     return "-" if v is None else f"{v:.{digits}f}"
 
-                lines[1] += f"  held-out {f(last_eval.get('eval_loss'), 4)}"
+                lines[1] += f"  held-out{' MSE' if self._learned() else ''} {f(last_eval.get('eval_loss'), 4)}"
                 lines.append(f"-ELBO {f(b.get('total'), 3)} bits/dim at step {last_eval.get('step')}")
                 lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
                 lines.append(f" + matching {f(b.get('matching'), 3)}")
@@ -330,12 +330,14 @@ class MonitorScreen(CurveKeys, Screen):
         tx, ex = x_of(train, v.wall, c["t0"]), x_of(ev, v.wall, c["t0"])
         lo, hi = v.window(0.0, x_span(tx, ex))
         fmt = duration if v.wall else None
+        # a learned schedule trains on its own objective (the continuous -ELBO), while the held-out eval_loss
+        # stays the x_0 MSE: two quantities that one axis would present as one. Its held-out is the -ELBO plot.
+        held = [] if self._learned() else [Series("held-out", ex, ev["eval_loss"], "magenta")]
         if v.smoothing:  # the smoothed train loss over its raw curve, dimmed; the legend's numbers are the raw ones
-            loss = [Series("train", tx, ema(train["loss"], v.smoothing), "cyan", raw=train["loss"]),
-                    Series("held-out", ex, ev["eval_loss"], "magenta"),
+            loss = [Series("train", tx, ema(train["loss"], v.smoothing), "cyan", raw=train["loss"]), *held,
                     Series("train, raw", tx, train["loss"], "dim cyan", faint=True)]
         else:
-            loss = [Series("train", tx, train["loss"], "cyan"), Series("held-out", ex, ev["eval_loss"], "magenta")]
+            loss = [Series("train", tx, train["loss"], "cyan"), *held]
         self.query_one("#loss-plot", Plot).set_series(loss, x_range=(lo, hi), x_format=fmt)
         self.query_one("#bpd-plot", Plot).set_series(
             [Series("total", ex, ev["total"], "white"),
@@ -347,10 +349,14 @@ class MonitorScreen(CurveKeys, Screen):
             x_range=(lo, hi), x_format=fmt)
         self._set_legends()
 
+    def _learned(self) -> bool:
+        """A --schedule learned run (its start record's config says so)."""
+        return self.state.config.get("schedule") == "learned"
+
     def _set_legends(self, n_train: int = 0) -> None:
         loss = self.query_one("#loss-plot", Plot)
         log = " (log)" if self.log_scale else ""
-        loss.border_title = "loss" + log
+        loss.border_title = ("train loss, learned γ (held-out: -ELBO below)" if self._learned() else "loss") + log
         loss.border_subtitle = self.view.describe()
         bpd = self.query_one("#bpd-plot", Plot)
         bpd.border_title = "-ELBO bits/dim" + log + " [grey50](━ 8: uniform)[/]"
@@ -367,6 +373,10 @@ class MonitorScreen(CurveKeys, Screen):
             elapsed = st.elapsed(now, alive)
             eta = st.eta(now) if alive else None
             frac, time_binds, minutes, age = st.progress(now, alive), st.time_binds(), st.minutes, st.record_age(now)
+            can_stop = running and alive and st.pid is not None
+        if can_stop != getattr(self, "_can_stop", False):
+            self._can_stop = can_stop
+            self.refresh_bindings()
         if self.run_dir is None:
             return
         behind, size, ahead = self.tailer.behind, self.tailer.size, self.tailer.reading_ahead
@@ -496,6 +506,12 @@ class MonitorScreen(CurveKeys, Screen):
         if len(self.app.screen_stack) > 1 and self.app.screen is self:
             self.workers.cancel_group(self, "tail")
             self.app.pop_screen()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """x (stop run) is in the footer only while a trainer lives: a finished or dead run has none to stop."""
+        if action == "stop_run":
+            return getattr(self, "_can_stop", False)
+        return True
 
     def action_stop_run(self) -> None:
         """Stop the run's trainer (SIGINT to the start record's pid: it saves, evaluates, writes samples), after asking."""

@@ -194,9 +194,9 @@ class RunState:
         pid = self.pid
         if pid is not None and pid_check(pid) is False:
             return False, f"trainer pid {pid} is gone"
-        age = self.record_age(now)
-        if age is not None and age > max(10 * self.usual_interval(), 120.0):
-            return False, f"no record for {hms(age)}"
+        age, usual = self.record_age(now), self.usual_interval()
+        if age is not None and age > max(10 * usual, 120.0):
+            return False, f"no record for {ago(age)}, usually one every {ago(usual)}"
         return True, ""
 
     def elapsed(self, now: float, alive: bool = True) -> float:
@@ -270,7 +270,7 @@ def hms(seconds: float | None) -> str:
 
 
 def ago(seconds: float | None) -> str:
-    """A record's age in words: 4 s, 3 min, 2 h 5 min."""
+    """A record's age in words: 4 s, 3 min, 2 h 5 min, 3 days (from 48 h: the minutes mean nothing then)."""
     if seconds is None:
         return "-"
     s = int(max(seconds, 0))
@@ -278,4 +278,6 @@ def ago(seconds: float | None) -> str:
         return f"{s} s"
     if s < 5400:
         return f"{s // 60} min"
-    return f"{s // 3600} h {s // 60 % 60} min"
+    if s < 48 * 3600:
+        return f"{s // 3600} h {s // 60 % 60} min"
+    return f"{s // 86400:,} days"

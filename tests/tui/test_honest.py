@@ -152,7 +152,7 @@ async def test_a_trainer_that_went_quiet_shows_as_stopped_responding(tmp_path):
         now[0] = 1005.0 + 600  # ten minutes without a record from a trainer that writes every second
         s._tick()
         status = text(app, "#status")
-        assert "stopped responding" in status and "no record for 0:10:00" in status and "10 min ago" in status
+        assert "stopped responding" in status and "no record for 10 min, usually one every 1 s" in status and "10 min ago" in status
 
 
 # -- 3. quitting --------------------------------------------------------------------------
@@ -190,6 +190,7 @@ async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             s = app.screen
             await wait_for(pilot, lambda: len(s.state.train["step"]) == 5)
+            await wait_for(pilot, lambda: "stop run" in _footer(app))  # a live trainer: x is offered
             await pilot.press("x")
             await pilot.pause(0.2)
             assert isinstance(app.screen, StopScreen)
@@ -203,6 +204,24 @@ async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
     finally:
         if trainer.poll() is None:
             trainer.kill()
+
+
+def _footer(app) -> list[str]:
+    return [k.description for k in app.screen.query("FooterKey")]
+
+
+@pytest.mark.anyio
+async def test_a_finished_run_offers_no_stop_key(tmp_path):
+    run = write_run(tmp_path / "run", n_train=5, with_sample=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(record("end", 1006.0, step=10, epoch=0.5, reason="time limit", elapsed=6.0))
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1010.0, **NO_GPU)
+    async with app.run_test(size=(200, 50)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.state.end is not None and "finished" in text(app, "#status"))
+        await pilot.pause(0.2)
+        keys = _footer(app)
+        assert "reload" in keys and "stop run" not in keys  # the footer is there, without x
 
 
 # -- 5. progress follows the limit that binds -------------------------------------------
@@ -453,3 +472,27 @@ async def test_every_forward_coefficient_is_on_screen(size):
         assert max(len(l) for l in lines) <= info.content_size.width, (lines, info.content_size)
         for word in ("t = 3 / 20", "alpha_t", "alpha_bar_t", "SNR(t)", "log SNR(t)", "signal", "noise"):
             assert any(word in l for l in lines), word
+
+
+def test_ages_in_words_from_seconds_to_days():
+    from tui.run import ago
+
+    assert [ago(s) for s in (None, 5, 89, 90, 5399, 5400, 48 * 3600 - 1, 48 * 3600, 57 * 365 * 86400)] == [
+        "-", "5 s", "89 s", "1 min", "89 min", "1 h 30 min", "47 h 59 min", "2 days", "20,805 days"]
+
+
+@pytest.mark.anyio
+async def test_a_learned_run_does_not_put_its_held_out_mse_on_the_train_objective_axis(tmp_path):
+    """--schedule learned trains on the continuous -ELBO (bits/dim), its eval_loss is the x_0 MSE."""
+    run = write_run(tmp_path / "run", n_train=20, with_sample=False)
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    start["config"]["schedule"] = "learned"
+    (run / "metrics.jsonl").write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1030.0, **NO_GPU)
+    async with app.run_test(size=(120, 36)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 20 and s.query_one("#loss-plot").series)
+        plot = s.query_one("#loss-plot")
+        assert [x.name for x in plot.series] == ["train"] and "learned" in str(plot.border_title)
+        assert "held-out MSE" in text(app, "#stats")

@@ -115,3 +115,18 @@ def test_frame_cache_is_bounded_by_cells():
         w.prime(img, i, 32, 16)  # 32 x 16 cells = 512 a frame
     assert w._cells <= 2000 and len(w._cache) == 3
     assert [k[0] for k in w._cache] == [47, 48, 49]  # the newest stay
+
+
+def test_a_lone_point_is_a_whole_cell_and_a_dense_curve_keeps_its_dots():
+    """One evaluation (a run's first) was one braille dot in a corner: the plot looked empty."""
+    from rich.style import Style
+
+    strips = render([Series("train", np.array([0.0, 24.0]), np.array([0.43, 0.43]), "cyan"),
+                     Series("held-out", np.array([24.0]), np.array([0.34]), "magenta")], 40, 8, x_range=(0.0, 24.0))
+    magenta = Style.parse("magenta")
+    cells = [ch for st in strips for seg in st if seg.style == magenta for ch in seg.text if ch != "⠀"]
+    assert cells == ["⣿"]  # the lone point: one full cell, in its colour
+    # a dense curve (a point in every column) is drawn with its dots, no full cells
+    x = np.arange(0, 1000, dtype=float)
+    dense = render([Series("train", x, np.sin(x / 100), "cyan")], 40, 8)
+    assert not any("⣿" in seg.text for st in dense[:-1] for seg in st if seg.style == Style.parse("cyan"))
