@@ -1,7 +1,8 @@
-"""Scene 3, the ELBO with consistency terms (exercise 2), derived in full and then estimated with vdm.elbo.
+"""Scene 3, the ELBO with consistency terms (exercise 2's second half), derived in full and then estimated with vdm.elbo.
 
-    log p(x_0) = log E_{q(x_{1:T}|x_0)}[p(x_{0:T}) / q(x_{1:T}|x_0)]
-              >= E_{q(x_{1:T}|x_0)}[log p(x_{0:T}) / q(x_{1:T}|x_0)]                       (Jensen)
+It starts from the bound the MHVAE scene (mhvae.py) ends on, by Jensen's inequality:
+
+    log p(x_0) >= E_{q(x_{1:T}|x_0)}[log p(x_{0:T}) / q(x_{1:T}|x_0)]
                = E_{q(x_1|x_0)}[log p(x_0|x_1)]                                                reconstruction
                - E_{q(x_{T-1}|x_0)}[KL(q(x_T|x_{T-1}) || p(x_T))]                              prior matching
                - sum_{t=1}^{T-1} E_{q(x_{t-1},x_t,x_{t+1}|x_0)}[log q(x_t|x_{t-1}) / p(x_t|x_{t+1})]   consistency
@@ -30,7 +31,6 @@ class ConsistencyELBO(c.LectureScene):
         self.draws = c.elbo_draws()["consistency"]
         self.title = Title("The ELBO with consistency terms (exercise 2)", font_size=38)
         self.add(self.title)
-        self.section_jensen()
         self.section_split()
         self.section_marginals()
         self.section_terms()
@@ -41,28 +41,13 @@ class ConsistencyELBO(c.LectureScene):
         return c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, transform=transform,
                                  focus=focus)
 
-    def section_jensen(self):
-        """log p(x_0) as an expectation under the encoder, then Jensen's inequality."""
-        self.next_section("Jensen's inequality")
-        rows = [
-            (r"\log p(x_0)", "=", r"\log \int p(x_{0:T})\, dx_{1:T}"),
-            (None, "=", (r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT, r"\, dx_{1:T}")),
-            (None, "=", r"\log \mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]"),
-            (None, r"\geq", r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[\log " + JOINT + r"\right]"),
-        ]
-        notes = [r"the latents $x_1, \dots, x_T$ integrated out",
-                 r"multiply and divide by the encoder $q(x_{1:T} \mid x_0)$",
-                 r"an integral against a density is an expectation",
-                 r"Jensen: $\log$ is concave, so $\log \mathbb{E}[Y] \geq \mathbb{E}[\log Y]$; this is the ELBO"]
-        self.steps(rows, notes, focus=[None, r"q(x_{1:T} \mid x_0)\, " + JOINT, None, r"\geq"])
-        c.cut(self, self.title)
-
     def section_split(self):
         """The MHVAE joint and posterior, the decoder product re-indexed, the log of a product split."""
         self.next_section("the MHVAE joint, split into three terms")
         rows = [
-            (r"\mathrm{ELBO}", "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)}"
-                                   r"{\prod_{t=1}^{T} q(x_t \mid x_{t-1})}\right]"),
+            (r"\mathrm{ELBO}", "=", r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[\log " + JOINT + r"\right]"),
+            (None, "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)}"
+                        r"{\prod_{t=1}^{T} q(x_t \mid x_{t-1})}\right]"),
             (None, "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\, p_\theta(x_0 \mid x_1)\prod_{t=2}^{T} "
                         r"p_\theta(x_{t-1} \mid x_t)}{q(x_T \mid x_{T-1})\prod_{t=1}^{T-1} q(x_t \mid x_{t-1})}\right]"),
             (None, "=", r"\mathbb{E}_{q}\left[\log \frac{p(x_T)\, p_\theta(x_0 \mid x_1)\prod_{t=1}^{T-1} "
@@ -71,12 +56,13 @@ class ConsistencyELBO(c.LectureScene):
                         r"\frac{p(x_T)}{q(x_T \mid x_{T-1})}\right] + \sum_{t=1}^{T-1}\mathbb{E}_{q}\left[\log "
                         r"\frac{p_\theta(x_t \mid x_{t+1})}{q(x_t \mid x_{t-1})}\right]"),
         ]
-        notes = [r"the MHVAE: $p(x_{0:T}) = p(x_T)\prod_t p_\theta(x_{t-1} \mid x_t)$, "
+        notes = [r"the bound the MHVAE scene ended on (Jensen): $\log p(x_0) \geq \mathrm{ELBO}$",
+                 r"the MHVAE: $p(x_{0:T}) = p(x_T)\prod_t p_\theta(x_{t-1} \mid x_t)$, "
                  r"$q(x_{1:T} \mid x_0) = \prod_t q(x_t \mid x_{t-1})$; $\mathbb{E}_q$ is over $q(x_{1:T} \mid x_0)$",
                  r"take out the decoder's first factor and the encoder's last",
                  r"re-index the decoder product ($t \to t+1$) to pair $p_\theta(x_t \mid x_{t+1})$ with $q(x_t \mid x_{t-1})$",
                  r"the log of a product is a sum of logs; the expectation is linear"]
-        self.steps(rows, notes, fs=26, transform=False)
+        self.split = self.steps(rows, notes, fs=26, buff=0.3, transform=False)
         c.cut(self, self.title)
 
     def section_marginals(self):

@@ -1,4 +1,4 @@
-"""Scene 2, a VDM is a Markovian hierarchical VAE with three restrictions.
+"""Scene 2, a VDM is a Markovian hierarchical VAE (exercise 2, first half: up to the bound).
 
     p(x_{0:T}) = p(x_T) prod_t p_theta(x_{t-1} | x_t)      q(x_{1:T} | x_0) = prod_t q(x_t | x_{t-1})
 
@@ -6,19 +6,33 @@
 Gaussian q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, (1 - alpha_t) I); 3. the
 schedule drives x_T to N(0, I) (sqrt(alpha_bar_T) from vdm.schedule).
 
+Then the bound, as on a board:
+
+    log p(x_0) = log int p(x_{0:T}) dx_{1:T}
+               = log int q(x_{1:T}|x_0) p(x_{0:T}) / q(x_{1:T}|x_0) dx_{1:T}
+               = log E_q[p(x_{0:T}) / q(x_{1:T}|x_0)]
+              >= E_q[log p(x_{0:T}) / q(x_{1:T}|x_0)]                        (Jensen: log is concave)
+
+and Jensen drawn: the chord of log between two values of Y lies below the curve, so the
+mean of log Y (on the chord) is at most log of the mean of Y (on the curve). The next scene
+(elbo_consistency.py) starts from this bound.
+
 Render: manim -pql animations/mhvae.py MarkovianHVAE
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Circle, CurvedArrow, FadeIn, GrowFromCenter, LaggedStart, Title,
-                   VGroup, Write)
+from manim import (DOWN, LEFT, RIGHT, UP, Axes, Circle, Create, CurvedArrow, DashedLine, Dot, FadeIn, GrowFromCenter,
+                   LaggedStart, Line, SurroundingRectangle, Title, VGroup, Write)
 
 from animations import common as c
 from vdm.diffusion import forward_chain
 
 NODE_T = ("0", "1", "2", None, "T-1", "T")  # None: the dots between x_2 and x_{T-1}
+JOINT = r"\frac{p(x_{0:T})}{q(x_{1:T} \mid x_0)}"
+JENSEN_Y = (0.5, 4.0)  # the two equally likely values of Y in the picture of Jensen's inequality
 
 
 class MarkovianHVAE(c.LectureScene):
@@ -29,12 +43,14 @@ class MarkovianHVAE(c.LectureScene):
         self.chain = forward_chain(self.schedule, x0, generator=torch.Generator().manual_seed(0))
         self.node_steps = [0, 1, 2, None, T - 1, T]
         self.section_graph()
-        self.section_joint()
         self.section_restrictions()
+        self.section_joint()
+        self.section_likelihood()
+        self.section_jensen()
 
     def section_graph(self):
         self.next_section("encoder and decoder chains")
-        title = Title("A VDM is a Markovian hierarchical VAE", font_size=38)
+        title = Title("A VDM is a Markovian hierarchical VAE (exercise 2)", font_size=38)
         nodes = VGroup()
         for name in NODE_T:
             if name is None:
@@ -63,16 +79,96 @@ class MarkovianHVAE(c.LectureScene):
         self.graph = VGroup(nodes, enc, dec, enc_label, dec_label)
 
     def section_joint(self):
+        """The chain rule down the decoder and up the encoder, then the Markov property: one factor per edge."""
         self.next_section("joint and posterior")
-        fs = 34
-        joint = c.tex(r"p(x_{0:T}) = p(x_T)\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)", font_size=fs)
-        post = c.tex(r"q(x_{1:T} \mid x_0) = \prod_{t=1}^{T} q(x_t \mid x_{t-1})", font_size=fs)
-        VGroup(joint, post).arrange(RIGHT, buff=1.0).to_edge(DOWN, buff=1.0)
-        self.play(FadeIn(joint, shift=UP * 0.2))
-        self.pause(1)
-        self.play(FadeIn(post, shift=UP * 0.2))
-        self.pause(1)
-        self.remove(joint, post)
+        c.cut(self, self.title)
+        rows = [
+            (r"p(x_{0:T})", "=", (r"p(x_T)", r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})")),
+            (None, "=", (r"p(x_T)", r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)")),
+            (r"q(x_{1:T} \mid x_0)", "=", r"\prod_{t=1}^{T} q(x_t \mid x_{0:t-1})"),
+            (None, "=", r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})"),
+        ]
+        notes = [r"the chain rule, from the top: $x_T$ first, then each latent given all those above it",
+                 r"Markov: the decoder's $x_{t-1}$ depends only on the latent just above, $x_t$",
+                 r"the posterior (encoder), the chain rule from the bottom: each $x_t$ given all below it",
+                 r"Markov again: the encoder's $x_t$ depends only on $x_{t-1}$; a product of the fixed Gaussians"]
+        self.joint = c.play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.45,
+                                       focus=[r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})",
+                                              r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)",
+                                              r"\prod_{t=1}^{T} q(x_t \mid x_{0:t-1})",
+                                              r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})"])
+        c.cut(self, self.title)
+
+    def section_likelihood(self):
+        """log p(x_0) as an expectation under the encoder, and Jensen's inequality: the ELBO."""
+        self.next_section("the log-likelihood and Jensen's inequality")
+        rows = [
+            (r"\log p(x_0)", "=", (r"\log \int", r"p(x_{0:T})", r"\, dx_{1:T}")),
+            (None, "=", (r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT, r"\, dx_{1:T}")),
+            (None, "=", (r"\log", r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]")),
+            (None, r"\geq", (r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[\log " + JOINT + r"\right]")),
+        ]
+        notes = [r"the likelihood of an image: the joint with every latent $x_1, \dots, x_T$ integrated out",
+                 r"multiply and divide by the encoder $q(x_{1:T} \mid x_0)$: nothing changes where $q > 0$",
+                 r"an integral against a density is an expectation: a mean over chains drawn by the encoder",
+                 r"Jensen: $\log$ is concave, so $\log \mathbb{E}[Y] \geq \mathbb{E}[\log Y]$; the right side is the ELBO"]
+        self.likelihood = c.play_derivation(
+            self, rows, notes, below=self.title, font_size=32, buff=0.45, transform=True,
+            focus=[r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT,
+                   r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]", r"\geq"])
+        c.cut(self, self.title)
+
+    def section_jensen(self):
+        """Jensen drawn: Y takes two values with probability 1/2; the chord's midpoint lies below the curve."""
+        self.next_section("why it is a lower bound: the chord of the concave log")
+        y1, y2 = JENSEN_Y
+        mean_y = (y1 + y2) / 2
+        log_mean, mean_log = float(np.log(mean_y)), float((np.log(y1) + np.log(y2)) / 2)
+        self.jensen_numbers = (mean_y, log_mean, mean_log)
+        axes = Axes(x_range=[0, 5, 1], y_range=[-1.5, 2, 0.5], x_length=7.0, y_length=4.2, tips=False,
+                    axis_config={"stroke_width": 2, "include_numbers": True, "font_size": 20},
+                    y_axis_config={"decimal_number_config": {"num_decimal_places": 1}},
+                    x_axis_config={"decimal_number_config": {"num_decimal_places": 0}})
+        axes.next_to(self.title, DOWN, buff=0.5).to_edge(LEFT, buff=1.2)
+        xs = np.linspace(0.25, 5, 200)
+        curve = c.polyline(axes, xs, np.log(xs), c.ALPHA, 4)
+        # below the whole plot: the t axis runs through its middle (log Y = 0), where the picture is
+        x_lab = c.label(r"$Y = p(x_{0:T}) / q(x_{1:T} \mid x_0)$, $x_{1:T} \sim q(x_{1:T} \mid x_0)$",
+                        size=22).next_to(axes, DOWN, buff=0.2)
+        curve_lab = c.tex(r"\log Y", font_size=28, color=c.ALPHA).next_to(axes.c2p(5, np.log(5)), UP, buff=0.15)
+        p1, p2 = axes.c2p(y1, np.log(y1)), axes.c2p(y2, np.log(y2))
+        chord = Line(p1, p2, color=c.X0, stroke_width=3)
+        dots = VGroup(Dot(p1, color=c.X0), Dot(p2, color=c.X0))
+        on_chord = Dot(axes.c2p(mean_y, mean_log), color=c.X0)
+        on_curve = Dot(axes.c2p(mean_y, log_mean), color=c.ALPHA)
+        drop = DashedLine(axes.c2p(mean_y, 0), axes.c2p(mean_y, log_mean), color=c.EPS, stroke_width=2)
+        gap = Line(on_chord.get_center(), on_curve.get_center(), color=c.BOX, stroke_width=5)
+        side = VGroup(
+            c.label(rf"$Y = {y1:g}$ or ${y2:g}$, each with probability $\frac{{1}}{{2}}$", size=24),
+            c.label(rf"$\log \mathbb{{E}}[Y] = \log {mean_y:g} = {log_mean:.2f}$", c.ALPHA, 24),
+            c.label(rf"$\mathbb{{E}}[\log Y] = \frac{{1}}{{2}}(\log {y1:g} + \log {y2:g}) = {mean_log:.2f}$", c.X0, 24),
+            c.label(rf"gap ${log_mean:.2f} - {mean_log:.2f} = {log_mean - mean_log:.2f}$ $\geq 0$", size=24),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.3).next_to(axes, RIGHT, buff=0.3).shift(UP * 0.4)
+        caps = [c.one_line(r"the mean of $\log Y$ lies on the chord, $\log$ of the mean on the curve: "
+                           r"a concave curve is above its chords", size=24),
+                c.one_line(r"the gap is $D_{\mathrm{KL}}(q(x_{1:T} \mid x_0) \,\|\, p(x_{1:T} \mid x_0))$: "
+                           r"zero only if the encoder is the true posterior ($Y$ constant)", size=24)]
+        for cap in caps:
+            cap.to_edge(DOWN, buff=0.35)
+        self.play(Create(axes), FadeIn(x_lab))
+        self.play(Create(curve), FadeIn(curve_lab), run_time=1.5)
+        self.play(FadeIn(dots), FadeIn(side[0]))
+        self.pause(2)
+        self.play(Create(chord), FadeIn(on_chord), FadeIn(side[2]))
+        self.pause(3)
+        self.play(Create(drop), FadeIn(on_curve), FadeIn(side[1]))
+        self.pause(4)
+        self.play(Create(gap), FadeIn(side[3]), FadeIn(caps[0]))
+        self.pause(5)
+        box = SurroundingRectangle(side[3], buff=0.08, color=c.BOX, stroke_width=2.5)
+        self.play(FadeIn(caps[1]), caps[0].animate.next_to(caps[1], UP, buff=0.15), Create(box))
+        self.pause(6)
+        self.jensen_side = side
 
     def section_restrictions(self):
         self.next_section("three restrictions make it a VDM")
@@ -98,7 +194,7 @@ class MarkovianHVAE(c.LectureScene):
         self.play(*[FadeIn(img, shift=DOWN * 0.2) for _, img in images])
         self.pause(1)
         self.play(FadeIn(items[1], shift=UP * 0.2))
-        self.pause(1)
+        self.pause(2)
         self.play(FadeIn(items[2], shift=UP * 0.2))
-        self.pause(1)
+        self.pause(3)
         self.items = items

@@ -173,10 +173,11 @@ class Posterior(c.LectureScene):
         res = c.derivation([
             (r"\mu_q", "=", r"\frac{\sqrt{\alpha}(1-\alpha^{t-1})\, x_t + \sqrt{\alpha^{t-1}}(1-\alpha)\, x_0}{1-\alpha^t}"),
             (r"\sigma_q^2(t)", "=", r"\frac{(1-\alpha)(1-\alpha^{t-1})}{1-\alpha^t}"),
-        ], font_size=38, buff=0.5).next_to(self.title, DOWN, buff=0.8)
-        res.set_x(0)
+        ], font_size=38, buff=0.5)
         head = c.label(r"with the constant $\alpha$ of the assignment: $\bar{\alpha}_{t-1} = \alpha^{t-1}$", size=30)
         head.next_to(self.title, DOWN, buff=0.3)
+        # below the heading with room for the box's own margin (0.2), so the box never cuts the heading
+        res.next_to(head, DOWN, buff=0.45).set_x(0)
         box = SurroundingRectangle(res, buff=0.2, color=c.BOX)
         q = c.tex(r"q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, x_0),\ \sigma_q^2(t)\,\mathbf{I}\right)",
                   font_size=34).next_to(box, DOWN, buff=0.5)

@@ -330,8 +330,12 @@ class Training(c.LectureScene):
         self.curve = cv
         if not cv["train"]:
             return self.no_run("training record")
-        steps = [s for s, _ in cv["train"]] + [s for s, _, _ in cv["eval"]]
-        losses = [v for _, v in cv["train"]] + [v for _, v, _ in cv["eval"]]
+        # a --schedule learned run trains on the continuous-time -ELBO in bits/dim (vdm.continuous.training_nats),
+        # not on the MSE its evals report: the two are not drawn on one axis
+        learned = self.schedule.kind == "learned"
+        evals = [] if learned else cv["eval"]
+        steps = [s for s, _ in cv["train"]] + [s for s, _, _ in evals]
+        losses = [v for _, v in cv["train"]] + [v for _, v, _ in evals]
         x_max = max(steps) * 1.02
         y_max = max(losses) * 1.1
         xs, ys = nice_step(x_max), nice_step(y_max, 4)
@@ -341,25 +345,26 @@ class Training(c.LectureScene):
             x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
             y_axis_config={"decimal_number_config": {"num_decimal_places": 2}}).shift(LEFT * 1.2 + DOWN * 0.6)
         x_lab = c.label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
-        y_lab = c.label(r"MSE on $x_0$ (per value)", size=24).rotate(np.pi / 2).next_to(axes.y_axis, LEFT, buff=0.6)
+        y_text = r"$-$ELBO trained on (bits/dim)" if learned else r"MSE on $x_0$ (per value)"
+        y_lab = c.label(y_text, size=24).rotate(np.pi / 2).next_to(axes.y_axis, LEFT, buff=0.6)
         who = c.one_line(self.src.note, size=20).next_to(self.title, DOWN, buff=0.15)
         self.run_note = who
         tr = np.array(cv["train"], dtype=np.float64)
         self.train_line = c.polyline(axes, tr[:, 0], tr[:, 1], c.XHAT)
-        self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=c.X0) for s, v, _ in cv["eval"]])
+        self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=c.X0) for s, v, _ in evals])
         first, last = cv["train"][0], cv["train"][-1]
         facts = [rf"train loss {first[1]:.4f} at step {first[0]}", rf"$\to$ {last[1]:.4f} at step {last[0]}"]
         if cv["eval"]:
             s_e, v_e, bpd = cv["eval"][-1]
-            facts.append(rf"held-out {v_e:.4f} at step {s_e}")
+            facts.append(rf"held-out {'MSE ' if learned else ''}{v_e:.4f} at step {s_e}")
             if bpd is not None:
                 facts.append(rf"$-$ELBO {bpd:.2f} bits/dim")
         if cv["elapsed"] is not None:
             facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
         self.loss_facts = facts
-        legend = VGroup(c.label("train loss (mean per record)", c.XHAT, 22),
-                        c.label("held-out loss (eval)", c.X0, 22),
-                        *c.labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
+        keys = ([c.label(r"train loss: continuous-time $-$ELBO", c.XHAT, 22)] if learned else
+                [c.label("train loss (mean per record)", c.XHAT, 22), c.label("held-out loss (eval)", c.X0, 22)])
+        legend = VGroup(*keys, *c.labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
         self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
         self.pause(2)

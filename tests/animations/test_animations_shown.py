@@ -217,6 +217,36 @@ def test_mhvae_shows_vdms_final_signal():
     assert f"{value:.4f}" in scene.items[2].tex_string
 
 
+def test_mhvae_jensen_numbers():
+    """The chord picture's numbers: Y = 0.5 or 4 with probability 1/2, log E[Y] >= E[log Y], recomputed here."""
+    import math
+
+    from animations.mhvae import MarkovianHVAE
+
+    scene = get(MarkovianHVAE)
+    log_mean, mean_log = math.log(2.25), (math.log(0.5) + math.log(4.0)) / 2
+    assert log_mean > mean_log
+    shown = [m.tex_string for m in scene.jensen_side]
+    assert f"= {log_mean:.2f}" in shown[1] and f"= {mean_log:.2f}" in shown[2]
+    assert f"{log_mean - mean_log:.2f}" in shown[3]
+
+
+def test_mhvae_hands_over_to_the_consistency_scene():
+    """The mhvae scene ends on Jensen's bound; the consistency scene starts from that bound and does not redo it."""
+    from animations.elbo_consistency import ConsistencyELBO
+    from animations.mhvae import MarkovianHVAE
+
+    mh, cons = get(MarkovianHVAE), get(ConsistencyELBO)
+    last = mh.likelihood[-1]
+    assert last.rel.tex_string == r"\geq" and mh.likelihood[0].tex_string.startswith(r"\log p(x_0)")
+    bound = last.submobjects[-1].tex_string
+    first = cons.split[0]
+    assert first.submobjects[-1].tex_string == bound  # the same E_q[log p / q]
+    # the derivation of the bound lives in the mhvae scene only
+    assert not any(r"\log \int" in line.tex_string or r"\geq" in line.tex_string for line in cons.split)
+    assert "Jensen's inequality" not in cons.slide_names and "the log-likelihood and Jensen's inequality" in mh.slide_names
+
+
 # -- shared helpers ----------------------------------------------------------------------
 
 def test_one_colour_per_quantity():

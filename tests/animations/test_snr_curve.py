@@ -112,3 +112,14 @@ def test_no_run_no_schedule_section():
 
     scene = get(BackwardDiffusion)
     assert scene.snr is None and "the schedule it samples with" not in scene.slide_names
+
+
+def test_learned_run_loss_is_not_called_an_mse(scenes, learned_run):
+    """A learned run trains on the continuous -ELBO in bits/dim; its evals' MSE is another unit, not drawn with it."""
+    import json
+
+    scene = scenes["training"]
+    recs = [json.loads(line) for line in (learned_run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last_eval = [r for r in recs if r["kind"] == "eval"][-1]
+    assert len(scene.eval_dots) == 0
+    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts)
