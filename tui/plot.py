@@ -277,9 +277,9 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         pts[np.clip(np.rint((y_hi - last[real]) * scale).astype(np.int64), 0, H - 1), real] = True
         pcell = pts.reshape(plot_h, 4, plot_w, 2).any(axis=(1, 3))
         point_cells.append((len(real), k, pcell))
-        if series[k].stats and len(real) <= max(plot_w // 8, 1):
-            # a sparse series (the first evaluations, a run of one record): each point a full cell ⣿, else
-            # a lone point is one dot in a corner, and the plot reads as empty
+        if series[k].stats and len(real) == 1:
+            # a lone point (a run's first evaluation, a run of one record) is a full cell ⣿: one dot in a
+            # corner and the plot reads as empty. Two or more have the line between them.
             bits[pcell] = 0xFF
     for _, k, pcell in sorted(point_cells, key=lambda p: -p[0]):  # densest first: the sparsest has the last word
         owner[pcell] = k
