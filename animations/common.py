@@ -145,6 +145,7 @@ class LectureScene(_SlideBase):
         self.pauses = 0
         self.slide_names: list[str] = []
         self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
+        self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
         self._topic = "start"
 
     def next_section(self, name: str = "unnamed", **kwargs):
@@ -157,6 +158,7 @@ class LectureScene(_SlideBase):
         """Hold the result (2 s + 1 s per line unless ``hold``), then end this step's slide."""
         self.wait(hold_time(lines) if hold is None else hold)
         self.layout_log.append((self._topic, text_boxes(self)))
+        self.box_log.append(highlight_boxes(self))
         self.pauses += 1
         self.slide_names.append(self._topic)
         if _SlideBase.__name__ == "Slide":
@@ -197,6 +199,23 @@ def text_boxes(scene) -> list:
                 name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
                 out.append((name, [float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()),
                              float(allp[:, 1].max())]))
+            return
+        for sub in m.submobjects:
+            visit(sub)
+
+    for m in scene.mobjects:
+        visit(m)
+    return out
+
+
+def highlight_boxes(scene) -> list:
+    """[x0, y0, x1, y1] of every SurroundingRectangle on screen (the white boxes round a term or a result)."""
+    out = []
+
+    def visit(m):
+        if isinstance(m, SurroundingRectangle) and m.has_points():
+            p = m.points
+            out.append([float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())])
             return
         for sub in m.submobjects:
             visit(sub)

@@ -51,6 +51,8 @@ def layout_problems(scene) -> list[str]:
 
     w, h = config.frame_width / 2, config.frame_height / 2
     problems = []
+    for i, rects in enumerate(getattr(scene, "box_log", [])):
+        problems += [f"step {i} ({scene.layout_log[i][0]}): {p}" for p in box_cuts_text(rects, scene.layout_log[i][1])]
     for i, (topic, boxes) in enumerate(scene.layout_log):
         for text, (x0, y0, x1, y1) in boxes:
             if x0 < -w - EPS or x1 > w + EPS or y0 < -h - EPS or y1 > h + EPS:
@@ -61,6 +63,24 @@ def layout_problems(scene) -> list[str]:
             if ox > EPS and oy > EPS:
                 problems.append(f"step {i} ({topic}): {ta[:40]!r} overlaps {tb[:40]!r} ({ox:.2f} x {oy:.2f})")
     return problems
+
+
+def box_cuts_text(rects, boxes) -> list[str]:
+    """A highlight box whose frame runs through a text it is not drawn round.
+
+    A text is left alone when it lies inside the box (the box frames it) or holds the box's centre
+    (the box frames a part of it, as a derivation's focus does); any other overlap is a cut.
+    """
+    out = []
+    for r in rects:
+        cx, cy = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+        for text, (x0, y0, x1, y1) in boxes:
+            inside = x0 >= r[0] - EPS and x1 <= r[2] + EPS and y0 >= r[1] - EPS and y1 <= r[3] + EPS
+            holds = x0 <= cx <= x1 and y0 <= cy <= y1
+            ox, oy = min(x1, r[2]) - max(x0, r[0]), min(y1, r[3]) - max(y0, r[1])
+            if ox > EPS and oy > EPS and not inside and not holds:
+                out.append(f"a box {[round(v, 2) for v in r]} cuts {text[:50]!r}")
+    return out
 
 
 def get(cls):

@@ -76,3 +76,16 @@ def test_colours_are_distinct():
              for (ka, a), (kb, b) in itertools.combinations(c.PALETTE.items(), 2)]
     close = [p for p in pairs if p[2] < 20]
     assert not close, close
+
+
+def test_box_cutting_a_heading_is_found():
+    """The posterior's old layout: the result's box ran through the heading above it (seen in a frame)."""
+    from built_scenes import box_cuts_text
+
+    heading = ("with the constant alpha", [-3.0, 2.3, 3.0, 2.7])
+    inside = ("mu_q = ...", [-3.5, 0.5, 3.5, 2.0])
+    box = [-3.7, 0.3, 3.7, 2.5]  # its top edge at 2.5 crosses the heading
+    assert box_cuts_text([box], [heading, inside]) and "with the constant" in box_cuts_text([box], [heading])[0]
+    assert not box_cuts_text([[-3.7, 0.3, 3.7, 2.2]], [heading, inside])  # moved down: clear of it
+    # a derivation's focus box round one part of a line: the line holds the box's centre
+    assert not box_cuts_text([[0.0, -0.3, 1.0, 0.3]], [("a line", [-4.0, -0.2, 4.0, 0.2])])
