@@ -229,6 +229,7 @@ class OverlayScreen(CurveKeys, Screen):
         self.pending = len(names)  # runs not read yet
         self._cols: list[tuple[str, str, dict, dict, float | None]] = []
         self._copies: dict[str, tuple] = {}  # name -> ((state, version), train columns, eval columns)
+        self._learned: set[str] = set()  # runs of --schedule learned
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")
@@ -278,6 +279,10 @@ class OverlayScreen(CurveKeys, Screen):
                     self._copies[name] = (key, {k: st.column("train", k) for k in ("step", "loss", "time")},
                                           {k: st.column("eval", k) for k in ("step", "total", "time")})
                 _, tr, ev = self._copies[name]
+                # a learned schedule's train loss is its own objective (the continuous -ELBO, bits/dim), not the
+                # x_0 or eps MSE of the other runs: the legend says so beside the shared axis
+                if st.config.get("schedule") == "learned":
+                    self._learned.add(name)
                 cols.append((name, COLOURS[i % len(COLOURS)], tr, ev, st.first_time))
             self.pending = sum(1 for n in self.names if n not in self.runs.full or not self.runs.full[n].polled)
         self._cols = cols
@@ -293,11 +298,13 @@ class OverlayScreen(CurveKeys, Screen):
         lo, hi = v.window(0.0, self.curve_span())
         for name, c, tr, ev, t0 in self._cols:
             tx, ex = x_of(tr, v.wall, t0), x_of(ev, v.wall, t0)
+            # a learned run's train loss is its own objective, not the others' MSE
+            lname = f"{name} (learned γ: -ELBO)" if name in self._learned else name
             if v.smoothing:
-                loss.append(Series(name, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
-                faint.append(Series(name, tx, tr["loss"], "dim " + c, faint=True))
+                loss.append(Series(lname, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
+                faint.append(Series(lname, tx, tr["loss"], "dim " + c, faint=True))
             else:
-                loss.append(Series(name, tx, tr["loss"], c))
+                loss.append(Series(lname, tx, tr["loss"], c))
             bpd.append(Series(name, ex, ev["total"], c))
         fmt = duration if v.wall else None
         lp, bp = self.query_one("#overlay-loss", Plot), self.query_one("#overlay-bpd", Plot)

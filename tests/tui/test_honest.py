@@ -496,3 +496,21 @@ async def test_a_learned_run_does_not_put_its_held_out_mse_on_the_train_objectiv
         plot = s.query_one("#loss-plot")
         assert [x.name for x in plot.series] == ["train"] and "learned" in str(plot.border_title)
         assert "held-out MSE" in text(app, "#stats")
+
+
+@pytest.mark.anyio
+async def test_the_overlay_names_a_learned_runs_train_objective(tmp_path):
+    root = _five_runs(tmp_path / "runs")
+    log = root / "delta" / "metrics.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    start["config"] = {**(start.get("config") if isinstance(start.get("config"), dict) else {}), "schedule": "learned"}
+    log.write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(120, 36)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.ready)
+        await pilot.press("space", "down", "down", "space", "o")
+        await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-loss").series) == 2)
+        assert [x.name for x in app.screen.query_one("#overlay-loss").series] == ["alpha", "delta (learned γ: -ELBO)"]
+        assert [x.name for x in app.screen.query_one("#overlay-bpd").series] == ["alpha", "delta"]
