@@ -42,6 +42,11 @@ CONFIGS = {
     # t near 0 by -SNR'(0) ~ 1e7 and training fails (8,461 bits/dim after 3 CPU minutes, white samples)
     "learned": ["--schedule", "learned", "--prediction", "x0-precond", "--batch-size", "32", "--ema", "0.995",
                 "--n-samples", "36"],
+    # EDM's weighting (--weighting edm): the learned run's network on the ELBO integrand times 1 + 1/(SNR sigma_d^2)
+    # (gamma still on the ELBO), and cosine x0-precond on ||x_0 - x̂_0||^2 / c_out^2
+    "learned-edm": ["--schedule", "learned", "--prediction", "x0-precond", "--weighting", "edm", "--batch-size", "32",
+                    "--ema", "0.995", "--n-samples", "36"],
+    "preconditioned-edm": DEMO + ["--prediction", "x0-precond", "--weighting", "edm"],
 }
 
 
@@ -94,27 +99,24 @@ def cmd_train(args) -> None:
 
 
 def evaluate(run: Path, n: int, draws: int) -> dict:
-    """`vdm elbo` of a run (importance-sampled t, both decoders), its denoising-form column parsed.
+    """`vdm elbo --json` of a run (importance-sampled t, both decoders), kept in <run>/elbo.json.
 
-    Returns {decoder: {term: bits/dim, "se": MC standard error}} and keeps the whole report
-    in <run>/elbo.txt, as printed.
+    Returns {decoder: {term: bits/dim, "se": MC standard error}, "shared": {prior, matching},
+    "describe": {decoder: its description}} for the denoising form, and "continuous" (bits/dim
+    total) for a learned run.
     """
     out = subprocess.run([VDM, "elbo", str(run), "--n", str(n), "--draws", str(draws), "--estimator", "importance",
-                          "--decoder", "both"], check=True, capture_output=True, text=True).stdout
-    (run / "elbo.txt").write_text(out)
-    rows = {}
-    for line in out.splitlines():
-        cells = line.split()
-        for dec in ("fixed", "calibrated"):
-            for key, prefix in (("reconstruction", f"reconstruction, {dec} decoder"),
-                                ("total", f"total (-ELBO), {dec} decoder"), ("se", f"MC standard error, {dec}")):
-                if line.startswith(prefix):
-                    rows.setdefault(dec, {})[key] = float(cells[len(prefix.split()) + 1])
-        for key, prefix in (("prior", "prior matching"), ("matching", "consistency / denoising matching")):
-            if line.startswith(prefix):
-                rows.setdefault("shared", {})[key] = float(cells[len(prefix.split()) + 1])
-        if line.startswith("decoder p(x_0|x_1):"):
-            rows.setdefault("describe", {})[cells[2].rstrip(",")] = line.split(": ", 1)[1].split(" (")[0]
+                          "--decoder", "both", "--json"], check=True, capture_output=True, text=True).stdout
+    (run / "elbo.json").write_text(out)
+    rep = json.loads(out)
+    den = rep["forms"]["denoising"]
+    rows = {d: {"reconstruction": r["reconstruction"], "total": r["total"], "se": r["mc_standard_error"]}
+            for d, r in den.items()}
+    first = rep["decoders"][0]["name"]
+    rows["shared"] = {"prior": den[first]["prior"], "matching": den[first]["matching"]}
+    rows["describe"] = {d["name"]: d["describe"] for d in rep["decoders"]}
+    if "continuous" in rep:
+        rows["continuous"] = rep["continuous"]["bpd"]["total"]
     return rows
 
 
@@ -136,13 +138,15 @@ def cmd_table(args) -> None:
         run = out / t["name"]
         e = evaluate(run, args.n, args.draws)
         rows.append((t, steps_of(run), e))
-    print("| run | CPU min | updates | decoder | -ELBO bits/dim (± MC s.e.) | reconstruction | prior | matching |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | CPU min | updates | decoder | -ELBO bits/dim (± MC s.e.) | reconstruction | prior | matching | continuous |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for t, steps, e in rows:
         for dec in ("fixed", "calibrated"):
             d, sh = e[dec], e["shared"]
+            cont = f"{e['continuous']:.2f}" if "continuous" in e else "-"
             print(f"| {t['name']} | {t['cpu_s_at_stop'] / 60:.1f} | {steps} | {e['describe'][dec]} | "
-                  f"{d['total']:.2f} ± {d['se']:.2f} | {d['reconstruction']:.2f} | {sh['prior']:.3f} | {sh['matching']:.2f} |")
+                  f"{d['total']:.2f} ± {d['se']:.2f} | {d['reconstruction']:.2f} | {sh['prior']:.3f} | {sh['matching']:.2f} | "
+                  f"{cont} |")
     print(f"\nsample grids: {out}/<run>/samples/latest.png")
 
 

@@ -24,7 +24,7 @@ ALPHA_MARGIN = 1e-6  # vdm.train.ALPHA_MARGIN: closer to 0 or 1, alpha rounds to
 # them. Every other flag (--epochs, --minutes, how often it reports, the device, precision, compile)
 # may change.
 RESUME_MUST_MATCH = ("model", "prediction", "schedule", "T", "alpha", "data", "limit", "batch_size", "lr",
-                     "ema", "seed")
+                     "ema", "seed", "weighting")
 
 
 class CommandError(Exception):
@@ -153,6 +153,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="what the network predicts: x0 (the assignment's), eps, or x0-precond "
                         "(x̂_0 = c_skip(t) x_t + c_out(t) F, EDM's preconditioning; the same MSE on x_0)")
     _add_schedule_args(p)
+    p.add_argument("--weighting", choices=("default", "edm"), default=d.weighting,
+                   help="what trains the network: default (the assignment's MSE on x_0; the -ELBO for --schedule "
+                        "learned) or edm (||x_0 - x̂_0||^2 / c_out(t)^2, Karras et al. 2022; with --schedule learned "
+                        "the network on the ELBO's integrand reweighted so, gamma still on the ELBO). Bounds "
+                        "reported are the ELBO either way")
     p.add_argument("--epochs", type=_positive_int, default=d.epochs)
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     p.add_argument("--lr", type=_finite_float, default=d.lr)
@@ -243,6 +248,9 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true",
+                   help="print the report's numbers as one JSON object (bound, terms, estimator, standard errors, "
+                        "decoders, references) instead of the table")
     p.set_defaults(func=cmd_elbo)
 
 
@@ -540,11 +548,19 @@ def cmd_elbo(args) -> int:
         decoders = _elbo_decoders(den, s, x_cal, args.decoder, g, device)
         proposals = {f: _elbo_proposal(den, s, x_cal, f, args, g, device) for f in E.FORMS}
         draws = {f: _elbo_draws(den, s, x, f, args, decoders, proposals[f], g, device) for f in E.FORMS}
-    _print_elbo(args, meta, name, s, x, len(test), decoders, draws)
-    if s.kind == "learned":  # the same model's continuous-time bound, beside the discrete-T one above
-        from vdm.continuous import report
+    summary = elbo_summary(args, meta, name, s, x, len(test), decoders, draws)
+    if s.kind == "learned":  # the same model's continuous-time bound, beside the discrete-T one
+        from vdm.continuous import report, report_numbers
 
-        print(report(den, x, args.batch_size, args.seed, device, args.draws))
+        summary["continuous"] = report_numbers(den, x, args.batch_size, args.seed, device, args.draws)
+    if args.json:
+        import json
+
+        print(json.dumps(_nan_to_null(summary), allow_nan=False))
+        return 0
+    _print_elbo(summary)
+    if "continuous" in summary:
+        print(report(summary["continuous"]))
     return 0
 
 
@@ -594,41 +610,86 @@ def _elbo_draws(den, s, x, form, args, decoders, proposal, g, device) -> dict:
     return {d: {k: torch.stack(v) for k, v in terms.items()} for d, terms in rows.items()}
 
 
-def _print_elbo(args, meta, name, s, x, n_test, decoders, draws) -> None:
+def elbo_summary(args, meta, name, s, x, n_test, decoders, draws) -> dict:
+    """The numbers of `vdm elbo`'s report as one JSON-ready dict (what --json prints; the text is made from it).
+
+    bits/dim per form ("consistency", "denoising") and decoder: every term, the total, the estimator's
+    Monte Carlo standard error (vdm.elbo.mc_standard_error, images fixed) and the spread across images
+    / sqrt(n); nats for the denoising form; the estimator, the decoders and the references beside.
+    """
     from vdm import elbo as E
 
     dims, n = x[0].numel(), len(x)
     bpd = lambda v: float(E.nats_to_bpd(v, dims))  # noqa: E731
-    pred = meta.get("prediction", "x0")
-    print(f"-ELBO of {meta.get('model')} ({pred} prediction) at step {meta.get('step')} on {n} held-out {name} "
-          f"images (test split 0..{n - 1}); {s.describe()}")
-    print(f"-ELBO is an upper bound on -log p(x_0), here in bits per dimension ({dims:,} dimensions an image).")
     how = {"full": "the full sum over t", "uniform": "one uniform t per image, weight T - 1",
            "importance": "one t per image from p(t), weight 1/p(t); p(t) from "
                          + ("a pilot pass on 16 calibration images" if args.proposal == "pilot" else "the SNR alone")}
-    print(f"estimator: {args.estimator}, {how[args.estimator]}; {args.draws} independent draw(s) per image, averaged")
+    forms = {}
+    for f in E.FORMS:
+        forms[f] = {}
+        for d in decoders:
+            tot = draws[f][d.name]["total"]
+            row = {k: bpd(draws[f][d.name][k].mean()) for k in ("reconstruction", "prior", "matching", "total")}
+            row["mc_standard_error"] = bpd(E.mc_standard_error(tot))
+            row["spread_over_sqrt_n"] = bpd(tot.mean(0).std() / math.sqrt(n)) if n > 1 else float("nan")
+            row["nats"] = {k: float(draws[f][d.name][k].mean()) for k in ("reconstruction", "prior", "matching", "total")}
+            forms[f][d.name] = row
+    decs = []
     for d in decoders:
         where = ("DDPM's sqrt(1 - alpha_1)" if d.name == "fixed" else
                  f"max. likelihood on test images {n_test - args.calibration_n}..{n_test - 1}, not the evaluated ones")
-        print(f"decoder p(x_0|x_1): {d.describe()} ({where})")
+        decs.append({"name": d.name, "std_grey_levels": [float(v) * 127.5 for v in d.std.flatten()],
+                     "describe": d.describe(), "how": where})
+    return {
+        "bound": "-ELBO, an upper bound on -log p(x_0)", "unit": "bits/dim", "dims": dims,
+        "model": meta.get("model"), "prediction": meta.get("prediction", "x0"), "step": meta.get("step"),
+        "data": name, "images": n, "test_split": [0, n - 1], "schedule": s.describe(), "T": s.T,
+        "estimator": {"name": args.estimator, "describe": how[args.estimator], "draws": args.draws,
+                      "proposal": args.proposal if args.estimator == "importance" else None},
+        "decoders": decs, "forms": forms,
+        "references": {"uniform_bpd": E.UNIFORM_BPD, "cifar10_bpd": dict(E.CIFAR10_BPD),
+                       "same_data_set": name == "cifar10"},
+    }
+
+
+def _nan_to_null(v):
+    """A NaN (a standard error of one draw, a spread of one image) as JSON's null: NaN is not JSON."""
+    if isinstance(v, dict):
+        return {k: _nan_to_null(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_to_null(x) for x in v]
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _print_elbo(summary: dict) -> None:
+    """`vdm elbo`'s text report, from :func:`elbo_summary`'s numbers."""
+    from vdm import elbo as E
+
+    sm, n, name = summary, summary["images"], summary["data"]
+    print(f"-ELBO of {sm['model']} ({sm['prediction']} prediction) at step {sm['step']} on {n} held-out {name} "
+          f"images (test split 0..{n - 1}); {sm['schedule']}")
+    print(f"-ELBO is an upper bound on -log p(x_0), here in bits per dimension ({sm['dims']:,} dimensions an image).")
+    est = sm["estimator"]
+    print(f"estimator: {est['name']}, {est['describe']}; {est['draws']} independent draw(s) per image, averaged")
+    for d in sm["decoders"]:
+        print(f"decoder p(x_0|x_1): {d['describe']} ({d['how']})")
     print()
     print(f"{'term':<44} {'consistency bpd':>16} {'denoising bpd':>14} {'nats (denoising)':>17}")
-    first = decoders[0].name
-    rows = [(f"reconstruction, {d.name} decoder", d.name, "reconstruction") for d in decoders]
-    rows += [("prior matching", first, "prior"), ("consistency / denoising matching", first, "matching")]
-    rows += [(f"total (-ELBO), {d.name} decoder", d.name, "total") for d in decoders]
+    names = [d["name"] for d in sm["decoders"]]
+    rows = [(f"reconstruction, {d} decoder", d, "reconstruction") for d in names]
+    rows += [("prior matching", names[0], "prior"), ("consistency / denoising matching", names[0], "matching")]
+    rows += [(f"total (-ELBO), {d} decoder", d, "total") for d in names]
+    c_, d_ = sm["forms"]["consistency"], sm["forms"]["denoising"]
     for label, dname, k in rows:
-        c, d = draws["consistency"][dname][k].mean(), draws["denoising"][dname][k].mean()
-        print(f"{label:<44} {bpd(c):>16.4f} {bpd(d):>14.4f} {float(d):>17.2f}")
-    for d in decoders:
-        mc = {f: bpd(E.mc_standard_error(draws[f][d.name]["total"])) for f in E.FORMS}
-        spread = {f: bpd(draws[f][d.name]["total"].mean(0).std() / math.sqrt(n)) if n > 1 else float("nan") for f in E.FORMS}
-        print(f"{'MC standard error, ' + d.name:<44} {mc['consistency']:>16.4f} {mc['denoising']:>14.4f}")
-        print(f"{'spread across images / sqrt(n), ' + d.name:<44} {spread['consistency']:>16.4f} {spread['denoising']:>14.4f}")
+        print(f"{label:<44} {c_[dname][k]:>16.4f} {d_[dname][k]:>14.4f} {d_[dname]['nats'][k]:>17.2f}")
+    for d in names:
+        print(f"{'MC standard error, ' + d:<44} {c_[d]['mc_standard_error']:>16.4f} {d_[d]['mc_standard_error']:>14.4f}")
+        print(f"{'spread across images / sqrt(n), ' + d:<44} {c_[d]['spread_over_sqrt_n']:>16.4f} "
+              f"{d_[d]['spread_over_sqrt_n']:>14.4f}")
     print("MC standard error: the estimator's own noise (t, x_t, x_1 redrawn) with these images fixed; the spread "
           "across images also holds how much the images differ.")
     cifar = ", ".join(f"{k} {v:.2f}" for k, v in E.CIFAR10_BPD)
-    data_note = ("the same data set" if name == "cifar10" else
+    data_note = ("the same data set" if sm["references"]["same_data_set"] else
                  f"another data set than these {name} images, so not comparable image for image")
     print(f"references (-log p or -ELBO, bits/dim): a model uniform over the 256 levels scores {E.UNIFORM_BPD:g} bits/dim; "
           f"published CIFAR-10 test bounds ({data_note}): {cifar}.")

@@ -254,6 +254,25 @@ def diffusion_nats(g: torch.Tensor, dg: torch.Tensor, x0: torch.Tensor, eps: tor
     return 0.5 * dg * torch.exp(-g) * (x0 - out).pow(2).flatten(1).sum(1)
 
 
+WEIGHTINGS = ("default", "edm")  # what trains the network; "default": the -ELBO itself
+
+
+def edm_weight(g: torch.Tensor) -> torch.Tensor:
+    """w(gamma) = 1 + e^gamma / sigma_d^2 = 1 + 1 / (SNR sigma_d^2): the factor that turns the ELBO's integrand into EDM's loss.
+
+    The ELBO weights ||x_0 - x̂_0||^2 by 1/2 gamma' SNR. For x0-precond, x_0 - x̂_0 = c_out (F* - F) and
+    SNR c_out^2 = SNR sigma_d^2 / (1 + SNR sigma_d^2) (vdm.denoiser.precond_coefs), so the network's own
+    output F is weighted by 1/2 gamma' SNR sigma_d^2 / (1 + SNR sigma_d^2): gamma' at high SNR but
+    SNR sigma_d^2 gamma' at low SNR (3e-5 gamma' at log SNR -9), where a sample's shapes are decided.
+    Times w, the weight of ||F* - F||^2 is 1/2 gamma'(t) exactly, i.e. 1/2 d(log SNR) : every noise
+    level counts alike, whatever the schedule (EDM's lambda = 1/c_out^2 in x_0). w -> 1 at high SNR,
+    so the small-t terms, which hold the bound, keep the ELBO's weight.
+    """
+    from vdm.denoiser import SIGMA_DATA
+
+    return 1.0 + torch.exp(g) / SIGMA_DATA ** 2
+
+
 def prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """KL(N(alpha_1 x, sigma_1^2) || N(0, I)) per image, alpha_1^2 = sigmoid(-gamma(1)), analytic."""
     from vdm.elbo import gaussian_kl
@@ -298,12 +317,23 @@ def recon_rows_of(n: int) -> torch.Tensor:
 
 
 def training_nats(net, gamma: GammaNet, x0, t, eps, eps0, rows: torch.Tensor, recon_scale: float,
-                  T: int, prediction: str) -> torch.Tensor:
+                  T: int, prediction: str, weighting: str = "default"):
     """Per image, an unbiased estimate of -ELBO in nats: diffusion + prior, plus recon_scale * reconstruction
-    on the images ``rows`` (recon_scale = global batch / rows kept in it, so the batch mean is unbiased)."""
+    on the images ``rows`` (recon_scale = global batch / rows kept in it, so the batch mean is unbiased).
+
+    ``weighting`` "edm": (elbo, net_loss), both per image from the one network call; net_loss has the
+    diffusion integrand times :func:`edm_weight` (a constant: the weight is not trained), the same
+    prior and reconstruction. The trainer takes the network's gradient from net_loss and gamma's from
+    the ELBO (vdm.train). "default": the ELBO alone.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}.")
     diff, prior, recon = vlb_terms(net, gamma, x0, t, eps, eps0, rows, T, prediction)
-    total = diff + prior
-    return total.index_add(0, rows, recon * recon_scale)
+    elbo = (diff + prior).index_add(0, rows, recon * recon_scale)
+    if weighting == "default":
+        return elbo
+    w = edm_weight(gamma(t.float()).detach())
+    return elbo, (diff * w + prior).index_add(0, rows, recon * recon_scale)
 
 
 @dataclass
@@ -347,36 +377,49 @@ def continuous_elbo(denoiser, gamma: GammaNet, x0: torch.Tensor, generator=None,
     return ContinuousELBO(recon, prior, diff, x0[0].numel())
 
 
-def report(denoiser, images_uint8: torch.Tensor, batch_size: int = 128, seed: int = 0, device="cpu",
-           draws: int = 2) -> str:
-    """The lines `vdm elbo` prints for a learned run: its continuous-time -ELBO term by term in bits/dim.
+CONTINUOUS_TERMS = {"reconstruction": "reconstruction -log p(x0|z0)", "prior": "prior matching",
+                    "diffusion": "diffusion loss L_inf (T -> infinity)", "total": "total (-ELBO), continuous time"}
+
+
+def report_numbers(denoiser, images_uint8: torch.Tensor, batch_size: int = 128, seed: int = 0, device="cpu",
+                   draws: int = 2) -> dict:
+    """A learned run's continuous-time -ELBO of the images, term by term (bits/dim and nats), as a dict.
 
     ``draws`` independent estimates per image (t, z_t, z_0 redrawn), averaged; with two or more the
-    Monte Carlo standard error is vdm.elbo.mc_standard_error's, the images held fixed.
+    Monte Carlo standard error is vdm.elbo.mc_standard_error's, the images held fixed (None with one).
     """
     from vdm import data as datasets
     from vdm.elbo import mc_standard_error, nats_to_bpd
 
     gamma = gamma_of(denoiser.schedule)
     g = torch.Generator(device=device).manual_seed(seed)
-    names = {"reconstruction": "reconstruction -log p(x0|z0)", "prior": "prior matching",
-             "diffusion": "diffusion loss L_inf (T -> infinity)", "total": "total (-ELBO), continuous time"}
-    rows = {k: [] for k in names}
+    rows = {k: [] for k in CONTINUOUS_TERMS}
     for _ in range(max(1, draws)):
         parts = [continuous_elbo(denoiser, gamma, datasets.to_float(images_uint8[i: i + batch_size].to(device)), generator=g)
                  for i in range(0, len(images_uint8), batch_size)]
-        for k in names:
+        for k in CONTINUOUS_TERMS:
             rows[k].append(torch.cat([p.terms()[k] for p in parts]).double().cpu())
     est = {k: torch.stack(v) for k, v in rows.items()}  # [draws, n]
     dims, n = images_uint8[0].numel(), len(images_uint8)
     bpd = lambda v: float(nats_to_bpd(v, dims))  # noqa: E731
     g0, g1 = gamma.endpoints()
-    lines = ["", f"continuous time, the same model (vdm.continuous): gamma(0) = {g0:.3f}, gamma(1) = {g1:.3f}, i.e. "
-             f"log SNR {-g0:.2f} at t = 0 to {-g1:.2f} at t = 1; antithetic t, {max(1, draws)} draw(s) per image",
-             f"{'term':<40} {'bpd':>16} {'nats':>14}"]
-    for k, label in names.items():
-        lines.append(f"{label:<40} {bpd(est[k].mean()):>16.4f} {float(est[k].mean()):>14.2f}")
-    lines.append(f"{'MC standard error':<40} {bpd(mc_standard_error(est['total'])):>16.4f}")
+    mc = bpd(mc_standard_error(est["total"]))
     spread = bpd(est["total"].mean(0).std() / math.sqrt(n)) if n > 1 else float("nan")
-    lines.append(f"{'spread across images / sqrt(n)':<40} {spread:>16.4f}")
+    return {"gamma_0": g0, "gamma_1": g1, "times": "antithetic", "draws": max(1, draws),
+            "bpd": {k: bpd(est[k].mean()) for k in CONTINUOUS_TERMS},
+            "nats": {k: float(est[k].mean()) for k in CONTINUOUS_TERMS},
+            "mc_standard_error": None if math.isnan(mc) else mc, "spread_over_sqrt_n": None if math.isnan(spread) else spread}
+
+
+def report(numbers: dict) -> str:
+    """The lines `vdm elbo` prints for a learned run, from :func:`report_numbers`'s dict."""
+    g0, g1 = numbers["gamma_0"], numbers["gamma_1"]
+    lines = ["", f"continuous time, the same model (vdm.continuous): gamma(0) = {g0:.3f}, gamma(1) = {g1:.3f}, i.e. "
+             f"log SNR {-g0:.2f} at t = 0 to {-g1:.2f} at t = 1; antithetic t, {numbers['draws']} draw(s) per image",
+             f"{'term':<40} {'bpd':>16} {'nats':>14}"]
+    for k, label in CONTINUOUS_TERMS.items():
+        lines.append(f"{label:<40} {numbers['bpd'][k]:>16.4f} {numbers['nats'][k]:>14.2f}")
+    fmt = lambda v: f"{float('nan') if v is None else v:>16.4f}"  # noqa: E731
+    lines.append(f"{'MC standard error':<40} {fmt(numbers['mc_standard_error'])}")
+    lines.append(f"{'spread across images / sqrt(n)':<40} {fmt(numbers['spread_over_sqrt_n'])}")
     return "\n".join(lines)

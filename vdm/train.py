@@ -31,7 +31,7 @@ from vdm import checkpoint as ckpt
 from vdm import continuous
 from vdm import data as datasets
 from vdm import distributed
-from vdm.denoiser import Denoiser, PREDICTIONS
+from vdm.denoiser import Denoiser, PREDICTIONS, precond_coefs
 from vdm.diffusion import q_sample, reparameterise
 from vdm.elbo import elbo, nats_to_bpd
 from vdm.images import grid, save_png
@@ -67,6 +67,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
+    # what trains the network: "default" (the assignment's MSE on x_0, or the -ELBO for --schedule learned)
+    # or "edm" (EDM's weight 1/c_out(t)^2 on ||x_0 - x̂_0||^2; learned: the ELBO integrand times
+    # vdm.continuous.edm_weight, gamma still trained on the ELBO). Reported bounds are always the ELBO.
+    weighting: str = "default"
     seed: int = 0
     device: str = "auto"
     minutes: float = 0.0  # stop (with a checkpoint and samples) after this much wall time; 0: no limit
@@ -109,6 +113,10 @@ class TrainConfig:
             raise ValueError(f"--seed must lie in 0..{2**32 - 1}, got {str(self.seed)[:24]}.")
         if self.schedule == "learned" and self.prediction not in continuous.PREDICTIONS:
             raise ValueError(f"--schedule learned trains {', '.join(continuous.PREDICTIONS)} models, not {self.prediction!r}.")
+        if self.weighting not in continuous.WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; expected one of {', '.join(continuous.WEIGHTINGS)}.")
+        if self.weighting == "edm" and self.prediction == "eps":
+            raise ValueError("--weighting edm weights the error of x̂_0 (x0 or x0-precond), not an eps model's.")
         if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
             raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -216,6 +224,12 @@ class Trainer:
             self.train_net = torch.compile(self.train_net, mode="reduce-overhead" if cfg.cuda_graphs and cuda else None)
         # alpha_bar_t as a device table: drawing x_t needs no host round trip (q_sample checks t on the host)
         self._alpha_bar = self.schedule.alpha_bar.to(self.device, torch.float32)
+        # --weighting edm on a fixed schedule: EDM's 1/c_out(t)^2 per step, a device table (float64 -> float32)
+        self._edm_w = (precond_coefs(self.schedule)[1][1:].pow(-2) if cfg.weighting == "edm" and not self.learned
+                       else None)
+        self._edm_w = None if self._edm_w is None else torch.cat([torch.zeros(1, dtype=torch.float64), self._edm_w]).to(
+            self.device, torch.float32)
+        self._net_loss = None  # learned + edm: the network's loss of the last loss_on (its gradient; vdm.continuous)
         self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None).to(self.device)
         test = datasets.load(cfg.data, "test", cfg.data_dir)
         self.eval_data = test[: cfg.eval_size].to(self.device) if cfg.eval_size else None
@@ -351,7 +365,10 @@ class Trainer:
             # x_0, unweighted. It weights F's error by c_out(t)^2 (1e-4 at small t), EDM's 1/c_out^2
             # would not: measured, the small-t ELBO terms pay for it (README, "Preconditioned x̂_0")
             pred = self.model.raw(x_t, t, net=self.train_net)
-        loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
+        if self._edm_w is None:
+            loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
+        else:  # EDM: ||x_0 - x̂_0||^2 / c_out(t)^2, for x0-precond the unweighted MSE on F (the error c_out divides)
+            loss = ((pred.float() - x0).pow(2) * self._edm_w[t].view(-1, 1, 1, 1)).mean()
         if self.dist.enabled:
             loss = loss * distributed.loss_scale(n, self.dist)
         return loss
@@ -377,12 +394,25 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 return self.train_net(z, steps)
 
-        nats = continuous.training_nats(net, self.gamma, x0, t, eps, eps0, rows.to(self.device), scale,
-                                        self.cfg.T, self.cfg.prediction)
-        loss = nats_to_bpd(nats, x0[0].numel()).mean()
-        if self.dist.enabled:
-            loss = loss * distributed.loss_scale(n, self.dist)
+        out = continuous.training_nats(net, self.gamma, x0, t, eps, eps0, rows.to(self.device), scale,
+                                       self.cfg.T, self.cfg.prediction, self.cfg.weighting)
+        nats, net_nats = out if self.cfg.weighting == "edm" else (out, None)
+        dist = distributed.loss_scale(n, self.dist) if self.dist.enabled else 1.0
+        loss = nats_to_bpd(nats, x0[0].numel()).mean() * dist
+        self._net_loss = None if net_nats is None else nats_to_bpd(net_nats, x0[0].numel()).mean() * dist
         return loss
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Gradients of a step: loss.backward(), except a learned run with --weighting edm, whose network
+        takes the gradient of the weighted loss and gamma that of the ELBO (``loss``), from the one
+        forward pass: two backward passes, each into its own parameters only (inputs=), so neither
+        leaks into the other's (the weighted loss would pull gamma_max down: 1/sigma_d^2 at low SNR)."""
+        if self._net_loss is None:
+            loss.backward()
+            return
+        net_loss, self._net_loss = self._net_loss, None
+        net_loss.backward(inputs=list(self.model.net.parameters()), retain_graph=True)
+        loss.backward(inputs=list(self.gamma.parameters()))
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The data order of an epoch: a function of (seed, epoch) only, so a resume needs no saved order."""
@@ -525,7 +555,7 @@ class Trainer:
                     idx = order[i * cfg.batch_size: (i + 1) * cfg.batch_size]
                     loss = self.loss_on(self.train_data[idx])
                     self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    self.backward(loss)
                     if self.learned and self.dist.enabled:
                         _average_grads(self.gamma.parameters(), self.dist.world)  # DDP wraps the network only
                     gnorm = torch.nn.utils.clip_grad_norm_(self.params, float("inf"))

@@ -278,6 +278,52 @@ def test_tiny_run_sample_elbo_forward(tiny_run, capsys, monkeypatch, tmp_path):
                   "VDM (Kingma et al. 2021) 2.64", "not comparable"):
         assert words in out, words
 
+    # --json: the same numbers as one object (the same seed draws the same t, x_t and x_1)
+    rc, js, err = run(["elbo", run_dir, "--n", "8", "--device", "cpu", "--json"], capsys)
+    assert rc == 0, err
+    rep = json.loads(js)  # stdout is the object and nothing else
+    assert rep["unit"] == "bits/dim" and rep["images"] == 8 and rep["dims"] == 3 * 32 * 32
+    assert rep["estimator"]["name"] == "full" and rep["estimator"]["draws"] == 2
+    assert [d["name"] for d in rep["decoders"]] == ["fixed", "calibrated"]
+    assert rep["references"]["uniform_bpd"] == 8 and rep["references"]["cifar10_bpd"]["DDPM (Ho et al. 2020)"] == 3.70
+    assert rep["references"]["same_data_set"] is False
+    for form, col in (("consistency", 0), ("denoising", 1)):
+        for dec in ("fixed", "calibrated"):
+            r = rep["forms"][form][dec]
+            assert r["reconstruction"] + r["prior"] + r["matching"] == pytest.approx(r["total"], rel=1e-6)  # float32 terms
+            # bits/dim = nats / (D ln 2), from the nats it also reports
+            assert r["total"] == pytest.approx(r["nats"]["total"] / (rep["dims"] * math.log(2)), rel=1e-12)
+            assert r["total"] == pytest.approx(rows[f"total (-ELBO), {dec} decoder"][col], abs=1e-4)  # the table's
+            assert r["mc_standard_error"] > 0 and r["spread_over_sqrt_n"] > 0
+    assert "continuous" not in rep  # a discrete schedule has no continuous-time block
+    # benchmarks/bench_likelihood.py reads this object (not the table's text): its row is the object's numbers
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("bench_likelihood", Path(__file__).parents[2] / "benchmarks" / "bench_likelihood.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    seen = {}
+
+    def fake_run(argv, **kw):
+        seen["argv"] = argv
+        return types.SimpleNamespace(stdout=js)
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    row = bench.evaluate(tmp_path, 8, 2)
+    assert "--json" in seen["argv"] and json.loads((tmp_path / "elbo.json").read_text()) == rep
+    for dec in ("fixed", "calibrated"):
+        r = rep["forms"]["denoising"][dec]
+        assert row[dec] == {"reconstruction": r["reconstruction"], "total": r["total"], "se": r["mc_standard_error"]}
+    assert row["shared"] == {"prior": rep["forms"]["denoising"]["fixed"]["prior"],
+                             "matching": rep["forms"]["denoising"]["fixed"]["matching"]}
+    assert row["describe"]["fixed"].startswith("fixed, std")
+    rc, js, err = run(["elbo", run_dir, "--n", "1", "--draws", "1", "--estimator", "uniform", "--decoder", "fixed",
+                       "--device", "cpu", "--json"], capsys)
+    assert rc == 0, err
+    one = json.loads(js)["forms"]["denoising"]["fixed"]  # one draw of one image: no error bar, null rather than NaN
+    assert one["mc_standard_error"] is None and one["spread_over_sqrt_n"] is None and math.isfinite(one["total"])
+
     rc, out, err = run(["forward", "--T", "20"], capsys)
     assert rc == 0, err
     with Image.open("forward.png") as im:

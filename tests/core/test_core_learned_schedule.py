@@ -282,7 +282,7 @@ def test_the_endpoints_move_in_training(tmp_path):
     assert bool((tr.gamma(DENSE.float()).diff() > 0).all())
 
 
-def test_a_learned_run_saves_opens_and_resumes_with_its_gamma(tmp_path):
+def test_a_learned_run_saves_opens_and_resumes_with_its_gamma(tmp_path, capsys):
     one = Trainer(_cfg(tmp_path, epochs=1), tmp_path / "l", echo=lambda *a: None)
     one.run()
     saved = one.gamma.to_params()
@@ -294,12 +294,28 @@ def test_a_learned_run_saves_opens_and_resumes_with_its_gamma(tmp_path):
     assert saved != make_schedule("learned", 20).params  # it moved, and the run reports the moved one
 
     # `vdm elbo`'s continuous-time lines: the three terms add up to the printed total
-    text = continuous.report(den, run.test_images()[:6], batch_size=4, draws=2)
+    numbers = continuous.report_numbers(den, run.test_images()[:6], batch_size=4, draws=2)
+    b = numbers["bpd"]
+    assert b["reconstruction"] + b["prior"] + b["diffusion"] == pytest.approx(b["total"], abs=1e-9)
+    text = continuous.report(numbers)
     vals = {ln[:40].strip(): float(ln[40:57]) for ln in text.splitlines() if ln[:1].isalpha() and ln[40:57].strip()
             and not ln.startswith(("term", "continuous"))}
     parts = [v for k, v in vals.items() if k.startswith(("reconstruction", "prior", "diffusion"))]
     assert len(parts) == 3 and sum(parts) == pytest.approx(vals["total (-ELBO), continuous time"], abs=2e-4)
     assert vals["MC standard error"] > 0
+
+    # `vdm elbo --json`: the continuous-time block beside the discrete one, the same numbers as report_numbers'
+    import json
+
+    from vdm.cli import main
+
+    capsys.readouterr()
+    assert main(["elbo", str(tmp_path / "l"), "--n", "6", "--calibration-n", "16", "--estimator", "uniform",
+                 "--batch-size", "4", "--device", "cpu", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["continuous"]["bpd"] == pytest.approx(numbers["bpd"], rel=1e-9)  # seed 0, batch 4, 2 draws: same draws
+    assert rep["continuous"]["gamma_0"] == pytest.approx(one.gamma.endpoints()[0])
+    assert set(rep["forms"]) == {"consistency", "denoising"}
 
     # the monitor's numbers: gamma's endpoints in every train and eval record, moving
     recs, bad = read_all(run.metrics_path)
@@ -417,3 +433,60 @@ def test_two_ranks_train_the_same_gamma_as_one_process(tmp_path):
         assert a["gamma_min"] == pytest.approx(b["gamma_min"], abs=1e-5)
         assert a["gamma_max"] == pytest.approx(b["gamma_max"], abs=1e-5)
     assert steps["one"][-1]["gamma_min"] != steps["one"][0]["gamma_min"]
+
+
+# -- --weighting edm (issue 14: the learned run's samples) ----------------------------------------
+def test_edm_weight_gives_f_the_weight_half_gamma_prime_at_every_noise_level():
+    """x0-precond: the ELBO integrand times edm_weight is 1/2 gamma' ||F* - F||^2, F* = (x_0 - c_skip z) / c_out
+    (the coefficients formed here from alpha^2 = sigmoid(-gamma), sigma_d = 0.5), from log SNR -12 to 12."""
+    gen = torch.Generator().manual_seed(3)
+    g = torch.linspace(-12.0, 12.0, 9, dtype=torch.float64)
+    dg = torch.rand(9, generator=gen, dtype=torch.float64) * 20 + 1
+    x0 = torch.rand(9, 3, 4, 4, generator=gen, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(9, 3, 4, 4, generator=gen, dtype=torch.float64)
+    Fo = torch.randn(9, 3, 4, 4, generator=gen, dtype=torch.float64)
+    a2, s2, d2 = torch.sigmoid(-g), torch.sigmoid(g), 0.25
+    c_skip = a2.sqrt() * d2 / (a2 * d2 + s2)
+    c_out = (s2 * d2 / (a2 * d2 + s2)).sqrt()
+    v = lambda c: c.view(-1, 1, 1, 1)  # noqa: E731
+    z = v(a2.sqrt()) * x0 + v(s2.sqrt()) * eps
+    x0_hat = v(c_skip) * z + v(c_out) * Fo
+    f_star = (x0 - v(c_skip) * z) / v(c_out)
+    want = 0.5 * dg * (f_star - Fo).pow(2).flatten(1).sum(1)
+    got = continuous.diffusion_nats(g, dg, x0, eps, x0_hat, "x0-precond") * continuous.edm_weight(g)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=0)
+    # the ELBO's own weight on F vanishes at low SNR (what left the learned run's samples noise)
+    elbo_on_f = continuous.diffusion_nats(g, dg, x0, eps, x0_hat, "x0-precond") / want
+    assert float(elbo_on_f[-1]) < 1e-5 and float(elbo_on_f[0]) == pytest.approx(1.0, abs=1e-4)  # gamma 12: log SNR -12
+
+
+def test_weighting_edm_trains_the_network_on_the_weighted_loss_and_gamma_on_the_elbo(tmp_path):
+    """From one forward pass: the network's gradient is that of the weighted loss alone, gamma's that of
+    the ELBO alone (each checked against torch.autograd.grad of that loss by itself)."""
+    tr = Trainer(_cfg(tmp_path, prediction="x0-precond", weighting="edm"), tmp_path / "l", echo=lambda *a: None)
+    x = tr.train_data[:8]
+    loss = tr.loss_on(x)
+    net_loss = tr._net_loss
+    assert net_loss is not None and float(net_loss) > float(loss)  # w >= 1 on every term
+    net_p, gam_p = list(tr.model.net.parameters()), list(tr.gamma.parameters())
+    want_net = torch.autograd.grad(net_loss, net_p, retain_graph=True)
+    want_gam = torch.autograd.grad(loss, gam_p, retain_graph=True)
+    leak = torch.autograd.grad(net_loss, gam_p, retain_graph=True)  # what a plain backward of net_loss would give gamma
+    tr.opt.zero_grad(set_to_none=True)
+    tr.backward(loss)
+    for p, w in zip(net_p, want_net):
+        torch.testing.assert_close(p.grad, w)
+    for p, w, bad in zip(gam_p, want_gam, leak):
+        torch.testing.assert_close(p.grad, w)
+    assert float((tr.gamma.rho.grad - leak[1]).abs()) > 1e-3 * float(leak[1].abs())  # the two differ: the split matters
+    # "default" is the ELBO for both, one backward
+    tr2 = Trainer(_cfg(tmp_path, name="d", prediction="x0-precond"), tmp_path / "d", echo=lambda *a: None)
+    tr2.loss_on(x)
+    assert tr2._net_loss is None
+
+
+@pytest.mark.parametrize("kw, words", [(dict(weighting="edm", prediction="eps"), "not an eps model"),
+                                       (dict(weighting="snr"), "unknown weighting")])
+def test_weighting_refuses_what_it_cannot_weight(tmp_path, kw, words):
+    with pytest.raises(ValueError, match=words):
+        _cfg(tmp_path, **kw).validate()

@@ -130,3 +130,31 @@ def test_precond_checkpoint_trains_saves_and_opens(tmp_path):
     tr.model.eval()
     with torch.no_grad():
         torch.testing.assert_close(den(x, t), tr.model(x, t))
+
+
+def test_weighting_edm_is_the_unweighted_mse_on_f(tmp_path):
+    """--weighting edm on a fixed schedule: the loss is mean ||F - F*||^2 over pixels, F* = (x_0 - c_skip x_t) / c_out,
+    formed here from the same draws of t and eps (the generator copied) and the coefficients' formula."""
+    from vdm.data import to_float as tf
+    from vdm.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(runs_dir=str(tmp_path), name="e", prediction="x0-precond", schedule="cosine", T=20,
+                      weighting="edm", epochs=1, limit=16, batch_size=8, eval_size=8, n_samples=1, device="cpu")
+    tr = Trainer(cfg, tmp_path / "e", echo=lambda *a: None)
+    x = tr.train_data[:8]
+    g = torch.Generator().manual_seed(7)
+    g2 = torch.Generator().manual_seed(7)
+    loss = tr.loss_on(x, gen=g)
+    t = torch.randint(1, 21, (8,), generator=g2)
+    eps = torch.randn(x.shape, generator=g2)
+    x0 = tf(x)
+    ab = Schedule.cosine(20).alpha_bar[t].view(-1, 1, 1, 1)
+    x_t = (ab.sqrt() * x0.double() + (1 - ab).sqrt() * eps.double())
+    d = SIGMA_DATA ** 2
+    c_skip, c_out, c_in = ab.sqrt() * d / (ab * d + 1 - ab), ((1 - ab) * d / (ab * d + 1 - ab)).sqrt(), (ab * d + 1 - ab).rsqrt()
+    f = tr.model.net((c_in * x_t).float(), t).double()  # train mode, the same batch: the same BatchNorm statistics
+    want = ((x0.double() - c_skip * x_t) / c_out - f).pow(2).mean()
+    assert float(loss) == pytest.approx(float(want), rel=1e-4)
+    # the default loss is the assignment's MSE on x_0, c_out^2 times smaller term by term
+    plain = ((c_skip * x_t + c_out * f - x0.double()).pow(2)).mean()
+    assert float(plain) < 0.5 * float(want)
