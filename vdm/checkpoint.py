@@ -124,6 +124,8 @@ def resolve(path: str | os.PathLike) -> Path:
 
     For a directory, the newest checkpoint whose two files are complete and agree.
     """
+    if str(path) == "":  # Path("") is the current directory, never what was meant (as vdm.run.open_run)
+        raise ValueError("an empty path is not a checkpoint; give the run's folder (runs/<name>) or a ckpt-*.json file.")
     p = Path(path)
     try:
         if p.is_dir():

@@ -82,6 +82,17 @@ def test_resume_of_an_empty_path_is_refused(tmp_path, capsys, monkeypatch):
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("cmd", ["sample", "elbo"])
+def test_an_empty_checkpoint_path_is_refused_inside_checkpoints(run, tmp_path, capsys, monkeypatch, cmd):
+    # the old code read '' as the current directory: inside runs/<name>/checkpoints/ it sampled from it
+    monkeypatch.chdir(run / "checkpoints")
+    out = tmp_path / "s.png"
+    extra = ["--out", str(out), "--n", "1"] if cmd == "sample" else ["--n", "2", "--estimator", "uniform"]
+    assert main([cmd, "", "--device", "cpu", *extra]) == 2
+    assert "empty path" in _sentence(capsys)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("ext", [".gif", ".mp4"])
 def test_forward_animation(tmp_path, capsys, ext):
     out = tmp_path / f"o{ext}"
