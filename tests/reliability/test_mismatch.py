@@ -118,3 +118,20 @@ def test_weights_of_another_network_are_refused(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("vdm sample: the checkpoint") and len(err.splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("key, value", [("weighting", "edm"), ("lr", 0.01), ("seed", 3), ("ema", 0.5)])
+def test_a_hand_edited_training_setting_is_refused(trained, tmp_path, capsys, key, value):
+    """config.json edited to another valid value of a setting the resume must keep (--weighting edm on a
+    default run: another objective): the sidecar's saved config decides; the old code trained on silently."""
+    _, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    conf = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(dict(conf, **{key: value})))
+    before = _untouched(copy), (copy / "config.json").read_bytes()
+    rc = main(["train", "--resume", str(copy), "--quiet", "--epochs", "2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"config.json says {key} {value}" in err and "was trained with" in err, err
+    assert (_untouched(copy), (copy / "config.json").read_bytes()) == before
