@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, Create, FadeIn, FadeOut, ImageMobject, MathTex, Rectangle,
-                   SurroundingRectangle, Tex, TransformMatchingTex, VGroup, VMobject, config)
+                   Succession, SurroundingRectangle, Tex, TransformMatchingTex, VGroup, VMobject, config)
 from manim.mobject.svg.svg_mobject import VMobjectFromSVGPath
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from manim.utils.images import change_to_rgba_array
@@ -280,14 +280,16 @@ def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: f
     focus = list(focus or [None] * len(lines))
     box = None
     for i, line in enumerate(lines):
-        out = [FadeOut(caps[i - 1])] if i else []
+        # the old caption leaves before the new one comes (a cross-fade of two sentences in one place is unreadable)
+        cap = Succession(FadeOut(caps[i - 1]), FadeIn(caps[i])) if i else FadeIn(caps[i])
+        out = []
         if box is not None:
             out.append(FadeOut(box))
         if transform and i:
             come = TransformMatchingTex(lines[i - 1].copy(), line)
         else:
             come = FadeIn(line, shift=DOWN * 0.2)
-        scene.play(come, *out, FadeIn(caps[i]), run_time=1.2 if i else 1.0)
+        scene.play(come, *out, cap, run_time=1.2 if i else 1.0)
         box = None
         if focus[i] is not None:
             box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
