@@ -114,6 +114,33 @@ class Run:
         p = self.samples_dir / "latest.png"
         return p if p.is_file() else None
 
+    def check_config_is_the_checkpoints(self, keys) -> None:
+        """ValueError when config.json's value of one of ``keys`` is not the one its newest checkpoint
+        was saved under (the sidecar's "config").
+
+        A resume keeps these (vdm.cli.RESUME_MUST_MATCH); one edited by hand to another valid value (a
+        --weighting default on an edm run, another lr) would change the objective mid-run without a word.
+        The model's identity (model, prediction, schedule, T, alpha) is the trainer's to check and name. A
+        key the sidecar lacks (saved before that option existed) is not compared; no checkpoint or an
+        unreadable sidecar is left to the trainer, which picks the newest complete one.
+        """
+        from vdm import checkpoint as ckpt
+
+        side = self.checkpoint()
+        if side is None:
+            return
+        try:
+            saved = ckpt.read_meta(side).get("config")
+        except ValueError:
+            return
+        if not isinstance(saved, dict):
+            return
+        for k in keys:
+            if k in saved and saved[k] != getattr(self.config, k):
+                raise ValueError(f"cannot resume {self.path}: its {CONFIG} says {k} {str(getattr(self.config, k))[:40]} "
+                                 f"but its checkpoint {side.name} was trained with {str(saved[k])[:40]}; put {k} back "
+                                 f"in {CONFIG} or start a new run.")
+
     def checkpoint(self) -> Path | None:
         """The sidecar of the newest complete checkpoint (both files there, SHA-256 agreeing), or None."""
         return self._checkpoint()[0]
@@ -265,7 +292,7 @@ def _read_config(path: Path):
         cfg.validate()
         schedule_of(cfg)  # T, alpha and kind must make a schedule
     except (ValueError, TypeError, RecursionError, UnicodeDecodeError, OverflowError) as e:
-        raise ValueError(f"{p} is not a valid run config ({str(e)[:160] or type(e).__name__}).") from None
+        raise ValueError(f"{p} is not a valid run config ({str(e)[:160].rstrip('.') or type(e).__name__}).") from None
     params = d.get("parameters")
     return cfg, params if isinstance(params, int) and not isinstance(params, bool) else None
 

@@ -60,6 +60,22 @@ def test_config_that_is_not_an_object_is_refused(run, text):
         open_run(run)
 
 
+@pytest.mark.parametrize("key, value, named", [("weighting", "banana", "unknown weighting 'banana'"),
+                                             ("schedule", "banana", "unknown schedule 'banana'"),
+                                             ("weighting", 3, "weighting has the value '3' of the wrong type")])
+def test_nonsense_config_values_are_one_sentence(run, capsys, key, value, named):
+    """A config.json edited by hand to a weighting or schedule that does not exist: `vdm elbo --json`
+    says so in one sentence ending in one full stop (the old one ended '...learned.).'), prints no JSON."""
+    conf = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(conf, **{key: value})))
+    capsys.readouterr()
+    assert main(["elbo", str(run), "--json", "--n", "2", "--estimator", "uniform"]) == 2
+    out, err = capsys.readouterr()
+    line = err.strip()
+    assert out == "" and len(line.splitlines()) == 1 and "Traceback" not in err, err
+    assert named in line and line.endswith(").") and ".)" not in line, line
+
+
 def test_run_path_that_is_a_file_or_empty(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
