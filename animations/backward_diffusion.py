@@ -24,6 +24,12 @@ STRIP_FRACTIONS = (1.0, 0.6, 0.4, 0.25, 0.1, 0.0)  # of log(T + 1): log-spaced s
 SWEEP_SECONDS = 12.0
 
 
+def strip_steps(T: int) -> list[int]:
+    """t = (T + 1)^f - 1 for f in STRIP_FRACTIONS, rounded, each once (for T below about 60, 0.1 and 0.0
+    both round to t = 0: the strip would show x_0 twice)."""
+    return list(dict.fromkeys(int(round((T + 1) ** f - 1)) for f in STRIP_FRACTIONS))
+
+
 def backward_chain(n: int = N_IMAGES, seed: int = 0):
     """(schedule, Chain, name of the denoiser): the whole sampling chain, computed once."""
     src = c.lecture_source()
@@ -112,7 +118,7 @@ class BackwardDiffusion(c.LectureScene):
     def section_strip(self):
         self.next_section("one chain, step by step")
         T = self.chain.T
-        steps = [int(round((T + 1) ** f - 1)) for f in STRIP_FRACTIONS]
+        steps = strip_steps(T)
         images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
         Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
         labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))

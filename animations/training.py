@@ -331,9 +331,12 @@ class Training(c.LectureScene):
         if not cv["train"]:
             return self.no_run("training record")
         # a --schedule learned run trains on the continuous-time -ELBO in bits/dim (vdm.continuous.training_nats),
-        # not on the MSE its evals report: the two are not drawn on one axis
+        # a --weighting edm run on EDM's 1/c_out^2-weighted error: neither is the MSE its evals report, so the
+        # two are not drawn on one axis
         learned = self.schedule.kind == "learned"
-        evals = [] if learned else cv["eval"]
+        edm = getattr(run.config, "weighting", "default") == "edm"
+        own = learned or edm
+        evals = [] if own else cv["eval"]
         steps = [s for s, _ in cv["train"]] + [s for s, _, _ in evals]
         losses = [v for _, v in cv["train"]] + [v for _, v, _ in evals]
         x_max = max(steps) * 1.02
@@ -343,10 +346,15 @@ class Training(c.LectureScene):
             x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
             axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
             x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
-            y_axis_config={"decimal_number_config": {"num_decimal_places": 2}}).shift(LEFT * 1.2 + DOWN * 0.6)
+            # as many decimals as the tick step needs (a learned run's first losses are in the 100,000s)
+            y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys)))),
+                                                     "group_with_commas": False}}).shift(LEFT * 1.2 + DOWN * 0.6)
         x_lab = c.label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
-        y_text = r"$-$ELBO trained on (bits/dim)" if learned else r"MSE on $x_0$ (per value)"
-        y_lab = c.label(y_text, size=24).rotate(np.pi / 2).next_to(axes.y_axis, LEFT, buff=0.6)
+        y_text = (r"$-$ELBO trained on (bits/dim)" if learned else
+                  r"$\|x_0 - \hat{x}_0\|^2 / c_{\mathrm{out}}^2$ (per value)" if edm else r"MSE on $x_0$ (per value)")
+        # beside the tick numbers, however wide they came out, not at a fixed distance from the axis line
+        y_lab = c.label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
+                                                                    buff=0.25)
         who = c.one_line(self.src.note, size=20).next_to(self.title, DOWN, buff=0.15)
         self.run_note = who
         tr = np.array(cv["train"], dtype=np.float64)
@@ -356,13 +364,14 @@ class Training(c.LectureScene):
         facts = [rf"train loss {first[1]:.4f} at step {first[0]}", rf"$\to$ {last[1]:.4f} at step {last[0]}"]
         if cv["eval"]:
             s_e, v_e, bpd = cv["eval"][-1]
-            facts.append(rf"held-out {'MSE ' if learned else ''}{v_e:.4f} at step {s_e}")
+            facts.append(rf"held-out {'MSE ' if own else ''}{v_e:.4f} at step {s_e}")
             if bpd is not None:
                 facts.append(rf"$-$ELBO {bpd:.2f} bits/dim")
         if cv["elapsed"] is not None:
             facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
         self.loss_facts = facts
         keys = ([c.label(r"train loss: continuous-time $-$ELBO", c.XHAT, 22)] if learned else
+                [c.label(r"train loss: EDM-weighted", c.XHAT, 22)] if edm else
                 [c.label("train loss (mean per record)", c.XHAT, 22), c.label("held-out loss (eval)", c.X0, 22)])
         legend = VGroup(*keys, *c.labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
@@ -380,7 +389,10 @@ class Training(c.LectureScene):
         if self.src.denoiser is None:
             return
         self.next_section("the run's noise schedule")
-        why = (r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained with the network on the ELBO"
+        edm = self.src.run is not None and getattr(self.src.run.config, "weighting", "default") == "edm"
+        why = (r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained on the ELBO, the network on EDM's weighting"
+               if self.schedule.kind == "learned" and edm else
+               r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained with the network on the ELBO"
                if self.schedule.kind == "learned" else r"the weight $w(t)$ and the loss's $x_t$ follow this curve")
         self.snr = c.play_snr(self, self.schedule, self.title, why)
         c.cut(self, self.title)

@@ -30,7 +30,7 @@ from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
-from tui.run import RunState, ago, hms, num, pid_alive
+from tui.run import RunState, ago, hms, num, own_objective, pid_alive
 from vdm.run import METRICS, SAMPLES, is_run
 from vdm.tailer import MetricsTailer
 
@@ -302,7 +302,7 @@ class MonitorScreen(CurveKeys, Screen):
                     v = num(v)
                     return "-" if v is None else f"{v:.{digits}f}"
 
-                lines[1] += f"  held-out{' MSE' if self._learned() else ''} {f(last_eval.get('eval_loss'), 4)}"
+                lines[1] += f"  held-out{' MSE' if self._own() else ''} {f(last_eval.get('eval_loss'), 4)}"
                 lines.append(f"-ELBO {f(b.get('total'), 3)} bits/dim at step {last_eval.get('step')}")
                 lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
                 lines.append(f" + matching {f(b.get('matching'), 3)}")
@@ -330,9 +330,9 @@ class MonitorScreen(CurveKeys, Screen):
         tx, ex = x_of(train, v.wall, c["t0"]), x_of(ev, v.wall, c["t0"])
         lo, hi = v.window(0.0, x_span(tx, ex))
         fmt = duration if v.wall else None
-        # a learned schedule trains on its own objective (the continuous -ELBO), while the held-out eval_loss
-        # stays the x_0 MSE: two quantities that one axis would present as one. Its held-out is the -ELBO plot.
-        held = [] if self._learned() else [Series("held-out", ex, ev["eval_loss"], "magenta")]
+        # a learned schedule or EDM's weighting trains on its own objective, while the held-out eval_loss
+        # stays the plain MSE: two quantities that one axis would present as one. Its held-out is the -ELBO plot.
+        held = [] if self._own() else [Series("held-out", ex, ev["eval_loss"], "magenta")]
         if v.smoothing:  # the smoothed train loss over its raw curve, dimmed; the legend's numbers are the raw ones
             loss = [Series("train", tx, ema(train["loss"], v.smoothing), "cyan", raw=train["loss"]), *held,
                     Series("train, raw", tx, train["loss"], "dim cyan", faint=True)]
@@ -349,14 +349,15 @@ class MonitorScreen(CurveKeys, Screen):
             x_range=(lo, hi), x_format=fmt)
         self._set_legends()
 
-    def _learned(self) -> bool:
-        """A --schedule learned run (its start record's config says so)."""
-        return self.state.config.get("schedule") == "learned"
+    def _own(self) -> str | None:
+        """The run's own train objective where it is not the held-out MSE (tui.run.own_objective), else None."""
+        return own_objective(self.state.config)
 
     def _set_legends(self, n_train: int = 0) -> None:
         loss = self.query_one("#loss-plot", Plot)
         log = " (log)" if self.log_scale else ""
-        loss.border_title = ("train loss, learned γ (held-out: -ELBO below)" if self._learned() else "loss") + log
+        own = self._own()
+        loss.border_title = (f"train loss, {own} (held-out: -ELBO below)" if own else "loss") + log
         loss.border_subtitle = self.view.describe()
         bpd = self.query_one("#bpd-plot", Plot)
         bpd.border_title = "-ELBO bits/dim" + log + " [grey50](━ 8: uniform)[/]"

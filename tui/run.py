@@ -43,6 +43,21 @@ def _valid(r: dict) -> bool:
     return True
 
 
+def own_objective(config: dict) -> str | None:
+    """What the run's train loss is when it is not the held-out loss's quantity (the x_0 or eps MSE), or None.
+
+    A learned schedule trains on the continuous-time -ELBO (bits/dim) and ``--weighting edm`` on EDM's
+    1/c_out^2-weighted error, while eval_loss stays the plain MSE: one axis would show two quantities as one.
+    """
+    if not isinstance(config, dict):
+        return None
+    if config.get("schedule") == "learned":
+        return "learned γ: -ELBO"
+    if config.get("weighting") == "edm":
+        return "EDM-weighted"
+    return None
+
+
 def pid_alive(pid: int) -> bool | None:
     """Whether a process with this pid exists here (None: cannot tell)."""
     try:

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer
 
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
-from tui.run import RunState, ago, pid_alive
+from tui.run import RunState, ago, own_objective, pid_alive
 from vdm.run import METRICS, is_run
 from vdm.tailer import MetricsTailer, SummaryTailer
 
@@ -229,7 +229,7 @@ class OverlayScreen(CurveKeys, Screen):
         self.pending = len(names)  # runs not read yet
         self._cols: list[tuple[str, str, dict, dict, float | None]] = []
         self._copies: dict[str, tuple] = {}  # name -> ((state, version), train columns, eval columns)
-        self._learned: set[str] = set()  # runs of --schedule learned
+        self._own: dict[str, str] = {}  # runs whose train loss is their own objective (tui.run.own_objective)
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")
@@ -279,10 +279,10 @@ class OverlayScreen(CurveKeys, Screen):
                     self._copies[name] = (key, {k: st.column("train", k) for k in ("step", "loss", "time")},
                                           {k: st.column("eval", k) for k in ("step", "total", "time")})
                 _, tr, ev = self._copies[name]
-                # a learned schedule's train loss is its own objective (the continuous -ELBO, bits/dim), not the
-                # x_0 or eps MSE of the other runs: the legend says so beside the shared axis
-                if st.config.get("schedule") == "learned":
-                    self._learned.add(name)
+                # a learned schedule's or EDM-weighted run's train loss is its own objective, not the x_0 or eps
+                # MSE of the other runs: the legend says so beside the shared axis
+                if own_objective(st.config):
+                    self._own[name] = own_objective(st.config)
                 cols.append((name, COLOURS[i % len(COLOURS)], tr, ev, st.first_time))
             self.pending = sum(1 for n in self.names if n not in self.runs.full or not self.runs.full[n].polled)
         self._cols = cols
@@ -299,7 +299,7 @@ class OverlayScreen(CurveKeys, Screen):
         for name, c, tr, ev, t0 in self._cols:
             tx, ex = x_of(tr, v.wall, t0), x_of(ev, v.wall, t0)
             # a learned run's train loss is its own objective, not the others' MSE
-            lname = f"{name} (learned γ: -ELBO)" if name in self._learned else name
+            lname = f"{name} ({self._own[name]})" if name in self._own else name
             if v.smoothing:
                 loss.append(Series(lname, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
                 faint.append(Series(lname, tx, tr["loss"], "dim " + c, faint=True))

@@ -164,7 +164,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=_finite_float, default=d.ema, help="EMA decay of the weights, e.g. 0.999 (0: off)")
     p.add_argument("--seed", type=_seed, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--minutes", type=_finite_float, default=d.minutes, help="stop after this much training time, saving everything")
+    p.add_argument("--minutes", type=_finite_float, default=d.minutes,
+                   help="stop when the run has trained this long in all (with --resume its earlier sessions count), "
+                        "saving everything")
     p.add_argument("--eval-size", type=_nonneg_int, default=d.eval_size, help="held-out images evaluated each epoch")
     p.add_argument("--sample-every", type=_nonneg_int, default=d.sample_every, help="epochs between sample grids (0: only at the end)")
     p.add_argument("--n-samples", type=_bounded_int(MAX_COUNT), default=d.n_samples)

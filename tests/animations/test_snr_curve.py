@@ -123,3 +123,33 @@ def test_learned_run_loss_is_not_called_an_mse(scenes, learned_run):
     last_eval = [r for r in recs if r["kind"] == "eval"][-1]
     assert len(scene.eval_dots) == 0
     assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts)
+
+
+def test_an_edm_run_loss_is_not_called_an_mse(tmp_path):
+    """--weighting edm trains on ||x_0 - x̂_0||^2 / c_out^2, not the MSE its evals report: no eval dots on
+    its axis, the held-out value named an MSE, the axis named after the weighted error, and all in the frame."""
+    import json
+
+    from animations.training import Training
+    from vdm.train import Trainer, TrainConfig
+
+    cfg = TrainConfig(runs_dir=str(tmp_path), name="edm", T=T, limit=64, batch_size=32, epochs=1, eval_size=32,
+                      n_samples=4, sample_every=1, threads=1, log_every=1, prediction="x0-precond", weighting="edm")
+    Trainer(cfg, tmp_path / "edm", echo=lambda *a: None).run()
+    scene = build_with_run(Training, tmp_path / "edm")
+    recs = [json.loads(line) for line in (tmp_path / "edm" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last_eval = [r for r in recs if r["kind"] == "eval"][-1]
+    assert len(scene.eval_dots) == 0
+    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts)
+    problems = layout_problems(scene)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_the_backward_strip_shows_each_step_once():
+    from animations.backward_diffusion import strip_steps
+
+    assert strip_steps(500) == [500, 41, 11, 4, 1, 0]
+    assert strip_steps(20) == [20, 5, 2, 1, 0]  # 21^0.1 - 1 = 0.36 rounds to 0, as 21^0 - 1 does
+    for T in range(1, 1001):
+        s = strip_steps(T)
+        assert len(s) == len(set(s)) and s[0] == T and s[-1] == 0 and s == sorted(s, reverse=True)

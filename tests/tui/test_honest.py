@@ -482,20 +482,34 @@ def test_ages_in_words_from_seconds_to_days():
 
 
 @pytest.mark.anyio
-async def test_a_learned_run_does_not_put_its_held_out_mse_on_the_train_objective_axis(tmp_path):
-    """--schedule learned trains on the continuous -ELBO (bits/dim), its eval_loss is the x_0 MSE."""
+@pytest.mark.parametrize("key, value, named", [("schedule", "learned", "learned γ: -ELBO"),
+                                               ("weighting", "edm", "EDM-weighted")])
+async def test_a_run_on_its_own_objective_keeps_its_held_out_mse_off_the_train_axis(tmp_path, key, value, named):
+    """--schedule learned trains on the continuous -ELBO (bits/dim), --weighting edm on EDM's weighted error;
+    the eval_loss of both is the plain x_0 MSE, another quantity."""
     run = write_run(tmp_path / "run", n_train=20, with_sample=False)
     lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
     start = json.loads(lines[0])
-    start["config"]["schedule"] = "learned"
+    start["config"][key] = value
     (run / "metrics.jsonl").write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
     app = VdmApp(run, poll_interval=0.05, clock=lambda: 1030.0, **NO_GPU)
     async with app.run_test(size=(120, 36)) as pilot:
         s = app.screen
         await wait_for(pilot, lambda: len(s.state.train["step"]) == 20 and s.query_one("#loss-plot").series)
         plot = s.query_one("#loss-plot")
-        assert [x.name for x in plot.series] == ["train"] and "learned" in str(plot.border_title)
+        assert [x.name for x in plot.series] == ["train"] and named in str(plot.border_title)
         assert "held-out MSE" in text(app, "#stats")
+
+
+@pytest.mark.anyio
+async def test_a_plain_run_keeps_train_and_held_out_on_one_loss_axis(tmp_path):
+    run = write_run(tmp_path / "run", n_train=20, with_sample=False)
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1030.0, **NO_GPU)
+    async with app.run_test(size=(120, 36)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.train["step"]) == 20 and s.query_one("#loss-plot").series)
+        plot = s.query_one("#loss-plot")
+        assert [x.name for x in plot.series][:2] == ["train", "held-out"] and str(plot.border_title).startswith("loss")
 
 
 @pytest.mark.anyio
