@@ -411,7 +411,7 @@ def cmd_train(args) -> int:
     ev = result.get("eval")
     print(f"stopped ({result['reason']}) at step {result['step']}, epoch {result['epoch']}.")
     if ev:
-        print(_bpd_line(ev["bpd"], ev.get("decoder", "fixed"), len(trainer.eval_data), run_dir))
+        print(_bpd_line(ev["bpd"], ev.get("decoder", "fixed"), len(trainer.eval_data), run_dir, ev.get("bpd_se")))
     print(f"samples: {run_dir / 'samples' / 'latest.png'}")
     if result["reason"] in ("SIGINT", "SIGTERM"):
         # a stop asked for and carried out (checkpoint saved) is a success, status 0, as for --minutes;
@@ -421,17 +421,19 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _bpd_line(bpd: dict, decoder: str, n: int, run_dir) -> str:
-    """The trainer's last -ELBO, named, with the scale a learner needs to read it."""
+def _bpd_line(bpd: dict, decoder: str, n: int, run_dir, se: float | None = None) -> str:
+    """The trainer's last -ELBO, named, with its standard error (``se``, over the images) and the scale a
+    learner needs to read it."""
     from vdm.elbo import CIFAR10_BPD, UNIFORM_BPD
 
     cifar = ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in CIFAR10_BPD)
     return ("held-out -ELBO (denoising form, an upper bound on -log p(x_0)) in bits/dim, on {n} test images with one "
             "uniform t each and the {decoder} decoder: reconstruction {reconstruction:.3f} + prior {prior:.4f} "
-            "+ denoising matching {matching:.3f} = {total:.3f}\n"
+            "+ denoising matching {matching:.3f} = {total:.3f}{pm}\n"
             "  for scale: a model uniform over the 256 levels scores {uniform:g}; published CIFAR-10 bounds (another "
-            "data set): {cifar}; its Monte Carlo error and a calibrated decoder: vdm elbo {run} --estimator importance"
-            ).format(n=n, decoder=decoder, uniform=UNIFORM_BPD, cifar=cifar, run=run_dir, **bpd)
+            "data set): {cifar}; a lower-variance estimate and a calibrated decoder: vdm elbo {run} --estimator importance"
+            ).format(n=n, decoder=decoder, uniform=UNIFORM_BPD, cifar=cifar, run=run_dir,
+                     pm="" if se is None else f" ± {se:.3f} (standard error over the images and their t)", **bpd)
 
 
 def cmd_sample(args) -> int:

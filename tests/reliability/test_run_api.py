@@ -278,6 +278,7 @@ def test_the_trainers_last_elbo_is_named_and_scaled(tmp_path, capsys):
     records = [json.loads(line) for line in (tmp_path / "named" / "metrics.jsonl").read_text().splitlines()]
     ev = [r for r in records if r.get("kind") == "eval"][-1]
     line = next(l for l in out.splitlines() if l.startswith("held-out -ELBO"))
-    assert line.endswith(f"= {ev['bpd']['total']:.3f}"), (line, ev["bpd"])
+    assert f"= {ev['bpd']['total']:.3f} ± {ev['bpd_se']:.3f} (standard error" in line, (line, ev)
+    assert 0 < ev["bpd_se"] < ev["bpd"]["total"]
     assert f"on {cfg.eval_size} test images" in line and f"the {ev['decoder']} decoder" in line
     assert "a model uniform over the 256 levels scores 8;" in out and "DDPM 3.70" in out
