@@ -181,48 +181,51 @@ class LectureScene(_SlideBase):
             self._save_slides(use_cache=False, flush_cache=False, skip_reversing=True)
 
 
+def _collect(scene, pick) -> list:
+    """pick(m) for the outermost mobjects on screen it accepts: each is visited top down, and where pick
+    returns a list (possibly empty) that is taken and its submobjects are not visited; None descends."""
+    out = []
+
+    def visit(m):
+        got = pick(m)
+        if got is not None:
+            out.extend(got)
+            return
+        for sub in m.submobjects:
+            visit(sub)
+
+    for m in scene.mobjects:
+        visit(m)
+    return out
+
+
+def _bounds(points) -> list:
+    return [float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max())]
+
+
 def text_boxes(scene) -> list:
     """(text, [x0, y0, x1, y1]) of every outermost piece of text on screen (TeX, live numbers),
     leaving out axis numbers, which belong to their axes."""
     from manim import Axes, SingleStringMathTex
 
-    out = []
-
-    def visit(m):
+    def pick(m):
         if isinstance(m, Axes):
-            return
+            return []
         if isinstance(m, (SingleStringMathTex, LiveNumber)) or hasattr(m, "tex_string"):
-            members = [p for p in m.family_members_with_points() if p.get_fill_opacity() > 0.05]
-            pts = [p.points for p in members]
-            if pts:
-                allp = np.concatenate(pts)
-                name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
-                out.append((name, [float(allp[:, 0].min()), float(allp[:, 1].min()), float(allp[:, 0].max()),
-                             float(allp[:, 1].max())]))
-            return
-        for sub in m.submobjects:
-            visit(sub)
+            pts = [p.points for p in m.family_members_with_points() if p.get_fill_opacity() > 0.05]
+            if not pts:
+                return []
+            name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
+            return [(name, _bounds(np.concatenate(pts)))]
+        return None
 
-    for m in scene.mobjects:
-        visit(m)
-    return out
+    return _collect(scene, pick)
 
 
 def highlight_boxes(scene) -> list:
     """[x0, y0, x1, y1] of every SurroundingRectangle on screen (the white boxes round a term or a result)."""
-    out = []
-
-    def visit(m):
-        if isinstance(m, SurroundingRectangle) and m.has_points():
-            p = m.points
-            out.append([float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())])
-            return
-        for sub in m.submobjects:
-            visit(sub)
-
-    for m in scene.mobjects:
-        visit(m)
-    return out
+    return _collect(scene, lambda m: [_bounds(m.points)] if isinstance(m, SurroundingRectangle) and m.has_points()
+                    else None)
 
 
 def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | None = None) -> VGroup:
