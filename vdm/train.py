@@ -225,10 +225,11 @@ class Trainer:
         # alpha_bar_t as a device table: drawing x_t needs no host round trip (q_sample checks t on the host)
         self._alpha_bar = self.schedule.alpha_bar.to(self.device, torch.float32)
         # --weighting edm on a fixed schedule: EDM's 1/c_out(t)^2 per step, a device table (float64 -> float32)
-        self._edm_w = (precond_coefs(self.schedule)[1][1:].pow(-2) if cfg.weighting == "edm" and not self.learned
-                       else None)
-        self._edm_w = None if self._edm_w is None else torch.cat([torch.zeros(1, dtype=torch.float64), self._edm_w]).to(
-            self.device, torch.float32)
+        self._edm_w = None
+        if cfg.weighting == "edm" and not self.learned:
+            w = torch.zeros(self.schedule.T + 1, dtype=torch.float64)  # t = 0 is never drawn (c_out(0) = 0)
+            w[1:] = precond_coefs(self.schedule)[1][1:].pow(-2)
+            self._edm_w = w.to(self.device, torch.float32)
         self._net_loss = None  # learned + edm: the network's loss of the last loss_on (its gradient; vdm.continuous)
         self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None).to(self.device)
         test = datasets.load(cfg.data, "test", cfg.data_dir)
