@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from vdm.atomic import remove_stale_temps, write_bytes, write_json
+from vdm.config import MAX_STEP, MAX_T
 
 FORMAT = "vdm-checkpoint"
 VERSION = 1
@@ -30,8 +31,6 @@ _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
 _TENSORS = re.compile(r"^ckpt-\d{8,}\.safetensors$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few kB; refuse to read a huge file as one
-MAX_T = 10_000  # the command line's bound on T, also for a T read from a sidecar (sampling walks all T steps)
-MAX_STEP = 2**53  # steps, epochs: beyond this a JSON number no longer counts exactly
 OWED = ("eval", "sample", "end")  # what may still be due after a checkpoint (see Trainer._epoch_end)
 
 

@@ -14,17 +14,11 @@ import sys
 from pathlib import Path
 
 from vdm import DEFAULT_T
+from vdm.config import (ALPHA_MARGIN, DATASETS, IDENTITY_KEYS, MAX_COUNT, MAX_POINTS, MAX_T, MAX_THREADS, MODELS,
+                        POINTS_TEST, POINTS_TRAIN, PRECISIONS,
+                        PREDICTIONS, RESUME_MUST_MATCH, SCHEDULES, TrainConfig, fresh_config)
 
 EXIT_USAGE = 2
-MAX_T = 10_000  # a bound on --T, so that a typo cannot ask for terabytes
-MAX_COUNT = 10_000  # a bound on image counts, frames and table rows, for the same reason
-MAX_THREADS = 256  # vdm.train.MAX_THREADS (not imported: torch); 3000 hung, 20000 aborted in libgomp
-ALPHA_MARGIN = 1e-6  # vdm.train.ALPHA_MARGIN: closer to 0 or 1, alpha rounds to 0 or 1 in float32
-# train flags a resumed run must keep: the checkpoint's weights, optimizer and data order belong to
-# them. Every other flag (--epochs, --minutes, how often it reports, the device, precision, compile)
-# may change.
-RESUME_MUST_MATCH = ("model", "prediction", "schedule", "T", "alpha", "data", "limit", "batch_size", "lr",
-                     "ema", "seed", "weighting")
 
 
 class CommandError(Exception):
@@ -104,9 +98,7 @@ def _threads(s: str) -> int:
 
 
 def _add_schedule_args(p: argparse.ArgumentParser) -> None:
-    from vdm.schedule import KINDS
-
-    p.add_argument("--schedule", choices=KINDS, default="constant", help="noise schedule (default: constant)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="noise schedule (default: constant)")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help=f"number of diffusion steps (default: {DEFAULT_T})")
     p.add_argument("--alpha", type=_alpha, default=None,
                    help="constant alpha; default: tuned so that sqrt(alpha^T) = 0.01 (see tune-alpha)")
@@ -136,19 +128,19 @@ def _command_word(argv: list[str]) -> str:
 def _train_args(p: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
-    from vdm.data import DATASETS
-    from vdm.denoiser import PREDICTIONS
-    from vdm.nets import MODELS
-    from vdm.train import PRECISIONS, TrainConfig
-
     d = TrainConfig()
     p.add_argument("--name", default="", help="run name (default: the date and time)")
     p.add_argument("--runs-dir", default=d.runs_dir, help="parent of run directories (default: runs)")
     p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN from its last checkpoint")
-    p.add_argument("--data", choices=DATASETS, default=d.data, help="data set (default: shapes, embedded)")
+    p.add_argument("--data", choices=DATASETS, default=d.data,
+                   help="data set (default: shapes, embedded); gmm, gmm-grid, moons, swissroll are 2-D points, which "
+                        "train in about a minute with their own defaults (README, 'Diffusion in a minute')")
     p.add_argument("--data-dir", default=d.data_dir, help="where CIFAR-10 lives or is downloaded to; the folder for --data folder")
+    p.add_argument("--data-n", type=_bounded_int(MAX_POINTS), default=d.data_n,
+                   help=f"training points of a 2-D data set (default: {POINTS_TRAIN:,}; the test split has {POINTS_TEST:,})")
     p.add_argument("--limit", type=_nonneg_int, default=0, help="use only the first N training images")
-    p.add_argument("--model", choices=MODELS, default=d.model, help="network (default: assignment)")
+    p.add_argument("--model", choices=MODELS, default=d.model,
+                   help="network (default: auto, the assignment's for images, mlp for 2-D points)")
     p.add_argument("--prediction", choices=PREDICTIONS, default=d.prediction,
                    help="what the network predicts: x0 (the assignment's), eps, or x0-precond "
                         "(x̂_0 = c_skip(t) x_t + c_out(t) F, EDM's preconditioning; the same MSE on x_0)")
@@ -206,8 +198,6 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _forward_args(p: argparse.ArgumentParser) -> None:
-    from vdm.data import DATASETS
-
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", help="an image file (centre-cropped, resized to 32x32)")
     src.add_argument("--index", type=_nonneg_int, default=0, help="index into the data set's test split")
@@ -229,7 +219,6 @@ def _tune_alpha_args(p: argparse.ArgumentParser) -> None:
 
 
 def _elbo_args(p: argparse.ArgumentParser) -> None:
-    from vdm.data import DATASETS
     from vdm.elbo import ESTIMATORS
 
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
@@ -257,8 +246,6 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    from vdm.nets import MODELS
-
     p.add_argument("--model", choices=MODELS, default="assignment")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T)
     p.set_defaults(func=cmd_model)
@@ -333,7 +320,7 @@ def cmd_train(args) -> int:
     from vdm import distributed
     from vdm.nets import summary
     from vdm.run import Run, open_run
-    from vdm.train import TrainConfig, Trainer, TrainingStopped, new_run_dir
+    from vdm.train import Trainer, TrainingStopped, new_run_dir
 
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -341,8 +328,7 @@ def cmd_train(args) -> int:
         run = open_run(args.resume)
         run_dir, cfg = run.path, run.config
         # a must-match value edited by hand in the config (--weighting default on an edm run) is refused too
-        run.check_config_is_the_checkpoints([k for k in RESUME_MUST_MATCH
-                                             if k not in ("model", "prediction", "schedule", "T", "alpha")])
+        run.check_config_is_the_checkpoints([k for k in RESUME_MUST_MATCH if k not in IDENTITY_KEYS])
         for k, v in given.items():
             if k in ("name", "runs_dir"):
                 continue  # the run is the directory given to --resume
@@ -355,7 +341,7 @@ def cmd_train(args) -> int:
                 raise CommandError(f"cannot resume {run_dir} with {k} {v} vs the run's {have}: a resumed run keeps its "
                                    f"model, schedule, data and optimizer, so drop {flag} or start a new run.")
     else:
-        cfg = TrainConfig(**given)
+        cfg = fresh_config(given)
         run_dir = new_run_dir(cfg)
     rank = distributed.from_env()
     if rank.enabled:  # under torchrun: plain progress from rank 0, silence from the others
@@ -537,7 +523,7 @@ def cmd_elbo(args) -> int:
     from vdm import data as datasets
     from vdm import elbo as E
     from vdm.run import open_model
-    from vdm.train import TrainConfig, pick_device
+    from vdm.train import pick_device
 
     device = pick_device(args.device)
     den, meta, run = open_model(args.checkpoint, device, use_ema=not args.no_ema)

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdm.config import PREDICTIONS, WEIGHTINGS
+
 GAMMA_MIN = -13.3  # VDM's initial endpoints (configs/cifar10.py): SNR(0) = e^13.3, SNR(1) = e^-5
 GAMMA_MAX = 5.0
 N_FEATURES = 1024  # VDM's NoiseSchedule_NNet
@@ -204,7 +206,6 @@ def diffuse(x0: torch.Tensor, g: torch.Tensor, eps: torch.Tensor) -> torch.Tenso
     return torch.sigmoid(-g).sqrt() * x0 + torch.sigmoid(g).sqrt() * eps
 
 
-PREDICTIONS = ("x0", "eps", "x0-precond")
 
 
 def _check_prediction(prediction: str) -> None:
@@ -254,7 +255,6 @@ def diffusion_nats(g: torch.Tensor, dg: torch.Tensor, x0: torch.Tensor, eps: tor
     return 0.5 * dg * torch.exp(-g) * (x0 - out).pow(2).flatten(1).sum(1)
 
 
-WEIGHTINGS = ("default", "edm")  # what trains the network; "default": the -ELBO itself
 
 
 def edm_weight(g: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Data sets as uint8 tensors [N, 3, 32, 32]; [-1, 1] floats only inside a step.
+"""Data sets: images as uint8 tensors [N, 3, 32, 32] ([-1, 1] floats only inside a step), 2-D points
+as float32 [N, 2] (vdm.points).
 
 ``shapes``: the embedded default, made by code, no download. Coloured discs,
 squares and triangles on a shaded background, deterministic in (split, index).
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("shapes", "cifar10", "folder")
+from vdm.config import DATASETS, POINTS_TEST, POINTS_TRAIN, is_points
+
 SIZE = 32
 SHAPES_TRAIN = 20000
 SHAPES_TEST = 2000
@@ -125,9 +127,17 @@ def folder(path: str | os.PathLike) -> torch.Tensor:
 
 
 def load(name: str = "shapes", split: str = "train", data_dir: str | os.PathLike = "data",
-         limit: int | None = None) -> torch.Tensor:
-    """The named data set's split as uint8 [N, 3, 32, 32]."""
-    if name == "shapes":
+         limit: int | None = None, n: int = 0, seed: int = 0) -> torch.Tensor:
+    """The named data set's split: uint8 [N, 3, 32, 32] for images, float32 [N, 2] for points.
+
+    ``n`` and ``seed`` make a point set: n training points (0: POINTS_TRAIN; the test split always
+    has POINTS_TEST), drawn from streams of the seed.
+    """
+    if is_points(name):
+        from vdm import points
+
+        x = points.make(name, (n or POINTS_TRAIN) if split == "train" else POINTS_TEST, split, seed)
+    elif name == "shapes":
         x, _ = shapes(limit or (SHAPES_TRAIN if split == "train" else SHAPES_TEST), split)
     elif name == "cifar10":
         x = cifar10(data_dir, split)
@@ -139,8 +149,15 @@ def load(name: str = "shapes", split: str = "train", data_dir: str | os.PathLike
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float in [-1, 1] on the 256 levels k/127.5 - 1."""
+    """uint8 [0, 255] -> float in [-1, 1] on the 256 levels k/127.5 - 1; points (already float) unchanged."""
+    if x.dtype != torch.uint8:
+        return x.float()
     return x.float() / 127.5 - 1.0
+
+
+def shape_of(name: str) -> tuple[int, ...]:
+    """The shape of one item of the data set: (2,) for points, (3, 32, 32) for images."""
+    return (2,) if is_points(name) else (3, SIZE, SIZE)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

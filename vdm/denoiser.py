@@ -15,10 +15,10 @@ import sys
 import torch
 from torch import nn
 
+from vdm.config import PREDICTIONS
 from vdm.diffusion import eps_from_x0, x0_from_eps
 from vdm.schedule import Schedule
 
-PREDICTIONS = ("x0", "eps", "x0-precond")
 # sigma_data of x0-precond: the root mean square of x_0 (see precond_coefs). EDM's value for images
 # in [-1, 1]; fixed for every data set, because a checkpoint does not record it (the shapes set's
 # RMS is 0.60, CIFAR-10's about 0.5), and only the SNR = 1/sigma_data^2 where c_skip hands over

@@ -15,8 +15,9 @@ Exercise 3, the denoising-matching form (Luo eq. 58)::
             + sum_{t=2}^{T} E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))   denoising matching
 
 with the model p(x_{t-1}|x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t)) and the
-decoder p(x_0|x_1) a Gaussian of mean x̂_0(x_1, 1) discretized over the 256 pixel
-bins (as in DDPM). Its standard deviation is a :class:`Decoder`: ``fixed``,
+decoder p(x_0|x_1) a Gaussian of mean x̂_0(x_1, 1): for images discretized over the 256 pixel
+bins (as in DDPM), a probability; for continuous data (2-D points, x_0 of shape [B, D]) its
+density, so -ELBO bounds -log of a density and can be negative. Its standard deviation is a :class:`Decoder`: ``fixed``,
 DDPM's sqrt(1 - alpha_1) (the assignment's, the default), or ``calibrated``, the
 per-channel std that maximises the discretized likelihood of held-out images
 other than the evaluated ones (:func:`calibrate_decoder`). Any std chosen without
@@ -49,13 +50,11 @@ from vdm.schedule import Schedule
 
 FORMS = ("consistency", "denoising")
 ESTIMATORS = ("full", "uniform", "importance")
-DECODERS = ("fixed", "calibrated")
 # Negative log-likelihoods in bits/dim to put an ELBO next to: a model uniform over the 256 levels,
 # and the published CIFAR-10 test-set bounds (other data than the embedded shapes).
 UNIFORM_BPD = 8.0
 CIFAR10_BPD = (("DDPM (Ho et al. 2020)", 3.70), ("improved DDPM (Nichol & Dhariwal 2021)", 2.94),
                ("VDM (Kingma et al. 2021)", 2.64))
-TERM_NAMES = ("reconstruction", "prior", "matching")
 
 
 def nats_to_bpd(nats, dims: int):
@@ -120,6 +119,11 @@ class ELBO:
     per_t: torch.Tensor | None = field(default=None, repr=False)
     decoder: str = "fixed"
     decoder_std: torch.Tensor | None = field(default=None, repr=False)
+    continuous: bool = False  # the decoder is a density (points): the terms are nats of a density
+
+    def nats_per_dim(self) -> dict:
+        """Batch means of every term in nats per dimension."""
+        return {k: float(v.double().mean()) / self.dims for k, v in self.terms().items()}
 
     @property
     def total(self) -> torch.Tensor:
@@ -139,20 +143,34 @@ class ELBO:
 
     def with_decoder(self, reconstruction: torch.Tensor, decoder: "Decoder") -> "ELBO":
         """The same prior and matching terms with another decoder's reconstruction term."""
-        return replace(self, reconstruction=reconstruction, decoder=decoder.name, decoder_std=decoder.std)
+        return replace(self, reconstruction=reconstruction, decoder=decoder.name, decoder_std=decoder.std,
+                       continuous=decoder.continuous)
 
 
 @dataclass(frozen=True)
 class Decoder:
-    """The decoder p(x_0|x_1) = discretized N(x̂_0(x_1, 1), std^2): its name and std ([C] or a 0-d tensor)."""
+    """The decoder p(x_0|x_1) = N(x̂_0(x_1, 1), std^2): its name, std ([C] or a 0-d tensor) and whether it is a
+    density (``continuous``, for points) or discretized over the 256 pixel levels (images)."""
 
     name: str
     std: torch.Tensor
+    continuous: bool = False
 
     def describe(self, scale: float = 127.5) -> str:
-        """'fixed, std 1.19 grey levels' (std x 127.5: one grey level is 2/255 of [-1, 1])."""
+        """'fixed, std 1.19 grey levels' (std x 127.5: one grey level is 2/255 of [-1, 1]), or for a
+        density 'fixed Gaussian density, std 0.0126'."""
+        if self.continuous:
+            return f"{self.name} Gaussian density, std " + ", ".join(f"{float(v):.3g}" for v in self.std.flatten())
         levels = ", ".join(f"{float(v) * scale:.3g}" for v in self.std.flatten())
         return f"{self.name}, std {levels} grey levels"
+
+    def log_likelihood(self, x0: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """log p(x_0 | x_1) per element, float64: log N(x_0; mean, std^2) (a density), or its integral over
+        x_0's pixel bin (:func:`discretized_gaussian_log_likelihood`)."""
+        std = self.shaped(x0)
+        if self.continuous:
+            return gaussian_log_prob(x0.double(), mean.double(), std.pow(2))
+        return discretized_gaussian_log_likelihood(x0.double(), mean.double(), std)
 
     def shaped(self, x: torch.Tensor) -> torch.Tensor:
         """std broadcast against a batch [B, C, ...]: one value per channel (dim 1), or one for all."""
@@ -165,18 +183,23 @@ def decoder_std(schedule: Schedule) -> float:
     return float(schedule.beta[1].sqrt())
 
 
-def fixed_decoder(schedule: Schedule) -> Decoder:
-    """DDPM's decoder, std sqrt(1 - alpha_1) (the assignment's)."""
-    return Decoder("fixed", torch.tensor(decoder_std(schedule), dtype=torch.float64))
+def fixed_decoder(schedule: Schedule, continuous: bool = False) -> Decoder:
+    """DDPM's decoder, std sqrt(1 - alpha_1) (the assignment's); ``continuous``: a density, for points."""
+    return Decoder("fixed", torch.tensor(decoder_std(schedule), dtype=torch.float64), continuous)
 
 
-def decoder_log_likelihood(x0: torch.Tensor, x0_hat: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """sum over images and pixels of log P(x_0), per channel ([C] nats), under discretized N(x̂_0, std_c^2).
+def is_continuous(x0: torch.Tensor) -> bool:
+    """Whether x_0 is continuous data (points [B, D]) rather than images on the 256 levels ([B, C, H, W])."""
+    return x0.ndim == 2
 
-    ``std`` holds one value per channel, [C].
+
+def decoder_log_likelihood(x0: torch.Tensor, x0_hat: torch.Tensor, std: torch.Tensor,
+                           continuous: bool = False) -> torch.Tensor:
+    """sum over items and pixels of log p(x_0), per channel ([C] nats), under N(x̂_0, std_c^2), discretized or a density.
+
+    ``std`` holds one value per channel, [C] (a coordinate of a point is a channel).
     """
-    std = torch.as_tensor(std, dtype=torch.float64, device=x0.device).view((1, -1) + (1,) * (x0.ndim - 2))
-    ll = discretized_gaussian_log_likelihood(x0.double(), x0_hat.double(), std)
+    ll = Decoder("", torch.as_tensor(std, dtype=torch.float64), continuous).log_likelihood(x0, x0_hat)
     return ll.transpose(0, 1).flatten(1).sum(1)
 
 
@@ -193,13 +216,13 @@ def calibrate_decoder(denoiser, schedule: Schedule, x_cal: torch.Tensor, generat
     with torch.no_grad():
         x1 = q_sample(schedule, x_cal, 1, _randn(x_cal, generator))
         x_hat = denoiser(x1, _full_t(x_cal, 1))
-    C = x_cal.shape[1]
+    C, continuous = x_cal.shape[1], is_continuous(x_cal)
     if not per_channel:  # one std for all channels: the channels as one
         x_cal, x_hat, C = x_cal.reshape(-1, 1, *x_cal.shape[2:]), x_hat.reshape(-1, 1, *x_hat.shape[2:]), 1
 
     def f(log_std: torch.Tensor) -> torch.Tensor:  # [K, C] log stds -> [K, C] log-likelihoods
         # one candidate at a time: K copies of the calibration batch in float64 would be gigabytes
-        return torch.stack([decoder_log_likelihood(x_cal, x_hat, v.exp()) for v in log_std])
+        return torch.stack([decoder_log_likelihood(x_cal, x_hat, v.exp(), continuous) for v in log_std])
 
     grid = torch.linspace(math.log(lo), math.log(hi), 41, dtype=torch.float64)
     vals = f(grid[:, None].expand(-1, C).contiguous())
@@ -213,16 +236,17 @@ def calibrate_decoder(denoiser, schedule: Schedule, x_cal: torch.Tensor, generat
         left = fc >= fd
         b, a = torch.where(left, d, b), torch.where(left, a, c)
     std = ((a + b) / 2).exp()
-    return Decoder("calibrated", std if per_channel else std[0])
+    return Decoder("calibrated", std if per_channel else std[0], continuous)
 
 
 def reconstruction_nats(denoiser, schedule: Schedule, x0: torch.Tensor, generator=None,
                         decoder: Decoder | None = None) -> torch.Tensor:
-    """-log p(x_0 | x_1) at one x_1 ~ q(x_1 | x_0), per image, under ``decoder`` (default: the fixed one)."""
-    decoder = decoder or fixed_decoder(schedule)
+    """-log p(x_0 | x_1) at one x_1 ~ q(x_1 | x_0), per item, under ``decoder`` (default: the fixed one, a
+    density for points)."""
+    decoder = decoder or fixed_decoder(schedule, is_continuous(x0))
     x1 = q_sample(schedule, x0, 1, _randn(x0, generator))
     x0_hat = denoiser(x1, _full_t(x0, 1))
-    return -_sum_dims(discretized_gaussian_log_likelihood(x0, x0_hat, decoder.shaped(x0)))
+    return -_sum_dims(decoder.log_likelihood(x0, x0_hat).to(x0.dtype))
 
 
 def prior_nats(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
@@ -271,9 +295,10 @@ def consistency_term(denoiser, schedule: Schedule, x_prev: torch.Tensor, x_t: to
 def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising",
          estimator: str = "uniform", generator: torch.Generator | None = None,
          decoder: Decoder | None = None, proposal: torch.Tensor | None = None) -> ELBO:
-    """-ELBO of x_0 (shape [B, C, H, W], values on the 256 levels of [-1, 1]) as an :class:`ELBO`.
+    """-ELBO of x_0 (images [B, C, H, W] on the 256 levels of [-1, 1], or points [B, D]) as an :class:`ELBO`.
 
-    ``decoder``: the reconstruction term's (default :func:`fixed_decoder`). ``proposal``: p(t) for
+    ``decoder``: the reconstruction term's (default :func:`fixed_decoder`: discretized for images, a
+    density for points). ``proposal``: p(t) for
     ``importance``, a [T+1] tensor over the form's range of t (default :func:`snr_proposal`).
     """
     if form not in FORMS:
@@ -287,7 +312,7 @@ def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising"
         raise ValueError("x_0 contains NaN or infinite values.")
     B, T = x0.shape[0], schedule.T
     dims = x0[0].numel()
-    decoder = decoder or fixed_decoder(schedule)
+    decoder = decoder or fixed_decoder(schedule, is_continuous(x0))
     if estimator == "importance" and T >= 2:
         proposal = _check_proposal(schedule, form, snr_proposal(schedule, form) if proposal is None else proposal)
     recon = reconstruction_nats(denoiser, schedule, x0, generator, decoder)
@@ -306,7 +331,7 @@ def elbo(denoiser, schedule: Schedule, x0: torch.Tensor, form: str = "denoising"
             matching = w * denoising_term(denoiser, schedule, x0, t, generator)
     else:
         prior, matching, per_t = _consistency(denoiser, schedule, x0, estimator, generator, proposal)
-    return ELBO(form, estimator, recon, prior, matching, dims, per_t, decoder.name, decoder.std)
+    return ELBO(form, estimator, recon, prior, matching, dims, per_t, decoder.name, decoder.std, decoder.continuous)
 
 
 def t_range(schedule: Schedule, form: str) -> tuple[int, int]:

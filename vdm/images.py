@@ -33,6 +33,35 @@ def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 1, scale: int
     return upscale(out, scale)
 
 
+POINT_VIEW = 2.0  # a scatter shows [-POINT_VIEW, POINT_VIEW]^2: every 2-D data set lies inside (vdm.points)
+
+
+def scatter(points, reference=None, size: int = 320, view: float = POINT_VIEW) -> np.ndarray:
+    """A picture [size, size, 3] of a 2-D cloud: the ``reference`` cloud (the data) as grey density shading,
+    ``points`` (samples) as orange density shading over it, axes through 0 in faint grey.
+
+    Each cloud is binned to pixels; a pixel's shade is log(1 + count) / log(1 + max count), so dense and
+    sparse parts both show. Points outside the view are left out.
+    """
+    img = np.full((size, size, 3), 255.0)
+    mid = size // 2
+    img[mid, :] = img[:, mid] = 225.0
+
+    def shade(cloud) -> np.ndarray:
+        a = np.asarray(cloud.cpu() if torch.is_tensor(cloud) else cloud, dtype=np.float64).reshape(-1, 2)
+        col = np.floor((a[:, 0] + view) / (2 * view) * size).astype(np.int64)
+        row = np.floor((view - a[:, 1]) / (2 * view) * size).astype(np.int64)
+        ok = (col >= 0) & (col < size) & (row >= 0) & (row < size) & np.isfinite(a).all(1)
+        h = np.bincount(row[ok] * size + col[ok], minlength=size * size).reshape(size, size).astype(np.float64)
+        return np.log1p(h) / np.log1p(max(h.max(), 1.0))
+
+    for cloud, colour in ((reference, (110, 110, 110)), (points, (230, 110, 20))):
+        if cloud is not None:
+            a = shade(cloud)[..., None]
+            img = img * (1 - a) + np.array(colour, dtype=np.float64) * a
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 def upscale(img: np.ndarray, scale: int) -> np.ndarray:
     return img if scale == 1 else img.repeat(scale, 0).repeat(scale, 1)
 
@@ -44,6 +73,15 @@ def save_png(img: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
+    return path
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """numpy's .npy, written atomically (a plain array: read back with allow_pickle=False)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
     return path
 
 

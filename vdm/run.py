@@ -10,7 +10,7 @@
 
 What is stored where, each once:
 
-- ``config.json`` holds the :class:`~vdm.train.TrainConfig` (and the parameter count). The
+- ``config.json`` holds the :class:`~vdm.config.TrainConfig` (and the parameter count). The
   schedule is *asked for* there by name, T and alpha; :func:`schedule_of` turns that into
   the :class:`~vdm.schedule.Schedule`, for every reader alike.
 - a checkpoint's sidecar holds the model's identity (:func:`identity_of`: model,
@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+
+from vdm.config import TrainConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -40,6 +43,39 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LOCK = ".lock"  # held (flock) by the one process writing the run; the kernel drops it when that process dies
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a huge file as one
+LATEST = "latest"  # samples/latest.png (and latest.npy for points): a copy of the newest
+SAMPLE_FILE = re.compile(r"step-(\d{8,})\.png")  # samples/step-<step>.png, written at that step
+
+
+def metrics_path(run_dir) -> Path:
+    """<run>/metrics.jsonl."""
+    return Path(run_dir) / METRICS
+
+
+def checkpoints_dir(run_dir) -> Path:
+    """<run>/checkpoints/."""
+    return Path(run_dir) / CHECKPOINTS
+
+
+def samples_dir(run_dir) -> Path:
+    """<run>/samples/."""
+    return Path(run_dir) / SAMPLES
+
+
+def sample_path(run_dir, step: int | None = None, suffix: str = ".png") -> Path:
+    """<run>/samples/step-<step, 8 digits><suffix>, or latest<suffix> for step None. Points are kept as
+    ``.npy`` (float32 [N, 2], no pickle) beside their picture."""
+    return samples_dir(run_dir) / (f"{LATEST}{suffix}" if step is None else f"step-{step:08d}{suffix}")
+
+
+def sample_grids(run_dir) -> list[tuple[int, Path]]:
+    """Every samples/step-<step>.png of a run, as (step, path) sorted by step (none: [])."""
+    try:
+        entries = list(samples_dir(run_dir).iterdir())
+    except OSError:
+        return []
+    found = ((SAMPLE_FILE.fullmatch(p.name), p) for p in entries)
+    return sorted((int(m.group(1)), p) for m, p in found if m)
 
 
 def schedule_of(cfg):
@@ -60,7 +96,7 @@ class Run:
     """A validated run directory. Paths are attributes; reading anything else goes through methods."""
 
     path: Path
-    config: "object"  # vdm.train.TrainConfig (imported lazily: the monitor opens runs without torch)
+    config: TrainConfig
     parameters: int | None = None
 
     @cached_property
@@ -99,26 +135,30 @@ class Run:
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / METRICS
+        return metrics_path(self.path)
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS
+        return checkpoints_dir(self.path)
 
     @property
     def samples_dir(self) -> Path:
-        return self.path / SAMPLES
+        return samples_dir(self.path)
 
     @property
     def latest_samples(self) -> Path | None:
-        p = self.samples_dir / "latest.png"
+        p = sample_path(self.path)
         return p if p.is_file() else None
+
+    def latest_points(self):
+        """The newest samples of a 2-D run as float32 [N, 2] (samples/latest.npy), or None (none yet, or unreadable)."""
+        return read_points(sample_path(self.path, None, ".npy"))
 
     def check_config_is_the_checkpoints(self, keys) -> None:
         """ValueError when config.json's value of one of ``keys`` is not the one its newest checkpoint
         was saved under (the sidecar's "config").
 
-        A resume keeps these (vdm.cli.RESUME_MUST_MATCH); one edited by hand to another valid value (a
+        A resume keeps these (vdm.config.RESUME_MUST_MATCH); one edited by hand to another valid value (a
         --weighting default on an edm run, another lr) would change the objective mid-run without a word.
         The model's identity (model, prediction, schedule, T, alpha) is the trainer's to check and name. A
         key the sidecar lacks (saved before that option existed) is not compared; no checkpoint or an
@@ -172,10 +212,11 @@ class Run:
         return read_all(self.metrics_path)
 
     def test_images(self):
-        """The run's held-out images, uint8 [N, 3, 32, 32] (vdm.data.load of its data set)."""
+        """The run's held-out data: images uint8 [N, 3, 32, 32] or points float32 [N, 2] (vdm.data.load)."""
         from vdm import data as datasets
 
-        return datasets.load(self.config.data, "test", self.config.data_dir)
+        c = self.config
+        return datasets.load(c.data, "test", c.data_dir, n=c.data_n, seed=c.seed)
 
     def lock(self, fresh: bool = False) -> "RunLock":
         """Become the run's one writer, or a ValueError naming the writer there is.
@@ -250,6 +291,19 @@ class RunLock:
             self.fd = None
 
 
+def read_points(path) -> "object | None":
+    """float32 [N, 2] points saved by the trainer (numpy's format, pickles refused), or None when missing or not points."""
+    import numpy as np
+
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if a.ndim != 2 or a.shape[1] != 2 or not np.issubdtype(a.dtype, np.floating):
+        return None
+    return a.astype(np.float32)
+
+
 def check_inside(run_dir: Path) -> None:
     """ValueError when an entry vdm writes in ``run_dir`` is a link leading out of it (or nowhere)."""
     root = run_dir.resolve()
@@ -271,8 +325,6 @@ def check_name(name: str) -> None:
 
 
 def _read_config(path: Path):
-    from vdm.train import TrainConfig
-
     p = path / CONFIG
     try:
         if not path.is_dir():

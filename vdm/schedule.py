@@ -22,8 +22,8 @@ from functools import cached_property
 import torch
 
 from vdm import DEFAULT_T  # re-exported: vdm.schedule.DEFAULT_T
+from vdm.config import SCHEDULES as KINDS
 
-KINDS = ("constant", "linear", "cosine", "learned")  # learned: vdm.continuous, gamma(t) trained with the model
 # Exercise 1a: the final signal coefficient sqrt(alpha_bar_T) the default
 # constant schedule is tuned to reach (see tune_alpha).
 DEFAULT_FINAL_SIGNAL = 0.01

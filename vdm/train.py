@@ -20,138 +20,31 @@ import platform
 import resource
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from vdm import DEFAULT_T
 from vdm import checkpoint as ckpt
 from vdm import continuous
 from vdm import data as datasets
 from vdm import distributed
-from vdm.denoiser import Denoiser, PREDICTIONS, precond_coefs
+from vdm.config import TrainConfig
+from vdm.denoiser import Denoiser, precond_coefs
 from vdm.diffusion import q_sample, reparameterise
 from vdm.elbo import elbo, nats_to_bpd
-from vdm.images import grid, save_png
+from vdm import gmm
+from vdm.images import grid, save_npy, save_png, scatter
 from vdm.metrics import MetricsWriter
-from vdm.nets import MODELS, build_net, count_parameters
+from vdm.nets import build_net, count_parameters
 from vdm.sample import sample
 from vdm.atomic import remove_stale_temps
-from vdm.run import Run, identity_of, is_run, new_run, schedule_of
-from vdm.schedule import KINDS, Schedule
+from vdm.run import Run, checkpoints_dir, identity_of, is_run, new_run, sample_path, schedule_of
+from vdm.schedule import Schedule
 
-PRECISIONS = ("auto", "fp32", "bf16")
-# bounds on numbers from a flag or a config.json, so that a typo or a crafted file cannot ask for
-# hours, terabytes or more threads than libgomp survives (--threads 3000 hung, 20000 aborted)
-MAX_THREADS = 256
-MAX_COUNT = 10_000  # sample grids: the command line's bound on image counts
-MAX_BATCH = 1 << 16
-ALPHA_MARGIN = 1e-6  # alpha within this of 0 or 1 rounds to 0 or 1 in float32 (SNR 0 or inf)
-
-
-@dataclass
-class TrainConfig:
-    name: str = ""
-    runs_dir: str = "runs"
-    data: str = "shapes"
-    data_dir: str = "data"
-    limit: int = 0  # use only the first N training images (0: all)
-    model: str = "assignment"
-    prediction: str = "x0"
-    schedule: str = "constant"
-    T: int = DEFAULT_T
-    alpha: float | None = None
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    ema: float = 0.0  # EMA decay of the weights; 0 turns it off
-    # what trains the network: "default" (the assignment's MSE on x_0, or the -ELBO for --schedule learned)
-    # or "edm" (EDM's weight 1/c_out(t)^2 on ||x_0 - x̂_0||^2; learned: the ELBO integrand times
-    # vdm.continuous.edm_weight, gamma still trained on the ELBO). Reported bounds are always the ELBO.
-    weighting: str = "default"
-    seed: int = 0
-    device: str = "auto"
-    minutes: float = 0.0  # stop (with a checkpoint and samples) after this much wall time; 0: no limit
-    eval_size: int = 256
-    eval_every: int = 1  # epochs
-    sample_every: int = 1  # epochs; 0: only at the end
-    n_samples: int = 64
-    ckpt_every: int = 0  # steps; 0: once per epoch
-    log_every: int = 20  # steps between loss read-backs (the only host syncs)
-    keep: int = 2  # checkpoints kept
-    threads: int = 0  # torch CPU threads; 0: torch's default
-    # speed (benchmarks/RESULTS.md): none of these changes the model, so a resumed run may change them
-    precision: str = "auto"  # fp32 | bf16 autocast | auto: bf16 on CUDA, fp32 on CPU (bf16 measured 20-40x slower on an AVX2 CPU)
-    channels_last: str = "auto"  # on | off | auto: on for CUDA, off on CPU (slower there, measured)
-    compile: bool = False  # torch.compile the network (minutes of compiling; pays on long runs)
-    cuda_graphs: bool = False  # with --compile on CUDA: mode reduce-overhead (CUDA graphs)
-
-    def validate(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}.")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction {self.prediction!r}; expected one of {', '.join(PREDICTIONS)}.")
-        if self.schedule not in KINDS:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(KINDS)}.")
-        if self.data not in datasets.DATASETS:
-            raise ValueError(f"unknown data set {self.data!r}; expected one of {', '.join(datasets.DATASETS)}.")
-        for k in ("epochs", "batch_size", "T", "n_samples", "log_every", "keep"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}.")
-        for k in ("limit", "eval_size", "eval_every", "sample_every", "ckpt_every", "threads"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"--{k.replace('_', '-')} must not be negative, got {getattr(self, k)}.")
-        for k, hi in (("T", ckpt.MAX_T), ("n_samples", MAX_COUNT), ("threads", MAX_THREADS), ("batch_size", MAX_BATCH),
-                      ("keep", 1000), ("epochs", ckpt.MAX_STEP), ("limit", ckpt.MAX_STEP), ("eval_size", ckpt.MAX_STEP),
-                      ("eval_every", ckpt.MAX_STEP), ("sample_every", ckpt.MAX_STEP), ("ckpt_every", ckpt.MAX_STEP),
-                      ("log_every", ckpt.MAX_STEP)):
-            if getattr(self, k) > hi:
-                raise ValueError(f"--{k.replace('_', '-')} must be at most {hi:,}, got {str(getattr(self, k))[:24]}.")
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"--seed must lie in 0..{2**32 - 1}, got {str(self.seed)[:24]}.")
-        if self.schedule == "learned" and self.prediction not in continuous.PREDICTIONS:
-            raise ValueError(f"--schedule learned trains {', '.join(continuous.PREDICTIONS)} models, not {self.prediction!r}.")
-        if self.weighting not in continuous.WEIGHTINGS:
-            raise ValueError(f"unknown weighting {self.weighting!r}; expected one of {', '.join(continuous.WEIGHTINGS)}.")
-        if self.weighting == "edm" and self.prediction == "eps":
-            raise ValueError("--weighting edm weights the error of x̂_0 (x0 or x0-precond), not an eps model's.")
-        if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
-            raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"--lr must be a positive number, got {self.lr}.")
-        if not (0.0 <= self.ema < 1.0):
-            raise ValueError(f"--ema must lie in [0, 1), got {self.ema}.")
-        if not (0 <= self.minutes < 1e9):
-            raise ValueError(f"--minutes must be a non-negative number, got {self.minutes}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
-        if self.channels_last not in ("auto", "on", "off"):
-            raise ValueError(f"--channels-last must be auto, on or off, got {self.channels_last!r}.")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """From a config.json: unknown keys are ignored; a value of the wrong type is a ValueError."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a training config is a JSON object, got {type(d).__name__}.")
-        out = {}
-        for f in fields(cls):
-            if f.name not in d:
-                continue
-            v, default = d[f.name], f.default
-            if isinstance(default, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(default, int):
-                ok = isinstance(v, int) and not isinstance(v, bool)
-            elif isinstance(default, float) or default is None:  # alpha: None (tuned) or a number
-                ok = (v is None and default is None) or (isinstance(v, (int, float)) and not isinstance(v, bool))
-            else:
-                ok = isinstance(v, str)
-            if not ok:
-                raise ValueError(f"{f.name} has the value {str(v)[:40]!r} of the wrong type.")
-            out[f.name] = v
-        return cls(**out)
+EVAL_SEED = 12345  # the held-out evaluation's noise, the same at every evaluation of every run
+CONTINUOUS_EVAL_SEED = 54321  # the continuous-time evaluation's (a learned run)
 
 
 class TrainingStopped(Exception):
@@ -192,6 +85,8 @@ class Trainer:
         self.echo = echo
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif cfg.points:  # a small MLP on 256 points: one thread beats two (115 vs 59 steps/s measured, 2 cores)
+            torch.set_num_threads(1)
         # under torchrun: this rank's place and device (cuda:LOCAL_RANK); rank 0 of 1 otherwise
         self.dist, self.device = distributed.setup(pick_device(cfg.device))
         self.schedule = schedule_of(cfg)
@@ -200,7 +95,8 @@ class Trainer:
         if self.dist.enabled:
             distributed.sync_batchnorm(net, self.device)  # global-batch BN statistics, as one process has
         cuda = self.device.type == "cuda"
-        self.channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+        # a memory format of 4-D images: points [B, 2] have none
+        self.channels_last = not cfg.points and (cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda))
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.model = Denoiser(net, self.schedule, cfg.prediction)
@@ -231,8 +127,8 @@ class Trainer:
             w[1:] = precond_coefs(self.schedule)[1][1:].pow(-2)
             self._edm_w = w.to(self.device, torch.float32)
         self._net_loss = None  # learned + edm: the network's loss of the last loss_on (its gradient; vdm.continuous)
-        self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None).to(self.device)
-        test = datasets.load(cfg.data, "test", cfg.data_dir)
+        self.train_data = datasets.load(cfg.data, "train", cfg.data_dir, cfg.limit or None, cfg.data_n, cfg.seed).to(self.device)
+        test = datasets.load(cfg.data, "test", cfg.data_dir, n=cfg.data_n, seed=cfg.seed)
         self.eval_data = test[: cfg.eval_size].to(self.device) if cfg.eval_size else None
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed + 1)
@@ -289,7 +185,7 @@ class Trainer:
             raise TrainingStopped(f"training stopped: the weights became non-finite by step {self.step}{self._kept()}.")
         tensors, meta = self.state_tensors()
         meta["owed"] = list(owed)
-        path = ckpt.save(self.run_dir / "checkpoints", self.step, tensors, meta, keep=self.cfg.keep)
+        path = ckpt.save(checkpoints_dir(self.run_dir), self.step, tensors, meta, keep=self.cfg.keep)
         self._owed_sidecar = path
         return path
 
@@ -308,7 +204,7 @@ class Trainer:
                 ckpt.set_owed(self._owed_sidecar, [o for o in ckpt.owed_of(meta) if o != what])
 
     def _resume(self) -> None:
-        if not ckpt.list_checkpoints(self.run_dir / "checkpoints"):
+        if not ckpt.list_checkpoints(checkpoints_dir(self.run_dir)):
             # killed before its first checkpoint: nothing to continue, so start the run over
             self.echo(f"{self.run_dir} has no checkpoint yet; starting it from step 0.")
             return
@@ -358,7 +254,7 @@ class Trainer:
             x_uint8, t, eps = x_uint8[rows], t[rows], eps[rows]
         x0 = datasets.to_float(x_uint8)
         # alpha_bar_t from the device table: q_sample checks t on the host, a sync per step on GPUs
-        x_t = reparameterise(self._alpha_bar[t].view(-1, 1, 1, 1), x0, eps)
+        x_t = reparameterise(_per_item(self._alpha_bar[t], x0), x0, eps)
         if self.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -369,7 +265,7 @@ class Trainer:
         if self._edm_w is None:
             loss = F.mse_loss(pred.float(), self.model.target(x0, x_t, t, eps))
         else:  # EDM: ||x_0 - x̂_0||^2 / c_out(t)^2, for x0-precond the unweighted MSE on F (the error c_out divides)
-            loss = ((pred.float() - x0).pow(2) * self._edm_w[t].view(-1, 1, 1, 1)).mean()
+            loss = ((pred.float() - x0).pow(2) * _per_item(self._edm_w[t], x0)).mean()
         if self.dist.enabled:
             loss = loss * distributed.loss_scale(n, self.dist)
         return loss
@@ -442,24 +338,15 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Held-out loss and the ELBO (denoising form, uniform-t estimate) in bits/dim, on fixed noise;
-        a learned run also the continuous-time -ELBO ("continuous") and gamma's endpoints."""
+        """Held-out loss and the ELBO (denoising form) in bits/dim, on fixed noise: for images one uniform t
+        per image, for points every t (cheap there, and precise). A learned run adds the continuous-time
+        -ELBO ("continuous") and gamma's endpoints; a Gaussian-mixture run the exact references
+        ("reference", :meth:`references`), and a points run says its bits are of a density ("density")."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
-        g = torch.Generator(device=self.device)
-        g.manual_seed(12345)
-        losses, terms = [], []
-        for i in range(0, len(self.eval_data), self.cfg.batch_size):
-            xb = self.eval_data[i: i + self.cfg.batch_size]
-            x0 = datasets.to_float(xb)
-            t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=g, device=self.device)
-            eps = torch.randn(x0.shape, generator=g, device=self.device)
-            x_t = q_sample(self.schedule, x0, t, eps)
-            losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
-            e = elbo(m, self.schedule, x0, "denoising", "uniform", generator=g)
-            terms.append(e)
+        losses, terms = self._heldout(m)
         m.train(was_training)
         n = len(self.eval_data)
         bpd = {k: sum(e.bpd()[k] * len(e.total) for e in terms) / n for k in ("reconstruction", "prior", "matching", "total")}
@@ -470,7 +357,45 @@ class Trainer:
             out["bpd_se"] = float(per_image.std() / math.sqrt(n))
         if self.learned:
             out.update(self._continuous_eval(m), **self.gamma_endpoints())
+        if self.cfg.points:
+            out["density"] = True
+        if gmm.is_mixture(self.cfg.data):
+            out["reference"] = self.references()
         return out
+
+    def _heldout(self, m) -> tuple[list, list]:
+        """(summed held-out losses, ELBO per batch) of denoiser ``m`` on the held-out set, its noise drawn from
+        EVAL_SEED in one fixed order, so that two denoisers meet the same x_t. Points go as one batch."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(EVAL_SEED)
+        losses, terms = [], []
+        bs = len(self.eval_data) if self.cfg.points else self.cfg.batch_size
+        for i in range(0, len(self.eval_data), bs):
+            x0 = datasets.to_float(self.eval_data[i: i + bs])
+            t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=g, device=self.device)
+            eps = torch.randn(x0.shape, generator=g, device=self.device)
+            if isinstance(m, Denoiser):
+                x_t = q_sample(self.schedule, x0, t, eps)
+                losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
+            terms.append(elbo(m, self.schedule, x0, "denoising", "full" if self.cfg.points else "uniform", generator=g))
+        return losses, terms
+
+    _references: dict | None = None
+
+    def references(self) -> dict:
+        """A Gaussian-mixture run's exact references on the held-out points, in bits/dim (of a density), each with
+        its standard error over the points: ``optimal``, the -ELBO of the Bayes-optimal denoiser
+        E[x_0 | x_t] (vdm.gmm.OptimalDenoiser) on the same x_t as the model's, and ``nll``, the true
+        -log q(x_0). Computed once: they depend on the points and the fixed schedule alone."""
+        if self._references is None:
+            mixture = gmm.layout(self.cfg.data)
+            _, terms = self._heldout(gmm.OptimalDenoiser(mixture, self.schedule))
+            opt = nats_to_bpd(torch.cat([e.total for e in terms]).double(), terms[0].dims)
+            nll = nats_to_bpd(-mixture.log_prob(datasets.to_float(self.eval_data)), terms[0].dims)
+            n = len(opt)
+            self._references = {"optimal": float(opt.mean()), "optimal_se": float(opt.std() / math.sqrt(n)) if n > 1 else 0.0,
+                                "nll": float(nll.mean()), "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else 0.0}
+        return self._references
 
     def gamma_endpoints(self) -> dict:
         """gamma(0), gamma(1) = -log SNR at t = 0 and 1 (a learned run; a read-back from the device)."""
@@ -483,7 +408,7 @@ class Trainer:
         was_training = m.training
         m.eval()
         g = torch.Generator(device=self.device)
-        g.manual_seed(54321)
+        g.manual_seed(CONTINUOUS_EVAL_SEED)
         parts = [continuous.continuous_elbo(m, self.gamma, datasets.to_float(self.eval_data[i: i + self.cfg.batch_size]),
                                             generator=g)
                  for i in range(0, len(self.eval_data), self.cfg.batch_size)]
@@ -493,16 +418,25 @@ class Trainer:
                                for k in ("reconstruction", "prior", "diffusion", "total")}}
 
     def write_samples(self) -> Path:
+        """samples/step-<step>.png and latest.png: a grid of images, or for points a scatter over the held-out
+        data, with the points themselves in step-<step>.npy and latest.npy."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
-        x = sample(m, self.schedule, self.cfg.n_samples, seed=self.cfg.seed, device=self.device)
+        cfg = self.cfg
+        x = sample(m, self.schedule, cfg.n_samples, datasets.shape_of(cfg.data), seed=cfg.seed, device=self.device,
+                   clip=not cfg.points)  # x̂_0 of points is not bounded to [-1, 1]
         m.train(was_training)
-        d = self.run_dir / "samples"
-        img = grid(x, scale=2)
-        path = save_png(img, d / f"step-{self.step:08d}.png")
-        save_png(img, d / "latest.png")
+        if cfg.points:
+            pts = x.float().cpu().numpy()
+            img = scatter(pts, None if self.eval_data is None else self.eval_data.cpu())
+            for step in (self.step, None):
+                save_npy(pts, sample_path(self.run_dir, step, ".npy"))
+        else:
+            img = grid(x, scale=2)
+        path = save_png(img, sample_path(self.run_dir, self.step))
+        save_png(img, sample_path(self.run_dir))
         return path
 
     # -- the loop ------------------------------------------------------------------
@@ -667,9 +601,14 @@ class Trainer:
     def _kept(self) -> str:
         """The clause naming the checkpoint a stop leaves in place, if there is one."""
         try:  # complete and verified, not merely the newest sidecar present
-            return f"; the last good checkpoint {ckpt.resolve(self.run_dir / 'checkpoints').name} is kept"
+            return f"; the last good checkpoint {ckpt.resolve(checkpoints_dir(self.run_dir)).name} is kept"
         except ValueError:
             return ""
+
+
+def _per_item(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A [B] tensor shaped [B, 1, ...] to broadcast over each item of ``like`` (an image or a point)."""
+    return v.view((-1,) + (1,) * (like.ndim - 1))
 
 
 class _NoLog:

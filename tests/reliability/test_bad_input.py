@@ -30,7 +30,8 @@ from vdm.metrics import MetricsWriter, parse_line, read_all
 from vdm.nets import build_net
 from vdm.sample import sample
 from vdm.schedule import Schedule, make_schedule
-from vdm.train import ALPHA_MARGIN, MAX_BATCH, Trainer
+from vdm.config import ALPHA_MARGIN, MAX_BATCH
+from vdm.train import Trainer
 from vdm.checkpoint import MAX_STEP
 
 TRIED = Counter()
