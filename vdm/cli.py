@@ -15,10 +15,11 @@ from pathlib import Path
 
 from vdm import DEFAULT_T
 from vdm.config import (ALPHA_MARGIN, DATASETS, IDENTITY_KEYS, MAX_COUNT, MAX_POINTS, MAX_T, MAX_THREADS, MODELS,
-                        POINTS_TEST, POINTS_TRAIN, PRECISIONS,
+                        IMAGE_SAMPLES, POINT_SAMPLES, POINTS_TEST, POINTS_TRAIN, PRECISIONS,
                         PREDICTIONS, RESUME_MUST_MATCH, SCHEDULES, TrainConfig, fresh_config)
 
 EXIT_USAGE = 2
+ELBO_IMAGES, ELBO_POINTS = 64, 1000  # vdm elbo's default held-out items (points are cheap: T calls on all at once)
 
 
 class CommandError(Exception):
@@ -183,7 +184,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
-    p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=64, help="number of samples")
+    p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=None,
+                   help=f"number of samples (default: {IMAGE_SAMPLES} images, {POINT_SAMPLES:,} points)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--animation", default=None, help="also write the denoising as a .gif or .mp4")
@@ -224,7 +226,8 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run directory or a ckpt-*.json / .safetensors file")
     p.add_argument("--data", choices=DATASETS, default=None, help="data set (default: the run's)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--n", type=_positive_int, default=64, help="held-out images (the first N of the test split)")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help=f"held-out items, the first N of the test split (default: {ELBO_IMAGES} images, {ELBO_POINTS} points)")
     p.add_argument("--estimator", choices=ESTIMATORS, default="full",
                    help="full sum over t, one uniform t, or one importance-sampled t per image")
     p.add_argument("--proposal", choices=("pilot", "snr"), default="pilot",
@@ -235,7 +238,7 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
                    help="p(x_0|x_1): DDPM's std sqrt(1 - alpha_1), the std calibrated on held-out images, or both")
     p.add_argument("--calibration-n", type=_positive_int, default=256,
                    help="images that calibrate the decoder and the pilot: the last N of the test split")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: 64 images, all points at once")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--device", default="auto")
@@ -319,7 +322,7 @@ def cmd_train(args) -> int:
 
     from vdm import distributed
     from vdm.nets import summary
-    from vdm.run import Run, open_run
+    from vdm.run import Run, open_run, sample_path
     from vdm.train import Trainer, TrainingStopped, new_run_dir
 
     names = {f.name for f in fields(TrainConfig)}
@@ -397,8 +400,10 @@ def cmd_train(args) -> int:
     ev = result.get("eval")
     print(f"stopped ({result['reason']}) at step {result['step']}, epoch {result['epoch']}.")
     if ev:
-        print(_bpd_line(ev["bpd"], ev.get("decoder", "fixed"), len(trainer.eval_data), run_dir, ev.get("bpd_se")))
-    print(f"samples: {run_dir / 'samples' / 'latest.png'}")
+        from vdm.report import train_summary_line
+
+        print(train_summary_line(ev, len(trainer.eval_data), run_dir))
+    print(f"samples: {sample_path(run_dir)}")
     if result["reason"] in ("SIGINT", "SIGTERM"):
         # a stop asked for and carried out (checkpoint saved) is a success, status 0, as for --minutes;
         # the terminal UI stops its training child this way
@@ -407,32 +412,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _bpd_line(bpd: dict, decoder: str, n: int, run_dir, se: float | None = None) -> str:
-    """The trainer's last -ELBO, named, with its standard error (``se``, over the images) and the scale a
-    learner needs to read it."""
-    from vdm.elbo import CIFAR10_BPD, UNIFORM_BPD
-
-    cifar = ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in CIFAR10_BPD)
-    return ("held-out -ELBO (denoising form, an upper bound on -log p(x_0)) in bits/dim, on {n} test images with one "
-            "uniform t each and the {decoder} decoder: reconstruction {reconstruction:.3f} + prior {prior:.4f} "
-            "+ denoising matching {matching:.3f} = {total:.3f}{pm}\n"
-            "  for scale: a model uniform over the 256 levels scores {uniform:g}; published CIFAR-10 bounds (another "
-            "data set): {cifar}; a lower-variance estimate and a calibrated decoder: vdm elbo {run} --estimator importance"
-            ).format(n=n, decoder=decoder, uniform=UNIFORM_BPD, cifar=cifar, run=run_dir,
-                     pm="" if se is None else f" ± {se:.3f} (standard error over the images and their t)", **bpd)
-
-
 def cmd_sample(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from vdm.images import grid, save_animation, save_png
+    from vdm.images import grid, save_animation, save_npy, save_png, scatter
     from vdm.run import open_model
     from vdm.sample import sample
     from vdm.train import pick_device
 
     device = pick_device(args.device)
-    den, meta, _ = open_model(args.checkpoint, device, use_ema=not args.no_ema)
+    den, meta, run = open_model(args.checkpoint, device, use_ema=not args.no_ema)
     _check_out(args.out, (".png",))
     if args.animation:
         _check_out(args.animation, (".gif", ".mp4"))
@@ -440,21 +430,45 @@ def cmd_sample(args) -> int:
     K = T if args.steps is None else args.steps
     if not 1 <= K <= T:
         raise CommandError(f"--steps must lie in 1..{T} (this model's T), got {K}.")
+    points = meta.get("model") == "mlp"
+    n = args.n or (POINT_SAMPLES if points else IMAGE_SAMPLES)
     with tqdm(total=K, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-        res = sample(den, den.schedule, args.n, seed=args.seed, device=device, steps=K, sampler=args.sampler,
-                     return_chain=bool(args.animation), progress=lambda i, n: bar.update(1))
+        res = sample(den, den.schedule, n, (2,) if points else (3, 32, 32), seed=args.seed, device=device, steps=K,
+                     sampler=args.sampler, return_chain=bool(args.animation), progress=lambda i, k: bar.update(1),
+                     clip=not points)  # x̂_0 of points is not bounded to [-1, 1]
     x = res[0] if args.animation else res
-    save_png(grid(x, scale=2), args.out)
+    if points:  # a scatter of the samples (orange) over the held-out data (grey), and the numbers beside it
+        data = _points_of(run, meta)
+        picture = lambda v: scatter(v.cpu(), data)  # noqa: E731
+        save_npy(x.cpu().numpy(), Path(args.out).with_suffix(".npy"))
+    else:
+        picture = lambda v: grid(v, scale=2)  # noqa: E731
+    save_png(picture(x), args.out)
     how = "" if K == T and args.sampler == "ancestral" else f", {args.sampler} in {K} of {T} steps"
-    print(f"wrote {args.out} ({args.n} samples, step {meta.get('step')} of {meta.get('model')}{how})")
+    also = f"; the points in {Path(args.out).with_suffix('.npy')}" if points else ""
+    print(f"wrote {args.out} ({n} samples, step {meta.get('step')} of {meta.get('model')}{how}{also})")
     if args.animation:
         chain = res[1]  # rows i = 0..K along the steps visited, t_i = chain.t[i]
         rows = np.unique(np.linspace(K, 0, args.frames).round().astype(int))[::-1]
-        frames = [np.concatenate([grid(chain.x[i], scale=2), grid(chain.x0_hat[i], scale=2)], 1) for i in rows]
+        frames = [np.concatenate([picture(chain.x[i]), picture(chain.x0_hat[i])], 1) for i in rows]
         frames += [frames[-1]] * 10
         save_animation(frames, args.animation)
         print(f"wrote {args.animation} (left x_t, right x̂_0, t = {T}..0)")
     return 0
+
+
+def _points_of(run, meta):
+    """The held-out points a 2-D model's samples are drawn over: its run's, or those its checkpoint's config names."""
+    from vdm import data as datasets
+
+    if run is not None:
+        return run.test_images()
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    try:
+        c = TrainConfig.from_dict(cfg)
+    except ValueError:
+        return None
+    return datasets.load(c.data, "test", n=c.data_n, seed=c.seed) if c.points else None
 
 
 def _check_out(path: str, suffixes) -> None:
@@ -470,6 +484,7 @@ def cmd_forward(args) -> int:
     import torch
 
     from vdm import data as datasets
+    from vdm.config import is_points
     from vdm.diffusion import forward_chain
     from vdm.images import grid, save_animation, save_png
     from vdm.schedule import make_schedule
@@ -478,6 +493,8 @@ def cmd_forward(args) -> int:
     _check_out(args.out, (".png",))
     if args.animation:
         _check_out(args.animation, (".gif", ".mp4"))
+    if is_points(args.data):
+        return _forward_points(args, schedule)
     if args.image:
         x = datasets.load_image(args.image)[None]
     else:
@@ -494,6 +511,32 @@ def cmd_forward(args) -> int:
     if args.animation:
         step = max(1, T // 100)
         frames = [grid(chain[t: t + 1], scale=8) for t in range(0, T + 1, step)]
+        save_animation(frames + [frames[-1]] * 10, args.animation)
+        print(f"wrote {args.animation}")
+    return 0
+
+
+def _forward_points(args, schedule) -> int:
+    """vdm forward on 2-D data: the whole held-out cloud x_t at evenly spaced t, a strip of scatters and an animation."""
+    import numpy as np
+
+    from vdm import data as datasets
+    from vdm.cloud import forward_cloud
+    from vdm.images import save_animation, save_png, scatter
+    from vdm.points import noise_of
+
+    if args.image:
+        raise CommandError(f"--image takes an image file; --data {args.data} is a cloud of 2-D points, shown whole.")
+    x0 = datasets.load(args.data, "test", seed=args.seed)
+    chain = forward_cloud(schedule, x0, args.seed)  # [T+1, N, 2]
+    T = schedule.T
+    ts = np.unique(np.linspace(0, T, args.steps).round().astype(int))
+    save_png(np.concatenate([scatter(chain[t], size=200) for t in ts], 1), args.out)
+    print(f"wrote {args.out}: the {len(x0):,} held-out {args.data} points ({noise_of(args.data)}) as x_t at "
+          f"t = {', '.join(map(str, ts))} ({schedule.describe()})")
+    if args.animation:
+        step = max(1, T // 100)
+        frames = [scatter(chain[t]) for t in range(0, T + 1, step)]
         save_animation(frames + [frames[-1]] * 10, args.animation)
         print(f"wrote {args.animation}")
     return 0
@@ -518,10 +561,9 @@ def cmd_tune_alpha(args) -> int:
 
 
 def cmd_elbo(args) -> int:
-    import torch
-
     from vdm import data as datasets
-    from vdm import elbo as E
+    from vdm.config import is_points
+    from vdm.report import ElboOptions, elbo_report, format_report, nan_to_null
     from vdm.run import open_model
     from vdm.train import pick_device
 
@@ -529,163 +571,30 @@ def cmd_elbo(args) -> int:
     den, meta, run = open_model(args.checkpoint, device, use_ema=not args.no_ema)
     cfg = run.config if run is not None else TrainConfig()  # a lone checkpoint file: the default data
     name = args.data or cfg.data
-    test = datasets.load(name, "test", args.data_dir or cfg.data_dir)
-    x = test[: args.n]
-    if len(x) + args.calibration_n > len(test):
-        raise CommandError(f"the {len(test)} test images cannot hold --n {len(x)} evaluated and --calibration-n "
-                           f"{args.calibration_n} calibration images apart; ask for fewer.")
-    x_cal = test[len(test) - args.calibration_n:]
-    s = den.schedule
-    g = torch.Generator(device=device).manual_seed(args.seed)
-    with torch.no_grad():
-        decoders = _elbo_decoders(den, s, x_cal, args.decoder, g, device)
-        proposals = {f: _elbo_proposal(den, s, x_cal, f, args, g, device) for f in E.FORMS}
-        draws = {f: _elbo_draws(den, s, x, f, args, decoders, proposals[f], g, device) for f in E.FORMS}
-    summary = elbo_summary(args, meta, name, s, x, len(test), decoders, draws)
-    if s.kind == "learned":  # the same model's continuous-time bound, beside the discrete-T one
+    if is_points(name) != (meta.get("model") == "mlp"):
+        raise CommandError(f"the model {meta.get('model')} of {args.checkpoint} does not take --data {name}.")
+    test = datasets.load(name, "test", args.data_dir or cfg.data_dir, n=cfg.data_n, seed=cfg.seed)
+    points = is_points(name)
+    n = args.n or (ELBO_POINTS if points else ELBO_IMAGES)
+    opts = ElboOptions(args.estimator, args.proposal, args.draws, args.decoder, args.calibration_n,
+                       args.batch_size or (n if points else 64), args.seed)
+    try:
+        summary = elbo_report(den, meta, name, test, n, opts, device)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if den.schedule.kind == "learned":  # the same model's continuous-time bound, beside the discrete-T one
         from vdm.continuous import report, report_numbers
 
-        summary["continuous"] = report_numbers(den, x, args.batch_size, args.seed, device, args.draws)
+        summary["continuous"] = report_numbers(den, test[:n], opts.batch_size, args.seed, device, args.draws)
     if args.json:
         import json
 
-        print(json.dumps(_nan_to_null(summary), allow_nan=False))
+        print(json.dumps(nan_to_null(summary), allow_nan=False))
         return 0
-    _print_elbo(summary)
+    print(format_report(summary))
     if "continuous" in summary:
         print(report(summary["continuous"]))
     return 0
-
-
-def _elbo_decoders(den, s, x_cal, which, g, device) -> list:
-    """The decoders asked for: fixed (DDPM's), calibrated on x_cal, or both."""
-    from vdm import data as datasets
-    from vdm import elbo as E
-
-    out = [E.fixed_decoder(s)] if which in ("fixed", "both") else []
-    if which in ("calibrated", "both"):
-        out.append(E.calibrate_decoder(den, s, datasets.to_float(x_cal.to(device)), generator=g))
-    return out
-
-
-def _elbo_proposal(den, s, x_cal, form, args, g, device):
-    """p(t) of the importance estimator: a pilot pass on 16 calibration images, or the SNR proposal."""
-    from vdm import data as datasets
-    from vdm import elbo as E
-
-    if args.estimator != "importance" or s.T < 2:
-        return None
-    if args.proposal == "snr":
-        return E.snr_proposal(s, form)
-    return E.pilot_proposal(den, s, datasets.to_float(x_cal[:16].to(device)), form, generator=g)
-
-
-def _elbo_draws(den, s, x, form, args, decoders, proposal, g, device) -> dict:
-    """{decoder name: {term: [draws, n] nats}}: every image's estimate, drawn args.draws times."""
-    import torch
-    from tqdm import tqdm
-
-    from vdm import data as datasets
-    from vdm import elbo as E
-
-    rows = {d.name: {k: [] for k in ("reconstruction", "prior", "matching", "total")} for d in decoders}
-    for _ in tqdm(range(args.draws), desc=form, file=sys.stderr, dynamic_ncols=True):
-        parts = {d.name: [] for d in decoders}
-        for i in range(0, len(x), args.batch_size):
-            x0 = datasets.to_float(x[i: i + args.batch_size].to(device))
-            e = E.elbo(den, s, x0, form, args.estimator, generator=g, decoder=decoders[0], proposal=proposal)
-            parts[decoders[0].name].append(e)
-            for d in decoders[1:]:  # the same prior and matching draws; the reconstruction at its own x_1
-                parts[d.name].append(e.with_decoder(E.reconstruction_nats(den, s, x0, g, d), d))
-        for dname, es in parts.items():
-            for k in rows[dname]:
-                rows[dname][k].append(torch.cat([p.terms()[k] for p in es]).double().cpu())
-    return {d: {k: torch.stack(v) for k, v in terms.items()} for d, terms in rows.items()}
-
-
-def elbo_summary(args, meta, name, s, x, n_test, decoders, draws) -> dict:
-    """The numbers of `vdm elbo`'s report as one JSON-ready dict (what --json prints; the text is made from it).
-
-    bits/dim per form ("consistency", "denoising") and decoder: every term, the total, the estimator's
-    Monte Carlo standard error (vdm.elbo.mc_standard_error, images fixed) and the spread across images
-    / sqrt(n); nats for the denoising form; the estimator, the decoders and the references beside.
-    """
-    from vdm import elbo as E
-
-    dims, n = x[0].numel(), len(x)
-    bpd = lambda v: float(E.nats_to_bpd(v, dims))  # noqa: E731
-    how = {"full": "the full sum over t", "uniform": "one uniform t per image, weight T - 1",
-           "importance": "one t per image from p(t), weight 1/p(t); p(t) from "
-                         + ("a pilot pass on 16 calibration images" if args.proposal == "pilot" else "the SNR alone")}
-    forms = {}
-    for f in E.FORMS:
-        forms[f] = {}
-        for d in decoders:
-            tot = draws[f][d.name]["total"]
-            row = {k: bpd(draws[f][d.name][k].mean()) for k in ("reconstruction", "prior", "matching", "total")}
-            row["mc_standard_error"] = bpd(E.mc_standard_error(tot))
-            row["spread_over_sqrt_n"] = bpd(tot.mean(0).std() / math.sqrt(n)) if n > 1 else float("nan")
-            row["nats"] = {k: float(draws[f][d.name][k].mean()) for k in ("reconstruction", "prior", "matching", "total")}
-            forms[f][d.name] = row
-    decs = []
-    for d in decoders:
-        where = ("DDPM's sqrt(1 - alpha_1)" if d.name == "fixed" else
-                 f"max. likelihood on test images {n_test - args.calibration_n}..{n_test - 1}, not the evaluated ones")
-        decs.append({"name": d.name, "std_grey_levels": [float(v) * 127.5 for v in d.std.flatten()],
-                     "describe": d.describe(), "how": where})
-    return {
-        "bound": "-ELBO, an upper bound on -log p(x_0)", "unit": "bits/dim", "dims": dims,
-        "model": meta.get("model"), "prediction": meta.get("prediction", "x0"), "step": meta.get("step"),
-        "data": name, "images": n, "test_split": [0, n - 1], "schedule": s.describe(), "T": s.T,
-        "estimator": {"name": args.estimator, "describe": how[args.estimator], "draws": args.draws,
-                      "proposal": args.proposal if args.estimator == "importance" else None},
-        "decoders": decs, "forms": forms,
-        "references": {"uniform_bpd": E.UNIFORM_BPD, "cifar10_bpd": dict(E.CIFAR10_BPD),
-                       "same_data_set": name == "cifar10"},
-    }
-
-
-def _nan_to_null(v):
-    """A NaN (a standard error of one draw, a spread of one image) as JSON's null: NaN is not JSON."""
-    if isinstance(v, dict):
-        return {k: _nan_to_null(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_nan_to_null(x) for x in v]
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def _print_elbo(summary: dict) -> None:
-    """`vdm elbo`'s text report, from :func:`elbo_summary`'s numbers."""
-    from vdm import elbo as E
-
-    sm, n, name = summary, summary["images"], summary["data"]
-    print(f"-ELBO of {sm['model']} ({sm['prediction']} prediction) at step {sm['step']} on {n} held-out {name} "
-          f"images (test split 0..{n - 1}); {sm['schedule']}")
-    print(f"-ELBO is an upper bound on -log p(x_0), here in bits per dimension ({sm['dims']:,} dimensions an image).")
-    est = sm["estimator"]
-    print(f"estimator: {est['name']}, {est['describe']}; {est['draws']} independent draw(s) per image, averaged")
-    for d in sm["decoders"]:
-        print(f"decoder p(x_0|x_1): {d['describe']} ({d['how']})")
-    print()
-    print(f"{'term':<44} {'consistency bpd':>16} {'denoising bpd':>14} {'nats (denoising)':>17}")
-    names = [d["name"] for d in sm["decoders"]]
-    rows = [(f"reconstruction, {d} decoder", d, "reconstruction") for d in names]
-    rows += [("prior matching", names[0], "prior"), ("consistency / denoising matching", names[0], "matching")]
-    rows += [(f"total (-ELBO), {d} decoder", d, "total") for d in names]
-    c_, d_ = sm["forms"]["consistency"], sm["forms"]["denoising"]
-    for label, dname, k in rows:
-        print(f"{label:<44} {c_[dname][k]:>16.4f} {d_[dname][k]:>14.4f} {d_[dname]['nats'][k]:>17.2f}")
-    for d in names:
-        print(f"{'MC standard error, ' + d:<44} {c_[d]['mc_standard_error']:>16.4f} {d_[d]['mc_standard_error']:>14.4f}")
-        print(f"{'spread across images / sqrt(n), ' + d:<44} {c_[d]['spread_over_sqrt_n']:>16.4f} "
-              f"{d_[d]['spread_over_sqrt_n']:>14.4f}")
-    print("MC standard error: the estimator's own noise (t, x_t, x_1 redrawn) with these images fixed; the spread "
-          "across images also holds how much the images differ.")
-    cifar = ", ".join(f"{k} {v:.2f}" for k, v in E.CIFAR10_BPD)
-    data_note = ("the same data set" if sm["references"]["same_data_set"] else
-                 f"another data set than these {name} images, so not comparable image for image")
-    print(f"references (-log p or -ELBO, bits/dim): a model uniform over the 256 levels scores {E.UNIFORM_BPD:g} bits/dim; "
-          f"published CIFAR-10 test bounds ({data_note}): {cifar}.")
 
 
 def cmd_model(args) -> int:

@@ -36,26 +36,30 @@ def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 1, scale: int
 POINT_VIEW = 2.0  # a scatter shows [-POINT_VIEW, POINT_VIEW]^2: every 2-D data set lies inside (vdm.points)
 
 
-def scatter(points, reference=None, size: int = 320, view: float = POINT_VIEW) -> np.ndarray:
+def scatter(points, reference=None, size: int = 320, view: float = POINT_VIEW, dot: int = 2) -> np.ndarray:
     """A picture [size, size, 3] of a 2-D cloud: the ``reference`` cloud (the data) as grey density shading,
-    ``points`` (samples) as orange density shading over it, axes through 0 in faint grey.
+    ``points`` (samples) as orange density shading over it, axes through 0 and a frame in faint grey.
 
-    Each cloud is binned to pixels; a pixel's shade is log(1 + count) / log(1 + max count), so dense and
-    sparse parts both show. Points outside the view are left out.
+    Each cloud is binned to squares of ``dot`` pixels; a square holding points is shaded
+    0.45 + 0.55 log(1 + count) / log(1 + max count), so a lone point shows and dense parts stand out.
+    Points outside the view are left out.
     """
-    img = np.full((size, size, 3), 255.0)
-    mid = size // 2
+    cells = size // dot
+    img = np.full((cells * dot, cells * dot, 3), 255.0)
+    mid = cells * dot // 2
     img[mid, :] = img[:, mid] = 225.0
+    img[[0, -1], :] = img[:, [0, -1]] = 200.0
 
     def shade(cloud) -> np.ndarray:
         a = np.asarray(cloud.cpu() if torch.is_tensor(cloud) else cloud, dtype=np.float64).reshape(-1, 2)
-        col = np.floor((a[:, 0] + view) / (2 * view) * size).astype(np.int64)
-        row = np.floor((view - a[:, 1]) / (2 * view) * size).astype(np.int64)
-        ok = (col >= 0) & (col < size) & (row >= 0) & (row < size) & np.isfinite(a).all(1)
-        h = np.bincount(row[ok] * size + col[ok], minlength=size * size).reshape(size, size).astype(np.float64)
-        return np.log1p(h) / np.log1p(max(h.max(), 1.0))
+        col = np.floor((a[:, 0] + view) / (2 * view) * cells).astype(np.int64)
+        row = np.floor((view - a[:, 1]) / (2 * view) * cells).astype(np.int64)
+        ok = (col >= 0) & (col < cells) & (row >= 0) & (row < cells) & np.isfinite(a).all(1)
+        h = np.bincount(row[ok] * cells + col[ok], minlength=cells * cells).reshape(cells, cells).astype(np.float64)
+        alpha = np.where(h > 0, 0.45 + 0.55 * np.log1p(h) / np.log1p(max(h.max(), 1.0)), 0.0)
+        return upscale(alpha, dot)
 
-    for cloud, colour in ((reference, (110, 110, 110)), (points, (230, 110, 20))):
+    for cloud, colour in ((reference, (150, 150, 150)), (points, (230, 110, 20))):
         if cloud is not None:
             a = shade(cloud)[..., None]
             img = img * (1 - a) + np.array(colour, dtype=np.float64) * a
