@@ -37,10 +37,11 @@ def make(name: str, n: int, split: str = "train", seed: int = 0) -> torch.Tensor
     """n points [n, 2] (float32) of the named data set's split."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    # one independent stream per (seed, split, data set); rows drawn point by point, so a prefix is stable
-    rng = np.random.default_rng([seed, 0 if split == "train" else 1, sum(map(ord, name))])
-    u = rng.random((n, 2))
-    z = rng.standard_normal((n, 2))
+    # independent streams per (seed, split, data set) for the uniforms and the normals, each drawn point by
+    # point: point i is the same whatever n is, so --data-n N takes the first N of a larger set
+    key = [seed, 0 if split == "train" else 1, sum(map(ord, name))]
+    u = np.random.default_rng(key + [0]).random((n, 2))
+    z = np.random.default_rng(key + [1]).standard_normal((n, 2))
     if mixtures.is_mixture(name):
         g = mixtures.layout(name)
         k = np.searchsorted(np.cumsum(g.weights.numpy()), u[:, 0] * (1 - 1e-12), side="right")
