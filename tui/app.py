@@ -30,17 +30,23 @@ class ChainSource:
     The schedule is the run's, or the checkpoint's when a lone checkpoint file is given,
     else the constant schedule for ``T``; the image is an index into the test split
     of the run's data set (shapes by default) or an image file.
+
+    ``data`` names the data set without a run (``vdm tui --data gmm``): a 2-D one (vdm.config.POINT_DATASETS)
+    opens the point chain screen (tui.pointchain) on its held-out points, with the schedule a fresh
+    ``vdm train --data NAME`` run gets (vdm.config.POINT_DEFAULTS; ``T`` when it is not the default).
     """
 
     def __init__(self, run_dir: Path | None = None, checkpoint: str | None = None, image_path: str | None = None,
-                 index: int = 0, T: int = DEFAULT_T, seed: int = 0):
+                 index: int = 0, T: int = DEFAULT_T, seed: int = 0, data: str | None = None):
         self.run_dir = Path(run_dir) if run_dir else None
         self.checkpoint = checkpoint
         self.image_path = image_path
         self.index = index
         self.T = T
         self.seed = seed
+        self.data_name = data
         self._data = None
+        self._points = None  # the held-out points of a 2-D data set, loaded once
         self._run = None  # the opened run, once its directory holds one (opened once, not per call)
         self._lock = threading.Lock()
         self.checkpoint_label = ""
@@ -65,7 +71,50 @@ class ChainSource:
 
     def for_run(self, run_dir) -> "ChainSource":
         """A source for another run with this one's image, T and seed (a checkpoint belongs to its own run)."""
-        return ChainSource(run_dir, None, self.image_path, self.index, self.T, self.seed)
+        return ChainSource(run_dir, None, self.image_path, self.index, self.T, self.seed, self.data_name)
+
+    def points_data(self) -> str | None:
+        """The 2-D data set the chains are of (the run's, else ``data``), or None for images."""
+        from vdm.config import is_points
+
+        try:
+            run = self.run()
+        except ValueError:  # a broken run directory: the image chain screen says why
+            return None
+        name = run.config.data if run is not None else self.data_name
+        return name if name is not None and is_points(name) else None
+
+    def point_schedule(self):
+        """The schedule of a 2-D chain: the run's, else what a fresh run on the data set gets."""
+        from vdm.config import POINT_DEFAULTS
+        from vdm.schedule import make_schedule
+
+        run = self.run()
+        if run is not None:
+            return run.schedule
+        return make_schedule(POINT_DEFAULTS["schedule"], self.T if self.T != DEFAULT_T else POINT_DEFAULTS["T"])
+
+    def points(self):
+        """The held-out points float32 [N, 2] of the 2-D data set (the run's split, or seed 0's)."""
+        from vdm import data as datasets
+
+        with self._lock:
+            if self._points is None:
+                run = self.run()
+                self._points = run.test_images() if run is not None else datasets.load(self.points_data(), "test")
+            return self._points
+
+    def point_denoiser(self, optimal: bool, schedule):
+        """(x̂_0 model, its name): the run's checkpoint, or (``optimal``, or without a run) the Bayes-optimal
+        E[x_0 | x_t] of a Gaussian mixture (vdm.cloud.denoiser_for); a ValueError when there is neither."""
+        from vdm.cloud import denoiser_for
+
+        if not optimal and self.has_model:
+            den, meta = self._model()
+            run = self.run()
+            self.checkpoint_label = f"{run.name if run is not None else meta.get('model')} at step {meta.get('step')}"
+            return den, self.checkpoint_label
+        return denoiser_for(self.points_data(), schedule)
 
     def schedule(self):
         from vdm.schedule import make_schedule
@@ -86,7 +135,8 @@ class ChainSource:
             if self._data is None:
                 try:
                     run = self.run()
-                    self._data = run.test_images() if run is not None else datasets.load("shapes", "test")
+                    name = self.data_name if self.data_name in ("shapes", "cifar10", "folder") else "shapes"
+                    self._data = run.test_images() if run is not None else datasets.load(name, "test")
                 except ValueError:  # the run's data set is not here (CIFAR-10 elsewhere): the embedded shapes
                     self._data = datasets.load("shapes", "test")
             return self._data
@@ -168,7 +218,7 @@ class VdmApp(App):
     def on_mount(self) -> None:
         self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory,
                                                               self.tailer))
-        self.add_mode("chain", lambda: ChainScreen(self.source))
+        self.add_mode("chain", self._chain_screen)
         if self.runs_root is not None:
             from tui.runs import RunsScreen
 
@@ -177,6 +227,14 @@ class VdmApp(App):
         if self.process is not None:
             self.set_interval(1.0, self._watch_process)
             self._process_reported = False
+
+    def _chain_screen(self) -> Screen:
+        """The chain screen for the source: of 2-D points (tui.pointchain) or of images."""
+        if self.source.points_data() is not None:
+            from tui.pointchain import PointChainScreen
+
+            return PointChainScreen(self.source)
+        return ChainScreen(self.source)
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """The palette's Screenshot: to ~/Downloads where it exists (Textual's default), else the
@@ -196,6 +254,10 @@ class VdmApp(App):
         """From the run list: the monitor of one run, pushed over the list (escape goes back)."""
         self.run_dir = Path(path)
         self.source = self.source.for_run(self.run_dir)  # the chain screen takes it up when it is shown next
+        if self.current_mode != "chain":
+            # made again when next shown: the run may be of the other kind (points vs images)
+            self.remove_mode("chain")
+            self.add_mode("chain", self._chain_screen)
         screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory)
         self.push_screen(screen)
 

@@ -7,6 +7,7 @@ frames already seen are cached by HalfBlockImage.
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
@@ -139,10 +140,15 @@ class ChainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#chain-progress").display = False
+        self._mounted()
+        self.compute()
+
+    def _mounted(self) -> None:
+        """What a screen of this kind sets up once its widgets are there (a subclass with other widgets
+        overrides this, not on_mount: Textual calls the handlers of every class in the MRO)."""
         self.query_one("#fwd-image").border_title = "x_t"
         self.query_one("#fwd-plot").border_title = "schedule"
-        self.query_one("#chain-progress").display = False
-        self.compute()
 
     def on_screen_resume(self) -> None:
         """Shown again: when the app has another source now (a run opened from the run list), take it up."""
@@ -199,18 +205,25 @@ class ChainScreen(Screen):
         self._computing = None
         if m.error:
             self.notify(m.error, severity="error", timeout=8)
-            if self.mode == "backward" and not self.use_oracle:
-                self.use_oracle = True  # keep working: fall back to the oracle
-                self.notify("showing the oracle chain instead (x̂_0 = the true x_0).")
-                self.compute()
-            elif not getattr(self.source, "fallback_schedule", True):
-                self.source.fallback_schedule = True  # the run's schedule failed: the constant one for T
-                self.notify(f"showing the chain of the constant schedule, T = {self.source.T}, instead.")
-                self.compute()
-            else:
-                self.query_one("#scrub-text", Readout).set(f"no chain: {m.error}")
+            self._failed(m.error)
             return
-        chain = m.chain
+        self._ready(m.chain)
+
+    def _failed(self, error: str) -> None:
+        """A chain could not be made: fall back to one that can (the oracle, the constant schedule)."""
+        if self.mode == "backward" and not self.use_oracle:
+            self.use_oracle = True  # keep working: fall back to the oracle
+            self.notify("showing the oracle chain instead (x̂_0 = the true x_0).")
+            self.compute()
+        elif not getattr(self.source, "fallback_schedule", True):
+            self.source.fallback_schedule = True  # the run's schedule failed: the constant one for T
+            self.notify(f"showing the chain of the constant schedule, T = {self.source.T}, instead.")
+            self.compute()
+        else:
+            self.query_one("#scrub-text", Readout).set(f"no chain: {error}")
+
+    def _ready(self, chain) -> None:
+        """A chain was computed: keep it and show it."""
         kind = "forward" if isinstance(chain, ForwardChain) else "backward"
         self.chains[kind] = chain
         self.pos[kind] = min(self.pos[kind], chain.K)
@@ -239,7 +252,7 @@ class ChainScreen(Screen):
                             x_range=(0, tab.T))
 
     def on_resize(self) -> None:
-        self._window = (None, None, 0, -1)
+        self._window = (None, None, 0, -1)  # the frames drawn ahead were for the old size
         self.call_after_refresh(self._maybe_prerender)
 
     @work(thread=True, exclusive=True, group="prerender")
@@ -310,21 +323,25 @@ class ChainScreen(Screen):
         else:
             head = "[b]backward chain[/] p(x_s | x_t) = q(x_s | x_t, x̂_0)"
         if c is not None:
-            head += f" · {c.source} · seed {c.seed} · {c.table.describe}"
+            head += f" · {escape(c.source)} · seed {c.seed} · {c.table.describe}"
         self.query_one("#chain-title", Readout).update(f"{head} {extra}".strip())
 
     def show(self) -> None:
         c = self.chain
         self._title()
-        scrub = self.query_one(Scrubber)
         if c is None:
             self.query_one("#scrub-text", Readout).set("computing the chain …")
             return
-        T = c.T
-        t = self.t()
+        self._show_scrub(c)
+        self._show_view(c)
+        self._maybe_prerender()
+
+    def _show_scrub(self, c) -> None:
+        """The scrubber at the position along the chain, and the line under it: t, play state and speed."""
+        scrub = self.query_one(Scrubber)
+        T, t = c.T, self.t()
         scrub.total = c.K
         scrub.position = self.pos[self.mode]
-        tab = c.table
         fps = SPEEDS[self.fps_i]
         state = "▶ playing" if self.playing else "❚❚ paused"
         drawn = ""
@@ -336,6 +353,10 @@ class ChainScreen(Screen):
                 drawn = f" (drawing {rate:.0f}/s: frames skipped to keep the speed)"
         where = "" if c.K == T else f" (step {self.pos[self.mode]} of {c.K})"
         self.query_one("#scrub-text", Readout).update(f"t = {t} / {T}{where}   {state} at {fps} steps/s{drawn}")
+
+    def _show_view(self, c) -> None:
+        """The frames and numbers of the chain at the position shown."""
+        T, t, tab = c.T, self.t(), c.table
         if self.mode == "forward":
             self.query_one("#fwd-image", HalfBlockImage).set_image(c.frames[t], key=("f", id(c), t))
             learned = ""
@@ -355,7 +376,6 @@ class ChainScreen(Screen):
             self.query_one("#fwd-plot", Plot).set_cursor(float(t))
         else:
             self._show_backward(c, self.frame())
-        self._maybe_prerender()
 
     def _show_backward(self, c, i: int) -> None:
         """The three frames of row i and its numbers: t = t_i, the next step s = t_{i-1}, the step's variance and KL."""

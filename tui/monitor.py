@@ -8,8 +8,6 @@ million-line log is parsed once, then only the bytes appended since.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,17 +23,20 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from tui.cloud import PointSamples
 from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
 from tui.run import RunState, ago, hms, num, own_objective, pid_alive
-from vdm.run import METRICS, SAMPLES, is_run
+from vdm.config import is_points
+from vdm.run import is_run, metrics_path, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
-GRID_NAME = re.compile(r"step-(\d+)\.png")  # vdm.train's name of the grid written at a step
+# the -ELBO plot's references of a Gaussian-mixture run (its eval records' "reference", bits/dim of a density)
+REFERENCES = (("optimal", "optimal denoiser", "green"), ("nll", "true -log p", "bright_blue"))
 
 
 def spark_text(values) -> str:
@@ -48,24 +49,19 @@ class RunUpdated(Message):
 
 
 class SampleLoaded(Message):
-    def __init__(self, image: np.ndarray | None, mtime: float, error: str = "", grids=None):
+    """The newest samples: an image grid (image), or a 2-D run's points [N, 2] (points)."""
+
+    def __init__(self, image: np.ndarray | None, mtime: float, error: str = "", grids=None, points=None):
         super().__init__()
-        self.image, self.mtime, self.error, self.grids = image, mtime, error, grids
+        self.image, self.mtime, self.error, self.grids, self.points = image, mtime, error, grids, points
 
 
-def grid_files(samples_dir: Path) -> list[tuple[int, Path]]:
-    """Every sample grid the trainer kept (vdm.train writes samples/step-<8 digits>.png after each
-    epoch, and a copy as latest.png), as (step, path) by step."""
-    try:
-        names = [e.name for e in os.scandir(samples_dir)]
-    except OSError:
-        return []
-    out = []
-    for name in names:
-        m = GRID_NAME.fullmatch(name)
-        if m:
-            out.append((int(m.group(1)), samples_dir / name))
-    return sorted(out)
+class HeldOutLoaded(Message):
+    """A 2-D run's held-out points and the view every scatter shows (vdm.images.POINT_VIEW)."""
+
+    def __init__(self, points: np.ndarray | None, view: float, error: str = ""):
+        super().__init__()
+        self.points, self.view, self.error = points, view, error
 
 
 def read_grid(path: Path) -> np.ndarray:
@@ -101,18 +97,25 @@ class SamplesScreen(ModalScreen):
         self.monitor = monitor
 
     def compose(self) -> ComposeResult:
-        yield HalfBlockImage(id="samples-full")
+        yield PointSamples(id="samples-full") if self.monitor.points else HalfBlockImage(id="samples-full")
         yield Readout(id="samples-full-label")
 
     def on_mount(self) -> None:
         self.show()
 
     def show(self) -> None:
-        image, key, label = self.monitor.shown_grid()
-        w = self.query_one("#samples-full", HalfBlockImage)
-        if image is not None:
-            show_grid(w, image, key)
-        w.border_subtitle = label
+        if self.monitor.points:
+            points, label = self.monitor.shown_points()
+            w = self.query_one("#samples-full", PointSamples)
+            small = self.monitor.query_one("#point-samples", PointSamples)
+            w.view, w.reference = small.view, small.reference
+            w.samples, w.where = points, label
+        else:
+            image, key, label = self.monitor.shown_grid()
+            w = self.query_one("#samples-full", HalfBlockImage)
+            if image is not None:
+                show_grid(w, image, key)
+            w.border_subtitle = label
         self.query_one("#samples-full-label", Readout).update(f"{label} · escape: back")
 
     def action_grid(self, d: int) -> None:
@@ -146,10 +149,14 @@ class MonitorScreen(CurveKeys, Screen):
         self.lock = threading.Lock()
         if self.run_dir is None:
             self.tailer = None
-        elif tailer is not None and tailer.path == self.run_dir / "metrics.jsonl":
+        elif tailer is not None and tailer.path == metrics_path(self.run_dir):
             self.tailer = tailer
         else:
-            self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl")
+            self.tailer = MetricsTailer(metrics_path(self.run_dir))
+        self.points = False  # a 2-D run (its start record's config says so): samples are a scatter
+        self.sample_points: np.ndarray | None = None  # the newest samples of a 2-D run
+        self._points_cache: OrderedDict = OrderedDict()  # step -> points, the last few scrubbed through
+        self.uniform_bpd: float | None = None  # vdm.elbo.UNIFORM_BPD, read in a thread (vdm.elbo imports torch)
         self.sample_image: np.ndarray | None = None
         self.sample_mtime = 0.0
         self.grids: list[tuple[int, Path]] = []  # every samples/step-*.png, by step (listed by the tail worker)
@@ -181,6 +188,7 @@ class MonitorScreen(CurveKeys, Screen):
                 yield Plot(id="bpd-plot", legend=True)
             with Vertical(id="monitor-right"):
                 yield HalfBlockImage(id="samples")
+                yield PointSamples(id="point-samples")
                 yield Static("", id="stats")
                 with Vertical(id="gpu-panel"):
                     yield Readout(id="gpu-text")
@@ -191,8 +199,9 @@ class MonitorScreen(CurveKeys, Screen):
         self.query_one("#loss-plot").border_title = "loss"
         self.query_one("#loss-plot", Plot).empty = "no train record yet"
         self.query_one("#bpd-plot", Plot).empty = "after the first evaluation (the end of an epoch)"
-        self.query_one("#bpd-plot").border_title = "-ELBO bits/dim [grey50](━ 8: uniform)[/]"
+        self.query_one("#bpd-plot").border_title = "-ELBO bits/dim"
         self.query_one("#samples").border_title = "samples"
+        self.query_one("#point-samples").display = False
         self.query_one("#gpu-panel").border_title = "GPU"
         self.gpu = self.gpu_factory()
         self._update_gpu()
@@ -204,11 +213,48 @@ class MonitorScreen(CurveKeys, Screen):
         if not self.run_dir.is_dir():
             self.notify(f"{self.run_dir} does not exist (yet); waiting for a run to appear there.",
                         severity="warning", timeout=8)
-        elif not is_run(self.run_dir) and not (self.run_dir / METRICS).exists():
+        elif not is_run(self.run_dir) and not metrics_path(self.run_dir).exists():
             self.notify(f"{self.run_dir} is not a run directory (no config.json or metrics.jsonl); waiting.",
                         severity="warning", timeout=8)
         self._draw()
         self.tail()
+        self._read_uniform()
+
+    @work(thread=True, group="constants")
+    def _read_uniform(self) -> None:
+        """vdm.elbo.UNIFORM_BPD, imported here so that the screen need not wait for torch; draw_curves
+        imports it itself if it is drawn first (the import lock then waits for this one)."""
+        from vdm.elbo import UNIFORM_BPD
+
+        self.uniform_bpd = UNIFORM_BPD
+
+    @work(thread=True, group="held-out")
+    def _load_held_out(self) -> None:
+        """A 2-D run's held-out points (vdm.run.Run.test_images) and the scatter's view, off the screen's thread."""
+        from vdm.images import POINT_VIEW
+        from vdm.run import open_run
+
+        try:
+            ref = open_run(self.run_dir).test_images().numpy()
+        except (ValueError, OSError) as e:
+            self.post_message(HeldOutLoaded(None, POINT_VIEW, f"the held-out points could not be loaded: {e}"))
+            return
+        self.post_message(HeldOutLoaded(ref, POINT_VIEW))
+
+    def on_held_out_loaded(self, m: HeldOutLoaded) -> None:
+        w = self.query_one("#point-samples", PointSamples)
+        if m.error:
+            self.notify(m.error, severity="warning")
+        w.view, w.reference = m.view, m.points
+
+    def _become_points(self) -> None:
+        """The run is of 2-D points: the scatter replaces the image grid, and the held-out points load."""
+        self.points = True
+        self.sample_mtime = 0.0  # look again: latest.npy, not latest.png
+        self.query_one("#samples").display = False
+        self.query_one("#point-samples").display = True
+        self._load_held_out()
+        self._draw_samples()
 
     # -- the tail worker (a thread: parsing a long log must not block the UI) ---
     @work(thread=True, exclusive=True, group="tail")
@@ -241,7 +287,8 @@ class MonitorScreen(CurveKeys, Screen):
                 time.sleep(self.poll_interval)
 
     def _check_samples(self) -> None:
-        path = self.run_dir / SAMPLES / "latest.png"
+        points = self.points
+        path = sample_path(self.run_dir, None, ".npy" if points else ".png")
         try:
             mtime = path.stat().st_mtime
         except OSError:
@@ -249,7 +296,12 @@ class MonitorScreen(CurveKeys, Screen):
         if mtime == self.sample_mtime:
             return
         self.sample_mtime = mtime
-        grids = grid_files(self.run_dir / SAMPLES)  # a new latest.png: a new step-*.png beside it
+        grids = sample_grids(self.run_dir)  # a new latest sample: a new step-* beside it
+        if points:
+            cloud = read_points(path)
+            self.post_message(SampleLoaded(None, mtime, "" if cloud is not None else f"{path} holds no 2-D points.",
+                                           grids, points=cloud))
+            return
         try:
             img = read_grid(path)
         except ValueError as e:
@@ -266,7 +318,10 @@ class MonitorScreen(CurveKeys, Screen):
         if message.error:
             self.notify(message.error, severity="warning")
             return
-        self.sample_image = message.image
+        if message.points is not None:
+            self.sample_points = message.points
+        else:
+            self.sample_image = message.image
         self._draw_samples()
 
     def on_resize(self) -> None:
@@ -287,12 +342,16 @@ class MonitorScreen(CurveKeys, Screen):
                 last_eval = st.last_eval
                 last_sample = st.last_sample
             records, bad = st.records, st.bad
+            points = is_points(str(st.config.get("data", "")))
         if version != self._drawn_version:
             self._drawn_version = version
-            self._cols = {"train": train, "eval": ev, "t0": t0}
+            if points and not self.points:
+                self._become_points()
+            self._cols = {"train": train, "eval": ev, "t0": t0, "reference": (last_eval or {}).get("reference")}
             self.draw_curves()
+            per_s = "points/s" if self.points else "images/s"
             lines = [f"lr {lr:.2e}" if lr is not None else "lr -",
-                     f"images/s {ips:,.0f}" if ips is not None else "images/s -"]
+                     f"{per_s} {ips:,.0f}" if ips is not None else f"{per_s} -"]
             if len(train["loss"]):
                 lines[0] += f"  loss {train['loss'][-1]:.4f}"
             if last_eval:
@@ -303,7 +362,8 @@ class MonitorScreen(CurveKeys, Screen):
                     return "-" if v is None else f"{v:.{digits}f}"
 
                 lines[1] += f"  held-out{' MSE' if self._own() else ''} {f(last_eval.get('eval_loss'), 4)}"
-                lines.append(f"-ELBO {f(b.get('total'), 3)} bits/dim at step {last_eval.get('step')}")
+                unit = "bits/dim of a density" if self.points else "bits/dim"
+                lines.append(f"-ELBO {f(b.get('total'), 3)} {unit} at step {last_eval.get('step')}")
                 lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
                 lines.append(f" + matching {f(b.get('matching'), 3)}")
             else:
@@ -339,15 +399,37 @@ class MonitorScreen(CurveKeys, Screen):
         else:
             loss = [Series("train", tx, train["loss"], "cyan"), *held]
         self.query_one("#loss-plot", Plot).set_series(loss, x_range=(lo, hi), x_format=fmt)
-        self.query_one("#bpd-plot", Plot).set_series(
-            [Series("total", ex, ev["total"], "white"),
-             Series("rec", ex, ev["reconstruction"], "cyan"),
-             Series("match", ex, ev["matching"], "magenta"),
-             Series("prior", ex, ev["prior"], "yellow"),
-             # a uniform model over 256 levels: 8 bits/dim, the reference every curve should fall below
-             Series("uniform", np.array([lo, hi]), np.array([8.0, 8.0]), "grey50", stats=False)] if len(ex) else [],
-            x_range=(lo, hi), x_format=fmt)
+        terms = [Series("total", ex, ev["total"], "white"),
+                 Series("rec", ex, ev["reconstruction"], "cyan"),
+                 Series("match", ex, ev["matching"], "magenta"),
+                 Series("prior", ex, ev["prior"], "yellow")]
+        self.query_one("#bpd-plot", Plot).set_series(terms + self._references(lo, hi) if len(ex) else [],
+                                                     x_range=(lo, hi), x_format=fmt)
         self._set_legends()
+
+    def _references(self, lo: float, hi: float) -> list[Series]:
+        """The -ELBO plot's reference lines across the window. Images: a model uniform over the 256 levels
+        (vdm.elbo.UNIFORM_BPD), which every curve should fall below. 2-D points: none of that (a density has
+        no levels); a Gaussian-mixture run's exact references from its eval records, each named with its
+        standard error: the Bayes-optimal denoiser's -ELBO on the same noise (the lowest any model's
+        -ELBO can be) and the true -log p(x_0) of the held-out points (what the ELBO bounds)."""
+        xs = np.array([lo, hi])
+        if not self.points:
+            if self.uniform_bpd is None:
+                from vdm.elbo import UNIFORM_BPD
+
+                self.uniform_bpd = UNIFORM_BPD
+            u = self.uniform_bpd
+            return [Series("uniform", xs, np.array([u, u]), "grey50", stats=False)]
+        ref = self._cols.get("reference") if self._cols else None
+        out = []
+        if isinstance(ref, dict):
+            for k, name, colour in REFERENCES:
+                v, se = num(ref.get(k)), num(ref.get(f"{k}_se"))
+                if v is not None:
+                    out.append(Series(name, xs, np.array([v, v]), colour, stats=False,
+                                      key=f"{name} {v:.3f}" + (f"±{se:.3f}" if se is not None else "")))
+        return out
 
     def _own(self) -> str | None:
         """The run's own train objective where it is not the held-out MSE (tui.run.own_objective), else None."""
@@ -360,7 +442,11 @@ class MonitorScreen(CurveKeys, Screen):
         loss.border_title = (f"train loss, {own} (held-out: -ELBO below)" if own else "loss") + log
         loss.border_subtitle = self.view.describe()
         bpd = self.query_one("#bpd-plot", Plot)
-        bpd.border_title = "-ELBO bits/dim" + log + " [grey50](━ 8: uniform)[/]"
+        if self.points:  # bits of a density: they can be negative, and no uniform model over levels exists
+            bpd.border_title = "-ELBO, bits/dim of a density" + log
+        else:
+            u = self.uniform_bpd  # None until the first evaluation is drawn (with its line)
+            bpd.border_title = "-ELBO bits/dim" + log + (f" [grey50](━ {u:g}: uniform)[/]" if u is not None else "")
         bpd.border_subtitle = "last ↓min ↑max in view"
 
     def _tick(self) -> None:
@@ -385,11 +471,11 @@ class MonitorScreen(CurveKeys, Screen):
         if proc is not None and not proc.running and end is None and start is not None:
             alive, why = False, "the training process exited"
         if ahead:
-            state = f"reading metrics.jsonl: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes"
+            state = f"reading {self.tailer.path.name}: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes"
         elif behind > (1 << 22):
-            state = f"reading metrics.jsonl {100 * (size - behind) / size:.0f}%"
+            state = f"reading {self.tailer.path.name} {100 * (size - behind) / size:.0f}%"
         elif start is None:
-            state = (self.tailer.problem or "waiting for metrics.jsonl") if not self.tailer.exists else "waiting for the first record"
+            state = (self.tailer.problem or f"waiting for {self.tailer.path.name}") if not self.tailer.exists else "waiting for the first record"
         elif end is not None:
             state = f"finished ({end.get('reason')})"
         elif not alive:
@@ -408,6 +494,11 @@ class MonitorScreen(CurveKeys, Screen):
             f" step {step:,}{tot} · ep {ep} · {clock} · ETA {hms(eta) if running and alive else '-'}")
 
     def _draw_samples(self) -> None:
+        if self.points:
+            points, label = self.shown_points()
+            w = self.query_one("#point-samples", PointSamples)
+            w.samples, w.where = points, label
+            return
         image, key, label = self.shown_grid()
         w = self.query_one("#samples", HalfBlockImage)
         w.border_subtitle = label or "none yet (after an epoch)"
@@ -438,6 +529,35 @@ class MonitorScreen(CurveKeys, Screen):
             label += f" · newest {n}/{n} ([ ])"
         return self.sample_image, self.sample_mtime, label
 
+    def shown_points(self) -> tuple[np.ndarray | None, str]:
+        """(points [N, 2], label) of a 2-D run's samples to show: those of the step scrubbed to, or the newest."""
+        n = len(self.grids)
+        if self.grid_pos is not None and self.grid_pos < n:
+            step = self.grids[self.grid_pos][0]
+            points = self._load_points(step)
+            unreadable = "" if points is not None else ": unreadable"
+            return points, f"step {step:,}{unreadable} · {self.grid_pos + 1}/{n} ([ ])"
+        with self.lock:
+            step = num(self.state.last_sample.get("step")) if self.state.last_sample else None
+        if step is None and self.grids:
+            step = self.grids[-1][0]
+        label = f"step {int(step):,}" if step is not None else ""
+        if n > 1:
+            label += f" · newest {n}/{n} ([ ])"
+        return self.sample_points, label
+
+    def _load_points(self, step: int) -> np.ndarray | None:
+        """The samples kept at ``step`` (vdm.run.sample_path(run, step, ".npy")), None when unreadable."""
+        if step in self._points_cache:
+            self._points_cache.move_to_end(step)
+            return self._points_cache[step]
+        points = read_points(sample_path(self.run_dir, step, ".npy"))
+        if points is not None:
+            self._points_cache[step] = points
+            while len(self._points_cache) > 64:  # 1,000 points are 8 kB
+                self._points_cache.popitem(last=False)
+        return points
+
     def _load_grid(self, path: Path) -> np.ndarray:
         key = str(path)
         if key in self._grid_cache:
@@ -452,14 +572,18 @@ class MonitorScreen(CurveKeys, Screen):
     def action_grid(self, d: int) -> None:
         """One grid earlier (d < 0) or later; later than the last is the newest again, following new grids."""
         if not self.grids and self.run_dir is not None:
-            self.grids = grid_files(self.run_dir / SAMPLES)
+            self.grids = sample_grids(self.run_dir)
         n = len(self.grids)
         if n == 0:
             self.notify("no sample grids yet: the run writes one after each epoch.")
             return
         pos = (n - 1 if self.grid_pos is None else self.grid_pos) + d
         self.grid_pos = None if pos >= n - 1 and d > 0 or pos >= n else max(pos, 0)
-        if self.grid_pos is not None:
+        if self.grid_pos is not None and self.points:
+            step = self.grids[self.grid_pos][0]
+            if self._load_points(step) is None:
+                self.notify(f"{sample_path(self.run_dir, step, '.npy')} holds no 2-D points.", severity="warning")
+        elif self.grid_pos is not None:
             try:
                 self._load_grid(self.grids[self.grid_pos][1])
             except ValueError as e:
@@ -540,7 +664,7 @@ class MonitorScreen(CurveKeys, Screen):
         self.app.push_screen(StopScreen(pid, str(self.run_dir)), chosen)
 
     def action_samples(self) -> None:
-        if self.shown_grid()[0] is None:
+        if (self.shown_points() if self.points else self.shown_grid())[0] is None:
             self.notify("no sample grid yet: the run writes one after each epoch.")
             return
         self.app.push_screen(SamplesScreen(self))
@@ -550,7 +674,7 @@ class MonitorScreen(CurveKeys, Screen):
             return
         self.workers.cancel_group(self, "tail")
         with self.lock:
-            self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl")
+            self.tailer = MetricsTailer(metrics_path(self.run_dir))
             self.state.clear()
             self.sample_mtime = 0.0
         self._drawn_version = -1

@@ -32,6 +32,7 @@ class Series:
     stats: bool = True  # last, min and max in the legend (a reference line has none)
     faint: bool = False  # drawn under the others and without a legend entry (the raw curve behind its smoothing)
     raw: np.ndarray | None = None  # the values the legend's last, min and max are of, when y is smoothed
+    key: str = ""  # a reference line's legend entry (its name and value), where it has no stats
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -171,10 +172,13 @@ def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> 
     lines: list[list[tuple[str, Style]]] = [[]]
     used = 0
     for s in series:
-        if s.faint or not s.stats:
+        if s.faint or not (s.stats or s.key):
             continue
-        st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
-        entry = f"━ {s.name} " + ("-" if st is None else f"{nice(st[0])} ↓{short(st[1])} ↑{short(st[2])}")
+        if s.stats:
+            st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
+            entry = f"━ {s.name} " + ("-" if st is None else f"{nice(st[0])} ↓{short(st[1])} ↑{short(st[2])}")
+        else:
+            entry = f"━ {s.key}"
         if used and used + 2 + len(entry) > width:
             lines.append([])
             used = 0

@@ -272,9 +272,10 @@ class RunState:
 
     @property
     def sample_path(self) -> Path | None:
-        if self.run_dir is None:
-            return None
-        return self.run_dir / "samples" / "latest.png"
+        """The run's newest sample picture (vdm.run.sample_path), or None without a run."""
+        from vdm.run import sample_path
+
+        return sample_path(self.run_dir) if self.run_dir is not None else None
 
 
 def hms(seconds: float | None) -> str:
