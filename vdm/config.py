@@ -171,9 +171,9 @@ class TrainConfig:
 
 
 # what a fresh run on 2-D points takes for the settings not given: a model that trains in about a minute
-# on 2 CPU cores (benchmarks/RESULTS.md). An epoch of 10,000 points is 40 steps, so evaluation (every t
+# on 2 CPU cores (benchmarks/RESULTS.md). An epoch of 10,000 points is 20 steps, so evaluation (every t
 # of 2,000 held-out points) and samples come every 25 epochs, not every epoch.
-POINT_DEFAULTS = {"schedule": "cosine", "T": 100, "prediction": "x0-precond", "weighting": "edm", "batch_size": 256,
+POINT_DEFAULTS = {"schedule": "cosine", "T": 100, "prediction": "x0-precond", "weighting": "edm", "batch_size": 512,
                   "lr": 2e-3, "ema": 0.99, "epochs": 150, "eval_size": POINTS_TEST, "eval_every": 25, "sample_every": 25}
 
 
