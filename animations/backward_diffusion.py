@@ -2,11 +2,12 @@
 
     x_T ~ N(0, I),   x_{t-1} ~ p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t))
 
-The model is a trained run's (common.lecture_source: `vdm render --run RUN`, else
-the newest run under runs/), sampling with the run's own schedule, named on screen.
-Without any run the oracle x̂_0 = x_0 of four test images stands in, and the screen
-says that this only shows the sampler (the chain ends on images it was given).
-Every frame is a row of vdm.sample.sample(..., return_chain=True).
+The model is a trained image run's (common.lecture_source: `vdm render --run RUN`, else
+the newest image run under runs/), sampling with the run's own schedule, named on screen.
+Without an image run the screen says so in one line and the lecture's 2-D model samples
+instead (animations.model2d: a 2-D run given with --run, else a small model of the gmm ring
+trained while rendering): its cloud of x_t beside its x̂_0, over the exact q(x_t).
+Every frame is a row of vdm.sample.sample(..., return_chain=True) (vdm.cloud.backward_cloud for points).
 
 Render: manim -pql animations/backward_diffusion.py BackwardDiffusion
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, ValueTracker, VGroup, linear
 
 from animations import common as c
-from vdm.denoiser import Oracle
+from animations.cloud2d import CloudPanel
 from vdm.sample import sample
 
 N_IMAGES = 4
@@ -31,20 +32,23 @@ def strip_steps(T: int) -> list[int]:
 
 
 def backward_chain(n: int = N_IMAGES, seed: int = 0):
-    """(schedule, Chain, name of the denoiser): the whole sampling chain, computed once."""
+    """(schedule, Chain, name of the denoiser, whether it is the 2-D model): the whole sampling chain, computed once.
+
+    With an image run, n images; without one, the 2-D model's cloud (animations.model2d.backward_paths)."""
     src = c.lecture_source()
     if src.denoiser is not None:
         _, chain = sample(src.denoiser, src.schedule, n, seed=seed, return_chain=True)
-        return src.schedule, chain, src.note
-    s = src.schedule
-    _, chain = sample(Oracle(c.example_x0(n)), s, n, seed=seed, return_chain=True)
-    return s, chain, (r"no trained run: the oracle $\hat{x}_0 = x_0$ of four test images, so the chain ends on them"
-                      r" (train one, then \texttt{vdm render backward --run runs/NAME})")
+        return src.schedule, chain, src.note, False
+    from animations import model2d
+
+    pm = model2d.point_model()
+    _, chain = model2d.backward_paths()
+    return pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.note, True
 
 
 class BackwardDiffusion(c.LectureScene):
     def construct(self):
-        self.schedule, self.chain, self.denoiser_label = backward_chain()
+        self.schedule, self.chain, self.denoiser_label, self.points = backward_chain()
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
         self.add(self.title)
         self.section_sampler()
@@ -84,6 +88,8 @@ class BackwardDiffusion(c.LectureScene):
 
     def section_denoising(self):
         self.next_section("x_t and x̂_0 as t goes to 0")
+        if self.points:
+            return self.denoising_cloud()
         T = self.chain.T
         u = ValueTracker(1.0)  # t = (T + 1)^u - 1: log-spaced, slowing down towards t = 0
         n = self.chain.x.shape[1]
@@ -119,6 +125,8 @@ class BackwardDiffusion(c.LectureScene):
         self.next_section("one chain, step by step")
         T = self.chain.T
         steps = strip_steps(T)
+        if self.points:
+            return self.strip_cloud(steps)
         images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
         Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
         labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
@@ -126,4 +134,68 @@ class BackwardDiffusion(c.LectureScene):
             lab.next_to(img, DOWN, buff=0.15)
         self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(labels), run_time=2)
         self.strip_steps = steps
+        self.pause(2)
+
+    # -- without an image run: the 2-D model's cloud ------------------------------------------------------
+    def exact_density(self, t: int):
+        """q(x_t) of the 2-D data's mixture on a grid (vdm.cloud.density_grid), or None for data without one."""
+        from animations import model2d
+        from vdm.cloud import density_grid
+
+        mix = model2d.point_model().mixture
+        return None if mix is None else density_grid(mix, self.schedule, t, 96)
+
+    def denoising_cloud(self):
+        """x_t (over the exact q(x_t)) and x̂_0(x_t, t) (over the data's q(x_0)) of every sample as t goes to 0."""
+        T = self.chain.T
+        u = ValueTracker(1.0)
+
+        def step() -> int:
+            return max(0, min(T, int(round((T + 1) ** u.get_value() - 1))))
+
+        left, right = CloudPanel(4.6), CloudPanel(4.6)
+        Group(left, right).arrange(RIGHT, buff=1.2).shift(DOWN * 0.45)
+        # x̂_0 at row i is the model's estimate at x_{t_i} (row 0 repeats the sample)
+        top = left.cloud(self.chain.x[T], c.XT)
+        bottom = right.cloud(self.chain.x0_hat[T], c.XHAT)
+        q_t = self.exact_density(T)
+        shades = []
+        if q_t is not None:
+            shade_t = left.shading(q_t)
+            shades = [shade_t, right.shading(self.exact_density(0))]
+            shade_t.add_updater(lambda m: m.show(self.exact_density(step())))
+        top.add_updater(lambda m: m.show(self.chain.x[step()]))
+        bottom.add_updater(lambda m: m.show(self.chain.x0_hat[max(step(), 1)]))
+        heads = VGroup(c.tex(r"x_t", font_size=40), c.tex(r"\hat{x}_\theta(x_t, t)", font_size=36))
+        heads[0].next_to(left, UP, buff=0.15)
+        heads[1].next_to(right, UP, buff=0.15)
+        self.num_t = c.LiveNumber(T, "{:.0f}", 36)
+        t_label = VGroup(c.tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
+        t_label.move_to(Group(left, right)).align_to(heads, UP)
+        self.num_t.add_updater(lambda m: m.set_value(step()))
+        note = (r"shading: the exact $q(x_t)$ (left) and the data's $q(x_0)$ (right); " if shades else "")
+        sched = c.one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + c.tex_text(self.schedule.describe()),
+                           size=22).to_edge(DOWN, buff=0.25)
+        self.play(FadeIn(Group(left, right, *shades, top, bottom)), FadeIn(heads), FadeIn(t_label), FadeIn(sched))
+        self.pause(1)
+        self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
+        for m in (top, bottom, self.num_t, *shades):
+            m.clear_updaters()
+        self.top, self.bottom, self.t = [top], [bottom], u
+        self.pause(2)
+        c.cut(self, self.title)
+
+    def strip_cloud(self, steps):
+        """The cloud of samples at a few t, log-spaced, from x_T to x_0."""
+        side = min(2.1, (c.MAX_WIDTH - 0.3 * (len(steps) - 1)) / len(steps))
+        panels = [CloudPanel(side) for _ in steps]
+        Group(*panels).arrange(RIGHT, buff=0.3).shift(DOWN * 0.2)
+        clouds = [p.cloud(self.chain.x[s], c.XT) for p, s in zip(panels, steps)]
+        labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
+        for lab, p in zip(labels, panels):
+            lab.next_to(p, DOWN, buff=0.15)
+        self.play(LaggedStart(*[FadeIn(Group(p, cl)) for p, cl in zip(panels, clouds)], lag_ratio=0.3),
+                  FadeIn(labels), run_time=2)
+        self.strip_steps = steps
+        self.strip_clouds = clouds
         self.pause(2)

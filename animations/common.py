@@ -483,6 +483,7 @@ class Source:
     schedule: Schedule
     run: object | None  # vdm.run.Run
     note: str           # LaTeX text: which run (and how it was chosen) or that there is none
+    points_run: object | None = None  # a 2-D run given with --run (animations.model2d draws with it)
 
 
 _CHOICE = {"run": None, "search": True, "runs_dir": "runs"}
@@ -498,10 +499,15 @@ def use_run(run: str | os.PathLike | None = None, *, search: bool = True, runs_d
     _CHOICE.update(run=None if run is None else str(run), search=search, runs_dir=str(runs_dir))
     lecture_source.cache_clear()
     elbo_draws.cache_clear()
+    import sys
+
+    if "animations.model2d" in sys.modules:  # the 2-D model follows the choice too
+        sys.modules["animations.model2d"].reset()
 
 
 def newest_run(runs_dir: str | os.PathLike = "runs"):
-    """The run under ``runs_dir`` whose newest complete checkpoint is the most recent, or None."""
+    """The image run under ``runs_dir`` whose newest complete checkpoint is the most recent, or None
+    (2-D runs are left out: the scenes' images need an image model; a 2-D run is used when given)."""
     from vdm.run import is_run, open_run
 
     best, best_time = None, -1.0
@@ -513,6 +519,8 @@ def newest_run(runs_dir: str | os.PathLike = "runs"):
             continue
         try:
             run = open_run(d)
+            if run.config.points:
+                continue
             ck = run.checkpoint()
         except ValueError:
             continue  # a broken run is skipped here; `--run` names it with its sentence
@@ -534,6 +542,8 @@ def lecture_source() -> Source:
         return Source(None, lecture_schedule(), None, "no trained run")
     den, meta, run = open_model(path, "cpu")
     den.eval()
+    if run is not None and run.config.points:  # a 2-D run: no image model; animations.model2d uses it
+        return Source(None, lecture_schedule(), None, "no image run", points_run=run)
     name = run.name if run is not None else Path(path).name
     return Source(den, den.schedule, run,
                   f"model: run {tex_text(name)} ({tex_text(how)}), schedule {tex_text(den.schedule.describe())}")

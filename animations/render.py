@@ -22,7 +22,10 @@ SCENES = {
     "posterior": ("animations.posterior", "Posterior"),
     "training": ("animations.training", "Training"),
     "backward": ("animations.backward_diffusion", "BackwardDiffusion"),
+    "diffusion-2d": ("animations.diffusion_2d", "Diffusion2D"),
 }
+# scenes that draw with the 2-D model (animations.model2d): always, or when no image run is chosen
+POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("diffusion-2d",), ("training", "backward")
 QUALITIES = {"low": "low_quality", "medium": "medium_quality", "high": "high_quality", "4k": "fourk_quality"}
 DEBIAN_PACKAGES = "texlive-latex-base texlive-latex-extra dvisvgm"
 
@@ -73,6 +76,11 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
     from animations import common
 
     common.use_run(run, search=search_runs)  # a bad run is one sentence here, before anything renders
+    if any(n in POINT_SCENES or (n in POINT_SCENES_WITHOUT_IMAGE_RUN and common.lecture_source().denoiser is None)
+           for n in names):
+        from animations import model2d
+
+        model2d.prepare(progress)  # trains the 2-D model once (cached), saying so, before the first scene
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -8,7 +8,9 @@ uniform t turns its sum into one expectation, and a real run's loss and samples.
 w(t) is read off vdm.elbo.matching_kl itself (an error of 1 in one pixel), the corruption is
 vdm.diffusion.q_sample, and the loss curve and sample grids are the run's own
 (vdm.run.open_run: metrics.jsonl, samples/step-*.png). The run is common.lecture_source's:
-`vdm render training --run RUN`, else the newest run under runs/, named on screen.
+`vdm render training --run RUN`, else the newest image run under runs/, named on screen. Without
+an image run the screen says so in one line and the loss curve and samples are the lecture's 2-D
+model's (animations.model2d: its metrics.jsonl and samples/step-*.npy, drawn as clouds).
 
 Render: manim -pql animations/training.py Training
 """
@@ -74,7 +76,9 @@ def curve(records: list[dict]) -> dict:
     evals = [(r["step"], r["eval_loss"], r.get("bpd", {}).get("total")) for r in records
              if r.get("kind") == "eval" and "eval_loss" in r]
     ends = [r for r in records if r.get("kind") in ("train", "end") and "elapsed" in r]
+    refs = [r["reference"] for r in records if r.get("kind") == "eval" and isinstance(r.get("reference"), dict)]
     return {"train": train, "eval": evals, "elapsed": ends[-1]["elapsed"] if ends else None,
+            "reference": refs[-1] if refs else None,
             "device": next((r["device"] for r in reversed(records) if r.get("device")), None)}
 
 
@@ -227,8 +231,8 @@ class Training(c.LectureScene):
             return src.denoiser, to_float(images)[0], src.note
         x0 = c.example_x0(1)[0]
         den = c.LeakyOracle(x0.unsqueeze(0), self.schedule, c.LEAK)
-        return den, x0, (r"no trained run: the deliberately imperfect $\hat{x}_0 = x_0 + "
-                         rf"{c.LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for the network")
+        return den, x0, (r"the deliberately imperfect $\hat{x}_0 = x_0 + "
+                         rf"{c.LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for an image network")
 
     def section_step(self):
         self.next_section("one training step, drawn")
@@ -312,19 +316,26 @@ class Training(c.LectureScene):
 
     # -- 6. a real run's loss ------------------------------------------------------------------------------
     def no_run(self, what: str):
-        msg = VGroup(c.one_line(rf"no trained run, so no {what} to show:", size=30),
-                     c.one_line(r"train one with \texttt{vdm train}, then \texttt{vdm render training -{}-run runs/NAME}",
-                                size=28)).arrange(DOWN).move_to([0, 0, 0])
+        """A run without any ``what`` yet (stopped before its first record): one line, then on."""
+        msg = c.one_line(rf"this run has no {what} yet", size=30).move_to([0, 0, 0])
         self.play(FadeIn(msg))
-        self.pause(2)
+        self.pause(1)
         c.cut(self, self.title)
+
+    def shown_run(self):
+        """(run, its schedule, the line naming it): the image run, else the lecture's 2-D model's run."""
+        if self.src.run is not None:
+            return self.src.run, self.schedule, self.src.note
+        from animations import model2d
+
+        pm = model2d.point_model()
+        why = "no image run" if self.src.denoiser is None else "the checkpoint has no run folder"
+        return pm.run, pm.schedule, why + ", so the 2-D model shows training: " + pm.note
 
     def section_run(self):
         self.next_section("a real run: the loss")
-        run = self.src.run
-        if run is None:
-            self.curve = None
-            return self.no_run("loss curve")
+        run, schedule, note = self.shown_run()
+        self.shown = run
         records, _bad = run.metrics()
         cv = curve(records)
         self.curve = cv
@@ -333,8 +344,9 @@ class Training(c.LectureScene):
         # a --schedule learned run trains on the continuous-time -ELBO in bits/dim (vdm.continuous.training_nats),
         # a --weighting edm run on EDM's 1/c_out^2-weighted error: neither is the MSE its evals report, so the
         # two are not drawn on one axis
-        learned = self.schedule.kind == "learned"
+        learned = schedule.kind == "learned"
         edm = getattr(run.config, "weighting", "default") == "edm"
+        points = run.config.points
         own = learned or edm
         evals = [] if own else cv["eval"]
         steps = [s for s, _ in cv["train"]] + [s for s, _, _ in evals]
@@ -355,7 +367,7 @@ class Training(c.LectureScene):
         # beside the tick numbers, however wide they came out, not at a fixed distance from the axis line
         y_lab = c.label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
                                                                     buff=0.25)
-        who = c.one_line(self.src.note, size=20).next_to(self.title, DOWN, buff=0.15)
+        who = c.one_line(note, size=20).next_to(self.title, DOWN, buff=0.15)
         self.run_note = who
         tr = np.array(cv["train"], dtype=np.float64)
         self.train_line = c.polyline(axes, tr[:, 0], tr[:, 1], c.XHAT)
@@ -366,7 +378,11 @@ class Training(c.LectureScene):
             s_e, v_e, bpd = cv["eval"][-1]
             facts.append(rf"held-out {'MSE ' if own else ''}{v_e:.4f} at step {s_e}")
             if bpd is not None:
-                facts.append(rf"$-$ELBO {bpd:.2f} bits/dim")
+                facts.append(rf"$-$ELBO {bpd:.2f} bits/dim" + (" of a density" if points else ""))
+            ref = cv["reference"]
+            if ref is not None:  # a Gaussian-mixture run: the optimal denoiser's -ELBO and the true -log q
+                facts.append(rf"optimal $\hat{{x}}_0$: {ref['optimal']:.2f} $\pm$ {ref['optimal_se']:.2f}")
+                facts.append(rf"true $-\log q$: {ref['nll']:.2f} $\pm$ {ref['nll_se']:.2f}")
         if cv["elapsed"] is not None:
             facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
         self.loss_facts = facts
@@ -400,10 +416,9 @@ class Training(c.LectureScene):
     # -- 8. its samples over training --------------------------------------------------------------------
     def section_samples(self):
         self.next_section("its samples as training goes on")
-        run = self.src.run
-        if run is None:
-            self.grids = []
-            return self.no_run("sample grids")
+        run = self.shown
+        if run.config.points:
+            return self.sample_clouds(run)
         grids = sample_grids(run)
         self.grids = grids
         if not grids:
@@ -423,5 +438,42 @@ class Training(c.LectureScene):
         self.play(FadeIn(who), FadeIn(cap))
         for cell in cells:
             self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
+            self.pause(1, hold=2.5)
+        self.pause(2)
+
+    def sample_clouds(self, run):
+        """A 2-D run's samples over training (samples/step-*.npy) as clouds, over the data's exact density."""
+        from animations import model2d
+        from animations.cloud2d import CloudPanel
+        from vdm.cloud import density_grid
+        from vdm.run import read_points, sample_path
+
+        found = [(st, read_points(sample_path(run.path, st, ".npy"))) for st, _ in sample_grids(run)]
+        found = [(st, pts) for st, pts in found if pts is not None]
+        self.grids = [(st, sample_path(run.path, st, ".npy")) for st, _ in found]
+        if not found:
+            return self.no_run("sample cloud")
+        pm = model2d.point_model()
+        side = min(3.2, (c.MAX_WIDTH - 0.3 * (len(found) - 1)) / len(found))
+        panels = [CloudPanel(side) for _ in found]
+        Group(*panels).arrange(RIGHT, buff=0.3).next_to(self.title, DOWN, buff=1.0).set_x(0)
+        q0 = None if pm.mixture is None else density_grid(pm.mixture, pm.schedule, 0, 96)
+        self.sample_points = [pts for _, pts in found]
+        cells = []
+        for p, (st, pts) in zip(panels, found):
+            parts = [p] + ([p.shading(q0)] if q0 is not None else []) + [p.cloud(pts, c.XT)]
+            cells.append(Group(*parts))
+        names = c.labels(*[f"after step {st}" for st, _ in found], size=24)
+        for lab, p in zip(names, panels):
+            lab.next_to(p, DOWN, buff=0.15)
+        who = self.run_note
+        who.next_to(self.title, DOWN, buff=0.15)
+        shade = r"; shading: the data's exact density" if q0 is not None else ""
+        cap = c.one_line(rf"each cloud: \texttt{{vdm train}} sampling {len(found[0][1]):,} points from "
+                         rf"$x_T \sim \mathcal{{N}}(0, \mathbf{{I}})$ with the model as it was then{shade}",
+                         size=22).to_edge(DOWN, buff=0.4)
+        self.play(FadeIn(who), FadeIn(cap))
+        for cell, lab in zip(cells, names):
+            self.play(FadeIn(cell, shift=UP * 0.1), FadeIn(lab), run_time=1.0)
             self.pause(1, hold=2.5)
         self.pause(2)
