@@ -26,6 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vdm.run import metrics_path, sample_path  # noqa: E402 (after the path: run from a checkout)
+
+
 HERE = Path(__file__).resolve().parent
 VDM = str(Path(sys.executable).with_name("vdm"))
 CLOCK = os.sysconf("SC_CLK_TCK")
@@ -122,7 +126,7 @@ def evaluate(run: Path, n: int, draws: int) -> dict:
 
 def steps_of(run: Path) -> int:
     last = 0
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+    for line in metrics_path(run).read_text().splitlines():
         try:
             last = max(last, int(json.loads(line).get("step", 0)))
         except (ValueError, AttributeError, TypeError):
@@ -147,7 +151,7 @@ def cmd_table(args) -> None:
             print(f"| {t['name']} | {t['cpu_s_at_stop'] / 60:.1f} | {steps} | {e['describe'][dec]} | "
                   f"{d['total']:.2f} ± {d['se']:.2f} | {d['reconstruction']:.2f} | {sh['prior']:.3f} | {sh['matching']:.2f} | "
                   f"{cont} |")
-    print(f"\nsample grids: {out}/<run>/samples/latest.png")
+    print(f"\nsample grids: {sample_path(Path(out) / '<run>')}")
 
 
 def main() -> None:

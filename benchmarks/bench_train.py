@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from vdm.run import metrics_path  # noqa: E402 (after the path: run from a checkout)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -105,7 +106,7 @@ def ours_rate(T: int, steps: int, warm: int, batch: int, device: str, runs_dir: 
     tr = Trainer(cfg, run, echo=lambda *a: None)
     tr.write_samples = lambda: run / "none.png"  # the end-of-run sample grid is not training
     tr.run()
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in metrics_path(run).read_text().splitlines()]
     el = {r["step"]: r["elapsed"] for r in recs if r["kind"] == "train"}
     steady = (el[warm + steps] - el[warm]) / steps
     return batch / steady, el[warm]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from vdm.run import metrics_path  # noqa: E402 (after the path: run from a checkout)
 
 
 # -- 1. keypress latency --------------------------------------------------------------
@@ -105,7 +106,7 @@ async def _attach(run: str, want: int, launched: float) -> dict:
     # what `vdm tui RUN` does (vdm.cli.cmd_tui): start reading the log on other processes, then import the UI
     from vdm.tailer import MetricsTailer
 
-    tailer = MetricsTailer(Path(run) / "metrics.jsonl")
+    tailer = MetricsTailer(metrics_path(run))
     tailer.start_catch_up()
     from tui.app import VdmApp
     from tui.gpu import GpuReader
@@ -238,7 +239,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             for i in range(5):
                 (Path(d) / f"run{i}").mkdir()
-                make_log(Path(d) / f"run{i}" / "metrics.jsonl", args.run_lines)
+                make_log(metrics_path(Path(d) / f"run{i}"), args.run_lines)
             res = []
             for _ in range(args.repeat):
                 launched = time.time()
@@ -252,7 +253,7 @@ def main() -> None:
                 ("  CPU time of the process: to the table / to the overlay", "{list_cpu:.2f} s", "/ {overlay_cpu:.2f} s", "")])
             from vdm.tailer import parse_batch, summary_batch
 
-            blob = (Path(d) / "run0" / "metrics.jsonl").read_bytes()
+            blob = metrics_path(Path(d) / "run0").read_bytes()
             for label, f in (("  one log parsed whole (the overlay's read)", parse_batch),
                              ("  one log's summary (the list's read)", summary_batch)):
                 times = []
@@ -266,8 +267,8 @@ def main() -> None:
             run = Path(d) / "big"
             run.mkdir()
             t = time.perf_counter()
-            make_log(run / "metrics.jsonl", args.lines)
-            size = (run / "metrics.jsonl").stat().st_size
+            make_log(metrics_path(run), args.lines)
+            size = metrics_path(run).stat().st_size
             print(f"(wrote {args.lines:,} lines, {size / 2**20:.0f} MiB, in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
             if "attach" in parts:
                 res = [_attach_once(run, args.lines - 1) for _ in range(args.repeat)]

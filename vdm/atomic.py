@@ -37,12 +37,6 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{os.getpid()}-{secrets.token_hex(8)}{path.suffix}")
 
 
-def refuse_link(path: Path) -> None:
-    """OSError(ELOOP) naming ``path`` when it is a symbolic link: vdm replaces files, never writes through links."""
-    if path.is_symlink():
-        raise OSError(40, "it is a symbolic link, which vdm does not write through", str(path))
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a new, empty temporary file beside ``path``; on success fsync it and rename it over ``path``.

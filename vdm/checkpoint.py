@@ -118,6 +118,15 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted((p for p in d.iterdir() if _NAME.match(p.name)), key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
+def _subfolder_with_checkpoints(p: Path) -> Path:
+    """A run directory's folder of checkpoints (the first subfolder holding any; vdm.run names it), else ``p``."""
+    try:
+        subs = sorted(s for s in p.iterdir() if s.is_dir() and not s.is_symlink())
+    except OSError:
+        return p
+    return next((s for s in subs if list_checkpoints(s)), p)
+
+
 def resolve(path: str | os.PathLike) -> Path:
     """A run directory, a checkpoints directory, a sidecar or a .safetensors file -> a sidecar path.
 
@@ -128,7 +137,7 @@ def resolve(path: str | os.PathLike) -> Path:
     p = Path(path)
     try:
         if p.is_dir():
-            d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+            d = p if list_checkpoints(p) else _subfolder_with_checkpoints(p)
             why = ""
             for cand in reversed(list_checkpoints(d)):
                 try:

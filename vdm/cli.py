@@ -677,9 +677,10 @@ def cmd_tui(args) -> int:
         if is_runs_folder(p):
             runs_root, args.run = p, None  # `vdm tui runs/`: the list of its runs
     if args.run and not args.chain:
+        from vdm.run import metrics_path
         from vdm.tailer import MetricsTailer
 
-        tailer = MetricsTailer(Path(args.run) / "metrics.jsonl")
+        tailer = MetricsTailer(metrics_path(args.run))
         tailer.start_catch_up()  # a long log is read on other processes while the UI below imports
     from tui.app import ChainSource, run_app
     from tui.colour import truecolor_env

@@ -38,128 +38,21 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from vdm import data as datasets
 from vdm.config import PREDICTIONS, WEIGHTINGS
+from vdm.denoiser import SIGMA_DATA, precond_from_alpha_bar
+from vdm.gamma import GAMMA_MAX, GAMMA_MIN, N_FEATURES, NONLINEAR_INIT, GammaNet  # noqa: F401 (re-exported)
+from vdm.gaussian import discretized_gaussian_log_likelihood, mc_standard_error, nats_to_bpd, prior_kl_nats
+from vdm.schedule import learned_schedule  # noqa: F401 (re-exported: the discrete view of a GammaNet)
 
-GAMMA_MIN = -13.3  # VDM's initial endpoints (configs/cifar10.py): SNR(0) = e^13.3, SNR(1) = e^-5
-GAMMA_MAX = 5.0
-N_FEATURES = 1024  # VDM's NoiseSchedule_NNet
-NONLINEAR_INIT = 0.1  # scale of the nonlinear part at initialisation: gamma starts within a few % of linear
 # the schedule's optimizer group steps this many times --lr: Adam moves a parameter by about lr a step,
 # and gamma's endpoints (in nats of log SNR, 18 apart) would otherwise take thousands of CPU steps to move
 GAMMA_LR_SCALE = 10.0
 RECON_EVERY = 8  # training: the reconstruction term on every 8th image of a batch (one more row per 8)
 
 
-def _inv_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y))
-
-
-class GammaNet(nn.Module):
-    """gamma(t) = gamma_min + R (g(t) - g(0)) / (g(1) - g(0)), increasing in t on [0, 1].
-
-        g(t) = |w1| t + (1/n) sum_k |w3_k| phi(|w2_k| (2t - 1) + b2_k),  phi(h) = 2 sigmoid(h) - 1
-        R    = softplus(rho) > 0
-
-    g is VDM's NoiseSchedule_NNet (weights made positive, so g' >= |w1| > 0); the normalisation
-    makes the endpoints parameters of their own: gamma(0) = gamma_min and gamma(1) = gamma_min + R,
-    exactly. Parameters are float32; evaluation is in t's dtype (float64 for the discrete view).
-    Initialised from its own generator, so the initial schedule is a function of nothing else.
-    """
-
-    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX, n_features: int = N_FEATURES,
-                 seed: int = 0, nonlinear_init: float = NONLINEAR_INIT):
-        super().__init__()
-        if not (math.isfinite(gamma_min) and math.isfinite(gamma_max) and gamma_max > gamma_min):
-            raise ValueError(f"gamma_max must exceed gamma_min, got {gamma_min!r} and {gamma_max!r}.")
-        g = torch.Generator().manual_seed(seed)
-        self.gamma_min = nn.Parameter(torch.tensor(float(gamma_min)))
-        self.rho = nn.Parameter(torch.tensor(_inv_softplus(gamma_max - gamma_min)))
-        self.w1 = nn.Parameter(torch.ones(()))
-        self.w2 = nn.Parameter(torch.randn(n_features, generator=g))
-        self.b2 = nn.Parameter(torch.zeros(n_features))
-        self.w3 = nn.Parameter(torch.randn(n_features, generator=g) * nonlinear_init)
-
-    # -- the function and its derivative ----------------------------------------------------
-    def _g(self, t: torch.Tensor):
-        """(g(t), g'(t)) elementwise, g'(t) = |w1| + (1/n) sum_k |w3_k| phi'(h_k) 2 |w2_k|, phi' = 2 s (1 - s)."""
-        dt = t.dtype
-        w2, b2, w3 = self.w2.to(dt).abs(), self.b2.to(dt), self.w3.to(dt).abs()
-        h = (2 * t[..., None] - 1) * w2 + b2
-        s = torch.sigmoid(h)
-        n = w2.numel()
-        g = self.w1.to(dt).abs() * t + ((2 * s - 1) * w3).sum(-1) / n
-        dg = self.w1.to(dt).abs() + (2 * s * (1 - s) * 2 * w2 * w3).sum(-1) / n
-        return g, dg
-
-    def with_derivative(self, t: torch.Tensor):
-        """(gamma(t), gamma'(t)), analytic: gamma'(t) = R g'(t) / (g(1) - g(0))."""
-        if not torch.is_tensor(t) or not t.is_floating_point():
-            raise ValueError(f"t must be a float tensor in [0, 1], got {type(t).__name__} {getattr(t, 'dtype', '')}.")
-        g, dg = self._g(t)
-        ends, _ = self._g(torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device))
-        span = ends[1] - ends[0]
-        R = F.softplus(self.rho.to(t.dtype))
-        gm = self.gamma_min.to(t.dtype)
-        return gm + R * (g - ends[0]) / span, R * dg / span
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.with_derivative(t)[0]
-
-    def endpoints(self) -> tuple[float, float]:
-        """(gamma(0), gamma(1)) = (gamma_min, gamma_min + R) as floats: -log SNR at t = 0 and t = 1."""
-        gm = float(self.gamma_min.detach())
-        return gm, gm + float(F.softplus(self.rho.detach().double()))
-
-    # -- weights as a flat list (a schedule's params) ---------------------------------------
-    def to_params(self) -> tuple:
-        """[gamma_min, rho, w1, w2..., b2..., w3...] as Python floats (float32 values, exactly)."""
-        parts = [self.gamma_min.view(1), self.rho.view(1), self.w1.view(1), self.w2, self.b2, self.w3]
-        return tuple(float(v) for v in torch.cat([p.detach().float().cpu() for p in parts]).tolist())
-
-    @classmethod
-    def from_params(cls, params) -> "GammaNet":
-        """Inverse of :meth:`to_params`; anything that is not 3 + 3n finite numbers is a ValueError."""
-        p = list(params)
-        if len(p) < 6 or (len(p) - 3) % 3 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p):
-            raise ValueError(f"a learned schedule's params are 3 + 3n finite numbers (gamma_min, rho, w1, w2, b2, w3), "
-                             f"got {len(p)} values{'' if len(p) < 6 else ' or a non-finite one'}.")
-        n = (len(p) - 3) // 3
-        net = cls(n_features=n)
-        flat = torch.tensor(p, dtype=torch.float32)
-        with torch.no_grad():
-            net.gamma_min.copy_(flat[0])
-            net.rho.copy_(flat[1])
-            net.w1.copy_(flat[2])
-            net.w2.copy_(flat[3: 3 + n])
-            net.b2.copy_(flat[3 + n: 3 + 2 * n])
-            net.w3.copy_(flat[3 + 2 * n:])
-        if float(net.w1.detach().abs()) == 0.0 or not math.isfinite(float(F.softplus(net.rho.detach().double()))):
-            raise ValueError("a learned schedule needs w1 != 0 (so that gamma increases strictly) and a finite rho.")
-        return net
-
-
 # -- the discrete view ----------------------------------------------------------------------
-def learned_schedule(gamma: GammaNet, T: int):
-    """The Schedule of T steps at t/T: alpha_bar_t = sigmoid(-gamma(t/T)) for t = 1..T (alpha_bar_0 = 1).
-
-    alpha_t = alpha_bar_t / alpha_bar_{t-1} is formed in log space, log alpha_t =
-    logsigmoid(-gamma_t) - logsigmoid(-gamma_{t-1}), in float64: near t = 0 alpha_bar_t is within
-    1e-6 of 1 and the steps differ by less than float32 resolves.
-    """
-    from vdm.schedule import Schedule, _check_T
-
-    _check_T(T)
-    with torch.no_grad():
-        t = torch.arange(1, T + 1, dtype=torch.float64, device=gamma.w1.device) / T
-        log_ab = torch.cat([torch.zeros(1, dtype=torch.float64), F.logsigmoid(-gamma(t)).cpu()])
-        alpha = torch.exp(log_ab[1:] - log_ab[:-1])
-    return Schedule("learned", gamma.to_params(), torch.cat([torch.ones(1, dtype=torch.float64), alpha]))
-
-
 def gamma_of(schedule) -> GammaNet:
     """The gamma network of a learned Schedule (its params), a ValueError for any other kind."""
     if getattr(schedule, "kind", None) != "learned":
@@ -216,11 +109,7 @@ def _check_prediction(prediction: str) -> None:
 def precond_at(g: torch.Tensor):
     """(c_skip, c_out, c_in) per image at noise gamma = g: vdm.denoiser.precond_coefs's formula, handed the one
     thing it reads of a schedule, alpha_bar = sigmoid(-gamma) (in float64: near t = 0 it is within 1e-6 of 1)."""
-    from types import SimpleNamespace
-
-    from vdm.denoiser import precond_coefs
-
-    return precond_coefs(SimpleNamespace(alpha_bar=torch.sigmoid(-g.double())))
+    return precond_from_alpha_bar(torch.sigmoid(-g.double()))
 
 
 def model_output(net, z: torch.Tensor, steps: torch.Tensor, g: torch.Tensor, prediction: str):
@@ -268,24 +157,16 @@ def edm_weight(g: torch.Tensor) -> torch.Tensor:
     level counts alike, whatever the schedule (EDM's lambda = 1/c_out^2 in x_0). w -> 1 at high SNR,
     so the small-t terms, which hold the bound, keep the ELBO's weight.
     """
-    from vdm.denoiser import SIGMA_DATA
-
     return 1.0 + torch.exp(g) / SIGMA_DATA ** 2
 
 
 def prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """KL(N(alpha_1 x, sigma_1^2) || N(0, I)) per image, alpha_1^2 = sigmoid(-gamma(1)), analytic."""
-    from vdm.elbo import gaussian_kl
-
-    a2, s2 = torch.sigmoid(-g1).to(x0.dtype), torch.sigmoid(g1).to(x0.dtype)
-    m = a2.sqrt() * x0
-    return gaussian_kl(m, s2.expand_as(m), torch.zeros_like(m), torch.ones_like(m)).flatten(1).sum(1)
+    return prior_kl_nats(_view(torch.sigmoid(-g1).to(x0.dtype), x0), x0)
 
 
 def reconstruction_nats(x0: torch.Tensor, x0_hat: torch.Tensor, g0: torch.Tensor) -> torch.Tensor:
     """-log p(x_0 | z_0) per image: the discretized Gaussian of vdm.elbo, mean x̂_0(z_0, 0), std sqrt(sigmoid(gamma(0)))."""
-    from vdm.elbo import discretized_gaussian_log_likelihood
-
     std = torch.sigmoid(g0).sqrt()
     return -discretized_gaussian_log_likelihood(x0, x0_hat, std).flatten(1).sum(1).to(x0.dtype)
 
@@ -388,9 +269,6 @@ def report_numbers(denoiser, images_uint8: torch.Tensor, batch_size: int = 128, 
     ``draws`` independent estimates per image (t, z_t, z_0 redrawn), averaged; with two or more the
     Monte Carlo standard error is vdm.elbo.mc_standard_error's, the images held fixed (None with one).
     """
-    from vdm import data as datasets
-    from vdm.elbo import mc_standard_error, nats_to_bpd
-
     gamma = gamma_of(denoiser.schedule)
     g = torch.Generator(device=device).manual_seed(seed)
     rows = {k: [] for k in CONTINUOUS_TERMS}

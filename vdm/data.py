@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vdm import points
 from vdm.config import DATASETS, POINTS_TEST, POINTS_TRAIN, is_points
 
 SIZE = 32
@@ -134,8 +135,6 @@ def load(name: str = "shapes", split: str = "train", data_dir: str | os.PathLike
     has POINTS_TEST), drawn from streams of the seed.
     """
     if is_points(name):
-        from vdm import points
-
         x = points.make(name, (n or POINTS_TRAIN) if split == "train" else POINTS_TEST, split, seed)
     elif name == "shapes":
         x, _ = shapes(limit or (SHAPES_TRAIN if split == "train" else SHAPES_TEST), split)

@@ -15,8 +15,10 @@ import sys
 import torch
 from torch import nn
 
+from vdm import checkpoint as ckpt
 from vdm.config import PREDICTIONS
 from vdm.diffusion import eps_from_x0, x0_from_eps
+from vdm.nets import build_net
 from vdm.schedule import Schedule
 
 # sigma_data of x0-precond: the root mean square of x_0 (see precond_coefs). EDM's value for images
@@ -51,7 +53,12 @@ def precond_coefs(schedule: Schedule, sigma_data: float = SIGMA_DATA):
     At large t c_skip -> 0 and c_out -> sigma_d: x̂_0 = sigma_d F, the assignment's x̂_0 model.
     At t = 0 (no noise) c_skip = 1, c_out = 0.
     """
-    ab = schedule.alpha_bar.double()
+    return precond_from_alpha_bar(schedule.alpha_bar, sigma_data)
+
+
+def precond_from_alpha_bar(alpha_bar: torch.Tensor, sigma_data: float = SIGMA_DATA):
+    """(c_skip, c_out, c_in) of :func:`precond_coefs` at any alpha_bar (a discrete schedule's, or sigmoid(-gamma)), float64."""
+    ab = alpha_bar.double()
     s, n2 = ab.sqrt(), 1.0 - ab
     d = float(sigma_data) ** 2
     var_xt = ab * d + n2  # E[x_t^2]
@@ -152,9 +159,6 @@ def load_denoiser(path, device="cpu", use_ema: bool = True, expected: dict | Non
     ``use_ema`` takes the EMA weights when the checkpoint has them. ``expected``
     (model / prediction / schedule) refuses a checkpoint of another model.
     """
-    from vdm import checkpoint as ckpt
-    from vdm.nets import build_net
-
     c = ckpt.load(path)
     meta = c.meta
     if expected:

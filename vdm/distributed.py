@@ -191,12 +191,3 @@ def agree_stop(reason: str | None, d: Dist, device: torch.device) -> str | None:
     code = torch.tensor([STOP_REASONS.index(reason) if reason in STOP_REASONS else 2], device=device)
     dist.all_reduce(code, op=dist.ReduceOp.MAX)
     return STOP_REASONS[int(code.item())]
-
-
-def broadcast_object(obj, d: Dist):
-    """Rank 0's ``obj`` on every rank (a run name, a decision)."""
-    if not d.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -45,7 +45,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from vdm.diffusion import forward_step, posterior, q_mean_var, q_sample, _check_t
+from vdm.denoiser import precond_coefs
+from vdm.diffusion import _check_t, forward_step, posterior, q_sample
+from vdm.gaussian import (discretized_gaussian_log_likelihood, gaussian_kl, gaussian_log_prob,  # noqa: F401
+                          mc_standard_error, nats_to_bpd, prior_kl_nats)  # (re-exported: every ELBO reader's names)
 from vdm.schedule import Schedule
 
 FORMS = ("consistency", "denoising")
@@ -55,45 +58,6 @@ ESTIMATORS = ("full", "uniform", "importance")
 UNIFORM_BPD = 8.0
 CIFAR10_BPD = (("DDPM (Ho et al. 2020)", 3.70), ("improved DDPM (Nichol & Dhariwal 2021)", 2.94),
                ("VDM (Kingma et al. 2021)", 2.64))
-
-
-def nats_to_bpd(nats, dims: int):
-    """nats per image -> bits per dimension: nats / (D ln 2)."""
-    return nats / (dims * math.log(2.0))
-
-
-def gaussian_kl(m1, v1, m2, v2):
-    """KL(N(m1, v1) || N(m2, v2)) per element: 1/2 [log(v2/v1) + (v1 + (m1 - m2)^2)/v2 - 1]."""
-    return 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0)
-
-
-def gaussian_log_prob(x, m, v):
-    """log N(x; m, v) per element: -1/2 [log(2 pi v) + (x - m)^2 / v]."""
-    return -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v)
-
-
-def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, std) -> torch.Tensor:
-    """log P(x_0) per element under N(mean, std^2) integrated over x_0's pixel bin.
-
-    x_0 in [-1, 1] on the 256 levels k/127.5 - 1. A bin is x_0 +- 1/255, except the
-    edge bins, which extend to -inf and +inf so that the 256 probabilities sum to 1.
-    Computed in float64 with log_ndtr for the tails.
-    """
-    x = x0.double()
-    m = mean.double()
-    s = torch.as_tensor(std, dtype=torch.float64, device=x.device)
-    upper = (x - m + 1.0 / 255) / s
-    lower = (x - m - 1.0 / 255) / s
-    log_cdf_upper = torch.special.log_ndtr(upper)
-    log_sf_lower = torch.special.log_ndtr(-lower)
-    # P(lower < z < upper) in log space: log(Phi(u) - Phi(l)), stable on both tails.
-    mid = torch.where(
-        lower > 0,
-        log_sf_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_sf_lower).clamp(max=1 - 1e-15)),
-        log_cdf_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_cdf_upper).clamp(max=1 - 1e-15)),
-    )
-    out = torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_sf_lower, mid))
-    return out.to(x0.dtype if x0.dtype.is_floating_point else torch.float32)
 
 
 def _sum_dims(x: torch.Tensor) -> torch.Tensor:
@@ -251,8 +215,7 @@ def reconstruction_nats(denoiser, schedule: Schedule, x0: torch.Tensor, generato
 
 def prior_nats(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
     """KL(q(x_T | x_0) || N(0, I)) per image, analytic."""
-    m, v = q_mean_var(schedule, x0, schedule.T)
-    return _sum_dims(gaussian_kl(m, v.expand_as(m), torch.zeros_like(m), torch.ones_like(m)))
+    return prior_kl_nats(float(schedule.alpha_bar[schedule.T]), x0)
 
 
 def matching_kl(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, x0_hat: torch.Tensor, t) -> torch.Tensor:
@@ -364,8 +327,6 @@ def snr_proposal(schedule: Schedule, form: str = "denoising", mix: float = 0.1) 
     mean squared error, :func:`vdm.denoiser.precond_coefs`); the consistency term t is given the
     size of matching term t + 1, whose x̂_0 it evaluates.
     """
-    from vdm.denoiser import precond_coefs
-
     lo, hi = t_range(schedule, form)
     snr = schedule.snr.double()
     size = torch.zeros(schedule.T + 1, dtype=torch.float64)
@@ -411,19 +372,6 @@ def _draw_t(x0: torch.Tensor, lo: int, hi: int, proposal: torch.Tensor | None, g
     t = torch.multinomial(p, B, replacement=True, generator=generator) + lo
     w = 1.0 / proposal.to(x0.device, x0.dtype)[t.to(x0.device)]
     return t.to(x0.device), w
-
-
-def mc_standard_error(draws: torch.Tensor) -> float:
-    """Monte Carlo standard error of mean_i mean_k draws[k, i], the images i held fixed ([K, n], K >= 2).
-
-    Only the estimator's own randomness (t, x_t, x_1) counts: each image's variance over its K
-    independent draws, s_i^2, gives Var = sum_i s_i^2 / (K n^2). The spread of the per-image
-    estimates across images (std / sqrt(n)) also holds how much the images differ.
-    """
-    K, n = draws.shape
-    if K < 2:
-        return float("nan")
-    return float(draws.double().var(0).sum().div(K).sqrt() / n)
 
 
 def _consistency(denoiser, schedule, x0, estimator, generator, proposal=None):

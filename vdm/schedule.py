@@ -21,8 +21,11 @@ from functools import cached_property
 
 import torch
 
+import torch.nn.functional as F
+
 from vdm import DEFAULT_T  # re-exported: vdm.schedule.DEFAULT_T
 from vdm.config import SCHEDULES as KINDS
+from vdm.gamma import GammaNet
 
 # Exercise 1a: the final signal coefficient sqrt(alpha_bar_T) the default
 # constant schedule is tuned to reach (see tune_alpha).
@@ -139,13 +142,11 @@ class Schedule:
 
     @classmethod
     def learned(cls, T: int, params=None) -> "Schedule":
-        """alpha_bar_t = sigmoid(-gamma(t/T)) for a learned gamma (vdm.continuous.GammaNet).
+        """alpha_bar_t = sigmoid(-gamma(t/T)) for a learned gamma (vdm.gamma.GammaNet).
 
         ``params`` are the gamma network's weights (GammaNet.to_params); None: its initial weights,
         gamma linear from -13.3 to 5 within a few per cent (VDM's starting point).
         """
-        from vdm.continuous import GammaNet, learned_schedule
-
         _check_T(T)
         return learned_schedule(GammaNet() if params is None else GammaNet.from_params(params), T)
 
@@ -246,3 +247,18 @@ def make_schedule(kind: str = "constant", T: int = DEFAULT_T, alpha: float | Non
     if kind == "learned":
         return Schedule.learned(T)  # the initial gamma: a run's trained one is in its checkpoints
     raise ValueError(f"unknown schedule {kind!r}; expected one of {', '.join(KINDS)}.")
+
+
+def learned_schedule(gamma: GammaNet, T: int):
+    """The Schedule of T steps at t/T: alpha_bar_t = sigmoid(-gamma(t/T)) for t = 1..T (alpha_bar_0 = 1).
+
+    alpha_t = alpha_bar_t / alpha_bar_{t-1} is formed in log space, log alpha_t =
+    logsigmoid(-gamma_t) - logsigmoid(-gamma_{t-1}), in float64: near t = 0 alpha_bar_t is within
+    1e-6 of 1 and the steps differ by less than float32 resolves.
+    """
+    _check_T(T)
+    with torch.no_grad():
+        t = torch.arange(1, T + 1, dtype=torch.float64, device=gamma.w1.device) / T
+        log_ab = torch.cat([torch.zeros(1, dtype=torch.float64), F.logsigmoid(-gamma(t)).cpu()])
+        alpha = torch.exp(log_ab[1:] - log_ab[:-1])
+    return Schedule("learned", gamma.to_params(), torch.cat([torch.ones(1, dtype=torch.float64), alpha]))

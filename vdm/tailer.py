@@ -31,7 +31,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from vdm.metrics import parse_line
+from vdm.metrics import _open_regular, parse_line
 
 TRAIN_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed")
 EVAL_COLUMNS = ("step", "eval_loss", "total", "reconstruction", "prior", "matching")
@@ -510,7 +510,6 @@ def _read_range(path: str, ino: int, start: int, end: int, chunk: int) -> list[B
 
 def _open_log(path):
     """metrics.jsonl opened for reading without blocking: a FIFO or a directory there is a ValueError."""
-    from vdm.metrics import _open_regular
 
     return open(_open_regular(Path(path), os.O_RDONLY), "rb")
 
