@@ -35,6 +35,7 @@ from tui.cloud import PATH_COLOURS, Cloud, CloudPanel, Frame, Path, Segments, ou
 from tui.readout import Readout
 
 N_PATHS = 6  # points whose paths are traced
+TAIL = 12  # steps of each traced path drawn back from t: a whole ancestral path is a tangle that hides the cloud
 FIELD_RES = 13  # the x̂_0 field's grid is FIELD_RES x FIELD_RES points over the view
 NEAR = 3.0  # a point is "at a mode" within NEAR standard deviations of a component's mean
 CLOUD = (255, 150, 40)  # the cloud: vdm.images.scatter's orange, brighter on black
@@ -173,20 +174,20 @@ def compute(source, kind: str, seed: int, optimal: bool, steps: int | None, samp
 
 
 def cloud_frame(c: PointChain, i: int, paths: np.ndarray) -> Frame:
-    """The left panel at row i: the cloud x_{t_i} over q(x_{t_i}), the paths of the points ``paths`` from
-    the chain's start (x_0 forward, x_T backward) to row i."""
+    """The left panel at row i: the cloud x_{t_i} over q(x_{t_i}), and the paths of the points ``paths`` over
+    the last TAIL steps the chain took to row i (from x_0 forward, from x_T backward)."""
     t = int(c.steps[i])
     if c.kind == "forward":
-        tracks = [c.x[: i + 1, j] for j in paths]
+        tracks = [c.x[max(i - TAIL, 0): i + 1, j] for j in paths]
     else:
-        tracks = [c.x[i:, j][::-1] for j in paths]
+        tracks = [c.x[i: i + TAIL + 1, j][::-1] for j in paths]
     shown = [Path(tr, PATH_COLOURS[k % len(PATH_COLOURS)]) for k, tr in enumerate(tracks)]
     off = outside(c.x[i], c.view)
     note = f"[rgb{SHADE}]█[/] {c.shades.describe(t)} · [rgb{CLOUD}]⣿[/] x_{t}"
     if off >= 0.005:
         note += f" · {100 * off:.0f}% outside"
     return Frame(c.view, c.shades.at(t), SHADE, clouds=(Cloud(c.x[i], CLOUD, "x_t"),), paths=tuple(shown),
-                 title=f"x_{t}: {len(c.x[i]):,} points, {len(paths)} traced", note=note,
+                 title=f"x_{t} · {len(c.x[i]):,} points · {len(paths)} paths", note=note,
                  meta={"t": t, "i": i, "kind": c.kind})
 
 
