@@ -45,7 +45,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "install.sh: done; run vdm as $VENV/bin/vdm"
 fi
 
-# -- Lecture slides (issue 12): reveal.js for `vdm slides`' offline HTML, and Chromium to check it --------
+# -- Lecture slides: reveal.js for `vdm slides`' offline HTML, and Chromium to check it --------
 # reveal.js comes from npm into .venv/reveal (the HTML copies its dist/, so no CDN is needed at show
 # time); Debian's chromium takes the screenshot the slide tests look at. Both are optional: without
 # them `vdm slides` names what is missing and those tests skip. Each step runs only when its result

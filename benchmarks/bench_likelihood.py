@@ -1,4 +1,4 @@
-"""Held-out -ELBO after equal CPU budgets, for four configurations (issue 14's benchmark).
+"""Held-out -ELBO after equal CPU budgets, for four configurations.
 
     python3 benchmarks/bench_likelihood.py train --budgets 3 10 --out /tmp/lik   # the runs
     python3 benchmarks/bench_likelihood.py table --out /tmp/lik                  # evaluate, one table

@@ -189,7 +189,7 @@ def cpu_bench(args) -> list[tuple]:
     return rows
 
 
-# -- the GPU measurement of issue 6 ---------------------------------------------------------
+# -- the GPU measurement ---------------------------------------------------------
 GPU_SCRIPT = r"""
 import json, sys, time, torch
 from pathlib import Path

@@ -557,7 +557,7 @@ class Trainer:
 
     def _epoch_end(self, log: MetricsWriter, last: bool) -> None:
         """Checkpoint, then what the epoch owes; the checkpoint records those debts first, so that a
-        kill before they are done leaves them to the resume (issue 11: the end of a run survives a kill)."""
+        kill before they are done leaves them to the resume (the end of a run survives a kill)."""
         cfg = self.cfg
         owed = []
         if self.eval_data is not None and (last or (cfg.eval_every and self.epoch % cfg.eval_every == 0)):

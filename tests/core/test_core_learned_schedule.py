@@ -1,4 +1,4 @@
-"""The learned noise schedule (vdm.continuous, `vdm train --schedule learned`), issue 14 item 3.
+"""The learned noise schedule (vdm.continuous, `vdm train --schedule learned`).
 
 Independent routes: gamma's derivative against autograd and central differences; the discrete
 schedule against sigmoid(-gamma(t/T)) computed here; the continuous-time loss against the
@@ -435,7 +435,7 @@ def test_two_ranks_train_the_same_gamma_as_one_process(tmp_path):
     assert steps["one"][-1]["gamma_min"] != steps["one"][0]["gamma_min"]
 
 
-# -- --weighting edm (issue 14: the learned run's samples) ----------------------------------------
+# -- --weighting edm (the learned run's samples) ----------------------------------------
 def test_edm_weight_gives_f_the_weight_half_gamma_prime_at_every_noise_level():
     """x0-precond: the ELBO integrand times edm_weight is 1/2 gamma' ||F* - F||^2, F* = (x_0 - c_skip z) / c_out
     (the coefficients formed here from alpha^2 = sigmoid(-gamma), sigma_d = 0.5), from log SNR -12 to 12."""

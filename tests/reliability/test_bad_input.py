@@ -1,4 +1,4 @@
-"""Issue 5, must hold 6: bad input everywhere gets a clear error, never a traceback, a hang or lost data.
+"""Bad input everywhere gets a clear error, never a traceback, a hang or lost data.
 
 Property-based (hypothesis, derandomized so CI sees the same examples every time): command
 line values and paths, schedules, tensors of the wrong shape, dtype or with NaN at the

@@ -1,4 +1,4 @@
-"""Issue 11, must hold 1, 5, 6, 7: crafted but intact checkpoints, and numbers from files.
+"""Crafted but intact checkpoints, and numbers from files.
 
 Every crafted checkpoint here has a correct SHA-256: the file is intact, only its content is
 wrong. ``vdm train --resume`` and ``vdm sample`` must refuse it with one sentence naming

@@ -1,4 +1,4 @@
-"""Issue 5, must hold 4: a full disk or a read-only run directory gives a clear error; checkpoints stay intact.
+"""A full disk or a read-only run directory gives a clear error; checkpoints stay intact.
 
 The tests run as root, where chmod stops nothing, so the faults are injected where the
 operating system would report them: a write that fails half-way with ENOSPC, and every

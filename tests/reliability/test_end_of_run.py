@@ -1,4 +1,4 @@
-"""Issue 11, must hold 3: the end of a run survives a kill.
+"""The end of a run survives a kill.
 
 Real ``vdm train`` processes SIGKILL themselves at aimed moments after the last checkpoint
 (inside the final evaluation, inside the final sampling, with the final grid written to its

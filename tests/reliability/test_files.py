@@ -1,4 +1,4 @@
-"""Issue 5, must hold 5: no code runs from a file; pickles and crafted checkpoints are refused with a sentence.
+"""No code runs from a file; pickles and crafted checkpoints are refused with a sentence.
 
 The pickles carry a payload that, if ever unpickled, creates a marker file: every test
 asserts the marker never appears. Crafted safetensors files get a sidecar with their true

@@ -1,4 +1,4 @@
-"""Issue 5, must hold 2: kill safety, and clean stops on SIGINT and SIGTERM.
+"""Kill safety, and clean stops on SIGINT and SIGTERM.
 
 The SIGKILL test kills a real training process (``vdm train``, then ``vdm train --resume``
 again and again) at 20 moments drawn from a seeded generator. Checkpoints are written every

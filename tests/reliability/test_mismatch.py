@@ -1,4 +1,4 @@
-"""Issue 5, must hold 7: a checkpoint of another model, schedule or T is refused on load, naming the difference.
+"""A checkpoint of another model, schedule or T is refused on load, naming the difference.
 
 ``vdm train --resume RUN`` keeps the run's model, schedule, data and optimizer: a flag that
 asks for another value is refused before anything is loaded or written; flags that only

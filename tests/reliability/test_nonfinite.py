@@ -1,4 +1,4 @@
-"""Issue 5, must hold 3: a non-finite loss or gradient stops training, names the step, keeps the last good checkpoint."""
+"""A non-finite loss or gradient stops training, names the step, keeps the last good checkpoint."""
 
 from __future__ import annotations
 

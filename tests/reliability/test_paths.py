@@ -1,4 +1,4 @@
-"""Issue 11, must hold 4 and 8: writes stay inside the run directory; MP4 and GIF both work."""
+"""Writes stay inside the run directory; MP4 and GIF both work."""
 
 from __future__ import annotations
 

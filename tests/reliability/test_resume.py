@@ -1,4 +1,4 @@
-"""Issue 5, must hold 1: a run stopped and resumed ends bitwise identical to an uninterrupted one.
+"""A run stopped and resumed ends bitwise identical to an uninterrupted one.
 
 Each scenario stops a run at one moment (right after a mid-epoch checkpoint, right after an
 epoch-end checkpoint, by SIGTERM on an epoch's last batch or mid-epoch), resumes it with

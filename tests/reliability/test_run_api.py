@@ -1,4 +1,4 @@
-"""Issue 11, must hold 5, 6, 9: the run API on bad run directories, hypothesis over config and sidecar
+"""The run API on bad run directories, hypothesis over config and sidecar
 fields, and the command line's one sentence (devices, decompression bombs, Ctrl-C, a full disk)."""
 
 from __future__ import annotations

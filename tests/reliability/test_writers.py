@@ -1,4 +1,4 @@
-"""Issue 11, must hold 2: one writer per run, and pruning that keeps a verified checkpoint.
+"""One writer per run, and pruning that keeps a verified checkpoint.
 
 Two real ``vdm train`` processes on one run: started fresh with different settings, and
 resumed twice at once. Exactly one trains; the other is refused with one sentence naming the

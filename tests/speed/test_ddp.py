@@ -1,4 +1,4 @@
-"""Issue 6: DDP under torchrun, two CPU ranks with gloo, against one process with the same global batch.
+"""DDP under torchrun, two CPU ranks with gloo, against one process with the same global batch.
 
 Run A: 2 ranks for 1 epoch, then resumed by 1 process for a 2nd epoch (another world size).
 Run B: 1 process for 2 epochs. The global batch is 15 in both, split 7 + 8 (so the loss scaling

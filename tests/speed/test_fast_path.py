@@ -1,4 +1,4 @@
-"""Issue 6: the trainer's fast path computes what a plain training loop computes.
+"""The trainer's fast path computes what a plain training loop computes.
 
 The plain loop is written here as the assignment implies it: the network, Adam, a shuffled pass
 over the data, t ~ U{1..T}, x_t = q_sample(...), MSE to x_0. Same seeds, float32.

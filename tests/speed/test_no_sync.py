@@ -1,4 +1,4 @@
-"""Issue 6: the training step and the sampler's own work read nothing back from the device.
+"""The training step and the sampler's own work read nothing back from the device.
 
 A read-back (.item(), float(t), bool(t), int(t.min())) is aten._local_scalar_dense; on a GPU
 each one waits for the queue to drain. Counted here on the CPU with a dispatch mode, which
