@@ -43,7 +43,7 @@ def backward_chain(n: int = N_IMAGES, seed: int = 0):
 
     pm = model2d.point_model()
     _, chain = model2d.backward_paths()
-    return pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.note, True
+    return pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.what, True
 
 
 class BackwardDiffusion(c.LectureScene):
@@ -163,9 +163,6 @@ class BackwardDiffusion(c.LectureScene):
         if q_t is not None:
             shade_t = left.shading(q_t)
             shades = [shade_t, right.shading(self.exact_density(0))]
-            shade_t.add_updater(lambda m: m.show(self.exact_density(step())))
-        top.add_updater(lambda m: m.show(self.chain.x[step()]))
-        bottom.add_updater(lambda m: m.show(self.chain.x0_hat[max(step(), 1)]))
         heads = VGroup(c.tex(r"x_t", font_size=40), c.tex(r"\hat{x}_\theta(x_t, t)", font_size=36))
         heads[0].next_to(left, UP, buff=0.15)
         heads[1].next_to(right, UP, buff=0.15)
@@ -178,6 +175,10 @@ class BackwardDiffusion(c.LectureScene):
                            size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(left, right, *shades, top, bottom)), FadeIn(heads), FadeIn(t_label), FadeIn(sched))
         self.pause(1)
+        if shades:
+            shades[0].add_updater(lambda m: m.show(self.exact_density(step())))
+        top.add_updater(lambda m: m.show(self.chain.x[step()]))
+        bottom.add_updater(lambda m: m.show(self.chain.x0_hat[max(step(), 1)]))
         self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
         for m in (top, bottom, self.num_t, *shades):
             m.clear_updaters()

@@ -241,7 +241,7 @@ class Diffusion2D(c.LectureScene):
         table.next_to(self.title, DOWN, buff=0.5).set_x(0)
         if table.width > c.MAX_WIDTH:
             table.scale_to_fit_width(c.MAX_WIDTH)
-        rule = Line(LEFT, RIGHT, stroke_width=1.5).set_width(table.width)
+        rule = Line(LEFT * table.width / 2, RIGHT * table.width / 2, stroke_width=1.5)
         rule.move_to([table.get_center()[0], (cells[2][0].get_bottom()[1] + cells[3][0].get_top()[1]) / 2, 0])
         n = tab["n"]
         cap1 = c.one_line(rf"mean $\pm$ standard error over {n:,} held-out points; every $t$ from 2 to {self.T}; "

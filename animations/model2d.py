@@ -38,8 +38,16 @@ def cache_root() -> Path:
 
 
 def settings_key(settings: dict) -> str:
-    """The cache folder's name: the data set and a hash of the settings."""
-    text = json.dumps(settings, sort_keys=True)
+    """The cache folder's name: the data set and a hash of the whole config the settings resolve to
+    (vdm.config.fresh_config: a change of the points defaults trains afresh)."""
+    from dataclasses import asdict
+
+    from vdm.config import fresh_config
+
+    cfg = asdict(fresh_config(dict(settings)))
+    for k in ("runs_dir", "name"):
+        cfg.pop(k, None)
+    text = json.dumps(cfg, sort_keys=True)
     return f"{settings.get('data', 'gmm')}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
@@ -101,6 +109,7 @@ class PointModel:
     mixture: object | None
     note: str
     trained_here: bool
+    what: str  # the note without its "2-D model: "
 
 
 def given_points_run():
@@ -125,7 +134,7 @@ def point_model() -> PointModel:
     what = (rf"\texttt{{{data}}}, {run.config.epochs} epochs, seed {run.config.seed}, trained for this lecture" if here
             else f"run {c.tex_text(run.name)}, given with -{{}}-run")
     note = rf"2-D model: {what}"
-    return PointModel(den, run.schedule, run, data, mixture, note, here)
+    return PointModel(den, run.schedule, run, data, mixture, note, here, what)
 
 
 def prepare(progress=print) -> PointModel:

@@ -77,8 +77,9 @@ def curve(records: list[dict]) -> dict:
              if r.get("kind") == "eval" and "eval_loss" in r]
     ends = [r for r in records if r.get("kind") in ("train", "end") and "elapsed" in r]
     refs = [r["reference"] for r in records if r.get("kind") == "eval" and isinstance(r.get("reference"), dict)]
+    ses = [r.get("bpd_se") for r in records if r.get("kind") == "eval" and "eval_loss" in r]
     return {"train": train, "eval": evals, "elapsed": ends[-1]["elapsed"] if ends else None,
-            "reference": refs[-1] if refs else None,
+            "reference": refs[-1] if refs else None, "bpd_se": ses[-1] if ses else None,
             "device": next((r["device"] for r in reversed(records) if r.get("device")), None)}
 
 
@@ -330,7 +331,7 @@ class Training(c.LectureScene):
 
         pm = model2d.point_model()
         why = "no image run" if self.src.denoiser is None else "the checkpoint has no run folder"
-        return pm.run, pm.schedule, why + ", so the 2-D model shows training: " + pm.note
+        return pm.run, pm.schedule, why + ", so the 2-D model shows training: " + pm.what
 
     def section_run(self):
         self.next_section("a real run: the loss")
@@ -377,12 +378,17 @@ class Training(c.LectureScene):
         if cv["eval"]:
             s_e, v_e, bpd = cv["eval"][-1]
             facts.append(rf"held-out {'MSE ' if own else ''}{v_e:.4f} at step {s_e}")
-            if bpd is not None:
-                facts.append(rf"$-$ELBO {bpd:.2f} bits/dim" + (" of a density" if points else ""))
+            if bpd is not None and points:  # bits of a density, with the estimate's standard error
+                se = cv["bpd_se"]
+                facts.append(rf"$-$ELBO {bpd:.2f}" + (rf" $\pm$ {se:.2f}" if se is not None else "") + " bits/dim")
+            elif bpd is not None:
+                facts.append(rf"$-$ELBO {bpd:.2f} bits/dim")
             ref = cv["reference"]
             if ref is not None:  # a Gaussian-mixture run: the optimal denoiser's -ELBO and the true -log q
-                facts.append(rf"optimal $\hat{{x}}_0$: {ref['optimal']:.2f} $\pm$ {ref['optimal_se']:.2f}")
-                facts.append(rf"true $-\log q$: {ref['nll']:.2f} $\pm$ {ref['nll_se']:.2f}")
+                facts.append(rf"optimal $\hat{{x}}_0$: {ref['optimal']:.2f} $\pm$ {ref['optimal_se']:.2f} bits/dim")
+                facts.append(rf"true $-\log q$: {ref['nll']:.2f} $\pm$ {ref['nll_se']:.2f} bits/dim")
+            if points:
+                facts.append("(bits of a density)")
         if cv["elapsed"] is not None:
             facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
         self.loss_facts = facts

@@ -22,6 +22,15 @@ HAVE_LATEX = shutil.which("latex") is not None and shutil.which("dvisvgm") is no
 # Without manim or LaTeX only the tests that need neither (vdm render's error messages) run.
 collect_ignore = [] if HAVE_MANIM and HAVE_LATEX else ["test_animations_frames.py", "test_animations_shown.py"]
 
+# the lecture's 2-D model, trained once per machine (cached by its settings): a smaller one than the
+# lecture's, so that the scenes without an image run build in seconds
+TEST_POINT_SETTINGS = {"data": "gmm", "epochs": 32, "seed": 0, "eval_every": 8, "sample_every": 8, "threads": 1}
+
+if HAVE_MANIM:
+    from animations import model2d
+
+    model2d.SETTINGS = TEST_POINT_SETTINGS
+
 if HAVE_MANIM:
     import cairo
     from manim.utils.testing import frames_comparison as _fc

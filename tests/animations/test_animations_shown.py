@@ -17,7 +17,6 @@ from manim.utils.color import ManimColor
 from animations import common as c
 from built_scenes import get
 from vdm.data import shapes, to_float
-from vdm.denoiser import Oracle
 from vdm.diffusion import forward_chain, posterior, posterior_coefs, q_sample
 from vdm.elbo import elbo, gaussian_log_prob
 from vdm.images import as_hwc
@@ -196,17 +195,17 @@ def test_denoising_form_has_lower_spread(elbo_scenes, elbo_reference):
 # -- backward diffusion, MHVAE ------------------------------------------------------------
 
 def test_backward_strip_is_the_sampler_chain():
+    """Without an image run the strip is the 2-D model's chain (vdm.cloud.backward_cloud), never the oracle's."""
+    from animations import model2d
     from animations.backward_diffusion import BackwardDiffusion
+    from vdm.cloud import backward_cloud
 
     scene = get(BackwardDiffusion)
-    x0 = x0_test(4)
-    _, chain = sample(Oracle(x0), Schedule.constant(T=500), 4, seed=0, return_chain=True)
-    strip = [m for m in scene.mobjects if hasattr(m, "pixel_array")]
-    assert len(strip) == len(scene.strip_steps)
-    for step, img in zip(scene.strip_steps, strip):
-        np.testing.assert_array_equal(pixels(img), as_hwc(chain.x[step, :1])[0])
-    # with the oracle the chain ends on the test image itself
-    np.testing.assert_array_equal(pixels(strip[-1]), as_hwc(x0[:1])[0])
+    pm = model2d.point_model()
+    _, chain = backward_cloud(pm.denoiser, pm.schedule, model2d.N_CLOUD, 0)
+    assert len(scene.strip_clouds) == len(scene.strip_steps)
+    for step, cloud in zip(scene.strip_steps, scene.strip_clouds):
+        np.testing.assert_allclose(cloud.points_shown, chain.x[step].double().numpy(), atol=1e-6)
 
 
 def test_mhvae_shows_vdms_final_signal():
