@@ -16,7 +16,7 @@ Between non-adjacent steps s < t the same closed form gives (alpha_bar_{t|s} = a
                           + sqrt(alpha_bar_{t|s})(1 - alpha_bar_s)/(1 - alpha_bar_t) x_t,
                           (1 - alpha_bar_{t|s})(1 - alpha_bar_s)/(1 - alpha_bar_t) I),
 
-which samplers on a subsequence t_K > ... > t_1 > 0 of the steps use (:func:`posterior_table`),
+which samplers on a subsequence t_K > ... > t_1 > 0 of the steps use (:func:`reverse_table`),
 beside DDIM's deterministic update (:func:`ddim_coefs`). One step of any of them is :func:`reverse_step`.
 """
 
@@ -206,7 +206,7 @@ def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t, s=None
     """Mean and variance of q(x_s | x_t, x_0), 0 <= s < t; s = t - 1 by default (the variance is 0 at s = 0)."""
     _check_t(schedule, t, 1)
     _same_shape(x_t, x0, "x_t", "x_0")
-    # not on a hot path (the sampler uses posterior_table), so it can afford a device read-back
+    # not on a hot path (the sampler uses reverse_table), so it can afford a device read-back
     for name, v in (("x_t", x_t), ("x_0", x0)):
         if not bool(torch.isfinite(v).all()):
             raise ValueError(f"the posterior was given a {name} that contains NaN or infinite values.")
@@ -225,7 +225,7 @@ def posterior(schedule: Schedule, x_t: torch.Tensor, x0: torch.Tensor, t, s=None
 
 
 class ReverseTable(NamedTuple):
-    """A sampler's coefficients on the device, for loops that must not read back (:func:`posterior_table`).
+    """A sampler's coefficients on the device, for loops that must not read back (:func:`reverse_table`).
 
     steps: (t_0 = 0, t_1, ..., t_K); step i goes from x_{t_i} to x_{t_{i-1}}. c_x0, c_xt, std:
     [K+1] tensors. noisy[i]: whether step i adds noise (std > 0), known on the host.
@@ -247,7 +247,7 @@ def reverse_coefs(schedule: Schedule, steps=None, eta: float | None = None):
     return posterior_coefs(schedule, steps) if eta is None else ddim_coefs(schedule, steps, eta)
 
 
-def posterior_table(schedule: Schedule, device="cpu", dtype=torch.float32, steps=None, eta: float | None = None):
+def reverse_table(schedule: Schedule, device="cpu", dtype=torch.float32, steps=None, eta: float | None = None):
     """:class:`ReverseTable` of :func:`reverse_coefs` (std = sqrt(var)) on ``device`` in ``dtype``.
 
     ``steps`` None and ``eta`` None: every step, ancestral (row i = t, the bonus exercise's sampler).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vdm.diffusion import posterior_table, reverse_coefs, reverse_step, step_sequence
+from vdm.diffusion import reverse_table, reverse_coefs, reverse_step, step_sequence
 from vdm.schedule import Schedule
 
 SAMPLERS = ("ancestral", "ddim")
@@ -59,7 +59,7 @@ class Chain:
 def sampling_steps(T: int, steps=None) -> tuple[int, ...]:
     """t_1 < ... < t_K for ``steps``: None or K (evenly spaced, :func:`vdm.diffusion.step_sequence`), or the steps themselves."""
     if isinstance(steps, (list, tuple, range)):
-        return tuple(steps)  # checked where the table is built (vdm.diffusion.posterior_table)
+        return tuple(steps)  # checked where the table is built (vdm.diffusion.reverse_table)
     return step_sequence(T, steps)  # refuses anything but None or a whole number in 1..T
 
 
@@ -97,7 +97,7 @@ def sample(denoiser, schedule: Schedule, n: int = 16, shape=(3, 32, 32), *, seed
     eta = (0.0 if eta is None else eta) if sampler == "ddim" else None
     ts = sampling_steps(schedule.T, steps)
     # per-step coefficients once, as device floats: the loop reads them without host syncs
-    table = posterior_table(schedule, device, steps=ts, eta=eta)
+    table = reverse_table(schedule, device, steps=ts, eta=eta)
     K = table.K
     g = torch.Generator(device=device)
     if seed is not None:

@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from vdm.schedule import Schedule
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _few_threads():
-    # Two cores shared with other jobs: a second thread mostly spins (4x slower elementwise ops measured).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _schedules(T: int = 40) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from testkit import installed_vdm
 from vdm.cli import build_parser, main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -132,7 +133,7 @@ def test_the_program_leaves_at_once_after_the_terminal_ui(tmp_path):
 
 def test_output_into_a_closed_pipe_is_quiet(tmp_path):
     """`vdm tune-alpha | head -1`: exit 0, no "Broken pipe" message."""
-    exe = _installed_vdm()
+    exe = installed_vdm()
     cmd = " ".join([exe] if exe else [sys.executable, "-m", "vdm.cli"])
     p = subprocess.run(f"{cmd} tune-alpha --T 100 --rows 5000 | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                        executable="/bin/bash", capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -141,7 +142,7 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path):
 
 def test_bad_input_in_a_fresh_process(tmp_path):
     """The installed `vdm` script: nothing else (a warning at import, a traceback) reaches stderr."""
-    exe = _installed_vdm()
+    exe = installed_vdm()
     cmd = [exe] if exe else [sys.executable, "-m", "vdm.cli"]
     p = subprocess.run(cmd + ["forward", "--alpha", "1.5", "--T", "20"], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
@@ -331,9 +332,3 @@ def test_tiny_run_sample_elbo_forward(tiny_run, capsys, monkeypatch, tmp_path):
         assert im.size == _grid_size(n_frames, scale=3, ncol=n_frames)
     with Image.open("forward.gif") as im:
         assert im.n_frames >= 21
-
-
-def _installed_vdm() -> str | None:
-    """The `vdm` console script of this interpreter's environment (.venv/bin/vdm), not whatever is on PATH."""
-    exe = Path(sys.executable).with_name("vdm")
-    return str(exe) if exe.is_file() else None

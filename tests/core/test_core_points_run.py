@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from vdm import gmm
 from vdm.cli import main
-from vdm.config import POINT_DEFAULTS, TrainConfig, fresh_config
+from vdm.config import POINT_DEFAULTS, POINTS_TRAIN, TrainConfig, fresh_config
 from vdm.report import ElboOptions, exact_references
 from vdm.run import metrics_path, open_run, read_points, sample_path
 from vdm.train import Trainer
@@ -31,6 +32,10 @@ def gmm_run(tmp_path_factory):
                             eval_size=500))
     Trainer(cfg, d / "g").run()
     return open_run(d / "g")
+
+
+def _steps_per_epoch(cfg) -> int:
+    return math.ceil(POINTS_TRAIN / cfg.batch_size)
 
 
 def test_points_get_their_own_defaults_and_images_keep_the_assignments():
@@ -59,7 +64,8 @@ def test_the_run_directory_of_points(gmm_run):
     assert cfg.model == "mlp" and cfg.data == "gmm"
     pts = gmm_run.latest_points()
     assert pts is not None and pts.shape == (cfg.n_samples, 2) and pts.dtype == np.float32
-    assert np.array_equal(read_points(sample_path(gmm_run.path, 160, ".npy")), pts)
+    last = _steps_per_epoch(cfg) * cfg.epochs
+    assert np.array_equal(read_points(sample_path(gmm_run.path, last, ".npy")), pts)
     assert sample_path(gmm_run.path).is_file()  # the scatter picture beside the numbers
     recs = [json.loads(line) for line in metrics_path(gmm_run.path).read_text().splitlines()]
     ev = [r for r in recs if r["kind"] == "eval"]
@@ -111,6 +117,6 @@ def test_a_points_run_resumes(gmm_run, tmp_path, capsys):
     shutil.copytree(gmm_run.path, run_dir)
     rc, _, err = run_cli(["train", "--resume", run_dir, "--epochs", 5, "--no-tui", "--quiet"], capsys)
     assert rc == 0, err
-    assert open_run(run_dir).checkpoint().name == "ckpt-00000200.json"
+    assert open_run(run_dir).checkpoint().name == f"ckpt-{_steps_per_epoch(gmm_run.config) * 5:08d}.json"
     rc, _, err = run_cli(["train", "--resume", run_dir, "--data-n", 500, "--no-tui", "--quiet"], capsys)
     assert rc == 2 and "data_n" in err

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from vdm import DEFAULT_T
-from vdm.diffusion import posterior, posterior_table, q_sample, reverse_step
+from vdm.diffusion import posterior, reverse_table, q_sample, reverse_step
 from vdm.elbo import matching_kl
 from vdm.run import identity_of, is_run, new_run, open_model, open_run, schedule_of
 from vdm.schedule import Schedule, make_schedule
@@ -141,7 +141,7 @@ def test_reverse_step_is_the_posterior_at_x0_hat(kind):
     g = torch.Generator().manual_seed(0)
     x_t = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
     x0_hat = torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
-    table = posterior_table(s, dtype=torch.float64)
+    table = reverse_table(s, dtype=torch.float64)
     for t in (1, 2, 7, 30):
         z = torch.randn(x_t.shape, generator=g, dtype=torch.float64)
         x_prev, mean = reverse_step(table, x_t, x0_hat, t, z)

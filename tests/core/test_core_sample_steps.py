@@ -15,7 +15,7 @@ import torch
 
 from test_core_cli import run as cli_run  # main(argv) -> (status, stdout, stderr)
 from vdm.denoiser import Oracle
-from vdm.diffusion import ddim_coefs, posterior, posterior_coefs, posterior_table, q_sample, step_sequence
+from vdm.diffusion import ddim_coefs, posterior, posterior_coefs, reverse_table, q_sample, step_sequence
 from vdm.sample import sample
 
 
@@ -152,7 +152,7 @@ def test_ddim_with_eta_one_is_the_ancestral_posterior(kind, schedules):
         # eta scales the standard deviation: sigma^2 = eta^2 var_q; eta = 0 adds no noise at all
         torch.testing.assert_close(ddim_coefs(sch, steps, eta=0.5)[2], 0.25 * anc[2], rtol=1e-12, atol=0)
         assert float(ddim_coefs(sch, steps, eta=0.0)[2].abs().max()) == 0.0
-        table = posterior_table(sch, steps=steps, eta=0.0)
+        table = reverse_table(sch, steps=steps, eta=0.0)
         assert not any(table.noisy)
 
 

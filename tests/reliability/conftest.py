@@ -1,20 +1,11 @@
-"""Fixtures of the reliability tests: one torch thread; a trained tiny run built once a module, copied per test."""
+"""Fixtures of the reliability tests: a trained tiny run built once a module, copied per test (one torch thread: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-import torch
 from reliability_helpers import trained_run
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Trainer(threads=1) sets the process-wide count; put it back for whoever runs next.
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

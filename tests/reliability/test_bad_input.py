@@ -17,10 +17,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import vdm.data
+from testkit import fast
 from vdm import checkpoint as ckpt
 from vdm.cli import MAX_T, main
 from vdm.denoiser import Denoiser, load_denoiser
@@ -35,11 +36,6 @@ from vdm.train import Trainer
 from vdm.checkpoint import MAX_STEP
 
 TRIED = Counter()
-
-
-def fast(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module", autouse=True)

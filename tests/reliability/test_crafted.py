@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from reliability_helpers import forkserver, read_json, rewrite_checkpoint, run_cli, small_state, train_argv, tiny_cfg
+from testkit import one_sentence
 from vdm import checkpoint as ckpt
 from vdm.cli import main
 
@@ -25,12 +26,6 @@ def _resume(run, capsys, *extra):
     rc = main(["train", "--resume", str(run), "--quiet", "--threads", "1", "--epochs", "2", *extra])
     out, err = capsys.readouterr()
     return rc, out, err
-
-
-def _sentence(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_wrong_shape_adam_moment_is_refused_not_a_segfault(run, tmp_path):
@@ -79,7 +74,7 @@ def test_crafted_tensors_are_refused_on_resume(run, capsys, case):
     rewrite_checkpoint(run, tensors=edit)
     before = (run / "metrics.jsonl").read_bytes()
     rc, _, err = _resume(run, capsys)
-    assert rc == 2 and names in _sentence(err), err
+    assert rc == 2 and names in one_sentence(err), err
     assert (run / "metrics.jsonl").read_bytes() == before, "a refused resume wrote to the run"
 
 
@@ -110,7 +105,7 @@ def test_crafted_sidecars_are_refused_on_resume(run, capsys, case):
     edit, names = META_CASES[case]
     rewrite_checkpoint(run, meta=edit)
     rc, _, err = _resume(run, capsys)
-    assert rc == 2 and names in _sentence(err), err
+    assert rc == 2 and names in one_sentence(err), err
 
 
 def test_sample_refuses_non_finite_weights(run, capsys, tmp_path):
@@ -118,14 +113,14 @@ def test_sample_refuses_non_finite_weights(run, capsys, tmp_path):
                                                else v for k, v in t.items()})
     out = tmp_path / "s.png"
     rc = main(["sample", str(run), "--n", "2", "--out", str(out), "--device", "cpu"])
-    assert rc == 2 and "non-finite" in _sentence(capsys.readouterr().err)
+    assert rc == 2 and "non-finite" in one_sentence(capsys.readouterr().err)
     assert not out.exists()
 
 
 def test_sample_refuses_a_sidecar_T_of_1e8_at_once(run, capsys, tmp_path):
     rewrite_checkpoint(run, meta=lambda m: dict(m, schedule=dict(m["schedule"], T=10**8)))
     rc = main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png"), "--device", "cpu"])
-    assert rc == 2 and "10,000" in _sentence(capsys.readouterr().err)
+    assert rc == 2 and "10,000" in one_sentence(capsys.readouterr().err)
 
 
 def test_a_nonfinite_checkpoint_is_never_the_last_good_one(run):
@@ -171,7 +166,7 @@ def test_config_numbers_are_bounded_before_training(run, capsys, case):
     (run / "config.json").write_text(json.dumps(dict(cfg, **{key: value})))
     before = (run / "metrics.jsonl").read_bytes()
     rc, _, err = _resume(run, capsys)
-    assert rc == 2 and words in _sentence(err), err
+    assert rc == 2 and words in one_sentence(err), err
     assert (run / "metrics.jsonl").read_bytes() == before
 
 
@@ -187,5 +182,5 @@ def test_flag_bounds(tmp_path, capsys, argv, words):
         rc = main(train_argv(cfg)[:-2] + argv)  # train_argv ends with --lr: the bound flag comes after
     except SystemExit as e:
         rc = e.code
-    assert rc == 2 and words in _sentence(capsys.readouterr().err)
+    assert rc == 2 and words in one_sentence(capsys.readouterr().err)
     assert not (tmp_path / "x").exists()

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from reliability_helpers import assert_same_state, newest, read_json, records, start, tiny_cfg, train_argv
+from testkit import installed_vdm
 from vdm import checkpoint as ckpt
 from vdm.metrics import read_all
 from vdm.train import Trainer
@@ -113,7 +114,7 @@ def _wait_for_train_record(run: Path, proc, timeout: float = 90) -> None:
 
 
 def _vdm() -> list[str]:
-    exe = _installed_vdm()
+    exe = installed_vdm()
     return [exe] if exe else [sys.executable, "-m", "vdm.cli"]
 
 
@@ -190,9 +191,3 @@ def test_kill_at_every_point_of_a_checkpoint_write(tmp_path):
     assert set(outcomes.values()) == {2, 3}
     print(f"\nkilled ckpt.save at each of its {k - 1} file system events: newest checkpoint "
           f"{sum(v == 2 for v in outcomes.values())}x the old one, {sum(v == 3 for v in outcomes.values())}x the new one")
-
-
-def _installed_vdm() -> str | None:
-    """The `vdm` console script of this interpreter's environment (.venv/bin/vdm), not whatever is on PATH."""
-    exe = Path(sys.executable).with_name("vdm")
-    return str(exe) if exe.is_file() else None

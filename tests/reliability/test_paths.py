@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from reliability_helpers import trained_run, tiny_cfg, train_argv
+from testkit import one_sentence
 from vdm import checkpoint as ckpt
 from vdm.atomic import write_json
 from vdm.cli import main
@@ -16,10 +17,7 @@ from vdm.cli import main
 
 
 def _sentence(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    return one_sentence(capsys.readouterr().err)
 
 
 def _tree(d):

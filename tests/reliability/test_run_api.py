@@ -15,29 +15,17 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import vdm.metrics
 from reliability_helpers import read_json, rewrite_checkpoint, tiny_cfg, train_argv
+from testkit import fast, one_sentence
 from vdm.cli import main
 from vdm.run import open_run
 from vdm.train import TrainConfig, Trainer
 
 VDM = str(Path(sys.executable).with_name("vdm"))
-
-
-def fast(n):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-
-
-def _sentence(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # -- item 9, the run API's side ----------------------------------------------------------------
@@ -63,7 +51,7 @@ def test_config_that_is_not_an_object_is_refused(run, text):
 @pytest.mark.parametrize("key, value, named", [("weighting", "banana", "unknown weighting 'banana'"),
                                              ("schedule", "banana", "unknown schedule 'banana'"),
                                              ("weighting", 3, "weighting has the value '3' of the wrong type")])
-def test_nonsense_config_values_are_one_sentence(run, capsys, key, value, named):
+def test_nonsense_config_values_are_oneone_sentence(run, capsys, key, value, named):
     """A config.json edited by hand to a weighting or schedule that does not exist: `vdm elbo --json`
     says so in one sentence ending in one full stop (the old one ended '...learned.).'), prints no JSON."""
     conf = json.loads((run / "config.json").read_text())
@@ -141,14 +129,14 @@ def test_hypothesis_sidecar_fields_at_resume_and_sample(run, capsys):
 
 @pytest.mark.parametrize("device", ["meta", "mps", "xla", "cuda:99", "nonsense"])
 @pytest.mark.parametrize("command", ["train", "sample", "elbo"])
-def test_devices_one_sentence(run, tmp_path, capsys, device, command):
+def test_devices_oneone_sentence(run, tmp_path, capsys, device, command):
     if device.startswith("cuda") and __import__("torch").cuda.device_count() >= 99:
         pytest.skip("a machine with 99 GPUs")
     argv = {"train": ["train", "--resume", str(run), "--quiet", "--epochs", "2"],
             "sample": ["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png")],
             "elbo": ["elbo", str(run), "--n", "2"]}[command]
     assert main(argv + ["--device", device]) == 2
-    assert "device" in _sentence(capsys.readouterr().err)
+    assert "device" in one_sentence(capsys.readouterr().err)
 
 
 def _bomb_png(path: Path, w=20_000, h=20_000) -> None:
@@ -164,10 +152,10 @@ def test_decompression_bomb_forward_and_folder(tmp_path, capsys):
     bomb.parent.mkdir()
     _bomb_png(bomb)
     assert main(["forward", "--image", str(bomb), "--out", str(tmp_path / "f.png"), "--animation", ""]) == 2
-    assert "too large an image" in _sentence(capsys.readouterr().err)
+    assert "too large an image" in one_sentence(capsys.readouterr().err)
     cfg = tiny_cfg(tmp_path, "r", data="folder", data_dir=str(bomb.parent))
     assert main(train_argv(cfg) + ["--data", "folder", "--data-dir", str(bomb.parent)]) == 2
-    assert "too large an image" in _sentence(capsys.readouterr().err)
+    assert "too large an image" in one_sentence(capsys.readouterr().err)
 
 
 def test_full_disk_on_metrics_names_the_file(run, capsys, monkeypatch):
@@ -200,7 +188,7 @@ def test_full_disk_on_metrics_names_the_file(run, capsys, monkeypatch):
     monkeypatch.setattr(vdm.metrics, "open", lambda *a, **k: Full(builtins.open(*a, **k)), raising=False)
     rc = main(["train", "--resume", str(run), "--quiet", "--threads", "1", "--epochs", "2"])
     assert rc == 1
-    assert _sentence(capsys.readouterr().err) == \
+    assert one_sentence(capsys.readouterr().err) == \
         f"vdm train: the disk is full at {run / 'metrics.jsonl'}; nothing already saved was changed."
 
 
