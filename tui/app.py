@@ -228,9 +228,14 @@ class VdmApp(App):
             self.set_interval(1.0, self._watch_process)
             self._process_reported = False
 
+    @staticmethod
+    def _kind(source: ChainSource) -> str:
+        return "points" if source.points_data() is not None else "images"
+
     def _chain_screen(self) -> Screen:
         """The chain screen for the source: of 2-D points (tui.pointchain) or of images."""
-        if self.source.points_data() is not None:
+        self._chain_kind = self._kind(self.source)
+        if self._chain_kind == "points":
             from tui.pointchain import PointChainScreen
 
             return PointChainScreen(self.source)
@@ -254,10 +259,12 @@ class VdmApp(App):
         """From the run list: the monitor of one run, pushed over the list (escape goes back)."""
         self.run_dir = Path(path)
         self.source = self.source.for_run(self.run_dir)  # the chain screen takes it up when it is shown next
-        if self.current_mode != "chain":
-            # made again when next shown: the run may be of the other kind (points vs images)
+        made = getattr(self, "_chain_kind", None)
+        if made is not None and self.current_mode != "chain" and made != self._kind(self.source):
+            # a run of the other kind (points vs images): its chain screen is made when it is next shown
             self.remove_mode("chain")
             self.add_mode("chain", self._chain_screen)
+            self._chain_kind = None
         screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory)
         self.push_screen(screen)
 

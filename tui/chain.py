@@ -331,10 +331,14 @@ class ChainScreen(Screen):
         self._title()
         if c is None:
             self.query_one("#scrub-text", Readout).set("computing the chain …")
+            self._show_computing()
             return
         self._show_scrub(c)
         self._show_view(c)
         self._maybe_prerender()
+
+    def _show_computing(self) -> None:
+        """While a chain is computed: the image frames stay until the new ones come (they are of the same image)."""
 
     def _show_scrub(self, c) -> None:
         """The scrubber at the position along the chain, and the line under it: t, play state and speed."""

@@ -38,6 +38,15 @@ the last: the newest again), `g` full screen.
 - `n` `p` next / previous data image, `i` pick an image index or file,
   `s` a new seed, `o` oracle / model in the backward chain.
 
+## 2-D points (gmm, gmm-grid, moons, swissroll)
+The monitor's samples are a scatter (braille dots, brighter where they crowd) over
+the held-out points (shading); the -ELBO is in bits/dim of a density (it can be
+negative), with a mixture's exact references: the optimal denoiser's -ELBO and the
+true -log p. The chain screen moves the whole cloud: left x_t over q(x_t) (exact
+for a mixture, else a histogram) with the paths of six points (`n` `p` others),
+right the x̂_0 field (each grid point x_t to x̂_0(x_t, t)); `o` the run's model or
+the optimal denoiser E[x_0 | x_t] of a mixture, `k` fewer steps, `d` DDIM.
+
 The backward chain shows x_t, the prediction x̂_0(x_t, t), the posterior mean of
 x_{t-1} and its variance sigma_q^2(t), and the denoising-matching term
 KL(q(x_{t-1}|x_t, x_0) || p(x_{t-1}|x_t)) at that x_t, with x_0 the true image for

@@ -314,6 +314,15 @@ class PointChainScreen(ChainScreen):
         info.steps_label = f"all {c.T}" if c.K == c.T else f"{c.K} of {c.T}"
         info.chain, info.i = c, i
 
+    def _show_computing(self) -> None:
+        """The panels of the other chain (or seed, or denoiser) must not stand for this one: blank until it comes."""
+        for name in ("#cloud-xt", "#cloud-field"):
+            panel = self.query_one(name, CloudPanel)
+            panel.empty = "computing the cloud …"
+            panel.frame = None
+            panel.border_title, panel.border_subtitle = "", ""
+        self.query_one(CloudInfo).chain = None
+
     def _maybe_prerender(self) -> None:
         """Nothing to draw ahead: a panel rasterises its frame when shown (a few ms)."""
 

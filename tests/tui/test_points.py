@@ -218,3 +218,36 @@ def test_a_point_lands_in_its_cell_and_colours_follow_the_terminal():
     shade = Frame(2.0, shade=lambda res: np.ones((res, res)), paths=(Track(np.array([[0.0, 0.0]]), (255, 0, 0)),))
     mono = "".join(st.text for st in rasterise(shade, 20, 10, None, monochrome=True))
     assert "▒" in mono and "⣿" in mono
+
+
+@anyio
+async def test_the_run_list_opens_the_chain_screen_of_each_runs_kind(tmp_path, gmm_run):
+    """An image run's chain screen first, then a 2-D run from the list: its chain screen is the point one."""
+    import shutil
+
+    from tui.chain import ChainScreen
+    from tui.pointchain import PointChainScreen
+
+    root = tmp_path / "runs"
+    write_run(root / "a-images", n_train=20)
+    shutil.copytree(gmm_run, root / "b-points")
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "ready", False))
+        runs_screen = app.screen
+        await pilot.press("enter")  # a-images
+        await wait_for(pilot, lambda: app.screen is not runs_screen)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChainScreen) and app.screen.chains["forward"] is not None)
+        assert not isinstance(app.screen, PointChainScreen)
+        app.switch_mode("runs")
+        await pilot.pause(0.1)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is runs_screen)
+        await pilot.press("down", "enter")  # b-points
+        await wait_for(pilot, lambda: app.screen is not runs_screen)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, PointChainScreen)
+                       and app.screen.chains["forward"] is not None, timeout=30)
+        assert app.screen.source.run_dir == root / "b-points"
+        assert app.screen.chains["forward"].denoiser.startswith("b-points at step")
