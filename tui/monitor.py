@@ -31,6 +31,7 @@ from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, em
 from tui.readout import Readout
 from tui.run import RunState, ago, hms, num, own_objective, pid_alive
 from vdm.config import is_points
+from vdm.config import UNIFORM_BPD
 from vdm.run import is_run, metrics_path, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
@@ -156,7 +157,6 @@ class MonitorScreen(CurveKeys, Screen):
         self.points = False  # a 2-D run (its start record's config says so): samples are a scatter
         self.sample_points: np.ndarray | None = None  # the newest samples of a 2-D run
         self._points_cache: OrderedDict = OrderedDict()  # step -> points, the last few scrubbed through
-        self.uniform_bpd: float | None = None  # vdm.elbo.UNIFORM_BPD, read in a thread (vdm.elbo imports torch)
         self.sample_image: np.ndarray | None = None
         self.sample_mtime = 0.0
         self.grids: list[tuple[int, Path]] = []  # every samples/step-*.png, by step (listed by the tail worker)
@@ -218,15 +218,6 @@ class MonitorScreen(CurveKeys, Screen):
                         severity="warning", timeout=8)
         self._draw()
         self.tail()
-        self._read_uniform()
-
-    @work(thread=True, group="constants")
-    def _read_uniform(self) -> None:
-        """vdm.elbo.UNIFORM_BPD, imported here so that the screen need not wait for torch; draw_curves
-        imports it itself if it is drawn first (the import lock then waits for this one)."""
-        from vdm.elbo import UNIFORM_BPD
-
-        self.uniform_bpd = UNIFORM_BPD
 
     @work(thread=True, group="held-out")
     def _load_held_out(self) -> None:
@@ -409,18 +400,13 @@ class MonitorScreen(CurveKeys, Screen):
 
     def _references(self, lo: float, hi: float) -> list[Series]:
         """The -ELBO plot's reference lines across the window. Images: a model uniform over the 256 levels
-        (vdm.elbo.UNIFORM_BPD), which every curve should fall below. 2-D points: none of that (a density has
+        (vdm.config.UNIFORM_BPD), which every curve should fall below. 2-D points: none of that (a density has
         no levels); a Gaussian-mixture run's exact references from its eval records, each named with its
         standard error: the Bayes-optimal denoiser's -ELBO on the same noise (the lowest any model's
         -ELBO can be) and the true -log p(x_0) of the held-out points (what the ELBO bounds)."""
         xs = np.array([lo, hi])
         if not self.points:
-            if self.uniform_bpd is None:
-                from vdm.elbo import UNIFORM_BPD
-
-                self.uniform_bpd = UNIFORM_BPD
-            u = self.uniform_bpd
-            return [Series("uniform", xs, np.array([u, u]), "grey50", stats=False)]
+            return [Series("uniform", xs, np.array([UNIFORM_BPD, UNIFORM_BPD]), "grey50", stats=False)]
         ref = self._cols.get("reference") if self._cols else None
         out = []
         if isinstance(ref, dict):

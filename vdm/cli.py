@@ -15,7 +15,8 @@ from pathlib import Path
 
 from vdm import DEFAULT_T
 from vdm.config import (ALPHA_MARGIN, DATASETS, IDENTITY_KEYS, MAX_COUNT, MAX_POINTS, MAX_T, MAX_THREADS, MODELS,
-                        IMAGE_SAMPLES, POINT_SAMPLES, POINTS_TEST, POINTS_TRAIN, PRECISIONS,
+                        IMAGE_SAMPLES, POINT_DATASETS, POINT_DEFAULTS, POINT_SAMPLES, POINTS_TEST, POINTS_TRAIN,
+                        PRECISIONS,
                         PREDICTIONS, RESUME_MUST_MATCH, SCHEDULES, TrainConfig, fresh_config)
 
 EXIT_USAGE = 2
@@ -282,7 +283,12 @@ def _tui_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", default=None, help="an image file for the chains")
     src.add_argument("--index", type=_nonneg_int, default=0, help="index into the test split for the chains")
-    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T, help="steps of the constant schedule without a run")
+    p.add_argument("--data", choices=POINT_DATASETS, default=None,
+                   help="a 2-D data set for the chain screen without a run (gmm, gmm-grid: with the optimal denoiser "
+                        "E[x_0|x_t]; moons, swissroll: the forward chain); its schedule is a fresh points run's")
+    p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T,
+                   help=f"steps of the schedule without a run (default: {DEFAULT_T}, constant; with --data a fresh points "
+                        f"run's, {POINT_DEFAULTS['T']}, cosine)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--chain", action="store_true", help="open on the chain screen")
     p.add_argument("--serve", action="store_true",
@@ -650,6 +656,7 @@ def _serve_tui(args) -> int:
         if value:
             argv += [flag, str(Path(value).resolve())]
     argv += ["--index", str(args.index), "--T", str(args.T), "--seed", str(args.seed)] + (["--chain"] if args.chain else [])
+    argv += ["--data", args.data] if args.data else []
     print(f"serving vdm tui on http://{args.host}:{args.port} (ctrl+c stops)", flush=True)
     Server(shlex.join(argv), host=args.host, port=args.port, title="vdm").serve()
     return 0
@@ -686,7 +693,7 @@ def cmd_tui(args) -> int:
     from tui.colour import truecolor_env
 
     truecolor_env()  # inside tmux, truecolor when the outer terminal has it (tmux does not pass COLORTERM)
-    source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed)
+    source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed, data=args.data)
     start = "chain" if args.chain or not (args.run or runs_root) else ("runs" if runs_root else "monitor")
     run_app(args.run, source=source, start=start, tailer=tailer, runs_root=runs_root)
     return _after_ui(args, 0)

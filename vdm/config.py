@@ -40,6 +40,7 @@ ALPHA_MARGIN = 1e-6  # alpha within this of 0 or 1 rounds to 0 or 1 in float32 (
 IDENTITY_KEYS = ("model", "prediction", "schedule", "T", "alpha")
 RESUME_MUST_MATCH = IDENTITY_KEYS + ("data", "data_n", "limit", "batch_size", "lr", "ema", "seed", "weighting")
 
+UNIFORM_BPD = 8.0  # -log2 of 1/256: a model uniform over the 256 pixel levels, the scale every image bound is read on
 IMAGE_SAMPLES, POINT_SAMPLES = 64, 1_000  # samples drawn at each evaluation: a grid of images, a cloud of points
 POINTS_TRAIN = 10_000  # default --data-n of a point data set; the test split has POINTS_TEST points
 POINTS_TEST = 2_000
