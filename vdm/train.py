@@ -208,7 +208,7 @@ class Trainer:
             # killed before its first checkpoint: nothing to continue, so start the run over
             self.echo(f"{self.run_dir} has no checkpoint yet; starting it from step 0.")
             return
-        c = ckpt.load(self.run_dir, device="cpu")
+        c = ckpt.load(checkpoints_dir(self.run_dir), device="cpu")
         ckpt.check_compatible(c.meta, self.identity())
         # every tensor checked by name, shape and dtype before any is loaded: fused Adam trusts them
         notes = ckpt.check_weights(c, "model", self.model.net.state_dict())
