@@ -248,7 +248,7 @@ class Diffusion2D(c.LectureScene):
                           r"both denoisers meet the same $x_t$", size=22)
         cap2 = c.one_line(r"$p_\theta(x_0 \mid x_1)$ is a Gaussian density: the reconstruction term and $-\log q$ "
                           r"can be negative", size=22)
-        caps = VGroup(cap1, cap2).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)
+        VGroup(cap1, cap2).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)  # placed together, shown one by one
         self.play(FadeIn(VGroup(*head)), *[FadeIn(VGroup(*r)) for r in cells[:3]], FadeIn(cap1))
         self.pause(4)
         self.play(Create(rule), FadeIn(VGroup(*cells[3])))

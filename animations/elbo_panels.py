@@ -9,7 +9,7 @@ vdm.elbo.ELBO objects from common.elbo_draws.
 from __future__ import annotations
 
 import numpy as np
-from manim import DOWN, LEFT, RIGHT, UP, Axes, Rectangle, Tex, VGroup
+from manim import DOWN, LEFT, RIGHT, Axes, Rectangle, Tex, VGroup
 
 from animations import common as c
 

@@ -17,7 +17,6 @@ Render: manim -pql animations/training.py Training
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from animations import common as c
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
+from vdm.run import sample_grids as vdm_sample_grids
 
 N_DRAWS = 3  # training examples drawn on screen, one slide each
 MAX_GRIDS = 4  # sample grids shown side by side
@@ -85,12 +85,7 @@ def curve(records: list[dict]) -> dict:
 
 def sample_grids(run, most: int = MAX_GRIDS) -> list[tuple[int, object]]:
     """(step, path) of up to ``most`` of the run's sample grids, evenly over its history, first and last kept."""
-    found = []
-    for p in run.samples_dir.glob("step-*.png"):
-        m = re.fullmatch(r"step-(\d+)\.png", p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    found.sort()
+    found = vdm_sample_grids(run.path)
     if not found and run.latest_samples is not None:
         return [(-1, run.latest_samples)]
     if len(found) <= most:
@@ -204,7 +199,7 @@ class Training(c.LectureScene):
         notes = VGroup(
             c.one_line(rf"$w(2) = {c.sci(w[0], 3)}$", c.DENOISING, 26),
             c.one_line(rf"$w({T}) = {c.sci(w[-1], 3)}$", c.DENOISING, 26),
-            c.one_line(rf"the ELBO weighs $t = 2$", size=24),
+            c.one_line(r"the ELBO weighs $t = 2$", size=24),
             c.one_line(rf"${c.sci(ratio)}$ times more", size=24),
             c.one_line(rf"than $t = {T}$", size=24),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).shift(UP * 1.0)

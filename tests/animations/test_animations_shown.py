@@ -20,7 +20,6 @@ from vdm.data import shapes, to_float
 from vdm.diffusion import forward_chain, posterior, posterior_coefs, q_sample
 from vdm.elbo import elbo, gaussian_log_prob
 from vdm.images import as_hwc
-from vdm.sample import sample
 from vdm.schedule import Schedule
 
 def x0_test(n=1):
@@ -302,7 +301,7 @@ def test_pixel_density_is_the_closed_form(forward):
 
 def test_product_of_gaussians_is_vdms_posterior(post):
     """likelihood x prior, normalised on the grid, is vdm.diffusion.posterior's density (the caption's gap)."""
-    from animations.posterior import GRID, PRODUCT_T
+    from animations.posterior import PRODUCT_T
 
     for t in PRODUCT_T:
         d = post.product_curves(t)

@@ -3,7 +3,6 @@ endpoints; a constant one keeps √ᾱ_t and √(1-ᾱ_t). Through Textual's pil
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

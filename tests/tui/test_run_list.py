@@ -1,7 +1,6 @@
 """The run list reads a summary of each log (vdm.tailer.SummaryTailer): what it shows must be what
 a full read of the same log shows, for logs of every shape (resumed, ended, cut short, growing)."""
 
-import json
 import random
 
 import pytest
