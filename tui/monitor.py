@@ -390,10 +390,12 @@ class MonitorScreen(CurveKeys, Screen):
         else:
             loss = [Series("train", tx, train["loss"], "cyan"), *held]
         self.query_one("#loss-plot", Plot).set_series(loss, x_range=(lo, hi), x_format=fmt)
-        terms = [Series("total", ex, ev["total"], "white"),
-                 Series("rec", ex, ev["reconstruction"], "cyan"),
-                 Series("match", ex, ev["matching"], "magenta"),
-                 Series("prior", ex, ev["prior"], "yellow")]
+        terms = [Series("total", ex, ev["total"], "white")]
+        if not self.points:  # a density's terms span -3 to 5 bits/dim round a total near 1: on one axis they
+            # would flatten the total and its two references into a line (the info panel lists the terms)
+            terms += [Series("rec", ex, ev["reconstruction"], "cyan"),
+                      Series("match", ex, ev["matching"], "magenta"),
+                      Series("prior", ex, ev["prior"], "yellow")]
         self.query_one("#bpd-plot", Plot).set_series(terms + self._references(lo, hi) if len(ex) else [],
                                                      x_range=(lo, hi), x_format=fmt)
         self._set_legends()
@@ -431,8 +433,7 @@ class MonitorScreen(CurveKeys, Screen):
         if self.points:  # bits of a density: they can be negative, and no uniform model over levels exists
             bpd.border_title = "-ELBO, bits/dim of a density" + log
         else:
-            u = self.uniform_bpd  # None until the first evaluation is drawn (with its line)
-            bpd.border_title = "-ELBO bits/dim" + log + (f" [grey50](━ {u:g}: uniform)[/]" if u is not None else "")
+            bpd.border_title = "-ELBO bits/dim" + log + f" [grey50](━ {UNIFORM_BPD:g}: uniform)[/]"
         bpd.border_subtitle = "last ↓min ↑max in view"
 
     def _tick(self) -> None:

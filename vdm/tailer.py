@@ -437,9 +437,12 @@ class _RangeReaders:
             out = []
             for p in self.procs:
                 # the header comes when the reader has parsed its range: wait for it, checking for a cancel
-                while not select.select([p.stdout], [], [], 0.1)[0]:
+                # before each wait (a reader done before the first look must not skip the check)
+                while True:
                     if cancelled():
                         return None
+                    if select.select([p.stdout], [], [], 0.1)[0]:
+                        break
                 batch = _receive(p.stdout)
                 if batch is None or p.wait() != 0:
                     return None
