@@ -298,6 +298,7 @@ class Diffusion2D(c.LectureScene):
             lab = VGroup(*c.labels(text, f"${pm_fmt(e)}$", colors=[colour, colour], size=24)).arrange(DOWN, buff=0.08)
             lab.next_to(X(v), UP if up else DOWN, buff=0.25)
             labs.add(lab)
+        _spread_labels(labs, [m.get_center()[0] for m in marks])
         gap_o, gap_m = tab["optimal_gap"], tab["model_minus_optimal"]
         b1 = BraceBetweenPoints(X(min(nll, opt)), X(max(nll, opt)), direction=DOWN, buff=0.15)
         b2 = BraceBetweenPoints(X(min(opt, mod)), X(max(opt, mod)), direction=DOWN, buff=0.15)
@@ -327,3 +328,17 @@ class Diffusion2D(c.LectureScene):
         why2 = c.one_line(verdict, size=22).next_to(why1, UP, buff=0.12)
         self.play(FadeIn(b2), FadeIn(n2), FadeIn(t2), FadeIn(why2))
         self.pause(4)
+
+
+def _spread_labels(labs: VGroup, xs: list[float], gap: float = 0.15) -> None:
+    """Labels centred over their marks, unless two neighbours would overlap: then the left one ends at its mark
+    and the right one starts at its own, and if even that overlaps the right one goes up a row."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    for a, b in zip(order, order[1:]):
+        la, lb = labs[a], labs[b]
+        if la.get_right()[0] + gap <= lb.get_left()[0]:
+            continue
+        la.shift(RIGHT * (xs[a] - la.get_right()[0]))
+        lb.shift(RIGHT * (xs[b] - lb.get_left()[0]))
+        if la.get_right()[0] + gap > lb.get_left()[0]:
+            lb.shift(UP * (la.get_top()[1] - lb.get_bottom()[1] + 0.1))
