@@ -21,6 +21,18 @@ def one_sentence(err: str) -> str:
     return lines[0]
 
 
+def run_main(argv, capsys) -> tuple[int, str, str]:
+    """`vdm ARGV` in this process -> (exit status, stdout, stderr); argparse's exits count too."""
+    from vdm.cli import main
+
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 def fast(n: int):
     """Hypothesis settings for n examples, reproducible (derandomized, no database) and without deadlines."""
     return settings(max_examples=n, deadline=None, derandomize=True, database=None,

@@ -14,21 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from testkit import installed_vdm
-from vdm.cli import build_parser, main
+from testkit import installed_vdm, run_main
+from vdm.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = {"train", "sample", "forward", "tune-alpha", "elbo", "model"}
 
 
-def run(argv, capsys):
-    """main(argv) in this process -> (exit status, stdout, stderr); argparse's exits count too."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return rc, out, err
+run = run_main
 
 
 def _subcommands():

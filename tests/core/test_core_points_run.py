@@ -8,21 +8,12 @@ import math
 import numpy as np
 import pytest
 
+from testkit import run_main as run_cli
 from vdm import gmm
-from vdm.cli import main
 from vdm.config import POINT_DEFAULTS, POINTS_TRAIN, TrainConfig, fresh_config
 from vdm.report import ElboOptions, exact_references
 from vdm.run import metrics_path, open_run, read_points, sample_path
 from vdm.train import Trainer
-
-
-def run_cli(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")
