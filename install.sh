@@ -7,13 +7,23 @@
 # (PEP 668, "externally-managed-environment"). PYTHON=/path/to/python3 picks the
 # interpreter that builds it (default: python3 on PATH).
 # Safe to run again: what is already there is kept, and an up-to-date .venv is not touched.
+#
+# VDM_NO_LATEX=1: for a machine that only trains and samples (a GPU machine): no LaTeX, none of
+# Manim's Debian packages (cairo, pango, ffmpeg) nor the animations extra, no reveal.js from npm,
+# no Chromium. Unset (the default), everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
+NO_LATEX="${VDM_NO_LATEX:-0}"
 
 APT_PACKAGES="build-essential pkg-config python3-dev libcairo2-dev libpango1.0-dev \
 texlive-latex-base texlive-latex-extra dvisvgm tmux ffmpeg"
+EXTRAS="test,animations"
+if [ "$NO_LATEX" = 1 ]; then
+  APT_PACKAGES="build-essential pkg-config python3-dev tmux"
+  EXTRAS="test"
+fi
 # Debian splits venv (and the ensurepip it needs) out of python3: without it `python3 -m venv` fails.
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES="$APT_PACKAGES python3-venv"
 missing=""
@@ -37,10 +47,11 @@ fi
 # The stamp holds what the last complete install was made from; the same inputs skip pip.
 stamp="$VENV/.vdm-installed"
 want="$(cat pyproject.toml install.sh | sha256sum | cut -d' ' -f1)"
+[ "$NO_LATEX" != 1 ] || want="$want-no-latex"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   PIP="$VENV/bin/python -m pip"
   $PIP install -q torch==2.14.1 torchvision==0.29.1
-  $PIP install -q -e '.[test,animations]'
+  $PIP install -q -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
   echo "install.sh: done; run vdm as $VENV/bin/vdm"
 fi
@@ -50,6 +61,10 @@ fi
 # time); Debian's chromium takes the screenshot the slide tests look at. Both are optional: without
 # them `vdm slides` names what is missing and those tests skip. Each step runs only when its result
 # is missing, so running install.sh again changes nothing.
+if [ "$NO_LATEX" = 1 ]; then
+  echo "install.sh: VDM_NO_LATEX=1: no LaTeX, Manim, reveal.js or Chromium"
+  exit 0
+fi
 REVEAL_VERSION=6.0.1  # animations/render.py REVEAL_VERSION
 if [ ! -f "$VENV/reveal/node_modules/reveal.js/dist/reveal.js" ]; then
   if command -v npm >/dev/null 2>&1; then

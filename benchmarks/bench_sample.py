@@ -170,6 +170,37 @@ def fewer_steps(args) -> list[dict]:
     return [dict(row, floor_mean=statistics.mean(floor), floor_sd=statistics.stdev(floor)) for row in rows]
 
 
+def timed_rounds(T: int, n: int, device, rounds: int, compile: bool = False, diffusers: bool = True,
+                 plain: bool = True) -> dict:
+    """Seconds of each round, by loop: the bare network calls, vdm.sample, the diffusers loop (``diffusers``)
+    and vdm.sample(compile=True) (``compile``; its first call, which compiles, is not timed), in
+    alternating rounds on the assignment's network (random weights) at T steps, n images at once.
+    ``plain=False`` leaves out the bare calls and the uncompiled sampler."""
+    from vdm.denoiser import Denoiser
+    from vdm.nets import AssignmentNet
+    from vdm.schedule import make_schedule
+
+    torch.manual_seed(0)
+    schedule = make_schedule("constant", T, None)
+    net = AssignmentNet(T).to(device).eval()
+    den = Denoiser(net, schedule)
+    bare(net, 3, n, device)  # warm the allocator and the convolution algorithms
+    times = {"bare": [], "ours": [], "diffusers": [], "compiled": []}
+    for r in range(rounds):
+        if plain:
+            times["bare"].append(bare(net, T, n, device))
+            times["ours"].append(ours(den, schedule, n, device))
+        if diffusers:
+            times["diffusers"].append(diffusers_loop(net, schedule, n, device))
+        if compile:
+            if r == 0:
+                ours(den, schedule, n, device, compile=True)  # compiling
+            times["compiled"].append(ours(den, schedule, n, device, compile=True))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v),
+              file=sys.stderr, flush=True)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--T", type=int, default=100)
@@ -192,27 +223,8 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(rows))
         return
 
-    from vdm.denoiser import Denoiser
-    from vdm.nets import AssignmentNet
-    from vdm.schedule import make_schedule
-
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    schedule = make_schedule("constant", args.T, None)
-    net = AssignmentNet(args.T).to(device).eval()
-    den = Denoiser(net, schedule)
-    bare(net, 3, args.n, device)  # warm the allocator and the convolution algorithms
-    times = {"bare": [], "ours": [], "diffusers": [], "compiled": []}
-    for r in range(args.rounds):
-        times["bare"].append(bare(net, args.T, args.n, device))
-        times["ours"].append(ours(den, schedule, args.n, device))
-        times["diffusers"].append(diffusers_loop(net, schedule, args.n, device))
-        if args.compile:
-            if r == 0:
-                ours(den, schedule, args.n, device, compile=True)  # compiling
-            times["compiled"].append(ours(den, schedule, args.n, device, compile=True))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v),
-              file=sys.stderr, flush=True)
+    times = timed_rounds(args.T, args.n, device, args.rounds, compile=args.compile)
     med = {k: statistics.median(v) for k, v in times.items() if v}
     per = {k: v / args.T * 1e3 for k, v in med.items()}
     rows = [("sample: bare network calls (the floor)", per["bare"], "ms/step", 1.0),

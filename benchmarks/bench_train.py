@@ -95,13 +95,19 @@ def reference_rate(images, T: int, steps: int, warm: int, batch: int, device: to
 
 
 # -- ours ------------------------------------------------------------------------------------
-def ours_rate(T: int, steps: int, warm: int, batch: int, device: str, runs_dir: Path, **flags) -> tuple[float, float]:
-    """(steady images/s, seconds of the first ``warm`` steps) of Trainer.run() on ``warm + steps`` steps."""
+def ours_rate(T: int, steps: int, warm: int, batch: int, device: str, runs_dir: Path, log_every: int = 1,
+              **flags) -> tuple[float, float]:
+    """(steady images/s, seconds of the first ``warm`` steps) of Trainer.run() on ``warm + steps`` steps.
+
+    ``log_every`` (a divisor of warm and steps): the steps between the trainer's loss read-backs, its only
+    host syncs; 1 times every step, more lets a GPU queue work ahead as `vdm train` does (every 20)."""
     from vdm.train import TrainConfig, Trainer
 
+    if warm % log_every or steps % log_every:
+        raise ValueError(f"log_every {log_every} must divide warm {warm} and steps {steps}.")
     n = (warm + steps) * batch
     cfg = TrainConfig(limit=n, batch_size=batch, T=T, epochs=1, eval_size=0, sample_every=0, n_samples=1,
-                      log_every=1, device=device, ckpt_every=0, **flags)
+                      log_every=log_every, device=device, ckpt_every=0, **flags)
     run = Path(tempfile.mkdtemp(dir=runs_dir))
     tr = Trainer(cfg, run, echo=lambda *a: None)
     tr.write_samples = lambda: run / "none.png"  # the end-of-run sample grid is not training
@@ -190,34 +196,51 @@ def cpu_bench(args) -> list[tuple]:
 
 
 # -- the GPU measurement ---------------------------------------------------------
-GPU_SCRIPT = r"""
-import json, sys, time, torch
-from pathlib import Path
-sys.path.insert(0, {root!r})
-from vdm.train import TrainConfig, Trainer
-import vdm.data as data
+def random_cifar10(split: str = "train") -> torch.Tensor:
+    """Random uint8 images of CIFAR-10's size and shape: 50,000 train or 10,000 test [N, 3, 32, 32] (seeded)."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    return torch.randint(0, 256, (50000 if split == "train" else 10000, 3, 32, 32), dtype=torch.uint8, generator=g)
 
-# CIFAR-10's size: 50,000 random uint8 images (the real set may not be copyable to the machine)
-real_load = data.load
-def load(name, split="train", data_dir="data", limit=None):
-    if name == "cifar10" and not Path(data_dir, "cifar-10-batches-py").exists():
-        g = torch.Generator().manual_seed(0 if split == "train" else 1)
-        x = torch.randint(0, 256, (50000 if split == "train" else 10000, 3, 32, 32), dtype=torch.uint8, generator=g)
-        return x[:limit] if limit else x
-    return real_load(name, split, data_dir, limit)
-data.load = load
-flags = json.loads(sys.argv[1])
-cfg = TrainConfig(data="cifar10", data_dir={data_dir!r}, epochs={epochs}, batch_size=128, eval_size=256,
-                  eval_every=10**9, sample_every=0, n_samples=64, log_every=500, ckpt_every=0, **flags)
-tr = Trainer(cfg, Path({run!r}) / ("run-" + "-".join(f"{{k}}{{v}}" for k, v in flags.items())), echo=lambda *a: None)
-t0 = time.perf_counter()
-res = tr.run()
-torch.cuda.synchronize()
-wall = time.perf_counter() - t0
-n = tr.step * 128
-print(json.dumps(dict(flags=flags, steps=tr.step, train_s=tr.elapsed, wall_s=wall, images_per_s=n / tr.elapsed,
-                      memory_mb=torch.cuda.max_memory_allocated() / 2**20)))
-"""
+
+def use_random_cifar10() -> None:
+    """From now on, in this process, --data cifar10 without the real set on disk reads random_cifar10
+    (the real set may not be copyable to the machine). vdm.train calls vdm.data.load at run time."""
+    import vdm.data as data
+
+    real_load = data.load
+    if getattr(real_load, "random_cifar10", False):
+        return
+
+    def load(name="shapes", split="train", data_dir="data", limit=None, n=0, seed=0):
+        if name == "cifar10" and not Path(data_dir, "cifar-10-batches-py").exists():
+            x = random_cifar10(split)
+            return x[:limit] if limit else x
+        return real_load(name, split, data_dir, limit, n, seed)
+
+    load.random_cifar10 = True
+    data.load = load
+
+
+def cifar_run(flags: dict, epochs: int, data_dir: str, runs_dir: Path, minutes: float = 0.0, batch: int = 128,
+              T: int = 500, limit: int = 0, n_samples: int = 64, eval_size: int = 256) -> dict:
+    """`epochs` epochs of Trainer.run() at CIFAR-10's size (random images unless the set is in data_dir), one
+    held-out evaluation and one sample grid at the end, a checkpoint per epoch; its seconds and images/s.
+    ``minutes``: the trainer's own time limit (0: none), so that a slow run stops itself and says so."""
+    from vdm.train import TrainConfig, Trainer
+
+    use_random_cifar10()
+    cfg = TrainConfig(data="cifar10", data_dir=data_dir, epochs=epochs, batch_size=batch, T=T, limit=limit,
+                      eval_size=eval_size, eval_every=10**9, sample_every=0, n_samples=n_samples, log_every=500,
+                      ckpt_every=0, minutes=minutes, **flags)
+    tr = Trainer(cfg, Path(runs_dir) / ("run-" + "-".join(f"{k}{v}" for k, v in flags.items())), echo=lambda *a: None)
+    t0 = time.perf_counter()
+    res = tr.run()
+    _sync(tr.device)
+    wall = time.perf_counter() - t0
+    return dict(flags=flags, steps=tr.step, epochs=tr.epoch, epochs_asked=epochs, reason=res["reason"],
+                steps_per_epoch=tr.steps_per_epoch, train_s=tr.elapsed, wall_s=wall,
+                images_per_s=tr.step * batch / max(tr.elapsed, 1e-9),
+                memory_mb=torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None)
 
 
 def gpu_bench(args) -> list[tuple]:
@@ -228,8 +251,8 @@ def gpu_bench(args) -> list[tuple]:
     runs = Path(tempfile.mkdtemp(prefix="vdm-gpu-"))
     variants = [{}, {"compile": True}] + ([{"compile": True, "cuda_graphs": True}, {"precision": "fp32"}] if args.all_variants else [])
     for flags in variants:
-        code = GPU_SCRIPT.format(root=str(ROOT), data_dir=args.data_dir, epochs=args.epochs, run=str(runs))
-        p = subprocess.run([sys.executable, "-c", code, json.dumps(flags)], capture_output=True, text=True)
+        p = subprocess.run([sys.executable, __file__, "--gpu-child", json.dumps(flags), "--epochs", str(args.epochs),
+                            "--data-dir", args.data_dir, "--runs-dir", str(runs)], capture_output=True, text=True)
         if p.returncode != 0:
             print(p.stderr[-3000:], file=sys.stderr)
             rows.append((f"gpu {args.epochs} epochs {flags}", float("nan"), "failed", None))
@@ -244,41 +267,108 @@ def gpu_bench(args) -> list[tuple]:
 
 def gpu_profile() -> list[tuple]:
     """Where the time of a bf16 step goes, and the step against the network's FLOP roofline."""
+    p = profile_step("cuda")
+    print(p["table"], file=sys.stderr)
+    return [("gpu: one bf16 step (batch 128)", p["step_ms"], "ms", None),
+            ("gpu: achieved TFLOP/s (3 x forward FLOPs)", p["tflops"], "TFLOP/s", None)]
+
+
+def profile_step(device: str = "cuda", batch: int = 128, T: int = 500, warm: int = 20, steps: int = 200,
+                 profiled: int = 10, top: int = 15) -> dict:
+    """One training step of the assignment's network as the trainer runs it on ``device`` (CUDA: bf16
+    autocast, channels_last, fused Adam), timed over ``steps`` steps, its FLOPs and an estimate of its
+    bytes, and the profiler's top kernels (top ops on a CPU) over ``profiled`` steps."""
     from torch.profiler import ProfilerActivity, profile
 
     from vdm.nets import AssignmentNet
 
-    dev = torch.device("cuda")
-    net = AssignmentNet(500).to(dev).to(memory_format=torch.channels_last)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    net = AssignmentNet(T).to(dev)
+    x = torch.randn(batch, 3, 32, 32, device=dev)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
-    x = torch.randn(128, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
-    t = torch.randint(1, 501, (128,), device=dev)
+    t = torch.randint(1, T + 1, (batch,), device=dev)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
             out = net(x, t)
         loss = F.mse_loss(out.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    for _ in range(20):
+    for _ in range(warm):
         step()
-    torch.cuda.synchronize()
+    _sync(dev)
     t0 = time.perf_counter()
-    for _ in range(200):
+    for _ in range(steps):
         step()
-    torch.cuda.synchronize()
-    per_step = (time.perf_counter() - t0) / 200
-    flops = 3 * forward_flops(net)  # forward + backward (two matmuls per forward one) per image
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(10):
+    _sync(dev)
+    per_step = (time.perf_counter() - t0) / steps
+    flops = 3 * forward_flops(net) * batch  # forward + backward (two matmuls per forward one)
+    act, params = activation_bytes(net, 2 if cuda else 4, batch)
+    # bytes: each activation written and read once forward, read, its gradient written and read once
+    # backward (5 passes); fused Adam reads weight, grad, m, v and writes weight, m, v (fp32)
+    nbytes = 5 * act + 7 * 4 * params
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(profiled):
             step()
-        torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15), file=sys.stderr)
-    achieved = flops * 128 / per_step / 1e12
-    return [("gpu: one bf16 step (batch 128)", per_step * 1e3, "ms", None),
-            ("gpu: achieved TFLOP/s (3 x forward FLOPs)", achieved, "TFLOP/s", None)]
+        _sync(dev)
+    events = prof.key_averages()
+    kernels = []
+    for e in events:
+        dev_us = _first_attr(e, ("self_device_time_total", "self_cuda_time_total")) if cuda else None
+        if cuda and (not dev_us or getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA):
+            continue
+        us = dev_us if cuda else _first_attr(e, ("self_cpu_time_total",))
+        kernels.append(dict(name=e.key, calls=e.count // profiled or e.count, ms_per_step=us / profiled / 1e3))
+    if cuda and not kernels:  # a profiler that marks no event as a device one: every event by its device time
+        kernels = [dict(name=e.key, calls=e.count // profiled or e.count,
+                        ms_per_step=_first_attr(e, ("self_device_time_total", "self_cuda_time_total")) / profiled / 1e3)
+                   for e in events]
+    kernels.sort(key=lambda k: -k["ms_per_step"])
+    total = sum(k["ms_per_step"] for k in kernels)
+    for k in kernels:
+        k["share"] = k["ms_per_step"] / total if total else 0.0
+    sort = next((k for k in ("self_device_time_total", "self_cuda_time_total") if hasattr(events[0], k)),
+                "self_cpu_time_total") if cuda and len(events) else "self_cpu_time_total"
+    return dict(device=str(dev), batch=batch, step_ms=per_step * 1e3, flops=flops, bytes=nbytes,
+                activation_bytes=act, parameters=params, tflops=flops / per_step / 1e12,
+                gbytes_per_s=nbytes / per_step / 1e9, kernel_ms_per_step=total, kernels=kernels[:top],
+                table=events.table(sort_by=sort, row_limit=top))
+
+
+def _first_attr(obj, names):
+    for n in names:
+        v = getattr(obj, n, None)
+        if v is not None:
+            return float(v)
+    return 0.0
+
+
+def activation_bytes(net, elem: int, batch: int) -> tuple[float, int]:
+    """(bytes of every leaf module's output for a batch, at ``elem`` bytes an element; parameter count)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        total += out.numel() * elem
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    hs = [m.register_forward_hook(hook) for m in leaves]
+    dev = next(net.parameters()).device
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32, device=dev), torch.ones(1, dtype=torch.long, device=dev))
+    net.train(was)
+    for h in hs:
+        h.remove()
+    return float(total * batch), sum(p.numel() for p in net.parameters())
 
 
 def forward_flops(net) -> float:
@@ -328,9 +418,13 @@ def main() -> None:
     ap.add_argument("--all-variants", action="store_true", help="--gpu: also --cuda-graphs and fp32 (4 full runs)")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--child", choices=tuple(MODES), help=argparse.SUPPRESS)
+    ap.add_argument("--gpu-child", help=argparse.SUPPRESS)  # one --gpu run in this fresh process: flags as JSON
+    ap.add_argument("--runs-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.gpu_child:
+        return print(json.dumps(cifar_run(json.loads(args.gpu_child), args.epochs, args.data_dir, Path(args.runs_dir))))
     print(f"machine: {machine()}", file=sys.stderr)
     rows = gpu_bench(args) if args.gpu else cpu_bench(args)
     print_rows(rows, f"training, assignment network, batch {args.batch}, {args.device}")
