@@ -220,7 +220,7 @@ class VdmApp(App):
                                                               self.tailer))
         self.add_mode("chain", self._chain_screen)
         if self.runs_root is not None:
-            from tui.runs import RunsScreen
+            from tui.run_list import RunsScreen
 
             self.add_mode("runs", lambda: RunsScreen(self.runs_root, self.clock))
         self.switch_mode(self.start_mode)

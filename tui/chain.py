@@ -1,6 +1,6 @@
 """The chain screen: step through the forward chain x_0 -> x_T or a backward (sampling) chain.
 
-Chains are computed once in a thread worker (tui.chains, all vdm); stepping then
+Chains are computed once in a thread worker (tui.chain_data, all vdm); stepping then
 only looks up a frame and the schedule's numbers at t, and the rendered strips of
 frames already seen are cached by HalfBlockImage.
 """
@@ -21,7 +21,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, ProgressBar
 from textual.worker import get_current_worker
 
-from tui.chains import BackwardChain, ForwardChain, fmt
+from tui.chain_data import BackwardChain, ForwardChain, fmt
 from tui.dialogs import PickImageScreen
 from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
@@ -174,7 +174,7 @@ class ChainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chain")
     def _compute(self, mode: str, seed: int, oracle: bool, steps: int | None, sampler: str) -> None:
-        from tui import chains
+        from tui import chain_data as chains
 
         try:
             src = self.source

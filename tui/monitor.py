@@ -29,7 +29,7 @@ from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
-from tui.run import RunState, ago, hms, num, own_objective, pid_alive
+from tui.run_state import RunState, ago, hms, num, own_objective, pid_alive
 from vdm.config import is_points
 from vdm.config import UNIFORM_BPD
 from vdm.run import is_run, metrics_path, read_points, sample_grids, sample_path
@@ -420,7 +420,7 @@ class MonitorScreen(CurveKeys, Screen):
         return out
 
     def _own(self) -> str | None:
-        """The run's own train objective where it is not the held-out MSE (tui.run.own_objective), else None."""
+        """The run's own train objective where it is not the held-out MSE (tui.run_state.own_objective), else None."""
         return own_objective(self.state.config)
 
     def _set_legends(self, n_train: int = 0) -> None:

@@ -30,7 +30,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar
 
 from tui.chain import ChainProgress, ChainReady, ChainScreen, Scrubber
-from tui.chains import ScheduleTable
+from tui.chain_data import ScheduleTable
 from tui.cloud import PATH_COLOURS, Cloud, CloudPanel, Frame, Path, Segments, outside
 from tui.readout import Readout
 

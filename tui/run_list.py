@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer
 
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
-from tui.run import RunState, ago, own_objective, pid_alive
+from tui.run_state import RunState, ago, own_objective, pid_alive
 from vdm.run import METRICS, is_run
 from vdm.tailer import MetricsTailer, SummaryTailer
 
@@ -229,7 +229,7 @@ class OverlayScreen(CurveKeys, Screen):
         self.pending = len(names)  # runs not read yet
         self._cols: list[tuple[str, str, dict, dict, float | None]] = []
         self._copies: dict[str, tuple] = {}  # name -> ((state, version), train columns, eval columns)
-        self._own: dict[str, str] = {}  # runs whose train loss is their own objective (tui.run.own_objective)
+        self._own: dict[str, str] = {}  # runs whose train loss is their own objective (tui.run_state.own_objective)
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")

@@ -270,13 +270,6 @@ class RunState:
             return None
         return max(min(left) - max(now - t, 0.0), 0.0)
 
-    @property
-    def sample_path(self) -> Path | None:
-        """The run's newest sample picture (vdm.run.sample_path), or None without a run."""
-        from vdm.run import sample_path
-
-        return sample_path(self.run_dir) if self.run_dir is not None else None
-
 
 def hms(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):

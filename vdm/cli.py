@@ -679,7 +679,7 @@ def cmd_tui(args) -> int:
         if p.exists() and not p.is_dir():
             raise CommandError(f"{p} is a file, not a run directory; give the run's folder (runs/<name>) "
                                f"or a folder of runs (runs/).")
-        from tui.runs import is_runs_folder
+        from tui.run_list import is_runs_folder
 
         if is_runs_folder(p):
             runs_root, args.run = p, None  # `vdm tui runs/`: the list of its runs

@@ -92,7 +92,7 @@ def _squash(x_t, t):
 def test_the_matching_term_of_a_strided_step_is_the_snr_form(K):
     """KL(q(x_s|x_t, x_0) || q(x_s|x_t, x̂_0)) = 1/2 (SNR(s) - SNR(t)) ||x_0 - x̂_0||^2 for any s < t;
     with every step it is vdm.elbo.matching_kl."""
-    from tui.chains import step_kl
+    from tui.chain_data import step_kl
     from vdm.elbo import matching_kl
     from vdm.sample import sample
     from vdm.schedule import Schedule

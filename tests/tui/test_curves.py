@@ -235,7 +235,7 @@ async def test_samples_over_time_step_back_and_forth_through_every_grid(tmp_path
 def test_unknown_fields_of_any_kind_are_skipped_not_counted_bad(tmp_path):
     """Another trainer may add fields (a learned schedule's gamma_min / gamma_max, nested or not):
     the columns, the summary of the run list and the state read past them."""
-    from tui.run import RunState
+    from tui.run_state import RunState
     from tui_fixtures import record
     from vdm.tailer import MetricsTailer, SummaryTailer
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as hs
 
 from tui.app import VdmApp
 from tui.gpu import GpuReader
-from tui.run import RunState
+from tui.run_state import RunState
 from tui_fixtures import FakeNvml, FakeTraining, record, text, wait_for, write_run
 from vdm.tailer import parse_batch
 
@@ -345,7 +345,7 @@ def _five_runs(root: Path) -> Path:
 @pytest.mark.anyio
 async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
     from tui.monitor import MonitorScreen
-    from tui.runs import RunsScreen
+    from tui.run_list import RunsScreen
 
     root = _five_runs(tmp_path / "runs")
     (root / "notes.txt").write_text("not a run")
@@ -373,7 +373,7 @@ async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
 
 @pytest.mark.anyio
 async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
-    from tui.runs import OverlayScreen
+    from tui.run_list import OverlayScreen
 
     root = _five_runs(tmp_path / "runs")
     app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
@@ -394,7 +394,7 @@ async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
 
 
 def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
-    from tui.runs import is_runs_folder
+    from tui.run_list import is_runs_folder
 
     root = _five_runs(tmp_path / "runs")
     assert is_runs_folder(root) and not is_runs_folder(root / "alpha") and not is_runs_folder(tmp_path / "nowhere")
@@ -475,7 +475,7 @@ async def test_every_forward_coefficient_is_on_screen(size):
 
 
 def test_ages_in_words_from_seconds_to_days():
-    from tui.run import ago
+    from tui.run_state import ago
 
     assert [ago(s) for s in (None, 5, 89, 90, 5399, 5400, 48 * 3600 - 1, 48 * 3600, 57 * 365 * 86400)] == [
         "-", "5 s", "89 s", "1 min", "89 min", "1 h 30 min", "47 h 59 min", "2 days", "20,805 days"]

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from tui.runs import RunEntry
+from tui.run_list import RunEntry
 from tui_fixtures import record
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from tui.run import RunState
+from tui.run_state import RunState
 from vdm.tailer import parse_batch
 
 
