@@ -81,7 +81,7 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
         from animations import model2d
 
         model2d.prepare(progress)  # trains the 2-D model once (cached), saying so, before the first scene
-    out = Path(out)
+    out = Path(out).resolve()  # absolute: the slide files name their videos by this path (a relative one was joined twice)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i, key in enumerate(names, 1):
@@ -158,7 +158,7 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
                   progress=print) -> list[Path]:
     """OUT/lecture.html (reveal.js from the npm package, copied to OUT/reveal.js: plays offline)
     and OUT/lecture.pdf (each slide's last frame), from the slides render() wrote in OUT/slides."""
-    out = Path(out)
+    out = Path(out).resolve()
     folder = out / "slides"
     classes = [SCENES[n][1] for n in names]
     missing = [c for c in classes if not (folder / f"{c}.json").is_file()]

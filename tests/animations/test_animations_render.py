@@ -91,6 +91,22 @@ def test_slides_export_offline_html_and_pdf(tmp_path):
 
 
 @needs_rendering
+def test_slides_of_a_relative_out_folder_export_as_written_in_the_readme(tmp_path, monkeypatch, capsys):
+    """`vdm render ... --out videos` then `vdm slides --no-render --out videos`, from the folder holding videos/: the
+    slide files named their videos by a relative path that manim-slides joined to the folder again (videos/videos/)."""
+    _revealjs_or_skip()
+    from vdm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    name = "mhvae"
+    r.render(name, "low", "videos", progress=lambda _: None, overrides=TINY)
+    assert main(["slides", name, "--no-render", "--no-pdf", "--out", "videos"]) == 0, capsys.readouterr().err
+    html = tmp_path / "videos" / "lecture.html"
+    refs = re.findall(r'data-background-video="([^"]+)"', html.read_text())
+    assert refs and all((html.parent / u).is_file() for u in refs), refs
+
+
+@needs_rendering
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="the screenshot needs Debian's chromium")
 def test_html_slides_open_in_headless_chromium(tmp_path):
     """Headless Chromium opens the exported HTML offline and paints its third slide (not a blank page)."""
