@@ -7,6 +7,7 @@ frames already seen are cached by HalfBlockImage.
 
 from __future__ import annotations
 
+import numpy as np
 from rich.markup import escape
 from rich.text import Text
 from textual import events, work
@@ -227,6 +228,7 @@ class ChainScreen(Screen):
         kind = "forward" if isinstance(chain, ForwardChain) else "backward"
         self.chains[kind] = chain
         self.pos[kind] = min(self.pos[kind], chain.K)
+        self._restore_t(kind, chain)
         if kind == "forward":
             self._plot_schedule(chain.table)
         self.show()
@@ -296,6 +298,15 @@ class ChainScreen(Screen):
         if not inside:
             self.prerendered = False
             self._prerender()
+
+    _keep_t: int | None = None  # the step t a recomputed backward chain opens at (k, d keep the place)
+
+    def _restore_t(self, kind: str, chain) -> None:
+        """Open a recomputed backward chain at the step it was left at: the row whose t_i is nearest."""
+        if kind == "backward" and self._keep_t is not None:
+            i = int(np.abs(np.asarray(chain.steps) - self._keep_t).argmin())
+            self.pos[kind] = chain.K - i
+            self._keep_t = None
 
     # -- showing a frame --------------------------------------------------------------
     @property
@@ -526,7 +537,9 @@ class ChainScreen(Screen):
         self._backward_changed(f"the {self.sampler} sampler")
 
     def _backward_changed(self, what: str) -> None:
-        """A new K or sampler: the backward chain is sampled again (now when it is shown, else when it is next)."""
+        """A new K or sampler: the backward chain is sampled again (now when it is shown, else when it is next),
+        shown at the step t it was at (the nearest step the new chain visits)."""
+        self._keep_t = self.t() if self.mode == "backward" and self.chain is not None else None
         self.chains["backward"] = None
         self.pos["backward"] = 0
         if self.mode == "backward":

@@ -35,7 +35,7 @@ the last: the newest again), `g` full screen.
   (ancestral sampling from the run's checkpoint, or the oracle x̂_0 = x_0).
 - `←` `→` one step, `[` `]` ten steps, `home` `end`, click the scrubber.
 - `space` play / pause, `+` `-` speed.
-- `n` `p` next / previous data image, `i` pick an image index or file,
+- `n` `p` next / previous data image (2-D: other traced points), `i` pick an image index or file,
   `s` a new seed, `o` oracle / model in the backward chain.
 
 ## 2-D points (gmm, gmm-grid, moons, swissroll)

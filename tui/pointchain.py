@@ -37,7 +37,7 @@ from tui.readout import Readout
 N_PATHS = 6  # points whose paths are traced
 TAIL = 12  # steps of each traced path drawn back from t: a whole ancestral path is a tangle that hides the cloud
 FIELD_RES = 13  # the x̂_0 field's grid is FIELD_RES x FIELD_RES points over the view
-NEAR = 3.0  # a point is "at a mode" within NEAR standard deviations of a component's mean
+NEAR = 3.0  # a point is "on a mode" within NEAR of the data's own standard deviations of a mode's centre at t
 CLOUD = (255, 150, 40)  # the cloud: vdm.images.scatter's orange, brighter on black
 SHADE = (40, 70, 150)  # q(x_t): dark enough that the orange dots stay legible on its densest cells
 FIELD, HEAD = (110, 110, 135), (255, 225, 80)  # the x̂_0 segments and their ends
@@ -111,14 +111,14 @@ class Shades:
 
 
 def near_modes(x: np.ndarray, mixture, alpha_bar: np.ndarray) -> np.ndarray:
-    """[K+1]: for each row x[i] [N, 2] the share of points within NEAR sigma_t of a component of q(x_t),
-    q(x_t) = sum_k w_k N(sqrt(abar_t) mu_k, sigma_t^2 I), sigma_t^2 = abar_t s^2 + 1 - abar_t (vdm.gmm)."""
+    """[K+1]: for each row x[i] [N, 2] the share of points within NEAR s of a mode's centre at t, sqrt(abar_t) mu_k
+    (s: the data's own component std, vdm.gmm). A fixed width, not q(x_t)'s sigma_t (which grows to 1 and
+    would count a spread-out cloud as on its modes): the share rises as the cloud gathers, to about 99% on the data."""
     mu = mixture.means.numpy()
     out = np.empty(len(x))
     for i, (xi, ab) in enumerate(zip(x, alpha_bar)):
-        sigma = math.sqrt(ab * mixture.std ** 2 + 1.0 - ab)
         d = np.sqrt(((xi[:, None, :] - math.sqrt(ab) * mu[None]) ** 2).sum(-1)).min(1)
-        out[i] = float((d < NEAR * sigma).mean())
+        out[i] = float((d < NEAR * mixture.std).mean())
     return out
 
 
@@ -229,8 +229,8 @@ class CloudInfo(Widget):
         wide = self.size.width >= 110
         line1 = (f"[b]t[/] = {t} / {c.T}{nxt}   [b]ᾱ_t[/] = {_g(tab.alpha_bar[t])}   [b]SNR[/] = {_g(tab.snr[t])}   "
                  f"x_t = {_g(tab.signal[t])} x_0 + {_g(tab.noise[t])} ε")
-        near = "" if c.near is None else f"   [b]near a mode[/] {100 * c.near[i]:.0f}%" + \
-            (f" (within {NEAR:g} σ_t of a mean of q(x_t))" if wide else f" (< {NEAR:g} σ_t)")
+        near = "" if c.near is None else f"   [b]on a mode[/] {100 * c.near[i]:.0f}%" + \
+            (f" (within {NEAR:g} data std of √ᾱ_t μ_k)" if wide else f" (< {NEAR:g} data std)")
         line2 = f"[b]x̂_0[/] from {escape(c.denoiser)}" if c.denoiser else f"[b]x̂_0[/]: no denoiser for {c.data} without a run"
         line2 += near
         line3 = (f"[b]k[/] steps: {self.steps_label}   [b]d[/] sampler: {c.sampler}   [b]o[/] model / optimal   "
@@ -293,10 +293,15 @@ class PointChainScreen(ChainScreen):
             self.compute()
         else:
             self.query_one("#scrub-text", Readout).set(f"no chain: {error}")
+            if self.mode != "forward":  # back to the chain there is (the reason was a notification), not
+                # "computing" panels for one that never comes
+                self.mode = "forward"
+                self.show() if self.chain is not None else self.compute()
 
     def _ready(self, c: PointChain) -> None:
         self.chains[c.kind] = c
         self.pos[c.kind] = min(self.pos[c.kind], c.K)
+        self._restore_t(c.kind, c)
         self.show()
 
     def paths(self, c: PointChain) -> np.ndarray:

@@ -58,7 +58,9 @@ async def test_k_and_d_choose_the_steps_and_the_sampler_of_the_backward_chain():
         await pilot.press("d")
         await wait_for(pilot, lambda: s.chains["backward"] is not None and s.chains["backward"].sampler == "ddim")
         c = s.chains["backward"]
-        assert c.K == 10 and s.t() == T and float(np.abs(c.var).max()) == 0.0
+        assert c.K == 10 and s.t() == 0 and float(np.abs(c.var).max()) == 0.0  # the new sampler opens where we were
+        await pilot.press("home")
+        assert s.t() == T
         await pilot.press("right")
         info = text(app, "#bwd-info")
         assert "∞" in info and "DDIM" in text(app, "#chain-title") and "d sampler: ddim" in info

@@ -203,6 +203,11 @@ async def test_moons_without_a_run_has_a_forward_chain_and_says_there_is_no_deno
         assert s.chains["forward"].field is None and s.query_one("#cloud-field").frame is None
         assert "no denoiser" in str(s.query_one("#cloud-info").render())
         assert "histogram" in s.query_one("#cloud-xt").border_subtitle
+        # b asks for a backward chain there is no denoiser for: a sentence, then the forward chain again, not
+        # panels that say "computing" for a chain that never comes
+        await pilot.press("b")
+        await wait_for(pilot, lambda: s.mode == "forward" and s.query_one("#cloud-xt").frame is not None, timeout=30)
+        assert any("no exact denoiser" in n.message for n in app._notifications)
 
 
 def test_a_point_lands_in_its_cell_and_colours_follow_the_terminal():
