@@ -69,6 +69,19 @@ class TrainingProcess:
         return lines[-1].strip() if lines else ""
 
 
+    def summary(self) -> list[str]:
+        """The trainer's closing report in the log: from its last "stopped (" line to the end (the held-out -ELBO
+        with its scale or exact references, where the samples are), [] when it never got there."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(f.seek(0, 2) - 16384, 0))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        starts = [i for i, line in enumerate(lines) if line.startswith("stopped (")]
+        return [line for line in lines[starts[-1]:] if line.strip()] if starts else []
+
+
 def child_argv(run_dir: Path) -> list[str]:
     """`vdm train` arguments for the child: train the run directory the parent wrote, no TUI, no progress bar.
 
@@ -109,4 +122,8 @@ def train_with_tui(run, fresh: bool = True) -> int:
     if code is None:  # quit while finished? wait briefly for the exit status
         code = proc.stop(timeout=600)
     print(f"training {'stopped' if outcome == 'stopped' else 'ended'} (status {code}); run: {run_dir}; log: {proc.log_path}")
+    for line in proc.summary():  # what the monitor showed is gone with it: the numbers stay in the terminal
+        print(line)
+    if code in (0, None):
+        print(f"watch it again, and step through its chains (key 2): vdm tui {run_dir}")
     return 0 if code in (0, None) else 1

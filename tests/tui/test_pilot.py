@@ -241,3 +241,14 @@ def test_a_second_tui_parent_for_the_same_new_run_is_refused(tmp_path, monkeypat
             training.train_with_tui(open_run(first.path), fresh=False)
     finally:
         held.release()
+
+
+def test_the_closing_report_of_the_training_child_is_read_from_its_log(tmp_path):
+    """After the monitor closes, the trainer's closing lines (from its last 'stopped (') are printed again."""
+    from tui.training import TrainingProcess
+
+    proc = TrainingProcess([], tmp_path)
+    assert proc.summary() == []  # no log yet
+    proc.log_path.write_text("run: runs/x\nstopped (SIGINT) at step 3, epoch 0.\nresumed\n\n"
+                             "stopped (done) at step 9, epoch 2.\nheld-out -ELBO 1.0 ± 0.1\nsamples: runs/x/s.png\n")
+    assert proc.summary() == ["stopped (done) at step 9, epoch 2.", "held-out -ELBO 1.0 ± 0.1", "samples: runs/x/s.png"]
