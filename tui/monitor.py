@@ -129,6 +129,10 @@ class SamplesScreen(ModalScreen):
 
 class MonitorScreen(CurveKeys, Screen):
     BINDINGS = [
+        # the app's keys a newcomer needs most, first: an 80-column footer cuts the end of the list
+        Binding("q", "app.quit_app", "quit"),
+        Binding("question_mark", "app.help", "help"),
+        Binding("2", "app.switch_mode('chain')", "chain"),
         Binding("l", "toggle_log", "log scale"),
         *CURVE_BINDINGS,
         Binding("g", "samples", "samples"),
@@ -581,11 +585,13 @@ class MonitorScreen(CurveKeys, Screen):
         text = self.query_one("#gpu-text", Readout)
         spark = self.query_one("#gpu-spark", Readout)
         readings = self.gpu.read() if self.gpu else []
-        if not readings:
+        if not readings:  # one line, not a panel of error-looking text taking the samples' rows on a laptop
             reason = self.gpu.reason if self.gpu else ""
-            text.update(f"[b]CPU only[/]\n{reason}")
+            text.update(f"[b]CPU only[/] [dim]· no NVIDIA GPU here{f' ({reason})' if reason else ''}[/]")
+            text.styles.height = 1
             spark.display = False
             return
+        text.styles.height = 3
         if readings[0].util is not None:  # a reading NVML could not give is left out, not drawn as 0
             self.gpu_hist.append(readings[0].util)
         parts = []
