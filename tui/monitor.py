@@ -361,6 +361,9 @@ class MonitorScreen(CurveKeys, Screen):
                 lines.append(f"-ELBO {f(b.get('total'), 3)} {unit} at step {last_eval.get('step')}")
                 lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
                 lines.append(f" + matching {f(b.get('matching'), 3)}")
+                gap = last_eval.get("gap_to_optimal")
+                if isinstance(gap, dict) and num(gap.get("mean")) is not None:  # a mixture run: paired, same x_t
+                    lines.append(f"to optimal {f(gap.get('mean'), 3)} ± {f(gap.get('se'), 3)} (paired)")
             else:
                 lines.append("-ELBO: after the first evaluation")
             lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))

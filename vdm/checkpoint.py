@@ -153,7 +153,7 @@ def resolve(path: str | os.PathLike) -> Path:
                                  "(a save that did not finish); use the run directory, which picks the newest complete one.")
             p = p.with_suffix(".json")
         if not p.exists():
-            raise ValueError(f"checkpoint {str(path)[:200]} does not exist.")
+            raise ValueError(f"{str(path)[:200]} does not exist (give a run directory, runs/<name>, or a ckpt-*.json file).")
         if not p.is_file():
             raise ValueError(f"{str(path)[:200]} is neither a run directory nor a checkpoint file.")
     except OSError as e:  # a name too long, a loop of links, no permission

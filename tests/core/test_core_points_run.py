@@ -66,6 +66,9 @@ def test_the_run_directory_of_points(gmm_run):
     assert ref["optimal"] <= ev[-1]["bpd"]["total"] + 3 * ev[-1]["bpd_se"]
     assert ref["nll"] <= ref["optimal"] + 3 * ref["optimal_se"]
     assert ref == ev[0]["reference"]  # computed once: the points and the schedule do not change
+    gap = ev[-1]["gap_to_optimal"]  # point by point on the same x_t: the difference of the two means, a paired error
+    assert gap["mean"] == pytest.approx(ev[-1]["bpd"]["total"] - ref["optimal"], abs=1e-9)
+    assert 0 < gap["se"] < ev[-1]["bpd_se"]
 
 
 def test_a_trained_model_does_not_beat_the_optimal_denoiser(gmm_run):
