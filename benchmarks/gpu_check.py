@@ -69,6 +69,8 @@ for p in (str(ROOT), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from vdm.run import is_run, metrics_path  # noqa: E402 (torch-free: the run layout's names, once)
+
 NEEDS_CUDA = "skipped: needs CUDA"
 BUDGET = "skipped: budget"
 
@@ -496,7 +498,7 @@ def step_panel(c: Ctx) -> dict:
     trainer = subprocess.Popen(cmd, cwd=ROOT)
     if fake:
         fake.pid = trainer.pid  # the fake GPU runs the trainer, as the real one would
-    metrics = runs / "panel" / "metrics.jsonl"
+    metrics = metrics_path(runs / "panel")
     try:
         t0 = time.time()
         while not _has_train_record(metrics):
@@ -631,13 +633,13 @@ def step_torchrun(c: Ctx) -> dict:
     run = runs / "tr"
     first = ckpt.load(run).step
     _torchrun(["-m", "vdm.cli", "train", "--resume", str(run), "--epochs", "2"] + common, deadline - time.time())
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    recs = [json.loads(line) for line in metrics_path(run).read_text().splitlines() if line.strip()]
     starts = [r for r in recs if r["kind"] == "start"]
     ends = [r for r in recs if r["kind"] == "end"]
     spe = starts[0]["steps_per_epoch"]
     last = ckpt.load(run).step
     problems = []
-    if not (run / "config.json").is_file():
+    if not is_run(run):
         problems.append("no config.json")
     if [s["step"] for s in starts] != [0, spe]:
         problems.append(f"start records at steps {[s['step'] for s in starts]}, expected [0, {spe}]")

@@ -168,8 +168,8 @@ async def test_the_palettes_quit_asks_and_enter_detaches(tmp_path):
     app = VdmApp(run, process=proc, poll_interval=0.05, **NO_GPU)
     async with app.run_test(size=(80, 24)) as pilot:
         await app.run_action("quit")  # what the command palette's "Quit" runs
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, QuitScreen) and app.is_running and not proc.stopped
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        assert app.is_running and not proc.stopped
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.outcome == "detached", 10)
     assert not proc.stopped
@@ -191,14 +191,15 @@ async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
             s = app.screen
             await wait_for(pilot, lambda: len(s.state.train["step"]) == 5)
             await wait_for(pilot, lambda: "stop run" in _footer(app))  # a live trainer: x is offered
+            # wait for each screen rather than a fixed pause: on a busy machine the dialog comes later, and a key
+            # pressed before it lands on the monitor (s: smoothing) instead of the dialog
             await pilot.press("x")
-            await pilot.pause(0.2)
-            assert isinstance(app.screen, StopScreen)
+            await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
             await pilot.press("enter")  # the default is Cancel
-            await pilot.pause(0.3)
-            assert trainer.poll() is None and not isinstance(app.screen, StopScreen)
+            await wait_for(pilot, lambda: not isinstance(app.screen, StopScreen))
+            assert trainer.poll() is None
             await pilot.press("x")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
             await pilot.press("s")
             assert trainer.wait(10) == -signal.SIGINT  # python's default SIGINT handler: KeyboardInterrupt
     finally:
@@ -367,8 +368,7 @@ async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
         assert isinstance(app.screen, MonitorScreen) and app.screen.run_dir == root / "beta"
         await wait_for(pilot, lambda: len(app.screen.state.train["step"]) == 15)
         await pilot.press("escape")
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, RunsScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
 
 
 @pytest.mark.anyio
