@@ -201,7 +201,9 @@ async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
             await pilot.press("s")
-            assert trainer.wait(10) == -signal.SIGINT  # python's default SIGINT handler: KeyboardInterrupt
+            # awaited, not trainer.wait(): a blocking wait would hold up the very loop that sends the signal
+            await wait_for(pilot, lambda: trainer.poll() is not None, timeout=10)
+            assert trainer.returncode == -signal.SIGINT  # python's default SIGINT handler: KeyboardInterrupt
     finally:
         if trainer.poll() is None:
             trainer.kill()
