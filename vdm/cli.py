@@ -746,6 +746,9 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         args.leave_at_once = console
         if console:
+            if args.command != "tui":  # torch now, while a Ctrl-C still ends the process at once: the choices
+                import torch  # noqa: F401  (vdm.config) no longer import it, and a KeyboardInterrupt inside its
+                # C++ start-up is uncatchable (pybind11 calls std::terminate, status -6)
             signal.signal(signal.SIGINT, signal.default_int_handler)
         status = _run_command(args)
     except KeyboardInterrupt:

@@ -179,7 +179,10 @@ async def test_the_palettes_quit_asks_and_enter_detaches(tmp_path):
 async def test_a_reattached_monitor_stops_its_run_after_asking(tmp_path):
     from tui.dialogs import StopScreen
 
-    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # SIGINT's default action in the fake trainer, as in one started from a shell: a child inherits an ignored
+    # SIGINT from its parent (and Python then installs no handler), whatever ran before in this test process
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         run = write_run(tmp_path / "run", n_train=5, with_sample=False)
         lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
