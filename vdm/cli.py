@@ -747,8 +747,12 @@ def main(argv=None) -> int:
         args.leave_at_once = console
         if console:
             if args.command != "tui":  # torch now, while a Ctrl-C still ends the process at once: the choices
-                import torch  # noqa: F401  (vdm.config) no longer import it, and a KeyboardInterrupt inside its
-                # C++ start-up is uncatchable (pybind11 calls std::terminate, status -6)
+                # (vdm.config) no longer import it, and a KeyboardInterrupt inside its C++ start-up is
+                # uncatchable (pybind11 calls std::terminate, status -6)
+                try:
+                    import torch  # noqa: F401
+                except ImportError:
+                    pass  # a command that needs it says so in its own sentence
             signal.signal(signal.SIGINT, signal.default_int_handler)
         status = _run_command(args)
     except KeyboardInterrupt:
