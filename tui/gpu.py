@@ -59,7 +59,7 @@ class GpuReader:
         try:
             for i, h in enumerate(self._handles):
                 util = _try(nv.nvmlDeviceGetUtilizationRates, h)
-                mem = _try(nv.nvmlDeviceGetMemoryInfo, h)
+                mem = _memory(nv, h)
                 temp = _try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))
                 power = _try(nv.nvmlDeviceGetPowerUsage, h)  # milliwatts
                 procs = _try(nv.nvmlDeviceGetComputeRunningProcesses, h) if hasattr(nv, "nvmlDeviceGetComputeRunningProcesses") else None
@@ -84,6 +84,22 @@ class GpuReader:
             except Exception:
                 pass
             self.available = False
+
+
+def _memory(nv, h):
+    """Memory as nvidia-smi shows it: NVML's v2 struct, whose ``used`` leaves out the driver's reserve.
+
+    The v1 struct counts that reserve as used (on an H200, 1,398 MiB beside nvidia-smi's 783); drivers
+    or bindings without v2 answer with v1.
+    """
+    v2 = getattr(nv, "nvmlMemory_v2", None)
+    if v2 is not None:
+        try:
+            return nv.nvmlDeviceGetMemoryInfo(h, version=v2)
+        except Exception as e:  # TypeError (old binding), FunctionNotFound or ArgumentVersionMismatch (old driver)
+            if type(e).__name__ in ("NVMLError_Uninitialized", "NVMLError_GpuIsLost"):
+                raise
+    return _try(nv.nvmlDeviceGetMemoryInfo, h)
 
 
 def _try(fn, *args):

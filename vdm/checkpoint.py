@@ -313,6 +313,12 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, info: dict
     groups = [dict(mine, params=g["params"], betas=tuple(g["betas"]), **{k: g[k] for k in ("lr", "eps", "weight_decay")})
               for g, mine in zip(info["param_groups"], opt.state_dict()["param_groups"])]
     opt.load_state_dict({"state": state, "param_groups": groups})
+    # safetensors keeps tensors contiguous; a channels_last parameter's moments must share its
+    # strides, or CUDA's fused Adam refuses them ("must have same dtype, device, and layout")
+    for p, s in opt.state.items():
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                s[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 # -- checking a checkpoint against the model before anything is loaded --------------------------

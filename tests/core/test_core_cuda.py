@@ -39,3 +39,15 @@ def test_elbo_and_sampling_on_cuda():
     out = sample(Oracle(x0), s, n=4, shape=(3, 8, 8), device="cuda", seed=0)
     assert out.device.type == "cuda"
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+
+
+def test_resume_on_cuda_with_fused_adam_and_channels_last(tmp_path):
+    """The GPU defaults (fused Adam, channels_last) take a step after a resume from a checkpoint."""
+    from vdm.train import TrainConfig, Trainer
+
+    kw = dict(T=20, limit=64, batch_size=32, eval_size=0, n_samples=4, sample_every=0, device="cuda",
+              runs_dir=str(tmp_path), name="r", channels_last="on")
+    Trainer(TrainConfig(epochs=1, **kw), tmp_path / "r").run()
+    tr = Trainer(TrainConfig(epochs=2, **kw), tmp_path / "r", resume=True)
+    assert tr.step == 2
+    assert tr.run()["step"] == 4

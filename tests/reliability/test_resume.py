@@ -99,3 +99,21 @@ def test_resume_with_nothing_saved_yet_starts_over(reference, tmp_path, monkeypa
     assert tr.step == 0
     tr.run()
     assert_same_state(newest(run), reference)
+
+
+def test_resumed_adam_moments_keep_their_parameters_memory_format(tmp_path):
+    """channels_last weights: the moments loaded from a checkpoint share each parameter's strides.
+
+    safetensors stores tensors contiguous; CUDA's fused Adam refuses moments whose layout differs
+    from their parameter's (it failed the first step after a resume on a GPU).
+    """
+    cfg = tiny_cfg(tmp_path, "run", batch_size=64, epochs=1, channels_last="on")
+    run = tmp_path / "run"
+    Trainer(cfg, run).run()
+    tr = Trainer(tiny_cfg(tmp_path, "run", batch_size=64, epochs=2, channels_last="on"), run, resume=True)
+    four_d = [p for p in tr.model.net.parameters() if p.dim() == 4]
+    assert four_d and all(p.stride() != p.contiguous().stride() for p in four_d)  # the case is exercised
+    for p in tr.model.net.parameters():
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert tr.opt.state[p][k].stride() == p.stride(), k
+    tr.run()

@@ -30,6 +30,29 @@ def test_readings_from_nvml(fake_nvml):
     assert r.mem_used == 12 * 2**30 and r.mem_total == 80 * 2**30 and r.power == 312.0
 
 
+def test_memory_without_nvml_v2_is_v1s(fake_nvml, monkeypatch):
+    """A binding that knows no v2 struct (no version argument) or a driver that refuses it: v1's used."""
+    class NVMLError_FunctionNotFound(Exception):
+        pass
+
+    v1 = fake_nvml.nvmlDeviceGetMemoryInfo(0).used
+    assert v1 > 12 * 2**30
+    monkeypatch.setattr(type(fake_nvml), "nvmlMemory_v2", None)
+    (r,) = GpuReader(nvml=fake_nvml).read()
+    assert r.mem_used == v1
+    monkeypatch.setattr(type(fake_nvml), "nvmlMemory_v2", 33554472)
+    real = type(fake_nvml).nvmlDeviceGetMemoryInfo
+
+    def old_driver(self, h, version=None):
+        if version is not None:
+            raise NVMLError_FunctionNotFound()
+        return real(self, h)
+
+    monkeypatch.setattr(type(fake_nvml), "nvmlDeviceGetMemoryInfo", old_driver)
+    (r,) = GpuReader(nvml=fake_nvml).read()
+    assert r.mem_used == v1
+
+
 def test_unsupported_value_is_none_and_a_dead_gpu_stops_the_reader(fake_nvml):
     class NVMLError_NotSupported(Exception):
         pass

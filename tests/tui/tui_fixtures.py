@@ -67,8 +67,14 @@ class FakeNvml:
     def nvmlDeviceGetUtilizationRates(self, h):
         return SimpleNamespace(gpu=87, memory=40)
 
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return SimpleNamespace(used=12 * 2**30, total=80 * 2**30, free=68 * 2**30)
+    nvmlMemory_v2 = 33554472  # pynvml's value
+
+    def nvmlDeviceGetMemoryInfo(self, h, version=None):
+        """Like a real driver: v1's ``used`` also counts the driver's reserve (here 600 MiB), v2's does not."""
+        reserved = 600 * 2**20
+        if version is not None and version == self.nvmlMemory_v2:
+            return SimpleNamespace(used=12 * 2**30, reserved=reserved, total=80 * 2**30, free=68 * 2**30 - reserved)
+        return SimpleNamespace(used=12 * 2**30 + reserved, total=80 * 2**30, free=68 * 2**30 - reserved)
 
     def nvmlDeviceGetTemperature(self, h, sensor):
         return 64
