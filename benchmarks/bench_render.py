@@ -4,7 +4,7 @@
     python3 benchmarks/bench_render.py --scenes posterior backward
     python3 benchmarks/bench_render.py --high           # also the whole lecture at 1080p60 (goal: < 10 min)
 
-Each render is its own `python3 -m vdm.cli render` process, as a user runs it: the
+Each render is its own `python3 -m vdm_cli render` process, as a user runs it: the
 time includes importing torch and manim. "cold" starts from an empty output folder
 (every formula goes through LaTeX), "warm" renders again into it (TeX cached).
 Wall time depends on what else runs on the machine, so the table also shows the
@@ -30,7 +30,7 @@ def run_render(scene: str, quality: str, out: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one `vdm render` process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vdm.cli", "render", scene, "--quality", quality, "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "vdm_cli", "render", scene, "--quality", quality, "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

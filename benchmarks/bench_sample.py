@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# as `vdm sample` runs (vdm.cli.cpu_env), for all three loops alike: they share this process
+# as `vdm sample` runs (vdm_cli.main.cpu_env), for all three loops alike: they share this process
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402

@@ -12,7 +12,7 @@ Adam, the loss read back every log_every steps), timed by its own metrics record
 
 Both train the same network on the same embedded shapes images. Each measurement is a fresh
 process (so each gets the OpenMP setting its program would have: torch's default for the
-reference, OMP_WAIT_POLICY=PASSIVE for ours, as vdm.cli.cpu_env sets it; "ref-env" is the
+reference, OMP_WAIT_POLICY=PASSIVE for ours, as vdm_cli.main.cpu_env sets it; "ref-env" is the
 reference with vdm's setting, to show what the loop itself gains). The modes alternate in rounds;
 each reports steady-state images/s (the first steps, which start the DataLoader workers or
 compile, are left out); the table gives medians, and ratios to the reference of the same round.
@@ -165,7 +165,7 @@ def child(args) -> None:
 
 def measure(mode: str, args) -> dict:
     env = dict(os.environ)
-    if mode != "ref":  # what vdm.cli.cpu_env() does before torch loads; the plain reference keeps torch's default
+    if mode != "ref":  # what vdm_cli.main.cpu_env() does before torch loads; the plain reference keeps torch's default
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [sys.executable, __file__, "--child", mode, "--steps", str(args.steps), "--warm", str(args.warm),
            "--batch", str(args.batch), "--T", str(args.T), "--device", args.device]

@@ -103,7 +103,7 @@ def make_log(path: Path, lines: int) -> None:
 
 
 async def _attach(run: str, want: int, launched: float) -> dict:
-    # what `vdm tui RUN` does (vdm.cli.cmd_tui): start reading the log on other processes, then import the UI
+    # what `vdm tui RUN` does (vdm_cli.faces.cmd_tui): start reading the log on other processes, then import the UI
     from vdm.tailer import MetricsTailer
 
     tailer = MetricsTailer(metrics_path(run))
@@ -174,7 +174,7 @@ def idle_cpu(run: Path, seconds: float) -> float | None:
         return None
     sock = f"vdmbench{os.getpid()}"
     tm = lambda *a: subprocess.run(["tmux", "-L", sock, *a], capture_output=True, text=True)
-    tm("new-session", "-d", "-s", "b", "-x", "120", "-y", "40", f"exec {sys.executable} -m vdm.cli tui {run}")
+    tm("new-session", "-d", "-s", "b", "-x", "120", "-y", "40", f"exec {sys.executable} -m vdm_cli tui {run}")
     try:
         pid = int(tm("display", "-p", "-t", "b", "#{pane_pid}").stdout.strip())
         tick = os.sysconf("SC_CLK_TCK")

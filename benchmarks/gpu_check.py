@@ -25,7 +25,7 @@ The steps, in order (sizes of the GPU run; --dry-run: T = 10, batch 8, a handful
   panel           the terminal UI's GPU panel (tui.gpu.GpuReader, NVML) beside `nvidia-smi
                   --query-gpu=...` while a `vdm train` run trains; dry run: a fake NVML against a
                   fake nvidia-smi (status "skipped: needs CUDA", the comparison code still runs)
-  torchrun        `torchrun --nproc-per-node 1 -m vdm.cli train`: a short run that writes its run
+  torchrun        `torchrun --nproc-per-node 1 -m vdm_cli train`: a short run that writes its run
                   directory, then resumes it; and an all-reduce and a DDP step on NCCL (gloo on a CPU)
   sample-compile  vdm.sample(compile=True) (CUDA graphs on a GPU): seconds, after its compiling call
 
@@ -489,7 +489,7 @@ def step_panel(c: Ctx) -> dict:
     if not reader.available:
         return dict(status="failed", reason=f"the panel reads nothing: {reader.reason}")
     runs = c.runs("panel")
-    cmd = [sys.executable, "-m", "vdm.cli", "train", "--runs-dir", str(runs), "--name", "panel", "--data", "shapes",
+    cmd = [sys.executable, "-m", "vdm_cli", "train", "--runs-dir", str(runs), "--name", "panel", "--data", "shapes",
            "--epochs", "100", "--minutes", f"{max(c.timeout - 30, 10) / 60:.2f}", "--eval-size", "0",
            "--sample-every", "0", "--n-samples", "1", "--T", str(z["tr_T"]), "--device", z["device"],
            "--log-every", str(z["log_every"]), "--batch-size", str(z["batch"]), "--quiet", "--no-tui"]
@@ -628,11 +628,11 @@ def step_torchrun(c: Ctx) -> dict:
     common = ["--limit", str(z["tr_limit"]), "--batch-size", str(z["batch"]), "--T", str(z["tr_T"]),
               "--eval-size", str(z["tr_eval"]), "--n-samples", str(z["tr_samples"]), "--sample-every", "0",
               "--device", z["device"], "--quiet", "--no-tui"] + (["--threads", "1"] if c.dry else [])
-    _torchrun(["-m", "vdm.cli", "train", "--runs-dir", str(runs), "--name", "tr", "--data", "shapes", "--epochs", "1"]
+    _torchrun(["-m", "vdm_cli", "train", "--runs-dir", str(runs), "--name", "tr", "--data", "shapes", "--epochs", "1"]
               + common, deadline - time.time())
     run = runs / "tr"
     first = ckpt.load(run).step
-    _torchrun(["-m", "vdm.cli", "train", "--resume", str(run), "--epochs", "2"] + common, deadline - time.time())
+    _torchrun(["-m", "vdm_cli", "train", "--resume", str(run), "--epochs", "2"] + common, deadline - time.time())
     recs = [json.loads(line) for line in metrics_path(run).read_text().splitlines() if line.strip()]
     starts = [r for r in recs if r["kind"] == "start"]
     ends = [r for r in recs if r["kind"] == "end"]

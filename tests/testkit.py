@@ -23,7 +23,7 @@ def one_sentence(err: str) -> str:
 
 def run_main(argv, capsys) -> tuple[int, str, str]:
     """`vdm ARGV` in this process -> (exit status, stdout, stderr); argparse's exits count too."""
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     try:
         rc = main([str(a) for a in argv])

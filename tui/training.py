@@ -1,7 +1,7 @@
 """`vdm train --tui`: the training runs in a child process, the monitor in this one.
 
 The parent writes the run's config.json; the child is
-`python -m vdm.cli train --resume RUN --no-tui --quiet`, in its own session
+`python -m vdm_cli train --resume RUN --no-tui --quiet`, in its own session
 (so a Ctrl+C or a closed terminal does not reach it) with its output in
 ``<run>/train.log``. Quitting the monitor either stops it with SIGINT (the trainer
 then saves a checkpoint, evaluates and writes samples) or detaches from it.
@@ -26,7 +26,7 @@ class TrainingProcess:
     def start(self) -> "TrainingProcess":
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vdm.cli", "train", *self.argv],
+            self.proc = subprocess.Popen([sys.executable, "-m", "vdm_cli", "train", *self.argv],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         return self

@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory):
     import io
     import os
 
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     work = tmp_path_factory.mktemp("e2e")
     out = io.StringIO()

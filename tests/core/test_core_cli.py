@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from testkit import installed_vdm, run_main
-from vdm.cli import build_parser
+from vdm_cli.args import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = {"train", "sample", "forward", "tune-alpha", "elbo", "model"}
@@ -103,7 +103,7 @@ def test_bad_input_is_one_line(tmp_path, text_file, capsys, monkeypatch):
 
 def test_help_and_the_terminal_ui_start_without_torch():
     """torch takes seconds to import: `vdm --help` and `vdm tui` must not wait for it."""
-    code = ("import sys\nfrom vdm.cli import main\n"
+    code = ("import sys\nfrom vdm_cli.main import main\n"
             "for argv in (['--help'], ['tui', '--help'], ['tune-alpha', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)")
@@ -114,11 +114,11 @@ def test_help_and_the_terminal_ui_start_without_torch():
 def test_the_program_leaves_at_once_after_the_terminal_ui(tmp_path):
     """After `q`, the `vdm` program skips Python's teardown (seconds once torch is loaded);
     a caller of main() in the same process gets the status back instead."""
-    code = ("import atexit, sys, types\nfrom vdm.cli import _after_ui\n"
+    code = ("import atexit, sys, types\nfrom vdm_cli.faces import after_ui\n"
             f"atexit.register(lambda: open({str(tmp_path / 'torn-down')!r}, 'w').close())\n"
-            "assert _after_ui(types.SimpleNamespace(), 5) == 5\n"
+            "assert after_ui(types.SimpleNamespace(), 5) == 5\n"
             "print('flushed', end='')\n"
-            "_after_ui(types.SimpleNamespace(leave_at_once=True), 3)\n"
+            "after_ui(types.SimpleNamespace(leave_at_once=True), 3)\n"
             "sys.exit(9)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 3 and p.stdout == "flushed" and not (tmp_path / "torn-down").exists(), p.stderr
@@ -127,7 +127,7 @@ def test_the_program_leaves_at_once_after_the_terminal_ui(tmp_path):
 def test_output_into_a_closed_pipe_is_quiet(tmp_path):
     """`vdm tune-alpha | head -1`: exit 0, no "Broken pipe" message."""
     exe = installed_vdm()
-    cmd = " ".join([exe] if exe else [sys.executable, "-m", "vdm.cli"])
+    cmd = " ".join([exe] if exe else [sys.executable, "-m", "vdm_cli"])
     p = subprocess.run(f"{cmd} tune-alpha --T 100 --rows 5000 | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                        executable="/bin/bash", capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("alpha = ") and p.stderr == ""
@@ -136,7 +136,7 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path):
 def test_bad_input_in_a_fresh_process(tmp_path):
     """The installed `vdm` script: nothing else (a warning at import, a traceback) reaches stderr."""
     exe = installed_vdm()
-    cmd = [exe] if exe else [sys.executable, "-m", "vdm.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "vdm_cli"]
     p = subprocess.run(cmd + ["forward", "--alpha", "1.5", "--T", "20"], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert "1.5" in _one_line_error(p.returncode, p.stderr)

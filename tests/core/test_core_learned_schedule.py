@@ -307,7 +307,7 @@ def test_a_learned_run_saves_opens_and_resumes_with_its_gamma(tmp_path, capsys):
     # `vdm elbo --json`: the continuous-time block beside the discrete one, the same numbers as report_numbers'
     import json
 
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     capsys.readouterr()
     assert main(["elbo", str(tmp_path / "l"), "--n", "6", "--calibration-n", "16", "--estimator", "uniform",
@@ -421,7 +421,7 @@ def test_two_ranks_train_the_same_gamma_as_one_process(tmp_path):
             "--n-samples", "1", "--sample-every", "0", "--log-every", "1", "--threads", "1", "--quiet", "--no-tui",
             "--seed", "5", "--schedule", "learned", "--prediction", "eps", "--epochs", "1"]
     for cmd in ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-                 "-m", "vdm.cli"] + args + ["--name", "ddp"], [sys.executable, "-m", "vdm.cli"] + args + ["--name", "one"]):
+                 "-m", "vdm_cli"] + args + ["--name", "ddp"], [sys.executable, "-m", "vdm_cli"] + args + ["--name", "one"]):
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr[-2000:]
     recs = {n: [json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()] for n in ("ddp", "one")}

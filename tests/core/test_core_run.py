@@ -23,7 +23,7 @@ from vdm.schedule import Schedule, make_schedule
 from vdm.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-FACES = sorted([*ROOT.glob("tui/*.py"), *ROOT.glob("animations/*.py"), ROOT / "vdm" / "cli.py"])
+FACES = sorted([*ROOT.glob("tui/*.py"), *ROOT.glob("animations/*.py"), *ROOT.glob("vdm_cli/*.py")])
 
 
 def _imports(path: Path) -> set[str]:

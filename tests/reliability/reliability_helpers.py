@@ -1,7 +1,7 @@
 """Shared pieces of the reliability tests: tiny runs, state comparison, training processes.
 
 Training processes are real OS processes running the ``vdm`` command line
-(``vdm.cli.main``). To keep 20 kills within the time budget they are forked from a
+(``vdm_cli.main.main``). To keep 20 kills within the time budget they are forked from a
 server that has already imported torch and vdm (multiprocessing's forkserver), so a
 process starts in a fraction of a second instead of the ten seconds an import of
 torch can take on a busy machine; what runs after the fork is the same code the
@@ -71,7 +71,7 @@ def run_cli(argv: list[str], log: str) -> None:
     os.dup2(fd, 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     code = main(argv)
     sys.stdout.flush()
@@ -87,7 +87,7 @@ def forkserver():
     global _CTX
     if _CTX is None:
         _CTX = multiprocessing.get_context("forkserver")
-        _CTX.set_forkserver_preload(["torch", "torch._dynamo", "vdm.cli", "vdm.train", "reliability_helpers"])
+        _CTX.set_forkserver_preload(["torch", "torch._dynamo", "vdm_cli.main", "vdm.train", "reliability_helpers"])
     return _CTX
 
 

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import vdm.data
 from testkit import fast
 from vdm import checkpoint as ckpt
-from vdm.cli import MAX_T, main
+from vdm.config import MAX_T
+from vdm_cli.main import main
 from vdm.denoiser import Denoiser, load_denoiser
 from vdm.diffusion import forward_step, posterior, q_sample
 from vdm.elbo import elbo

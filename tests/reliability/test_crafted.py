@@ -17,7 +17,7 @@ import torch
 from reliability_helpers import forkserver, read_json, rewrite_checkpoint, run_cli, small_state, train_argv, tiny_cfg
 from testkit import one_sentence
 from vdm import checkpoint as ckpt
-from vdm.cli import main
+from vdm_cli.main import main
 
 
 

@@ -19,7 +19,7 @@ import pytest
 import vdm.atomic
 from reliability_helpers import newest, tiny_cfg, train_argv
 from vdm import checkpoint as ckpt
-from vdm.cli import main
+from vdm_cli.main import main
 
 SETUP = dict(batch_size=64, epochs=2, ckpt_every=2, eval_size=0)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from vdm import checkpoint as ckpt
-from vdm.cli import main
+from vdm_cli.main import main
 from vdm.denoiser import load_denoiser
 from vdm.nets import build_net
 from vdm.schedule import Schedule

@@ -115,7 +115,7 @@ def _wait_for_train_record(run: Path, proc, timeout: float = 90) -> None:
 
 def _vdm() -> list[str]:
     exe = installed_vdm()
-    return [exe] if exe else [sys.executable, "-m", "vdm.cli"]
+    return [exe] if exe else [sys.executable, "-m", "vdm_cli"]
 
 
 def test_sigterm_saves_and_exits_0(tmp_path):

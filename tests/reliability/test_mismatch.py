@@ -15,7 +15,7 @@ import pytest
 
 from reliability_helpers import newest, tiny_cfg, train_argv
 from vdm import checkpoint as ckpt
-from vdm.cli import main
+from vdm_cli.main import main
 from vdm.denoiser import load_denoiser
 from vdm.train import Trainer
 

@@ -9,7 +9,7 @@ import torch
 
 from reliability_helpers import newest, tiny_cfg, train_argv
 from vdm import checkpoint as ckpt
-from vdm.cli import main
+from vdm_cli.main import main
 from vdm.train import Trainer, TrainingStopped
 
 SETUP = dict(batch_size=64, epochs=2, ckpt_every=2, eval_size=0)

@@ -11,7 +11,7 @@ from reliability_helpers import trained_run, tiny_cfg, train_argv
 from testkit import one_sentence
 from vdm import checkpoint as ckpt
 from vdm.atomic import write_json
-from vdm.cli import main
+from vdm_cli.main import main
 
 
 

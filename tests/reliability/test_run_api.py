@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import vdm.metrics
 from reliability_helpers import read_json, rewrite_checkpoint, tiny_cfg, train_argv
 from testkit import fast, one_sentence
-from vdm.cli import main
+from vdm_cli.main import main
 from vdm.run import open_run
 from vdm.train import TrainConfig, Trainer
 

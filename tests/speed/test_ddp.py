@@ -74,7 +74,7 @@ def _train_records(run):
 
 
 def _in_process(argv):
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     old = torch.get_num_threads()
     try:
@@ -89,7 +89,7 @@ def test_two_gloo_ranks_match_one_process_and_resume_under_another_world_size(tm
         monkeypatch.delenv(k, raising=False)
     runs = tmp_path / "runs"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                str(_free_port()), "-m", "vdm.cli", "train", "--runs-dir", str(runs)]
+                str(_free_port()), "-m", "vdm_cli", "train", "--runs-dir", str(runs)]
     # A: 2 ranks, epoch 1 (3 steps of 15 = 7 + 8 images)
     _run(torchrun + ["--name", "ddp", "--epochs", "1"] + ARGS, tmp_path)
     a_steps, a_recs = _train_records(runs / "ddp")

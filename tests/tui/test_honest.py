@@ -48,7 +48,7 @@ async def test_no_color_draws_the_monitor_without_a_traceback(tmp_path, monkeypa
 def test_vdm_tui_on_a_file_is_one_sentence(tmp_path):
     target = tmp_path / "README.md"
     target.write_text("# not a run\n")
-    out = subprocess.run([sys.executable, "-m", "vdm.cli", "tui", str(target)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "vdm_cli", "tui", str(target)], capture_output=True, text=True,
                          timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr and "is a file, not a run directory" in out.stderr
@@ -266,7 +266,7 @@ async def test_progress_follows_the_time_limit(tmp_path, end):
 @pytest.mark.timeout(240)
 def test_the_plain_progress_bar_follows_the_time_limit(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "vdm.cli", "train", "--no-tui", "--runs-dir", str(tmp_path), "--name", "t", "--T", "20",
+        [sys.executable, "-m", "vdm_cli", "train", "--no-tui", "--runs-dir", str(tmp_path), "--name", "t", "--T", "20",
          "--limit", "256", "--batch-size", "32", "--epochs", "500", "--minutes", "0.15", "--eval-size", "16",
          "--n-samples", "4", "--log-every", "2", "--threads", "1"],
         capture_output=True, text=True, timeout=230, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))

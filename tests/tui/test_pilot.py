@@ -191,7 +191,7 @@ async def test_quit_while_training_asks_stop_or_detach(tmp_path, key, outcome):
 def test_the_training_child_trains_the_run_the_parent_wrote(tmp_path, flags):
     """No argv round trip: boolean flags (--cuda-graphs, --no-compile) reach the child through config.json.
 
-    The child is the real `python -m vdm.cli train` process the monitor starts; it must train
+    The child is the real `python -m vdm_cli train` process the monitor starts; it must train
     the run to its end (exit 0, a checkpoint) with exactly the configuration the parent wrote.
     """
     import subprocess

@@ -44,7 +44,7 @@ def test_serve_shows_the_monitor_filling_the_page(tmp_path):
 
     run = write_run(tmp_path / "demo")
     port = browser.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vdm.cli", "tui", str(run), "--serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "vdm_cli", "tui", str(run), "--serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         url = f"http://localhost:{port}/"

@@ -26,14 +26,14 @@ def _last_train(metrics: Path):
 def test_tui_in_tmux_follows_a_live_training_run(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     train = subprocess.Popen(
-        [sys.executable, "-m", "vdm.cli", "train", "--runs-dir", str(tmp_path), "--name", "live", "--T", "20",
+        [sys.executable, "-m", "vdm_cli", "train", "--runs-dir", str(tmp_path), "--name", "live", "--T", "20",
          "--limit", "512", "--epochs", "2", "--batch-size", "64", "--eval-size", "32", "--n-samples", "4",
          "--log-every", "2", "--threads", "1", "--no-tui"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     run = tmp_path / "live"
     sock = f"vdmtest{os.getpid()}"
     # the UI starts before the run directory exists: it must wait for it, not fail
-    cmd = f"{sys.executable} -m vdm.cli tui {run}"
+    cmd = f"{sys.executable} -m vdm_cli tui {run}"
     _tmux(sock, "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", f"{cmd}; sleep 60")
     try:
         screen = ""
