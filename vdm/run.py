@@ -252,6 +252,24 @@ class RunLock:
 
     @classmethod
     def take(cls, path: Path) -> "RunLock":
+        """Lock ``path`` (flock, exclusive, not waiting) and write this process's pid into it, or a ValueError
+        naming the pid of the process that holds it.
+
+        Both steps happen under a brief exclusive flock on the run directory itself, which every
+        contender takes first: to anyone else, taking the lock and writing the pid are one step, so a
+        refused writer reads the holder's pid, never an empty file or a former holder's.
+        """
+        import fcntl
+
+        guard = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # held for a few system calls; closing the fd releases it
+            return cls._take(path)
+        finally:
+            os.close(guard)
+
+    @classmethod
+    def _take(cls, path: Path) -> "RunLock":
         import fcntl
 
         import errno

@@ -1,0 +1,73 @@
+"""Files that are not what they seem, and the moments between two steps of a writer.
+
+Each test puts one thing where a run file belongs (a hard link out of the run, a FIFO, an
+unbounded file, a loop of links, insane statistics in a valid checkpoint) or stops a writer
+between two of its steps, and checks the one sentence a user gets instead of a hang, a
+traceback or a write outside the run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+
+import pytest
+
+from vdm.run import LOCK, Run
+
+
+def _waiting_on(directory) -> bool:
+    """Whether a flock on ``directory`` has a waiter in this process (Linux's /proc/locks: '->' lines)."""
+    ino = os.stat(directory).st_ino
+    with open("/proc/locks") as f:
+        rows = [line.split() for line in f]
+    return any("->" in r and str(os.getpid()) in r and any(w.endswith(f":{ino}") for w in r) for r in rows)
+
+
+def _await(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.005)
+
+
+def test_a_refused_writer_reads_the_pid_even_in_the_winners_first_instant(tmp_path, monkeypatch):
+    """The winner is held right after its flock on .lock succeeds: a second writer arriving then must
+    still be refused naming the winner's pid, never "pid unknown" (the loser waits for the pid, or the
+    pid is there before the lock is visible)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK).write_text("999999999\n")  # a former holder's pid, long gone
+    real_flock = fcntl.flock
+    in_window, go_on = threading.Event(), threading.Event()
+
+    def flock(fd, op):
+        real_flock(fd, op)
+        is_lock = os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == LOCK
+        if is_lock and op == fcntl.LOCK_EX | fcntl.LOCK_NB and threading.current_thread() is winner:
+            in_window.set()
+            go_on.wait(60)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    held, refusal = [], []
+    winner = threading.Thread(target=lambda: held.append(Run(run_dir, None).lock()))
+    loser = threading.Thread(target=lambda: refusal.append(_refused(lambda: Run(run_dir, None).lock())))
+    winner.start()
+    _await(in_window.is_set, "the winner took the lock")
+    loser.start()
+    _await(lambda: not loser.is_alive() or _waiting_on(run_dir), "the loser tried")
+    go_on.set()
+    winner.join(60)
+    loser.join(60)
+    held[0].release()
+    assert refusal and f"(pid {os.getpid()})" in refusal[0], refusal
+
+
+def _refused(call) -> str:
+    try:
+        call()
+    except ValueError as e:
+        return str(e)
+    return "not refused"
