@@ -2,7 +2,7 @@
 
     x_T ~ N(0, I),   x_{t-1} ~ p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x̂_0(x_t, t))
 
-The model is a trained image run's (common.lecture_source: `vdm render --run RUN`, else
+The model is a trained image run's (lecture_data.lecture_source: `vdm render --run RUN`, else
 the newest image run under runs/), sampling with the run's own schedule, named on screen.
 Without an image run the screen says so in one line and the lecture's 2-D model samples
 instead (animations.model2d: a 2-D run given with --run, else a small model of the gmm ring
@@ -16,8 +16,14 @@ from __future__ import annotations
 
 from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, ValueTracker, VGroup, linear
 
-from animations import common as c
 from animations.cloud2d import CloudPanel
+from animations.latex import tex_text
+from animations.lecture_data import lecture_source
+from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
+from animations.mobjects.images import pixel_image, set_pixels
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
+from animations.palette import XHAT, XT
 from vdm.sample import sample
 
 N_IMAGES = 4
@@ -35,7 +41,7 @@ def backward_chain(n: int = N_IMAGES, seed: int = 0):
     """(schedule, Chain, name of the denoiser, whether it is the 2-D model): the whole sampling chain, computed once.
 
     With an image run, n images; without one, the 2-D model's cloud (animations.model2d.backward_paths)."""
-    src = c.lecture_source()
+    src = lecture_source()
     if src.denoiser is not None:
         _, chain = sample(src.denoiser, src.schedule, n, seed=seed, return_chain=True)
         return src.schedule, chain, src.note, False
@@ -46,7 +52,7 @@ def backward_chain(n: int = N_IMAGES, seed: int = 0):
     return pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.what, True
 
 
-class BackwardDiffusion(c.LectureScene):
+class BackwardDiffusion(LectureScene):
     def construct(self):
         self.schedule, self.chain, self.denoiser_label, self.points = backward_chain()
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
@@ -68,23 +74,23 @@ class BackwardDiffusion(c.LectureScene):
         notes = [r"start where the forward chain ends: pure noise, the prior $p(x_T)$",
                  r"each step: the posterior of exercise 4 with the network's $\hat{x}_0$ in place of the unknown $x_0$",
                  r"mean and variance in closed form; $T$ steps down to $x_0$, fresh noise at every step but the last"]
-        lines = c.play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.4,
+        lines = play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.4,
                           focus=[None, r"q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)",
                                  r"\qquad t = T, \dots, 1"])
-        who = c.one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
+        who = one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
         self.play(FadeIn(who))
         self.pause(3)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_schedule(self):
-        """With a run: the log SNR(t) it samples along, beside the assignment's (common.play_snr)."""
+        """With a run: the log SNR(t) it samples along, beside the assignment's (lecture_scene.play_snr)."""
         self.snr = None
-        if c.lecture_source().denoiser is None:
+        if lecture_source().denoiser is None:
             return
         self.next_section("the schedule it samples with")
-        self.snr = c.play_snr(self, self.schedule, self.title,
-                              r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it")
-        c.cut(self, self.title)
+        self.snr = play_snr(self, self.schedule, self.title,
+                            r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it")
+        cut(self, self.title)
 
     def section_denoising(self):
         self.next_section("x_t and x̂_0 as t goes to 0")
@@ -97,21 +103,21 @@ class BackwardDiffusion(c.LectureScene):
         def step() -> int:
             return max(0, min(T, int(round((T + 1) ** u.get_value() - 1))))
 
-        top = [c.pixel_image(self.chain.x[T, i], height=1.9) for i in range(n)]
-        bottom = [c.pixel_image(self.chain.x0_hat[T, i], height=1.9) for i in range(n)]
+        top = [pixel_image(self.chain.x[T, i], height=1.9) for i in range(n)]
+        bottom = [pixel_image(self.chain.x0_hat[T, i], height=1.9) for i in range(n)]
         Group(*top).arrange(RIGHT, buff=0.3).shift(UP * 0.9 + RIGHT * 0.9)
         Group(*bottom).arrange(RIGHT, buff=0.3).shift(DOWN * 1.6 + RIGHT * 0.9)
         for i, m in enumerate(top):
-            m.add_updater(lambda m, i=i: c.set_pixels(m, self.chain.x[step(), i]))
+            m.add_updater(lambda m, i=i: set_pixels(m, self.chain.x[step(), i]))
         for i, m in enumerate(bottom):
-            m.add_updater(lambda m, i=i: c.set_pixels(m, self.chain.x0_hat[step(), i]))
-        row_top = c.tex(r"x_t", font_size=44).next_to(top[0], LEFT, buff=0.5)
-        row_bottom = c.tex(r"\hat{x}_0(x_t, t)", font_size=36).next_to(bottom[0], LEFT, buff=0.3)
-        self.num_t = c.LiveNumber(T, "{:.0f}", 36)
-        t_label = VGroup(c.tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
+            m.add_updater(lambda m, i=i: set_pixels(m, self.chain.x0_hat[step(), i]))
+        row_top = tex(r"x_t", font_size=44).next_to(top[0], LEFT, buff=0.5)
+        row_bottom = tex(r"\hat{x}_0(x_t, t)", font_size=36).next_to(bottom[0], LEFT, buff=0.3)
+        self.num_t = LiveNumber(T, "{:.0f}", 36)
+        t_label = VGroup(tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
         t_label.next_to(self.title, DOWN, buff=0.2)
         self.num_t.add_updater(lambda m: m.set_value(step()))
-        sched = c.label("schedule: " + c.tex_text(self.schedule.describe()), size=22).to_edge(DOWN, buff=0.25)
+        sched = label("schedule: " + tex_text(self.schedule.describe()), size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label), FadeIn(sched))
         self.pause(1)
         self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
@@ -119,7 +125,7 @@ class BackwardDiffusion(c.LectureScene):
             m.clear_updaters()
         self.top, self.bottom, self.t = top, bottom, u
         self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_strip(self):
         self.next_section("one chain, step by step")
@@ -127,12 +133,12 @@ class BackwardDiffusion(c.LectureScene):
         steps = strip_steps(T)
         if self.points:
             return self.strip_cloud(steps)
-        images = [c.pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
+        images = [pixel_image(self.chain.x[s, 0], height=1.6) for s in steps]
         Group(*images).arrange(RIGHT, buff=0.35).shift(DOWN * 0.2)
-        labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
-        for lab, img in zip(labels, images):
+        tags = VGroup(*labels(*[f"t={s}" for s in steps], size=28, math=True))
+        for lab, img in zip(tags, images):
             lab.next_to(img, DOWN, buff=0.15)
-        self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(labels), run_time=2)
+        self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(tags), run_time=2)
         self.strip_steps = steps
         self.pause(2)
 
@@ -156,23 +162,23 @@ class BackwardDiffusion(c.LectureScene):
         left, right = CloudPanel(4.6), CloudPanel(4.6)
         Group(left, right).arrange(RIGHT, buff=1.2).shift(DOWN * 0.45)
         # x̂_0 at row i is the model's estimate at x_{t_i} (row 0 repeats the sample)
-        top = left.cloud(self.chain.x[T], c.XT)
-        bottom = right.cloud(self.chain.x0_hat[T], c.XHAT)
+        top = left.cloud(self.chain.x[T], XT)
+        bottom = right.cloud(self.chain.x0_hat[T], XHAT)
         q_t = self.exact_density(T)
         shades = []
         if q_t is not None:
             shade_t = left.shading(q_t)
             shades = [shade_t, right.shading(self.exact_density(0))]
-        heads = VGroup(c.tex(r"x_t", font_size=40), c.tex(r"\hat{x}_\theta(x_t, t)", font_size=36))
+        heads = VGroup(tex(r"x_t", font_size=40), tex(r"\hat{x}_\theta(x_t, t)", font_size=36))
         heads[0].next_to(left, UP, buff=0.15)
         heads[1].next_to(right, UP, buff=0.15)
-        self.num_t = c.LiveNumber(T, "{:.0f}", 36)
-        t_label = VGroup(c.tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
+        self.num_t = LiveNumber(T, "{:.0f}", 36)
+        t_label = VGroup(tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
         t_label.move_to(Group(left, right)).align_to(heads, UP)
         self.num_t.add_updater(lambda m: m.set_value(step()))
         note = (r"shading: the exact $q(x_t)$ (left) and the data's $q(x_0)$ (right); " if shades else "")
-        sched = c.one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + c.tex_text(self.schedule.describe()),
-                           size=22).to_edge(DOWN, buff=0.25)
+        sched = one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + tex_text(self.schedule.describe()),
+                         size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(left, right, *shades, top, bottom)), FadeIn(heads), FadeIn(t_label), FadeIn(sched))
         self.pause(1)
         if shades:
@@ -184,19 +190,19 @@ class BackwardDiffusion(c.LectureScene):
             m.clear_updaters()
         self.top, self.bottom, self.t = [top], [bottom], u
         self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def strip_cloud(self, steps):
         """The cloud of samples at a few t, log-spaced, from x_T to x_0."""
-        side = min(2.1, (c.MAX_WIDTH - 0.3 * (len(steps) - 1)) / len(steps))
+        side = min(2.1, (MAX_WIDTH - 0.3 * (len(steps) - 1)) / len(steps))
         panels = [CloudPanel(side) for _ in steps]
         Group(*panels).arrange(RIGHT, buff=0.3).shift(DOWN * 0.2)
-        clouds = [p.cloud(self.chain.x[s], c.XT) for p, s in zip(panels, steps)]
-        labels = VGroup(*c.labels(*[f"t={s}" for s in steps], size=28, math=True))
-        for lab, p in zip(labels, panels):
+        clouds = [p.cloud(self.chain.x[s], XT) for p, s in zip(panels, steps)]
+        tags = VGroup(*labels(*[f"t={s}" for s in steps], size=28, math=True))
+        for lab, p in zip(tags, panels):
             lab.next_to(p, DOWN, buff=0.15)
         self.play(LaggedStart(*[FadeIn(Group(p, cl)) for p, cl in zip(panels, clouds)], lag_ratio=0.3),
-                  FadeIn(labels), run_time=2)
+                  FadeIn(tags), run_time=2)
         self.strip_steps = steps
         self.strip_clouds = clouds
         self.pause(2)

@@ -19,9 +19,13 @@ import numpy as np
 from manim import (DOWN, LEFT, RIGHT, UP, WHITE, BraceBetweenPoints, Create, Dot, FadeIn, Group, Line, Title,
                    ValueTracker, VGroup, linear)
 
-from animations import common as c
 from animations import model2d as m2
 from animations.cloud2d import CloudPanel, set_path
+from animations.latex import sci, tex_text
+from animations.lecture_scene import LectureScene, cut
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.text import MAX_WIDTH, derivation, label, labels, one_line, tex
+from animations.palette import DENOISING, PRIOR, RECONSTRUCTION, X0, XHAT, XT
 
 SWEEP_SECONDS = 8.0
 TAIL = 10  # steps of a traced point's path drawn behind it while the chain runs
@@ -38,11 +42,11 @@ def snapshot_steps(T: int) -> list[int]:
 def pm_fmt(e, digits: int = 2) -> str:
     """An Estimate as LaTeX: mean \\pm standard error (in powers of ten when the mean rounds to 0)."""
     if e.mean != 0 and abs(e.mean) < 0.5 * 10 ** -digits:
-        return rf"{c.sci(e.mean)} \pm {c.sci(e.se)}"
+        return rf"{sci(e.mean)} \pm {sci(e.se)}"
     return rf"{e.mean:.{digits}f} \pm {e.se:.{digits}f}"
 
 
-class Diffusion2D(c.LectureScene):
+class Diffusion2D(LectureScene):
     def construct(self):
         self.pm = m2.point_model()
         self.schedule = self.pm.schedule
@@ -96,10 +100,10 @@ class Diffusion2D(c.LectureScene):
                 set_path(panel, p, rows[lo:hi + 1, i])
                 d.move_to(panel.c2p(rows[t, i].clamp(-panel.view, panel.view).numpy()))
 
-        num = c.LiveNumber(t0, "{:.0f}", 40)
-        t_lab = VGroup(c.tex("t =", font_size=40), num).arrange(RIGHT, buff=0.15)
+        num = LiveNumber(t0, "{:.0f}", 40)
+        t_lab = VGroup(tex("t =", font_size=40), num).arrange(RIGHT, buff=0.15)
         num.add_updater(lambda m: m.set_value(t_now()))
-        text = VGroup(c.one_line(head, size=28), *[c.one_line(s, size=22, width=6.6) for s in lines])
+        text = VGroup(one_line(head, size=28), *[one_line(s, size=22, width=6.6) for s in lines])
         text.arrange(DOWN, aligned_edge=LEFT, buff=0.22)
         side = VGroup(t_lab, text).arrange(DOWN, aligned_edge=LEFT, buff=0.45)
         side.next_to(panel, RIGHT, buff=0.4).align_to(panel, UP)
@@ -117,38 +121,38 @@ class Diffusion2D(c.LectureScene):
         from vdm.points import noise_of
 
         return (rf"{len(m2.held_out()):,} held-out points of \texttt{{{self.pm.data}}} "
-                rf"({c.tex_text(noise_of(self.pm.data))})")
+                rf"({tex_text(noise_of(self.pm.data))})")
 
     def section_forward(self):
         self.next_section("forward: the data dissolve into noise")
         shade = ["shading: the exact $q(x_t)$ of the mixture"] if self.densities is not None else []
         self.live_panel(
-            self.fwd, list(range(self.T + 1)), lambda t: c.X0 if t == 0 else c.XT,
+            self.fwd, list(range(self.T + 1)), lambda t: X0 if t == 0 else XT,
             r"$q$: $x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1 - \alpha_t}\,\epsilon$, one step at a time",
             [self.data_line(), *shade, rf"white: {len(self.traced)} of the points and their last {TAIL} steps",
-             rf"schedule {c.tex_text(self.schedule.describe())}"])
+             rf"schedule {tex_text(self.schedule.describe())}"])
         self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_backward(self):
         self.next_section("backward: the model turns noise into data")
         x = self.chain.x  # row i is x_{t_i}; every step, so row t is x_t
         shade = (["shading: the exact $q(x_t)$, where $x_t$ should lie"] if self.densities is not None else [])
         panel, cloud, side = self.live_panel(
-            x, list(range(self.T, -1, -1)), lambda t: c.XT,
+            x, list(range(self.T, -1, -1)), lambda t: XT,
             r"$p_\theta$: $x_{t-1} \sim q(x_{t-1} \mid x_t, \hat{x}_\theta(x_t, t))$ from $x_T \sim \mathcal{N}(0, \mathbf{I})$",
             [rf"{x.shape[1]:,} samples; white: {len(self.traced)} of them and their last {TAIL} steps", *shade,
-             self.pm.note, rf"schedule {c.tex_text(self.schedule.describe())}"])
+             self.pm.note, rf"schedule {tex_text(self.schedule.describe())}"])
         if self.pm.mixture is not None:
             got, data = m2.near_modes(self.samples), m2.near_modes(m2.held_out())
             self.mode_shares = (got, data)
             r = 3 * self.pm.mixture.std
-            cap = c.one_line(rf"at $t = 0$: {100 * got:.0f}\% of the samples lie within {r:g} (3 std) of a mode; "
-                             rf"of the held-out data {100 * data:.0f}\%", size=24).to_edge(DOWN, buff=0.25)
+            cap = one_line(rf"at $t = 0$: {100 * got:.0f}\% of the samples lie within {r:g} (3 std) of a mode; "
+                           rf"of the held-out data {100 * data:.0f}\%", size=24).to_edge(DOWN, buff=0.25)
             self.mode_caption = cap
             self.play(FadeIn(cap))
             self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- Figure 1: both chains side by side at a few t -------------------------------------------------------
     def section_figure(self):
@@ -162,15 +166,15 @@ class Diffusion2D(c.LectureScene):
         Group(*bottom).arrange(RIGHT, buff=0.3)
         grid = Group(Group(*top), Group(*bottom)).arrange(DOWN, buff=0.5)
         grid.next_to(self.title, DOWN, buff=0.65).set_x(1.2)
-        heads = VGroup(*c.labels(*[f"$t = {t}$" for t in steps], size=26))
+        heads = VGroup(*labels(*[f"$t = {t}$" for t in steps], size=26))
         for h, p in zip(heads, top):
             h.next_to(p, UP, buff=0.12)
         x = self.chain.x
         rows = []
         self.figure_clouds = {"forward": [], "backward": []}
         for name, panels, data, colour_of, tracks in (
-                ("forward", top, self.fwd, lambda t: c.X0 if t == 0 else c.XT, lambda t: (max(0, t - FIGURE_TAIL), t)),
-                ("backward", bottom, x, lambda t: c.XT, lambda t: (t, min(self.T, t + FIGURE_TAIL)))):
+                ("forward", top, self.fwd, lambda t: X0 if t == 0 else XT, lambda t: (max(0, t - FIGURE_TAIL), t)),
+                ("backward", bottom, x, lambda t: XT, lambda t: (t, min(self.T, t + FIGURE_TAIL)))):
             cells = []
             for t, p in zip(steps, panels):
                 parts = [p]
@@ -185,19 +189,19 @@ class Diffusion2D(c.LectureScene):
                 cells.append(Group(*parts))
             rows.append(cells)
         names = VGroup(
-            VGroup(*c.labels(r"forward $q$", r"data $\to$ noise", size=24)).arrange(DOWN, aligned_edge=LEFT, buff=0.1),
-            VGroup(*c.labels(r"backward $p_\theta$", r"noise $\to$ data", size=24)).arrange(DOWN, aligned_edge=LEFT,
+            VGroup(*labels(r"forward $q$", r"data $\to$ noise", size=24)).arrange(DOWN, aligned_edge=LEFT, buff=0.1),
+            VGroup(*labels(r"backward $p_\theta$", r"noise $\to$ data", size=24)).arrange(DOWN, aligned_edge=LEFT,
                                                                                         buff=0.1))
         names[0].next_to(top[0], LEFT, buff=0.3)
         names[1].next_to(bottom[0], LEFT, buff=0.3)
         shade = "; shading: the exact $q(x_t)$" if self.densities is not None else ""
-        cap = c.one_line(rf"top: the held-out points through $q$; bottom: the model's samples from $x_T${shade}; "
-                         rf"white: {len(self.traced)} points and their {FIGURE_TAIL} steps before", size=22).to_edge(DOWN, buff=0.22)
+        cap = one_line(rf"top: the held-out points through $q$; bottom: the model's samples from $x_T${shade}; "
+                       rf"white: {len(self.traced)} points and their {FIGURE_TAIL} steps before", size=22).to_edge(DOWN, buff=0.22)
         self.play(FadeIn(heads), FadeIn(names[0]), *[FadeIn(cell) for cell in rows[0]])
         self.pause(2)
         self.play(FadeIn(names[1]), *[FadeIn(cell) for cell in reversed(rows[1])], FadeIn(cap))
         self.pause(3)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- the bound, term by term -------------------------------------------------------------------------------
     def section_terms(self):
@@ -205,24 +209,24 @@ class Diffusion2D(c.LectureScene):
         tab = m2.elbo_table()
         self.table = tab
         have_opt = tab["optimal"] is not None
-        names = [("reconstruction", r"\text{reconstruction}\ \ -\log p_\theta(x_0 \mid x_1)", c.RECONSTRUCTION),
-                 ("prior", r"\text{prior matching}\ \ D_{\mathrm{KL}}(q(x_T \mid x_0) \,\|\, p(x_T))", c.PRIOR),
+        names = [("reconstruction", r"\text{reconstruction}\ \ -\log p_\theta(x_0 \mid x_1)", RECONSTRUCTION),
+                 ("prior", r"\text{prior matching}\ \ D_{\mathrm{KL}}(q(x_T \mid x_0) \,\|\, p(x_T))", PRIOR),
                  ("matching", r"\text{denoising matching}\ \ \textstyle\sum_{t=2}^{T} D_{\mathrm{KL}}(q(x_{t-1} \mid x_t, x_0)"
-                              r" \,\|\, p_\theta(x_{t-1} \mid x_t))", c.DENOISING),
+                              r" \,\|\, p_\theta(x_{t-1} \mid x_t))", DENOISING),
                  ("total", r"-\mathrm{ELBO}\ \ \text{(the sum)}", WHITE)]
         kinds = ["model"] + (["optimal"] if have_opt else [])
         self.shown_terms = {k: {} for k in kinds}
         cells = []
         for key, tex_, colour in names:
-            row = [c.tex(tex_, font_size=26).set_color(colour)]
+            row = [tex(tex_, font_size=26).set_color(colour)]
             for k in kinds:
                 e = tab[k][key]
                 s = pm_fmt(e)
                 self.shown_terms[k][key] = s
-                row.append(c.tex(s, font_size=30).set_color(colour))
+                row.append(tex(s, font_size=30).set_color(colour))
             cells.append(row)
-        head = [c.label("nats per point", size=24)] + [c.label(h, size=26) for h in
-                                                       (r"model $\hat{x}_\theta$", r"optimal $\mathbb{E}[x_0 \mid x_t]$")[:len(kinds)]]
+        head = [label("nats per point", size=24)] + [label(h, size=26) for h in
+                                                     (r"model $\hat{x}_\theta$", r"optimal $\mathbb{E}[x_0 \mid x_t]$")[:len(kinds)]]
         all_rows = [head] + cells
         widths = [max(r[j].width for r in all_rows) for j in range(len(head))]
         xs = [0.0]
@@ -239,15 +243,15 @@ class Diffusion2D(c.LectureScene):
                 table.add(m)
             y -= 0.75 if i != len(all_rows) - 2 else 0.95
         table.next_to(self.title, DOWN, buff=0.5).set_x(0)
-        if table.width > c.MAX_WIDTH:
-            table.scale_to_fit_width(c.MAX_WIDTH)
+        if table.width > MAX_WIDTH:
+            table.scale_to_fit_width(MAX_WIDTH)
         rule = Line(LEFT * table.width / 2, RIGHT * table.width / 2, stroke_width=1.5)
         rule.move_to([table.get_center()[0], (cells[2][0].get_bottom()[1] + cells[3][0].get_top()[1]) / 2, 0])
         n = tab["n"]
-        cap1 = c.one_line(rf"mean $\pm$ standard error over {n:,} held-out points; every $t$ from 2 to {self.T}; "
-                          r"both denoisers meet the same $x_t$", size=22)
-        cap2 = c.one_line(r"$p_\theta(x_0 \mid x_1)$ is a Gaussian density: the reconstruction term and $-\log q$ "
-                          r"can be negative", size=22)
+        cap1 = one_line(rf"mean $\pm$ standard error over {n:,} held-out points; every $t$ from 2 to {self.T}; "
+                        r"both denoisers meet the same $x_t$", size=22)
+        cap2 = one_line(r"$p_\theta(x_0 \mid x_1)$ is a Gaussian density: the reconstruction term and $-\log q$ "
+                        r"can be negative", size=22)
         VGroup(cap1, cap2).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)  # placed together, shown one by one
         self.play(FadeIn(VGroup(*head)), *[FadeIn(VGroup(*r)) for r in cells[:3]], FadeIn(cap1))
         self.pause(4)
@@ -255,13 +259,13 @@ class Diffusion2D(c.LectureScene):
         self.pause(5)
         self.term_table = table
         if tab["nll"] is not None:
-            nll = c.tex(r"-\log q(x_0) = " + pm_fmt(tab["nll"]), font_size=30)
+            nll = tex(r"-\log q(x_0) = " + pm_fmt(tab["nll"]), font_size=30)
             self.shown_nll = pm_fmt(tab["nll"])
-            why = c.one_line(r"the true $-\log q(x_0)$: the mixture's exact density, no model (\texttt{vdm.gmm})", size=22)
+            why = one_line(r"the true $-\log q(x_0)$: the mixture's exact density, no model (\texttt{vdm.gmm})", size=22)
             grp = VGroup(nll, why).arrange(DOWN, buff=0.15).next_to(table, DOWN, buff=0.45)
             self.play(FadeIn(grp), FadeIn(cap2))
             self.pause(4)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- the gaps ------------------------------------------------------------------------------------------------
     def section_gaps(self):
@@ -273,9 +277,9 @@ class Diffusion2D(c.LectureScene):
                  (r"D_{\mathrm{KL}}(q(x_0) \,\|\, p_\theta(x_0))",
                   r"+\ \mathbb{E}_{q(x_0)} D_{\mathrm{KL}}(q(x_{1:T} \mid x_0) \,\|\, p_\theta(x_{1:T} \mid x_0))",
                   r"\ \geq 0"))]
-        line = c.derivation(rows, font_size=28)[0]
-        if line.width > c.MAX_WIDTH:
-            line.scale_to_fit_width(c.MAX_WIDTH)
+        line = derivation(rows, font_size=28)[0]
+        if line.width > MAX_WIDTH:
+            line.scale_to_fit_width(MAX_WIDTH)
         line.next_to(self.title, DOWN, buff=0.4).set_x(0)
         self.play(FadeIn(line))
         self.pause(2)
@@ -291,33 +295,33 @@ class Diffusion2D(c.LectureScene):
         axis = Line(X(lo - pad), X(hi + pad), stroke_width=2)
         marks = VGroup()
         labs = VGroup()
-        for v, e, colour, text, up in ((nll, tab["nll"], c.X0, r"$-\log q(x_0)$", True),
-                                       (opt, tab["optimal"]["total"], c.XHAT, r"optimal $-$ELBO", True),
-                                       (mod, tab["model"]["total"], c.XT, r"model $-$ELBO", True)):
+        for v, e, colour, text, up in ((nll, tab["nll"], X0, r"$-\log q(x_0)$", True),
+                                       (opt, tab["optimal"]["total"], XHAT, r"optimal $-$ELBO", True),
+                                       (mod, tab["model"]["total"], XT, r"model $-$ELBO", True)):
             marks.add(Dot(X(v), radius=0.09, color=colour))
-            lab = VGroup(*c.labels(text, f"${pm_fmt(e)}$", colors=[colour, colour], size=24)).arrange(DOWN, buff=0.08)
+            lab = VGroup(*labels(text, f"${pm_fmt(e)}$", colors=[colour, colour], size=24)).arrange(DOWN, buff=0.08)
             lab.next_to(X(v), UP if up else DOWN, buff=0.25)
             labs.add(lab)
         _spread_labels(labs, [m.get_center()[0] for m in marks])
         gap_o, gap_m = tab["optimal_gap"], tab["model_minus_optimal"]
         b1 = BraceBetweenPoints(X(min(nll, opt)), X(max(nll, opt)), direction=DOWN, buff=0.15)
         b2 = BraceBetweenPoints(X(min(opt, mod)), X(max(opt, mod)), direction=DOWN, buff=0.15)
-        n1 = c.label(f"${pm_fmt(gap_o)}$", c.XHAT, 24).next_to(b1, DOWN, buff=0.1)
-        n2 = c.label(f"${pm_fmt(gap_m)}$", c.XT, 24).next_to(b2, DOWN, buff=0.1)
+        n1 = label(f"${pm_fmt(gap_o)}$", XHAT, 24).next_to(b1, DOWN, buff=0.1)
+        n2 = label(f"${pm_fmt(gap_m)}$", XT, 24).next_to(b2, DOWN, buff=0.1)
         if n2.get_left()[0] < n1.get_right()[0] + 0.2 and n1.get_left()[0] < n2.get_right()[0] + 0.2:
             n2.next_to(n1, DOWN, buff=0.15).set_x(b2.get_center()[0])
         self.gap_numbers = {"optimal_gap": pm_fmt(gap_o), "model_minus_optimal": pm_fmt(gap_m)}
-        t1 = c.one_line(rf"the bound's own gap: ${pm_fmt(gap_o)}$ nats (optimal $-$ELBO $-$ true $-\log q$)", c.XHAT, 24)
-        t2 = c.one_line(rf"the model's distance from the optimal: ${pm_fmt(gap_m)}$ nats (model $-$ optimal, same $x_t$)",
-                        c.XT, 24)
+        t1 = one_line(rf"the bound's own gap: ${pm_fmt(gap_o)}$ nats (optimal $-$ELBO $-$ true $-\log q$)", XHAT, 24)
+        t2 = one_line(rf"the model's distance from the optimal: ${pm_fmt(gap_m)}$ nats (model $-$ optimal, same $x_t$)",
+                      XT, 24)
         t1.next_to(axis, DOWN, buff=1.7)
         t2.next_to(t1, DOWN, buff=0.2)
         self.play(Create(axis), FadeIn(marks), FadeIn(labs))
         self.pause(3)
         self.play(FadeIn(b1), FadeIn(n1), FadeIn(t1))
-        why1 = c.one_line(rf"$\mathbb{{E}}[x_0 \mid x_t]$ minimises every term, so no $\hat{{x}}_0$ model on this schedule "
-                          rf"($T = {self.T}$) gets below it: Gaussian steps cannot follow $q(x_{{1:T}} \mid x_0)$ exactly",
-                          size=22).to_edge(DOWN, buff=0.25)
+        why1 = one_line(rf"$\mathbb{{E}}[x_0 \mid x_t]$ minimises every term, so no $\hat{{x}}_0$ model on this schedule "
+                        rf"($T = {self.T}$) gets below it: Gaussian steps cannot follow $q(x_{{1:T}} \mid x_0)$ exactly",
+                        size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(why1))
         self.pause(3)
         z = gap_m.mean / gap_m.se if gap_m.se > 0 else float("inf")
@@ -325,7 +329,7 @@ class Diffusion2D(c.LectureScene):
                    rf"({z:.0f} standard errors)" if z > 3 else
                    r"the network is within 3 standard errors of the best $\hat{x}_0$ there is")
         self.verdict = verdict
-        why2 = c.one_line(verdict, size=22).next_to(why1, UP, buff=0.12)
+        why2 = one_line(verdict, size=22).next_to(why1, UP, buff=0.12)
         self.play(FadeIn(b2), FadeIn(n2), FadeIn(t2), FadeIn(why2))
         self.pause(4)
 

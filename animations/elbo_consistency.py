@@ -7,7 +7,7 @@ It starts from the bound the MHVAE scene (mhvae.py) ends on, by Jensen's inequal
                - E_{q(x_{T-1}|x_0)}[KL(q(x_T|x_{T-1}) || p(x_T))]                              prior matching
                - sum_{t=1}^{T-1} E_{q(x_{t-1},x_t,x_{t+1}|x_0)}[log q(x_t|x_{t-1}) / p(x_t|x_{t+1})]   consistency
 
-The estimate: one image drawn N times (common.elbo_draws, a trained run or a
+The estimate: one image drawn N times (lecture_data.elbo_draws, a trained run or a
 deliberately imperfect x̂_0), so the spread is the estimator's own Monte Carlo noise.
 
 Render: manim -pql animations/elbo_consistency.py ConsistencyELBO
@@ -17,18 +17,24 @@ from __future__ import annotations
 
 from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, Group, Title, VGroup, Write
 
-from animations import common as c
 from animations import elbo_panels
+from animations.latex import RECON_TEX
+from animations.lecture_data import elbo_draws, elbo_model_note, example_images
+from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.mobjects.images import pixel_image
+from animations.mobjects.plots import histogram_edges
+from animations.mobjects.text import label, tex
+from animations.palette import CONSISTENCY, PRIOR, RECONSTRUCTION
 
-PRIOR = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
+PRIOR_TEX = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
 CONSIST = (r"- \sum_{t=1}^{T-1} \mathbb{E}_{q(x_{t-1}, x_t, x_{t+1} \mid x_0)}"
            r"\left[\log \frac{q(x_t \mid x_{t-1})}{p_\theta(x_t \mid x_{t+1})}\right]")
 JOINT = r"\frac{p(x_{0:T})}{q(x_{1:T} \mid x_0)}"
 
 
-class ConsistencyELBO(c.LectureScene):
+class ConsistencyELBO(LectureScene):
     def construct(self):
-        self.draws = c.elbo_draws()["consistency"]
+        self.draws = elbo_draws()["consistency"]
         self.title = Title("The ELBO with consistency terms (exercise 2)", font_size=38)
         self.add(self.title)
         self.section_split()
@@ -38,8 +44,8 @@ class ConsistencyELBO(c.LectureScene):
 
     def steps(self, rows, notes, fs=28, buff=0.35, transform=False, focus=None):
         """Show a derivation line by line, each with its note at the bottom, a slide per line."""
-        return c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, transform=transform,
-                                 focus=focus)
+        return play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, transform=transform,
+                               focus=focus)
 
     def section_split(self):
         """The MHVAE joint and posterior, the decoder product re-indexed, the log of a product split."""
@@ -63,7 +69,7 @@ class ConsistencyELBO(c.LectureScene):
                  r"re-index the decoder product ($t \to t+1$) to pair $p_\theta(x_t \mid x_{t+1})$ with $q(x_t \mid x_{t-1})$",
                  r"the log of a product is a sum of logs; the expectation is linear"]
         self.split = self.steps(rows, notes, fs=26, buff=0.3, transform=False)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_marginals(self):
         """Each expectation over q(x_{1:T} | x_0) needs only the variables its log-ratio reads."""
@@ -82,43 +88,43 @@ class ConsistencyELBO(c.LectureScene):
                  r"then $x_t$, then $x_{t+1}$, jointly"]
         lines = self.steps(rows, notes, fs=24, buff=0.5, focus=[r[2] for r in rows])
         why = VGroup(
-            c.label(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
-                    r"so this expectation of a log-ratio", size=26),
-            c.label(r"can be negative; the seed's $\mathbb{E}_{q(x_{t-1}, x_{t+1} \mid x_0)}[D_{\mathrm{KL}}(\cdot)]$ "
-                    r"is this joint expectation", size=26),
+            label(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
+                  r"so this expectation of a log-ratio", size=26),
+            label(r"can be negative; the seed's $\mathbb{E}_{q(x_{t-1}, x_{t+1} \mid x_0)}[D_{\mathrm{KL}}(\cdot)]$ "
+                  r"is this joint expectation", size=26),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(lines, DOWN, buff=0.5)
         self.play(FadeIn(why, shift=UP * 0.1))
         self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_terms(self):
         self.next_section("the three terms, named")
         fs = 30
-        terms = {c.RECON_TEX: c.RECONSTRUCTION, PRIOR: c.PRIOR, CONSIST: c.CONSISTENCY}
-        top = c.tex(r"\log p(x_0) \ \geq\ ", c.RECON_TEX, PRIOR, terms=terms, font_size=fs)
-        bottom = c.tex(CONSIST, terms=terms, font_size=fs)
+        terms = {RECON_TEX: RECONSTRUCTION, PRIOR_TEX: PRIOR, CONSIST: CONSISTENCY}
+        top = tex(r"\log p(x_0) \ \geq\ ", RECON_TEX, PRIOR_TEX, terms=terms, font_size=fs)
+        bottom = tex(CONSIST, terms=terms, font_size=fs)
         VGroup(top, bottom).arrange(DOWN, buff=1.1).next_to(self.title, DOWN, buff=0.5)
         bottom.align_to(top[1], LEFT)
         names = VGroup()
-        for part, name, colour in ((top[1], "reconstruction", c.RECONSTRUCTION), (top[2], "prior matching", c.PRIOR),
-                                   (bottom[0], "consistency", c.CONSISTENCY)):
+        for part, name, colour in ((top[1], "reconstruction", RECONSTRUCTION), (top[2], "prior matching", PRIOR),
+                                   (bottom[0], "consistency", CONSISTENCY)):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
-            names.add(VGroup(brace, c.label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
+            names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
         self.play(FadeIn(top), FadeIn(bottom))
         self.pause(2)
         for n in names:
             self.play(FadeIn(n, shift=UP * 0.1), run_time=1)
             self.pause(1)
         self.formula = VGroup(top, bottom, names)
-        c.cut(self)
+        cut(self)
 
     def section_estimate(self):
         self.next_section("its Monte Carlo estimate")
         e = self.draws
         n = e.total.shape[0]
         title = Title(r"Monte Carlo estimate of $-\mathrm{ELBO}$ (consistency form)", font_size=36)
-        sub = c.label(rf"one image, {n} draws; " + c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.15)
-        image = c.pixel_image(c.example_images(1)[0], height=1.0)
+        sub = label(rf"one image, {n} draws; " + elbo_model_note(), size=22).next_to(title, DOWN, buff=0.15)
+        image = pixel_image(example_images(1)[0], height=1.0)
         table = elbo_panels.term_table(e, "consistency")
         if table.width > 6.0:  # a trained run's numbers are longer
             table.scale_to_fit_width(6.0)
@@ -126,11 +132,11 @@ class ConsistencyELBO(c.LectureScene):
         totals = e.total.double().numpy()
         log = elbo_panels.needs_log([totals])
         shown = elbo_panels.histogram_values([totals], log)[0]
-        edges = c.histogram_edges([shown])
-        panel = elbo_panels.totals_panel(shown, edges, c.CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():,.1f} nats",
+        edges = histogram_edges([shown])
+        panel = elbo_panels.totals_panel(shown, edges, CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():,.1f} nats",
                                          log=log)
         panel.to_edge(RIGHT, buff=0.5).shift(DOWN * 0.3)
-        verdict = c.label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
+        verdict = label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(image), FadeIn(table))
         self.pause(4)

@@ -6,7 +6,7 @@ term by term, substitution into the ELBO, and the lower variance of its estimate
     log p(x_0) >= E[log p(x_0|x_1)] - KL(q(x_T|x_0) || p(x_T))
                   - sum_{t=2}^T E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
 
-Then both estimators on N draws of one image (common.elbo_draws, never the oracle),
+Then both estimators on N draws of one image (lecture_data.elbo_draws, never the oracle),
 term by term: each denoising term averages over one variable with a closed-form KL,
 each consistency term over three. The caption comparing the means is computed.
 
@@ -15,12 +15,17 @@ Render: manim -pql animations/elbo_denoising.py DenoisingELBO
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write
+from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write
 
-from animations import common as c
 from animations import elbo_panels
+from animations.latex import RECON_TEX
+from animations.lecture_data import elbo_draws, elbo_model_note
+from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.mobjects.plots import histogram_edges
+from animations.mobjects.text import derivation, label, tex
+from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
 
-PRIOR = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
+PRIOR_TEX = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
 DENOISE = (r"- \sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_{t-1} \mid x_t, x_0)"
            r" \,\|\, p_\theta(x_{t-1} \mid x_t)\right)\right]")
 # the telescoping product, one factor per part, so that the cancelling pairs can be crossed out
@@ -30,9 +35,9 @@ FACTORS = (r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}", "=", 
 CANCEL = ((2, 6), (5, 7), (7, 9))  # q(x_2) with q(x_2)^-1; q(x_3) and each next one with the dots; the dots with q(x_{T-1})^-1
 
 
-class DenoisingELBO(c.LectureScene):
+class DenoisingELBO(LectureScene):
     def construct(self):
-        self.draws = c.elbo_draws()
+        self.draws = elbo_draws()
         self.title = Title("The smarter ELBO: denoising matching (exercise 3)", font_size=38)
         self.add(self.title)
         self.section_bayes()
@@ -42,7 +47,7 @@ class DenoisingELBO(c.LectureScene):
         self.section_variance()
 
     def steps(self, rows, notes, fs=28, buff=0.35, focus=None):
-        return c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, focus=focus)
+        return play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, focus=focus)
 
     def section_bayes(self):
         self.next_section("Markov property and Bayes")
@@ -53,33 +58,33 @@ class DenoisingELBO(c.LectureScene):
         notes = [r"Markov: given $x_{t-1}$, the next step does not depend on $x_0$",
                  r"Bayes, in $x_{t-1}$ and $x_t$ given $x_0$"]
         self.steps(rows, notes, fs=34, buff=0.5, focus=[r"q(x_t \mid x_{t-1}, x_0)", None])
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_telescope(self):
         """The encoder's product rewritten with Bayes; its ratio of marginals cancels term by term."""
         self.next_section("the telescoping product")
-        enc = c.derivation([
+        enc = derivation([
             (r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})", "=", r"q(x_1 \mid x_0)\prod_{t=2}^{T} "
              r"\frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}"),
         ], font_size=30).next_to(self.title, DOWN, buff=0.5)
         enc.set_x(0)
         product = MathTex(*FACTORS, font_size=26).next_to(enc, DOWN, buff=0.7)
-        result = c.tex(r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)} = "
-                       r"\frac{q(x_T \mid x_0)}{q(x_1 \mid x_0)}", font_size=34).next_to(product, DOWN, buff=0.7)
-        note = c.label(r"each $q(x_s \mid x_0)$ above a line meets its inverse in the next factor", size=26)
+        result = tex(r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)} = "
+                     r"\frac{q(x_T \mid x_0)}{q(x_1 \mid x_0)}", font_size=34).next_to(product, DOWN, buff=0.7)
+        note = label(r"each $q(x_s \mid x_0)$ above a line meets its inverse in the next factor", size=26)
         note.to_edge(DOWN, buff=0.4)
         self.play(FadeIn(enc))
         self.pause(1)
         self.play(FadeIn(product), FadeIn(note))
         self.pause(1)
         for i, j in CANCEL:
-            self.play(FadeIn(Cross(product[i], stroke_width=3, stroke_color=c.WHITE)),
-                      FadeIn(Cross(product[j], stroke_width=3, stroke_color=c.WHITE)), run_time=1.2)
+            self.play(FadeIn(Cross(product[i], stroke_width=3, stroke_color=WHITE)),
+                      FadeIn(Cross(product[j], stroke_width=3, stroke_color=WHITE)), run_time=1.2)
             self.pause(0, hold=1.5)
         self.play(FadeIn(result, shift=DOWN * 0.2))
         self.pause(2)
         self.product = product
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_substitute(self):
         self.next_section("substituted into the ELBO")
@@ -101,26 +106,26 @@ class DenoisingELBO(c.LectureScene):
                  r"$q(x_1 \mid x_0)$ cancels",
                  r"each expectation reduced to its marginal; the inner ones over $x_T$ and $x_{t-1}$ are KLs"]
         self.steps(rows, notes, fs=24, buff=0.45)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_result(self):
         self.next_section("the denoising-matching terms")
         fs = 30
-        terms = {c.RECON_TEX: c.RECONSTRUCTION, PRIOR: c.PRIOR, DENOISE: c.DENOISING}
-        top = c.tex(r"\log p(x_0) \ \geq\ ", c.RECON_TEX, PRIOR, terms=terms, font_size=fs)
-        bottom = c.tex(DENOISE, terms=terms, font_size=fs)
+        terms = {RECON_TEX: RECONSTRUCTION, PRIOR_TEX: PRIOR, DENOISE: DENOISING}
+        top = tex(r"\log p(x_0) \ \geq\ ", RECON_TEX, PRIOR_TEX, terms=terms, font_size=fs)
+        bottom = tex(DENOISE, terms=terms, font_size=fs)
         VGroup(top, bottom).arrange(DOWN, buff=1.1).next_to(self.title, DOWN, buff=0.5)
         bottom.align_to(top[1], LEFT)
         names = VGroup()
-        for part, name, colour in ((top[1], "reconstruction", c.RECONSTRUCTION), (top[2], "prior matching", c.PRIOR),
-                                   (bottom[0], "denoising matching", c.DENOISING)):
+        for part, name, colour in ((top[1], "reconstruction", RECONSTRUCTION), (top[2], "prior matching", PRIOR),
+                                   (bottom[0], "denoising matching", DENOISING)):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
-            names.add(VGroup(brace, c.label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
+            names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
         why = VGroup(
-            c.label(r"why the better target: each term is an expectation over one variable $x_t$ of a KL between",
-                    size=24),
-            c.label(r"two Gaussians, in closed form (exercise 2: over $x_{t-1}, x_t, x_{t+1}$); the prior term has no "
-                    r"parameters", size=24),
+            label(r"why the better target: each term is an expectation over one variable $x_t$ of a KL between",
+                  size=24),
+            label(r"two Gaussians, in closed form (exercise 2: over $x_{t-1}, x_t, x_{t+1}$); the prior term has no "
+                  r"parameters", size=24),
         ).arrange(DOWN, aligned_edge=LEFT).to_edge(DOWN, buff=0.35)
         self.play(FadeIn(top), FadeIn(bottom))
         self.pause(2)
@@ -129,7 +134,7 @@ class DenoisingELBO(c.LectureScene):
             self.pause(1)
         self.play(FadeIn(why))
         self.pause(2)
-        c.cut(self)
+        cut(self)
 
     def section_variance(self):
         self.next_section("both estimators on the same image")
@@ -137,12 +142,12 @@ class DenoisingELBO(c.LectureScene):
         a, b = cons.total.double().numpy(), den.total.double().numpy()
         log = elbo_panels.needs_log([a, b])  # a trained run's uniform-t draws have tails decades long
         ha, hb = elbo_panels.histogram_values([a, b], log)
-        edges = c.histogram_edges([ha, hb])
+        edges = histogram_edges([ha, hb])
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)
-        sub = c.label(c.elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
-        left = elbo_panels.totals_panel(ha, edges, c.CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
+        sub = label(elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
+        left = elbo_panels.totals_panel(ha, edges, CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
                                         width=5.0, height=1.4, log=log)
-        right = elbo_panels.totals_panel(hb, edges, c.DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
+        right = elbo_panels.totals_panel(hb, edges, DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
                                          width=5.0, height=1.4, log=log)
         VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.2)
         tables = elbo_panels.compare_table(cons, den, size=20)
@@ -151,7 +156,7 @@ class DenoisingELBO(c.LectureScene):
         low.set_x(0)
         if low.width > 13.6:  # a trained run's numbers are longer: keep the row inside the frame
             low.scale_to_fit_width(13.6)
-        means = c.label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
+        means = label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(left), FadeIn(right))
         self.pause(2)

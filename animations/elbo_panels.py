@@ -3,26 +3,29 @@ on a log scale, and captions computed from the numbers they describe.
 
 Kept apart from the scenes (as ManimML keeps its mobjects), so both ELBO scenes draw
 the same table and panels. Nothing here computes an ELBO: the numbers are
-vdm.elbo.ELBO objects from common.elbo_draws.
+vdm.elbo.ELBO objects from lecture_data.elbo_draws.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from manim import DOWN, LEFT, RIGHT, Axes, Rectangle, Tex, VGroup
+from manim import DOWN, LEFT, RIGHT, WHITE, Axes, Rectangle, Tex, VGroup
 
-from animations import common as c
+from animations.lecture_data import agreement
+from animations.mobjects.plots import histogram_panel
+from animations.mobjects.text import label, labels
+from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
 
 TERMS = ("reconstruction", "prior", "matching", "total")
 NAMES = {"consistency": {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "consistency",
                          "total": r"total $-$ELBO"},
          "denoising": {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "denoising matching",
                        "total": r"total $-$ELBO"}}
-COLOURS = {"reconstruction": c.RECONSTRUCTION, "prior": c.PRIOR, "total": c.WHITE}
+COLOURS = {"reconstruction": RECONSTRUCTION, "prior": PRIOR, "total": WHITE}
 
 
 def matching_colour(form: str):
-    return c.CONSISTENCY if form == "consistency" else c.DENOISING
+    return CONSISTENCY if form == "consistency" else DENOISING
 
 
 def stats(e) -> dict:
@@ -38,8 +41,8 @@ def term_table(e, form: str, size: float = 26) -> VGroup:
     """name | mean | ± standard error, one row per term; ``.rows[i][1].tex_string`` is the mean shown."""
     st = stats(e)
     colours = [COLOURS.get(k, matching_colour(form)) for k in TERMS]
-    cells = c.labels(*[NAMES[form][k] for k in TERMS], *[f"{st[k][0]:,.1f}" for k in TERMS],
-                     *[rf"$\pm$ {st[k][1]:,.1f}" for k in TERMS], colors=colours * 3, size=size)
+    cells = labels(*[NAMES[form][k] for k in TERMS], *[f"{st[k][0]:,.1f}" for k in TERMS],
+                   *[rf"$\pm$ {st[k][1]:,.1f}" for k in TERMS], colors=colours * 3, size=size)
     n = len(TERMS)
     rows = VGroup(*[VGroup(cells[i], cells[i + n], cells[i + 2 * n]) for i in range(n)])
     for r in rows:
@@ -50,8 +53,8 @@ def term_table(e, form: str, size: float = 26) -> VGroup:
     for r in rows:  # the means right-aligned in one column, the errors after them
         r[1].move_to(r[0]).shift(RIGHT * (right - r[1].get_right()[0]))
         r[2].next_to(r[1], RIGHT, buff=0.2)
-    head = c.label(rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
-                   rf"{e.bpd()['total']:.3f} bits/dim", size=20)
+    head = label(rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
+                 rf"{e.bpd()['total']:.3f} bits/dim", size=20)
     table = VGroup(rows, head.next_to(rows, DOWN, buff=0.25, aligned_edge=LEFT))
     table.rows = rows
     return table
@@ -65,10 +68,10 @@ def compare_table(cons, den, size: float = 20) -> VGroup:
     texts = [r"term", r"consistency form", r"denoising form"]
     for k in TERMS:
         texts += [names[k], rf"{sc[k][0]:,.1f} $\pm$ {sc[k][1]:,.1f}", rf"{sd[k][0]:,.1f} $\pm$ {sd[k][1]:,.1f}"]
-    colours = [c.WHITE, c.CONSISTENCY, c.DENOISING]
+    colours = [WHITE, CONSISTENCY, DENOISING]
     for k in TERMS:
-        colours += [COLOURS.get(k, c.WHITE), c.CONSISTENCY, c.DENOISING]
-    cells = c.labels(*texts, colors=colours, size=size)
+        colours += [COLOURS.get(k, WHITE), CONSISTENCY, DENOISING]
+    cells = labels(*texts, colors=colours, size=size)
     rows = VGroup(*[VGroup(*cells[3 * i:3 * i + 3]) for i in range(len(TERMS) + 1)])
     widths = [max(r[j].width for r in rows) for j in range(3)]
     for r in rows:
@@ -79,7 +82,7 @@ def compare_table(cons, den, size: float = 20) -> VGroup:
     for r in rows[1:]:  # keep the right-aligned number columns after arrange moved whole rows
         r[1].align_to(rows[0][1], RIGHT)
         r[2].align_to(rows[0][2], RIGHT)
-    foot = c.label(rf"nats per image, mean $\pm$ standard error of {cons.total.shape[0]} draws", size=size - 2)
+    foot = label(rf"nats per image, mean $\pm$ standard error of {cons.total.shape[0]} draws", size=size - 2)
     table = VGroup(rows, foot.next_to(rows, DOWN, buff=0.15, aligned_edge=LEFT))
     table.rows = rows
     return table
@@ -98,15 +101,15 @@ def histogram_values(samples, log: bool):
 
 def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height: float = 2.8,
                  log: bool = False) -> VGroup:
-    """common.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label].
+    """plots.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label].
 
     ``log``: ``values`` and ``edges`` are log10 of -ELBO (heavy-tailed estimates, a trained run's uniform-t draws).
     """
-    panel = c.histogram_panel(values, edges, colour, caption, width=width, height=height)
+    panel = histogram_panel(values, edges, colour, caption, width=width, height=height)
     axes = panel[0]
     what = r"$\log_{10}$ of $-$ELBO of one draw (nats per image)" if log else r"$-$ELBO of one draw (nats per image)"
-    xl = c.label(what, size=20).next_to(axes.x_axis, DOWN, buff=0.4)
-    yl = c.label("draws", size=20).rotate(1.5708).next_to(axes.y_axis, LEFT, buff=0.35)
+    xl = label(what, size=20).next_to(axes.x_axis, DOWN, buff=0.4)
+    yl = label("draws", size=20).rotate(1.5708).next_to(axes.y_axis, LEFT, buff=0.35)
     panel.add(xl, yl)
     return panel
 
@@ -123,7 +126,7 @@ def sign_caption(e) -> str:
 
 def compare_caption(a, b, z: float = 3.0) -> str:
     """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers."""
-    ok, diff, se = c.agreement(a, b, z)
+    ok, diff, se = agreement(a, b, z)
     ma, mb = float(np.mean(a)), float(np.mean(b))
     if ok:
         return (rf"means {ma:,.1f} and {mb:,.1f} nats: they agree within their Monte Carlo error "
@@ -152,7 +155,7 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
                      for k in range(lo, hi + 1, every)])
     bars = VGroup()
     for i, term in enumerate(TERMS):
-        for j, (form, colour) in enumerate((("consistency", c.CONSISTENCY), ("denoising", c.DENOISING))):
+        for j, (form, colour) in enumerate((("consistency", CONSISTENCY), ("denoising", DENOISING))):
             v = spreads[form][term]
             top = (np.log10(v) if v > 0 else lo) - lo
             x0, x1 = i + 0.12 + 0.38 * j, i + 0.12 + 0.38 * (j + 1)
@@ -160,10 +163,10 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
             bar = Rectangle(width=abs(p1[0] - p0[0]), height=max(abs(p1[1] - p0[1]), 1e-3), stroke_width=0,
                             fill_color=colour, fill_opacity=0.85).move_to((p0 + p1) / 2)
             bars.add(bar)
-    names = c.labels("recon.", "prior", "matching", "total", size=18)
+    names = labels("recon.", "prior", "matching", "total", size=18)
     for i, lab in enumerate(names):
         lab.next_to(axes.c2p(i + 0.5, 0), DOWN, buff=0.12)
-    yl = c.label("std per draw (nats, log)", size=18).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
+    yl = label("std per draw (nats, log)", size=18).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
     panel = VGroup(axes, bars, VGroup(ticks, *names, yl))
     panel.spreads = spreads
     return panel

@@ -13,7 +13,13 @@ import torch
 from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, LaggedStart, Rectangle,
                    SurroundingRectangle, Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
 
-from animations import common as c
+from animations.lecture_data import example_x0, lecture_schedule
+from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.mobjects.images import framed, pixel_image, set_pixels
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.plots import polyline
+from animations.mobjects.text import derivation, label, labels, one_line, tex
+from animations.palette import ALPHA, BOX, EPS, X0, XT
 from vdm.diffusion import forward_chain, q_mean_var, q_sample
 from vdm.elbo import gaussian_log_prob
 from vdm.schedule import Schedule
@@ -32,10 +38,10 @@ def log_t(u: float, T: int) -> int:
     return max(0, min(T, int(round((T + 1) ** u - 1))))
 
 
-class ForwardDiffusion(c.LectureScene):
+class ForwardDiffusion(LectureScene):
     def construct(self):
-        self.schedule = c.lecture_schedule()
-        self.x0 = c.example_x0(1)[0]
+        self.schedule = lecture_schedule()
+        self.x0 = example_x0(1)[0]
         g = torch.Generator().manual_seed(0)
         self.chain = forward_chain(self.schedule, self.x0, generator=g)  # [T+1, 3, 32, 32]
         self.noise = torch.randn(self.x0.shape, generator=g)
@@ -50,23 +56,23 @@ class ForwardDiffusion(c.LectureScene):
         self.next_section("the forward chain")
         T = self.schedule.T
         title = Title(r"Forward diffusion: $q(x_t \mid x_{t-1})$, step by step", font_size=36)
-        step = c.tex(r"x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1-\alpha_t}\,\epsilon", font_size=36)
+        step = tex(r"x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1-\alpha_t}\,\epsilon", font_size=36)
         step.next_to(title, DOWN)
         u = ValueTracker(0)  # the sweep's fraction; t = log_t(u)
 
         def t_now() -> int:
             return log_t(u.get_value(), T)
 
-        big = c.pixel_image(self.chain[0], height=3.2).shift(LEFT * 3.2 + UP * 0.2)
-        big.add_updater(lambda m: c.set_pixels(m, self.chain[t_now()]))
-        t_label = VGroup(c.tex("t ="), c.LiveNumber(0, "{:.0f}")).arrange(RIGHT)
+        big = pixel_image(self.chain[0], height=3.2).shift(LEFT * 3.2 + UP * 0.2)
+        big.add_updater(lambda m: set_pixels(m, self.chain[t_now()]))
+        t_label = VGroup(tex("t ="), LiveNumber(0, "{:.0f}")).arrange(RIGHT)
         t_label[1].add_updater(lambda m: m.set_value(t_now()))
         t_label.next_to(big, DOWN)
-        coef = VGroup(c.tex(r"\sqrt{\bar{\alpha}_t} ="), c.LiveNumber(1.0, "{:.3f}"))
+        coef = VGroup(tex(r"\sqrt{\bar{\alpha}_t} ="), LiveNumber(1.0, "{:.3f}"))
         coef.arrange(RIGHT)
         coef[1].add_updater(lambda m: m.set_value(float(self.schedule.signal_coef()[t_now()])))
         info = VGroup(
-            c.label(rf"constant $\alpha = {self.schedule.params[0]:.5f}$, $T = {T}$", c.ALPHA),
+            label(rf"constant $\alpha = {self.schedule.params[0]:.5f}$, $T = {T}$", ALPHA),
             coef,
         ).arrange(DOWN, aligned_edge=LEFT).next_to(big, RIGHT, buff=1.0)
         self.play(Write(title, run_time=1), FadeIn(step, run_time=1))
@@ -79,10 +85,10 @@ class ForwardDiffusion(c.LectureScene):
 
         strip = VGroup()
         frames = []
-        for tt, lab in zip(STRIP_T, c.labels(*[f"t={tt}" for tt in STRIP_T], size=26, math=True)):
-            img = c.pixel_image(self.chain[tt], height=1.5)
+        for tt, lab in zip(STRIP_T, labels(*[f"t={tt}" for tt in STRIP_T], size=26, math=True)):
+            img = pixel_image(self.chain[tt], height=1.5)
             frames.append(img)
-            strip.add(VGroup(c.framed(img), lab))
+            strip.add(VGroup(framed(img), lab))
         for img, cell in zip(frames, strip):
             cell[1].next_to(cell[0], DOWN, buff=0.1)
         strip.arrange(RIGHT, buff=0.35).shift(DOWN * 0.8)
@@ -93,7 +99,7 @@ class ForwardDiffusion(c.LectureScene):
                   run_time=2)
         self.strip_images = frames
         self.pause(2)
-        c.cut(self)  # the next section is the next slide
+        cut(self)  # the next section is the next slide
 
     # -- 1b. one pixel's Gaussian, before any algebra ------------------------------------------------
     def pixel_density(self, t: int) -> np.ndarray:
@@ -111,7 +117,7 @@ class ForwardDiffusion(c.LectureScene):
             if d <= 0:
                 continue
             p0, p1 = self.pixel_axes.c2p(lo, 0), self.pixel_axes.c2p(hi, min(d, 3.4))
-            bars.add(Rectangle(width=p1[0] - p0[0], height=p1[1] - p0[1], stroke_width=0, fill_color=c.XT,
+            bars.add(Rectangle(width=p1[0] - p0[0], height=p1[1] - p0[1], stroke_width=0, fill_color=XT,
                                fill_opacity=0.45).move_to((p0 + p1) / 2))
         return bars
 
@@ -127,25 +133,25 @@ class ForwardDiffusion(c.LectureScene):
         self.pixel_axes = axes = Axes(x_range=[-3.2, 3.2, 1], y_range=[0, 3.4, 1], x_length=8.6, y_length=4.0,
                                       tips=False, axis_config={"include_numbers": True, "font_size": 22}
                                       ).shift(LEFT * 1.9 + DOWN * 0.1)
-        x_lab = c.label(r"$x_t$: the pixel's value after $t$ steps (data scale $[-1, 1]$)", size=24)
+        x_lab = label(r"$x_t$: the pixel's value after $t$ steps (data scale $[-1, 1]$)", size=24)
         x_lab.next_to(axes.x_axis, DOWN, buff=0.4)
-        y_lab = c.label("density", size=24).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
+        y_lab = label("density", size=24).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
         u = ValueTracker(0.0)
 
         def t_now() -> int:
             return max(1, log_t(u.get_value(), T))
 
-        density = always_redraw(lambda: c.polyline(axes, PIXEL_GRID, self.pixel_density(t_now()), c.XT, 4))
+        density = always_redraw(lambda: polyline(axes, PIXEL_GRID, self.pixel_density(t_now()), XT, 4))
         bars = always_redraw(lambda: self.pixel_bars(t_now()))
-        x0_line = DashedLine(axes.c2p(float(self.pixel_x0), 0), axes.c2p(float(self.pixel_x0), 3.3), color=c.X0,
+        x0_line = DashedLine(axes.c2p(float(self.pixel_x0), 0), axes.c2p(float(self.pixel_x0), 3.3), color=X0,
                              stroke_width=2)
         fs = 30
-        num_t = c.LiveNumber(1, "{:.0f}", fs)
-        num_m = c.LiveNumber(0.0, "{:.3f}", fs, c.X0)
-        num_v = c.LiveNumber(0.0, "{:.3f}", fs, c.EPS)
-        panel = VGroup(VGroup(c.tex("t =", font_size=fs), num_t).arrange(RIGHT, buff=0.15),
-                       VGroup(c.tex(r"\sqrt{\bar{\alpha}_t}\, x_0 =", font_size=fs), num_m).arrange(RIGHT, buff=0.15),
-                       VGroup(c.tex(r"1-\bar{\alpha}_t =", font_size=fs), num_v).arrange(RIGHT, buff=0.15),
+        num_t = LiveNumber(1, "{:.0f}", fs)
+        num_m = LiveNumber(0.0, "{:.3f}", fs, X0)
+        num_v = LiveNumber(0.0, "{:.3f}", fs, EPS)
+        panel = VGroup(VGroup(tex("t =", font_size=fs), num_t).arrange(RIGHT, buff=0.15),
+                       VGroup(tex(r"\sqrt{\bar{\alpha}_t}\, x_0 =", font_size=fs), num_m).arrange(RIGHT, buff=0.15),
+                       VGroup(tex(r"1-\bar{\alpha}_t =", font_size=fs), num_v).arrange(RIGHT, buff=0.15),
                        ).arrange(DOWN, aligned_edge=LEFT, buff=0.3).next_to(axes, RIGHT, buff=0.4).align_to(axes, UP)
 
         def refresh(_):
@@ -157,9 +163,9 @@ class ForwardDiffusion(c.LectureScene):
 
         panel.add_updater(refresh)
         refresh(None)
-        legend = VGroup(c.label(r"bars: $x_t$ of the " + f"{PIXEL_DRAWS:,}" + r" chains", c.XT, 22),
-                        c.label(r"curve: $\mathcal{N}(\sqrt{\bar{\alpha}_t}\,x_0,\ 1-\bar{\alpha}_t)$", c.XT, 22),
-                        c.label(rf"dashed: this pixel's $x_0 = {float(self.pixel_x0):.3f}$", c.X0, 22),
+        legend = VGroup(label(r"bars: $x_t$ of the " + f"{PIXEL_DRAWS:,}" + r" chains", XT, 22),
+                        label(r"curve: $\mathcal{N}(\sqrt{\bar{\alpha}_t}\,x_0,\ 1-\bar{\alpha}_t)$", XT, 22),
+                        label(rf"dashed: this pixel's $x_0 = {float(self.pixel_x0):.3f}$", X0, 22),
                         ).arrange(DOWN, aligned_edge=LEFT).next_to(panel, DOWN, buff=0.5, aligned_edge=LEFT)
         self.play(Write(title, run_time=1), Create(axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(x0_line))
         self.add(bars, density)
@@ -182,10 +188,10 @@ class ForwardDiffusion(c.LectureScene):
             if stop > T:
                 continue
             target = np.log(stop + 1) / np.log(T + 1)
-            new_cap = c.one_line(note(stop), size=26).to_edge(DOWN, buff=0.3)
+            new_cap = one_line(note(stop), size=26).to_edge(DOWN, buff=0.3)
             out = [FadeOut(caption)] if caption is not None else []
             self.play(u.animate.set_value(target), *out, run_time=2.5, rate_func=linear)
-            trace = c.polyline(axes, PIXEL_GRID, self.pixel_density(stop), c.XT, 2).set_stroke(opacity=0.35)
+            trace = polyline(axes, PIXEL_GRID, self.pixel_density(stop), XT, 2).set_stroke(opacity=0.35)
             self.add(trace)
             self.play(FadeIn(new_cap), run_time=0.5)
             caption = new_cap
@@ -194,7 +200,7 @@ class ForwardDiffusion(c.LectureScene):
         panel.clear_updaters()
         self.pixel_panel = (num_t, num_m, num_v)
         self.pixel_curves = (density, bars)
-        c.cut(self)
+        cut(self)
 
     # -- 2. the closed form ---------------------------------------------------------------
     def section_closed_form(self):
@@ -227,20 +233,20 @@ class ForwardDiffusion(c.LectureScene):
                  r"\sqrt{1-\alpha^2}",
                  r"\sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0"]
         self.play(Write(title, run_time=1))
-        c.play_derivation(self, rows, notes, below=title, font_size=30, buff=0.28, transform=True, focus=focus)
-        c.cut(self, title)
+        play_derivation(self, rows, notes, below=title, font_size=30, buff=0.28, transform=True, focus=focus)
+        cut(self, title)
         rows2 = [
             (r"\bar{\alpha}_t", "=", r"\prod_{s=1}^{t} \alpha_s = \alpha^t"),
             (r"q(x_t \mid x_0)", "=", r"\mathcal{N}\!\left(x_t;\ \sqrt{\bar{\alpha}_t}\, x_0,\ "
                                     r"(1-\bar{\alpha}_t)\,\mathbf{I}\right)"),
             (None, "=", r"\mathcal{N}\!\left(x_t;\ \sqrt{\alpha^t}\, x_0,\ (1-\alpha^t)\,\mathbf{I}\right)"),
         ]
-        res = c.derivation(rows2, font_size=38, buff=0.45).next_to(title, DOWN, buff=0.6)
+        res = derivation(rows2, font_size=38, buff=0.45).next_to(title, DOWN, buff=0.6)
         res.set_x(0)
-        box = SurroundingRectangle(res[1:], buff=0.15, color=c.BOX)
+        box = SurroundingRectangle(res[1:], buff=0.15, color=BOX)
         a = self.schedule.params[0]
-        role = c.label(rf"the role of $\alpha$: close to 1, each step adds little noise ($1 - \alpha = {1 - a:.4f}$); "
-                       rf"$\alpha^t \to 0$ makes $x_T$ pure noise", size=26).next_to(res, DOWN, buff=0.6)
+        role = label(rf"the role of $\alpha$: close to 1, each step adds little noise ($1 - \alpha = {1 - a:.4f}$); "
+                     rf"$\alpha^t \to 0$ makes $x_T$ pure noise", size=26).next_to(res, DOWN, buff=0.6)
         self.play(FadeIn(res[0], shift=0.2 * DOWN))
         self.pause(1)
         self.play(FadeIn(res[1], shift=0.2 * DOWN))
@@ -249,7 +255,7 @@ class ForwardDiffusion(c.LectureScene):
         self.pause(2)
         self.play(FadeIn(role))
         self.pause(1)
-        c.cut(self)
+        cut(self)
 
     # -- 3. the two coefficients against t ------------------------------------------------------
     def curves(self, schedule: Schedule):
@@ -257,23 +263,23 @@ class ForwardDiffusion(c.LectureScene):
         ts = list(range(0, schedule.T + 1, CURVE_STEP))
         signal = schedule.signal_coef()[ts].tolist()
         noise_var = (1.0 - schedule.alpha_bar[ts]).tolist()
-        return VGroup(c.polyline(self.axes, ts, signal, c.X0), c.polyline(self.axes, ts, noise_var, c.EPS))
+        return VGroup(polyline(self.axes, ts, signal, X0), polyline(self.axes, ts, noise_var, EPS))
 
     def section_curves(self):
         self.next_section("sqrt(alpha_bar_t) and 1 - alpha_bar_t against t")
         T = self.schedule.T
         self.axes = Axes(x_range=[0, T, T // 5], y_range=[0, 1, 0.25], x_length=8, y_length=4.4, tips=False,
                          axis_config={"include_numbers": True, "font_size": 24}).shift(LEFT * 1.4 + DOWN * 0.3)
-        x_lab = c.label(r"step $t$ (of $T = " + str(T) + "$)", size=26).next_to(self.axes.x_axis, DOWN, buff=0.45)
-        y_lab = c.label("coefficient (no unit)", size=26).rotate(1.5708).next_to(self.axes.y_axis, LEFT, buff=0.45)
+        x_lab = label(r"step $t$ (of $T = " + str(T) + "$)", size=26).next_to(self.axes.x_axis, DOWN, buff=0.45)
+        y_lab = label("coefficient (no unit)", size=26).rotate(1.5708).next_to(self.axes.y_axis, LEFT, buff=0.45)
         x_lab = VGroup(x_lab, y_lab)
         self.graphs = self.curves(self.schedule)
         legend = VGroup(
-            c.tex(r"\sqrt{\bar{\alpha}_t}", r"\ \text{: signal kept of } x_0", font_size=30),
-            c.tex(r"1-\bar{\alpha}_t", r"\ \text{: noise variance}", font_size=30),
+            tex(r"\sqrt{\bar{\alpha}_t}", r"\ \text{: signal kept of } x_0", font_size=30),
+            tex(r"1-\bar{\alpha}_t", r"\ \text{: noise variance}", font_size=30),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(self.axes, RIGHT, buff=0.4).shift(UP * 1.2)
-        legend[0][0].set_color(c.X0)
-        legend[1][0].set_color(c.EPS)
+        legend[0][0].set_color(X0)
+        legend[1][0].set_color(EPS)
         title = Title(r"$q(x_t \mid x_0)$: how much signal is left at step $t$", font_size=36)
         self.play(Write(title, run_time=1), Create(self.axes, run_time=1), FadeIn(x_lab, run_time=1))
         self.play(Create(self.graphs), FadeIn(legend), run_time=2.5)
@@ -293,14 +299,14 @@ class ForwardDiffusion(c.LectureScene):
         self.remove(self.graphs)
         self.graphs = always_redraw(lambda: self.curves(schedule_now()))
         self.add(self.graphs)
-        readout = VGroup(c.tex(r"\alpha ="), c.LiveNumber(tuned, "{:.4f}", color=c.ALPHA))
+        readout = VGroup(tex(r"\alpha ="), LiveNumber(tuned, "{:.4f}", color=ALPHA))
         readout.arrange(RIGHT).next_to(self.legend, DOWN, buff=0.5, aligned_edge=LEFT)
         readout[1].add_updater(lambda m: m.set_value(self.alpha.get_value()))
         # x_100 for the current alpha, with the same noise draw: the image follows the curve
         t_show = min(50, T)
-        img = c.pixel_image(q_sample(self.schedule, self.x0, t_show, self.noise), height=1.6)
-        img.add_updater(lambda m: c.set_pixels(m, q_sample(schedule_now(), self.x0, t_show, self.noise)))
-        img_group = VGroup(c.framed(img), c.tex(f"x_t,\\ t={t_show}", font_size=28))
+        img = pixel_image(q_sample(self.schedule, self.x0, t_show, self.noise), height=1.6)
+        img.add_updater(lambda m: set_pixels(m, q_sample(schedule_now(), self.x0, t_show, self.noise)))
+        img_group = VGroup(framed(img), tex(f"x_t,\\ t={t_show}", font_size=28))
         img_group[1].next_to(img_group[0], DOWN, buff=0.1)
         img_group.next_to(readout, DOWN, buff=0.4, aligned_edge=LEFT)
         img.move_to(img_group[0])
@@ -309,7 +315,7 @@ class ForwardDiffusion(c.LectureScene):
         for a in (*ALPHA_SWEEP, tuned):
             self.play(self.alpha.animate.set_value(a), run_time=3)
             self.pause(1, hold=1.5)
-        note = c.label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", c.ALPHA, 26)
+        note = label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", ALPHA, 26)
         note.move_to(self.axes.c2p(0.45 * T, 0.55), aligned_edge=LEFT)  # the empty middle of the plot
         self.play(FadeIn(note))
         self.pause(1)

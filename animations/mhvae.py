@@ -27,7 +27,12 @@ import torch
 from manim import (DOWN, LEFT, RIGHT, UP, Axes, Circle, Create, CurvedArrow, DashedLine, Dot, FadeIn, GrowFromCenter,
                    LaggedStart, Line, SurroundingRectangle, Title, VGroup, Write)
 
-from animations import common as c
+from animations.lecture_data import example_x0, lecture_schedule
+from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.mobjects.images import pixel_image
+from animations.mobjects.plots import polyline
+from animations.mobjects.text import label, one_line, tex
+from animations.palette import ALPHA, BOX, EPS, X0, XHAT, XT
 from vdm.diffusion import forward_chain
 
 NODE_T = ("0", "1", "2", None, "T-1", "T")  # None: the dots between x_2 and x_{T-1}
@@ -35,11 +40,11 @@ JOINT = r"\frac{p(x_{0:T})}{q(x_{1:T} \mid x_0)}"
 JENSEN_Y = (0.5, 4.0)  # the two equally likely values of Y in the picture of Jensen's inequality
 
 
-class MarkovianHVAE(c.LectureScene):
+class MarkovianHVAE(LectureScene):
     def construct(self):
-        self.schedule = c.lecture_schedule()
+        self.schedule = lecture_schedule()
         T = self.schedule.T
-        x0 = c.example_x0(1)[0]
+        x0 = example_x0(1)[0]
         self.chain = forward_chain(self.schedule, x0, generator=torch.Generator().manual_seed(0))
         self.node_steps = [0, 1, 2, None, T - 1, T]
         self.section_graph()
@@ -54,20 +59,20 @@ class MarkovianHVAE(c.LectureScene):
         nodes = VGroup()
         for name in NODE_T:
             if name is None:
-                nodes.add(c.tex(r"\cdots", font_size=40))
+                nodes.add(tex(r"\cdots", font_size=40))
                 continue
             key = "x_0" if name == "0" else ("x_{" + name + "}" if len(name) > 1 else "x_" + name)
-            circle = Circle(radius=0.45, color=c.X0 if name == "0" else c.XT, stroke_width=3)
-            nodes.add(VGroup(circle, c.tex(key, font_size=34).move_to(circle)))
+            circle = Circle(radius=0.45, color=X0 if name == "0" else XT, stroke_width=3)
+            nodes.add(VGroup(circle, tex(key, font_size=34).move_to(circle)))
         nodes.arrange(RIGHT, buff=1.1).shift(UP * 0.9)
         enc, dec = VGroup(), VGroup()
         for a, b in zip(nodes[:-1], nodes[1:]):
-            enc.add(CurvedArrow(a.get_top() + RIGHT * 0.1, b.get_top() + LEFT * 0.1, angle=-1.0, color=c.XT,
+            enc.add(CurvedArrow(a.get_top() + RIGHT * 0.1, b.get_top() + LEFT * 0.1, angle=-1.0, color=XT,
                                 stroke_width=3, tip_length=0.18))
             dec.add(CurvedArrow(b.get_bottom() + LEFT * 0.1, a.get_bottom() + RIGHT * 0.1, angle=-1.0,
-                                color=c.XHAT, stroke_width=3, tip_length=0.18))
-        enc_label = c.tex(r"q(x_t \mid x_{t-1})\ \text{encoder}", font_size=30).next_to(enc, UP, buff=0.1)
-        dec_label = c.tex(r"p_\theta(x_{t-1} \mid x_t)\ \text{decoder}", font_size=30).next_to(dec, DOWN, buff=0.1)
+                                color=XHAT, stroke_width=3, tip_length=0.18))
+        enc_label = tex(r"q(x_t \mid x_{t-1})\ \text{encoder}", font_size=30).next_to(enc, UP, buff=0.1)
+        dec_label = tex(r"p_\theta(x_{t-1} \mid x_t)\ \text{decoder}", font_size=30).next_to(dec, DOWN, buff=0.1)
         self.play(Write(title))
         self.play(LaggedStart(*[GrowFromCenter(n) for n in nodes], lag_ratio=0.15))
         self.pause(1)
@@ -81,7 +86,7 @@ class MarkovianHVAE(c.LectureScene):
     def section_joint(self):
         """The chain rule down the decoder and up the encoder, then the Markov property: one factor per edge."""
         self.next_section("joint and posterior")
-        c.cut(self, self.title)
+        cut(self, self.title)
         rows = [
             (r"p(x_{0:T})", "=", (r"p(x_T)", r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})")),
             (None, "=", (r"p(x_T)", r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)")),
@@ -92,12 +97,12 @@ class MarkovianHVAE(c.LectureScene):
                  r"Markov: the decoder's $x_{t-1}$ depends only on the latent just above, $x_t$",
                  r"the posterior (encoder), the chain rule from the bottom: each $x_t$ given all below it",
                  r"Markov again: the encoder's $x_t$ depends only on $x_{t-1}$; a product of the fixed Gaussians"]
-        self.joint = c.play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.45,
-                                       focus=[r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})",
-                                              r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)",
-                                              r"\prod_{t=1}^{T} q(x_t \mid x_{0:t-1})",
-                                              r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})"])
-        c.cut(self, self.title)
+        self.joint = play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.45,
+                                     focus=[r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})",
+                                            r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)",
+                                            r"\prod_{t=1}^{T} q(x_t \mid x_{0:t-1})",
+                                            r"\prod_{t=1}^{T} q(x_t \mid x_{t-1})"])
+        cut(self, self.title)
 
     def section_likelihood(self):
         """log p(x_0) as an expectation under the encoder, and Jensen's inequality: the ELBO."""
@@ -112,11 +117,11 @@ class MarkovianHVAE(c.LectureScene):
                  r"multiply and divide by the encoder $q(x_{1:T} \mid x_0)$: nothing changes where $q > 0$",
                  r"an integral against a density is an expectation: a mean over chains drawn by the encoder",
                  r"Jensen: $\log$ is concave, so $\log \mathbb{E}[Y] \geq \mathbb{E}[\log Y]$; the right side is the ELBO"]
-        self.likelihood = c.play_derivation(
+        self.likelihood = play_derivation(
             self, rows, notes, below=self.title, font_size=32, buff=0.45, transform=True,
             focus=[r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT,
                    r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]", r"\geq"])
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_jensen(self):
         """Jensen drawn: Y takes two values with probability 1/2; the chord's midpoint lies below the curve."""
@@ -131,28 +136,28 @@ class MarkovianHVAE(c.LectureScene):
                     x_axis_config={"decimal_number_config": {"num_decimal_places": 0}})
         axes.next_to(self.title, DOWN, buff=0.5).to_edge(LEFT, buff=1.2)
         xs = np.linspace(0.25, 5, 200)
-        curve = c.polyline(axes, xs, np.log(xs), c.ALPHA, 4)
+        curve = polyline(axes, xs, np.log(xs), ALPHA, 4)
         # below the whole plot: the t axis runs through its middle (log Y = 0), where the picture is
-        x_lab = c.label(r"$Y = p(x_{0:T}) / q(x_{1:T} \mid x_0)$, $x_{1:T} \sim q(x_{1:T} \mid x_0)$",
-                        size=22).next_to(axes, DOWN, buff=0.2)
-        curve_lab = c.tex(r"\log Y", font_size=28, color=c.ALPHA).next_to(axes.c2p(5, np.log(5)), UP, buff=0.15)
+        x_lab = label(r"$Y = p(x_{0:T}) / q(x_{1:T} \mid x_0)$, $x_{1:T} \sim q(x_{1:T} \mid x_0)$",
+                      size=22).next_to(axes, DOWN, buff=0.2)
+        curve_lab = tex(r"\log Y", font_size=28, color=ALPHA).next_to(axes.c2p(5, np.log(5)), UP, buff=0.15)
         p1, p2 = axes.c2p(y1, np.log(y1)), axes.c2p(y2, np.log(y2))
-        chord = Line(p1, p2, color=c.X0, stroke_width=3)
-        dots = VGroup(Dot(p1, color=c.X0), Dot(p2, color=c.X0))
-        on_chord = Dot(axes.c2p(mean_y, mean_log), color=c.X0)
-        on_curve = Dot(axes.c2p(mean_y, log_mean), color=c.ALPHA)
-        drop = DashedLine(axes.c2p(mean_y, 0), axes.c2p(mean_y, log_mean), color=c.EPS, stroke_width=2)
-        gap = Line(on_chord.get_center(), on_curve.get_center(), color=c.BOX, stroke_width=5)
+        chord = Line(p1, p2, color=X0, stroke_width=3)
+        dots = VGroup(Dot(p1, color=X0), Dot(p2, color=X0))
+        on_chord = Dot(axes.c2p(mean_y, mean_log), color=X0)
+        on_curve = Dot(axes.c2p(mean_y, log_mean), color=ALPHA)
+        drop = DashedLine(axes.c2p(mean_y, 0), axes.c2p(mean_y, log_mean), color=EPS, stroke_width=2)
+        gap = Line(on_chord.get_center(), on_curve.get_center(), color=BOX, stroke_width=5)
         side = VGroup(
-            c.label(rf"$Y = {y1:g}$ or ${y2:g}$, each with probability $\frac{{1}}{{2}}$", size=24),
-            c.label(rf"$\log \mathbb{{E}}[Y] = \log {mean_y:g} = {log_mean:.2f}$", c.ALPHA, 24),
-            c.label(rf"$\mathbb{{E}}[\log Y] = \frac{{1}}{{2}}(\log {y1:g} + \log {y2:g}) = {mean_log:.2f}$", c.X0, 24),
-            c.label(rf"gap ${log_mean:.2f} - {mean_log:.2f} = {log_mean - mean_log:.2f}$ $\geq 0$", size=24),
+            label(rf"$Y = {y1:g}$ or ${y2:g}$, each with probability $\frac{{1}}{{2}}$", size=24),
+            label(rf"$\log \mathbb{{E}}[Y] = \log {mean_y:g} = {log_mean:.2f}$", ALPHA, 24),
+            label(rf"$\mathbb{{E}}[\log Y] = \frac{{1}}{{2}}(\log {y1:g} + \log {y2:g}) = {mean_log:.2f}$", X0, 24),
+            label(rf"gap ${log_mean:.2f} - {mean_log:.2f} = {log_mean - mean_log:.2f}$ $\geq 0$", size=24),
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.3).next_to(axes, RIGHT, buff=0.3).shift(UP * 0.4)
-        caps = [c.one_line(r"the mean of $\log Y$ lies on the chord, $\log$ of the mean on the curve: "
-                           r"a concave curve is above its chords", size=24),
-                c.one_line(r"the gap is $D_{\mathrm{KL}}(q(x_{1:T} \mid x_0) \,\|\, p(x_{1:T} \mid x_0))$: "
-                           r"zero only if the encoder is the true posterior ($Y$ constant)", size=24)]
+        caps = [one_line(r"the mean of $\log Y$ lies on the chord, $\log$ of the mean on the curve: "
+                         r"a concave curve is above its chords", size=24),
+                one_line(r"the gap is $D_{\mathrm{KL}}(q(x_{1:T} \mid x_0) \,\|\, p(x_{1:T} \mid x_0))$: "
+                         r"zero only if the encoder is the true posterior ($Y$ constant)", size=24)]
         for cap in caps:
             cap.to_edge(DOWN, buff=0.35)
         self.play(Create(axes), FadeIn(x_lab))
@@ -165,7 +170,7 @@ class MarkovianHVAE(c.LectureScene):
         self.pause(4)
         self.play(Create(gap), FadeIn(side[3]), FadeIn(caps[0]))
         self.pause(5)
-        box = SurroundingRectangle(side[3], buff=0.08, color=c.BOX, stroke_width=2.5)
+        box = SurroundingRectangle(side[3], buff=0.08, color=BOX, stroke_width=2.5)
         self.play(FadeIn(caps[1]), caps[0].animate.next_to(caps[1], UP, buff=0.15), Create(box))
         self.pause(6)
         self.jensen_side = side
@@ -175,18 +180,18 @@ class MarkovianHVAE(c.LectureScene):
         fs = 30
         a_T = float(self.schedule.signal_coef()[self.schedule.T])
         items = VGroup(
-            c.tex(r"1.\ \ x_t \in \mathbb{R}^{3\times 32\times 32}", r"\text{: every latent has the data's dimension}",
-                  font_size=fs),
-            c.tex(r"2.\ \ q(x_t \mid x_{t-1}) = \mathcal{N}\!\left(x_t;\ \sqrt{\alpha_t}\, x_{t-1},\ "
-                  r"(1-\alpha_t)\,\mathbf{I}\right)", r"\text{: a fixed encoder, not learned}", font_size=fs),
-            c.tex(r"3.\ \ q(x_T \mid x_0) \approx \mathcal{N}(0, \mathbf{I})", r"\text{: here }",
-                  r"\sqrt{\bar{\alpha}_T}" + f" = {a_T:.4f}", font_size=fs),
+            tex(r"1.\ \ x_t \in \mathbb{R}^{3\times 32\times 32}", r"\text{: every latent has the data's dimension}",
+                font_size=fs),
+            tex(r"2.\ \ q(x_t \mid x_{t-1}) = \mathcal{N}\!\left(x_t;\ \sqrt{\alpha_t}\, x_{t-1},\ "
+                r"(1-\alpha_t)\,\mathbf{I}\right)", r"\text{: a fixed encoder, not learned}", font_size=fs),
+            tex(r"3.\ \ q(x_T \mid x_0) \approx \mathcal{N}(0, \mathbf{I})", r"\text{: here }",
+                r"\sqrt{\bar{\alpha}_T}" + f" = {a_T:.4f}", font_size=fs),
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.3).to_edge(DOWN, buff=0.35)
         images = []
         for node, t in zip(self.nodes, self.node_steps):
             if t is None:
                 continue
-            img = c.pixel_image(self.chain[t], height=0.75)
+            img = pixel_image(self.chain[t], height=0.75)
             img.move_to([node.get_center()[0], items.get_top()[1] + 0.65, 0])
             images.append((node, img))
         self.play(FadeIn(items[0], shift=UP * 0.2))

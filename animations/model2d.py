@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from animations import common as c
+from animations.latex import tex_text
+from animations.lecture_data import lecture_source
 
 # what the lecture trains: the README's `vdm train --data gmm` (the points defaults: cosine T = 100, x0-precond,
 # EDM weighting, MLP, EMA, 150 epochs; under a minute on one CPU thread), seeded, evaluated every 15 epochs so
@@ -116,7 +117,7 @@ class PointModel:
 
 def given_points_run():
     """The 2-D run given with `vdm render --run`, or None (no run, or an image run)."""
-    src = c.lecture_source()
+    src = lecture_source()
     return src.points_run
 
 
@@ -134,7 +135,7 @@ def point_model() -> PointModel:
     data = run.config.data
     mixture = gmm.layout(data) if gmm.is_mixture(data) else None
     what = (rf"\texttt{{{data}}}, {run.config.epochs} epochs, seed {run.config.seed}, trained for this lecture" if here
-            else f"run {c.tex_text(run.name)}, given with -{{}}-run")
+            else f"run {tex_text(run.name)}, given with -{{}}-run")
     note = rf"2-D model: {what}"
     return PointModel(den, run.schedule, run, data, mixture, note, here, what)
 
@@ -147,7 +148,7 @@ def prepare(progress=print) -> PointModel:
 
 
 def reset() -> None:
-    """Forget the chosen model and everything computed from it (common.use_run calls this)."""
+    """Forget the chosen model and everything computed from it (lecture_data.use_run calls this)."""
     for f in (point_model, held_out, forward_paths, backward_paths, elbo_table):
         f.cache_clear()
 

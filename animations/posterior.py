@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
+from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
                    ValueTracker, VGroup, always_redraw, linear)
 
-from animations import common as c
+from animations.latex import sci
+from animations.lecture_data import example_x0, lecture_schedule
+from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.plots import polyline
+from animations.mobjects.text import derivation, label, labels, one_line, tex
+from animations.palette import BOX, POSTERIOR, X0, XT
 from vdm.diffusion import forward_step, posterior, posterior_coefs, q_mean_var, q_sample
 from vdm.elbo import gaussian_log_prob
 
@@ -36,13 +42,13 @@ def log_u(t: float, T: int) -> float:
     return float(np.log(t + 1) / np.log(T + 1))
 
 
-class Posterior(c.LectureScene):
+class Posterior(LectureScene):
     def construct(self):
-        self.schedule = c.lecture_schedule()
+        self.schedule = lecture_schedule()
         self.coefs = posterior_coefs(self.schedule)
         # one pixel (red channel, centre of the example image) and a fixed noise draw,
         # so x_t moves smoothly with t instead of jumping each frame
-        self.x0 = c.example_x0(1)[0, 0, 16, 16].double().reshape(1)
+        self.x0 = example_x0(1)[0, 0, 16, 16].double().reshape(1)
         self.eps = torch.tensor([0.7], dtype=torch.float64)
         self.title = Title(r"The posterior $q(x_{t-1} \mid x_t, x_0)$ (exercise 4)", font_size=38)
         self.add(self.title)
@@ -80,8 +86,8 @@ class Posterior(c.LectureScene):
         self.next_section("two Gaussians multiply into the posterior")
         axes = Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
                     axis_config={"include_numbers": True, "font_size": 20}).to_edge(DOWN, buff=1.55).shift(LEFT * 1.6)
-        x_lab = c.label(r"$x_{t-1}$: one pixel's value", size=24).next_to(axes.x_axis, DOWN, buff=0.35)
-        y_lab = c.label("density", size=22).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
+        x_lab = label(r"$x_{t-1}$: one pixel's value", size=24).next_to(axes.x_axis, DOWN, buff=0.35)
+        y_lab = label("density", size=22).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
         self.product_axes = axes
         grid = GRID.numpy()
         self.play(FadeIn(axes), FadeIn(x_lab), FadeIn(y_lab))
@@ -91,26 +97,26 @@ class Posterior(c.LectureScene):
             d = self.product_curves(t)
             gap = float(np.abs(d["product"] - d["posterior"]).max() / d["posterior"].max())
             self.product_checks[t] = gap
-            like = c.polyline(axes, grid, d["likelihood"], c.XT, 3)
-            prior = c.polyline(axes, grid, d["prior"], c.X0, 3)
-            post = c.polyline(axes, grid, d["posterior"], c.POSTERIOR, 8)
-            prod = c.polyline(axes, grid, d["product"], c.WHITE, 2.5)
-            head = c.label(rf"$t = {t}$", size=30).next_to(self.title, DOWN, buff=0.25)
+            like = polyline(axes, grid, d["likelihood"], XT, 3)
+            prior = polyline(axes, grid, d["prior"], X0, 3)
+            post = polyline(axes, grid, d["posterior"], POSTERIOR, 8)
+            prod = polyline(axes, grid, d["product"], WHITE, 2.5)
+            head = label(rf"$t = {t}$", size=30).next_to(self.title, DOWN, buff=0.25)
             lines = [(like, r"likelihood $q(x_t \mid x_{t-1})$ as a function of $x_{t-1}$ "
-                            r"(a Gaussian: the step read backwards)", c.XT),
-                     (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", c.X0),
-                     (prod, r"their product, point by point, scaled to area 1 (white)", c.WHITE),
+                            r"(a Gaussian: the step read backwards)", XT),
+                     (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", X0),
+                     (prod, r"their product, point by point, scaled to area 1 (white)", WHITE),
                      (post, rf"the posterior $q(x_{{t-1}} \mid x_t, x_0)$ from \texttt{{vdm}}: the same curve "
-                            rf"(largest gap ${c.sci(100 * gap)}\%$ of its peak)", c.POSTERIOR)]
-            legend = VGroup(*c.labels(r"likelihood", r"prior", r"product", r"posterior",
-                                      colors=[c.XT, c.X0, c.WHITE, c.POSTERIOR], size=24))
+                            rf"(largest gap ${sci(100 * gap)}\%$ of its peak)", POSTERIOR)]
+            legend = VGroup(*labels(r"likelihood", r"prior", r"product", r"posterior",
+                                    colors=[XT, X0, WHITE, POSTERIOR], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
             self.play(FadeIn(head))
             caption = None
             order = [0, 1, 3, 2]  # the thick posterior goes under the thin white product
             for k in order:
                 curve, text, _ = lines[k]
-                cap = c.one_line(text, size=24).to_edge(DOWN, buff=0.3)
+                cap = one_line(text, size=24).to_edge(DOWN, buff=0.3)
                 anims = [Create(curve), FadeIn(legend[k]), FadeIn(cap)]
                 if caption is not None:
                     anims.append(FadeOut(caption))
@@ -120,11 +126,11 @@ class Posterior(c.LectureScene):
             keep = VGroup(like, prior, post, prod, legend, head, caption)
             if t != PRODUCT_T[-1]:
                 self.play(FadeOut(keep))
-        wide = c.one_line(r"the narrower factor wins: the posterior sits nearer the likelihood at large $t$, "
-                          r"between both where they are equally wide", size=24).to_edge(DOWN, buff=0.3)
+        wide = one_line(r"the narrower factor wins: the posterior sits nearer the likelihood at large $t$, "
+                        r"between both where they are equally wide", size=24).to_edge(DOWN, buff=0.3)
         self.play(FadeOut(keep[-1]), FadeIn(wide))
         self.pause(2)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_bayes(self):
         """Bayes with the Markov property, the three Gaussians, their exponents (exercise 4, first half)."""
@@ -143,9 +149,9 @@ class Posterior(c.LectureScene):
         notes = [r"Bayes; $q(x_t \mid x_{t-1}, x_0) = q(x_t \mid x_{t-1})$ by the Markov property",
                  r"all three are Gaussians we know: one step, and the closed form twice (exercise 1b)",
                  r"keep the exponents; the normalisers do not depend on $x_{t-1}$"]
-        c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.4,
-                          focus=[r"q(x_t \mid x_{t-1}, x_0)", None, None])
-        c.cut(self, self.title)
+        play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.4,
+                        focus=[r"q(x_t \mid x_{t-1}, x_0)", None, None])
+        cut(self, self.title)
 
     def section_square(self):
         """Completing the square in x_{t-1}: 1/sigma_q^2 is the quadratic coefficient, and
@@ -166,25 +172,25 @@ class Posterior(c.LectureScene):
                  r"the quadratic coefficient is $1/\sigma_q^2$",
                  r"and the linear coefficient is $\mu_q / \sigma_q^2$",
                  r"multiply out, with $1 - \bar{\alpha}_t = \alpha_t(1 - \bar{\alpha}_{t-1}) + (1 - \alpha_t)$"]
-        c.play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.38,
-                          focus=[None, QUAD, LIN, None])
-        c.cut(self, self.title)
+        play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.38,
+                        focus=[None, QUAD, LIN, None])
+        cut(self, self.title)
         # the seed's form: constant alpha, so alpha_bar_{t-1} = alpha^{t-1}
-        res = c.derivation([
+        res = derivation([
             (r"\mu_q", "=", r"\frac{\sqrt{\alpha}(1-\alpha^{t-1})\, x_t + \sqrt{\alpha^{t-1}}(1-\alpha)\, x_0}{1-\alpha^t}"),
             (r"\sigma_q^2(t)", "=", r"\frac{(1-\alpha)(1-\alpha^{t-1})}{1-\alpha^t}"),
         ], font_size=38, buff=0.5)
-        head = c.label(r"with the constant $\alpha$ of the assignment: $\bar{\alpha}_{t-1} = \alpha^{t-1}$", size=30)
+        head = label(r"with the constant $\alpha$ of the assignment: $\bar{\alpha}_{t-1} = \alpha^{t-1}$", size=30)
         head.next_to(self.title, DOWN, buff=0.3)
         # below the heading with room for the box's own margin (0.2), so the box never cuts the heading
         res.next_to(head, DOWN, buff=0.45).set_x(0)
-        box = SurroundingRectangle(res, buff=0.2, color=c.BOX)
-        q = c.tex(r"q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, x_0),\ \sigma_q^2(t)\,\mathbf{I}\right)",
-                  font_size=34).next_to(box, DOWN, buff=0.5)
+        box = SurroundingRectangle(res, buff=0.2, color=BOX)
+        q = tex(r"q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t, x_0),\ \sigma_q^2(t)\,\mathbf{I}\right)",
+                font_size=34).next_to(box, DOWN, buff=0.5)
         self.play(FadeIn(head), FadeIn(res))
         self.play(FadeIn(box), FadeIn(q))
         self.pause(4)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def section_live(self):
         self.next_section("live coefficients and densities as t sweeps")
@@ -196,14 +202,14 @@ class Posterior(c.LectureScene):
             return max(2, min(T, int(round(self.t_tracker.get_value()))))
 
         fs = 34
-        self.num_c_x0 = c.LiveNumber(float(c_x0[T]), "{:.4f}", fs, c.X0)
-        self.num_c_xt = c.LiveNumber(float(c_xt[T]), "{:.4f}", fs, c.XT)
-        self.num_var = c.LiveNumber(float(var[T]), "{:.4f}", fs)
-        self.num_t = c.LiveNumber(T, "{:.0f}", fs)
-        mu = VGroup(c.tex(r"\mu_q =", font_size=fs), self.num_c_x0, c.tex(r"\, x_0 +", font_size=fs),
-                    self.num_c_xt, c.tex(r"\, x_t", font_size=fs)).arrange(RIGHT, buff=0.15)
-        sig = VGroup(c.tex(r"\sigma_q^2(t) =", font_size=fs), self.num_var).arrange(RIGHT, buff=0.15)
-        tl = VGroup(c.tex("t =", font_size=fs), self.num_t).arrange(RIGHT, buff=0.15)
+        self.num_c_x0 = LiveNumber(float(c_x0[T]), "{:.4f}", fs, X0)
+        self.num_c_xt = LiveNumber(float(c_xt[T]), "{:.4f}", fs, XT)
+        self.num_var = LiveNumber(float(var[T]), "{:.4f}", fs)
+        self.num_t = LiveNumber(T, "{:.0f}", fs)
+        mu = VGroup(tex(r"\mu_q =", font_size=fs), self.num_c_x0, tex(r"\, x_0 +", font_size=fs),
+                    self.num_c_xt, tex(r"\, x_t", font_size=fs)).arrange(RIGHT, buff=0.15)
+        sig = VGroup(tex(r"\sigma_q^2(t) =", font_size=fs), self.num_var).arrange(RIGHT, buff=0.15)
+        tl = VGroup(tex("t =", font_size=fs), self.num_t).arrange(RIGHT, buff=0.15)
         panel = VGroup(tl, mu, sig).arrange(RIGHT, buff=0.7).next_to(self.title, DOWN, buff=0.3)
         for n in (self.num_c_x0, self.num_c_xt, self.num_var):
             n.shift(UP * 0.02)
@@ -219,30 +225,30 @@ class Posterior(c.LectureScene):
 
         self.axes = Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=9.0, y_length=3.9, tips=False,
                          axis_config={"include_numbers": True, "font_size": 20}).to_edge(DOWN, buff=0.9).shift(LEFT * 1.0)
-        x_lab = c.label(r"$x_{t-1}$: one pixel's value (data scale $[-1, 1]$)", size=24)
+        x_lab = label(r"$x_{t-1}$: one pixel's value (data scale $[-1, 1]$)", size=24)
         x_lab.next_to(self.axes.x_axis, DOWN, buff=0.4)
-        y_lab = c.label("density (per unit of pixel value)", size=22).rotate(1.5708)
+        y_lab = label("density (per unit of pixel value)", size=22).rotate(1.5708)
         y_lab.next_to(self.axes, LEFT, buff=0.15)  # the y axis sits at x_{t-1} = 0, mid-plot: label the box's edge
-        styles = {"likelihood": (c.XT, r"$q(x_t \mid x_{t-1})$ in $x_{t-1}$", 3),
-                  "prior": (c.X0, r"$q(x_{t-1} \mid x_0)$", 3),
-                  "posterior": (c.POSTERIOR, r"$q(x_{t-1} \mid x_t, x_0)$, thick", 7)}
+        styles = {"likelihood": (XT, r"$q(x_t \mid x_{t-1})$ in $x_{t-1}$", 3),
+                  "prior": (X0, r"$q(x_{t-1} \mid x_0)$", 3),
+                  "posterior": (POSTERIOR, r"$q(x_{t-1} \mid x_t, x_0)$, thick", 7)}
 
         def curves():
             t = t_now()
             d = self.densities(t)
             # the posterior first and thick, the likelihood thin on top: while the prior is wide they coincide
             order = ("posterior", "likelihood", "prior")
-            group = VGroup(*[c.polyline(self.axes, GRID.tolist(), d[k].tolist(), styles[k][0], styles[k][2])
+            group = VGroup(*[polyline(self.axes, GRID.tolist(), d[k].tolist(), styles[k][0], styles[k][2])
                              for k in order])
             x0_line = DashedLine(self.axes.c2p(float(self.x0), 0), self.axes.c2p(float(self.x0), 4.3),
-                                 color=c.X0, stroke_width=2)
+                                 color=X0, stroke_width=2)
             group.add(x0_line)
             return group
 
         self.curves = always_redraw(curves)
-        legend = VGroup(*c.labels(*[text for _, text, _ in styles.values()],
-                                  colors=[colour for colour, _, _ in styles.values()], size=24),
-                        c.label(r"dashed line: $x_0$ of this pixel", c.X0, 24))
+        legend = VGroup(*labels(*[text for _, text, _ in styles.values()],
+                                colors=[colour for colour, _, _ in styles.values()], size=24),
+                        label(r"dashed line: $x_0$ of this pixel", X0, 24))
         legend.arrange(DOWN, aligned_edge=LEFT).next_to(self.axes, RIGHT, buff=0.2).shift(UP * 0.8)
         self.play(FadeIn(panel), FadeIn(self.axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(legend))
         self.add(self.curves)

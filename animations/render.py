@@ -73,10 +73,10 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
     except ImportError:
         raise ValueError("manim is not installed; install it with pip install 'vdm[animations]' "
                          "(manim==0.22.*).") from None
-    from animations import common
+    from animations.lecture_data import lecture_source, use_run
 
-    common.use_run(run, search=search_runs)  # a bad run is one sentence here, before anything renders
-    if any(n in POINT_SCENES or (n in POINT_SCENES_WITHOUT_IMAGE_RUN and common.lecture_source().denoiser is None)
+    use_run(run, search=search_runs)  # a bad run is one sentence here, before anything renders
+    if any(n in POINT_SCENES or (n in POINT_SCENES_WITHOUT_IMAGE_RUN and lecture_source().denoiser is None)
            for n in names):
         from animations import model2d
 

@@ -7,7 +7,7 @@ uniform t turns its sum into one expectation, and a real run's loss and samples.
 
 w(t) is read off vdm.elbo.matching_kl itself (an error of 1 in one pixel), the corruption is
 vdm.diffusion.q_sample, and the loss curve and sample grids are the run's own
-(vdm.run.open_run: metrics.jsonl, samples/step-*.png). The run is common.lecture_source's:
+(vdm.run.open_run: metrics.jsonl, samples/step-*.png). The run is lecture_data.lecture_source's:
 `vdm render training --run RUN`, else the newest image run under runs/, named on screen. Without
 an image run the screen says so in one line and the loss curve and samples are the lecture's 2-D
 model's (animations.model2d: its metrics.jsonl and samples/step-*.npy, drawn as clouds).
@@ -24,7 +24,13 @@ from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, Dot, FadeIn, Grou
                    SurroundingRectangle, Title, VGroup)
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 
-from animations import common as c
+from animations.latex import sci, tex_text
+from animations.lecture_data import LEAK, LeakyOracle, example_images, example_x0, lecture_source
+from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
+from animations.mobjects.images import pixel_image
+from animations.mobjects.plots import polyline
+from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
+from animations.palette import BOX, DENOISING, EPS, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
 from vdm.run import sample_grids as vdm_sample_grids
@@ -111,9 +117,9 @@ def grid_image(path, height: float) -> ImageMobject:
     return m
 
 
-class Training(c.LectureScene):
+class Training(LectureScene):
     def construct(self):
-        self.src = c.lecture_source()
+        self.src = lecture_source()
         self.schedule = self.src.schedule
         self.title = Title(r"Training $\hat{x}_0(x_t, t)$ (exercise 5)", font_size=38)
         self.add(self.title)
@@ -143,10 +149,10 @@ class Training(c.LectureScene):
                  r" (exercise 4); the $x_t$ parts cancel",
                  r"with $\mathrm{SNR}(t) = \bar{\alpha}_t / (1 - \bar{\alpha}_t)$ the weight is "
                  r"$w(t) = \frac{1}{2}(\mathrm{SNR}(t-1) - \mathrm{SNR}(t))$"]
-        c.play_derivation(self, rows, notes, below=self.title, font_size=28, buff=0.45,
-                          focus=[r"\frac{1}{2\sigma_q^2(t)}", coef,
-                                 r"\frac{1}{2}\left(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\right)"])
-        c.cut(self, self.title)
+        play_derivation(self, rows, notes, below=self.title, font_size=28, buff=0.45,
+                        focus=[r"\frac{1}{2\sigma_q^2(t)}", coef,
+                               r"\frac{1}{2}\left(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\right)"])
+        cut(self, self.title)
 
     # -- 2. uniform t: the sum over t as one expectation ------------------------------------------------
     def section_expectation(self):
@@ -163,10 +169,10 @@ class Training(c.LectureScene):
         notes = [r"the denoising-matching sum of exercise 3: one weighted squared error per step $t$",
                  r"a sum of $T-1$ terms is $T-1$ times their mean over a uniform $t$; $x_t$ in closed form (exercise 1b)",
                  r"the loss trained here: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
-        c.play_derivation(self, rows, notes, below=self.title, font_size=26, buff=0.5,
-                          focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
-                                 r"\left[\frac{1}{D}\, " + mse + r"\right]"])
-        c.cut(self, self.title)
+        play_derivation(self, rows, notes, below=self.title, font_size=26, buff=0.5,
+                        focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
+                               r"\left[\frac{1}{D}\, " + mse + r"\right]"])
+        cut(self, self.title)
 
     # -- 3. the weight the simple loss drops -----------------------------------------------------------------
     def section_weight(self):
@@ -183,52 +189,52 @@ class Training(c.LectureScene):
         self.weight_axes = axes = Axes(x_range=[np.log10(2), np.log10(T), 1], y_range=[0, hi - lo, 1], x_length=8.5,
                                        y_length=4.2, tips=False, axis_config={"stroke_width": 2},
                                        x_axis_config={"include_ticks": False}).shift(LEFT * 1.6 + DOWN * 0.15)
-        ticks_x = VGroup(*c.labels(*[str(t) for t in WEIGHT_TICKS if t <= T], size=22))
+        ticks_x = VGroup(*labels(*[str(t) for t in WEIGHT_TICKS if t <= T], size=22))
         for lab, t in zip(ticks_x, [t for t in WEIGHT_TICKS if t <= T]):
             lab.next_to(axes.c2p(np.log10(t), 0), DOWN, buff=0.15)
         every = max(1, (hi - lo + 4) // 5)
-        ticks_y = VGroup(*c.labels(*[rf"$10^{{{k}}}$" for k in range(lo, hi + 1, every)], size=22))
+        ticks_y = VGroup(*labels(*[rf"$10^{{{k}}}$" for k in range(lo, hi + 1, every)], size=22))
         for lab, k in zip(ticks_y, range(lo, hi + 1, every)):
             lab.next_to(axes.c2p(np.log10(2), k - lo), LEFT, buff=0.15)
-        x_lab = c.label(r"step $t$ (log scale)", size=24).next_to(ticks_x, DOWN, buff=0.2)
-        y_lab = c.label(r"ELBO weight $w(t)$ (nats per unit squared error, log)", size=22).rotate(np.pi / 2)
+        x_lab = label(r"step $t$ (log scale)", size=24).next_to(ticks_x, DOWN, buff=0.2)
+        y_lab = label(r"ELBO weight $w(t)$ (nats per unit squared error, log)", size=22).rotate(np.pi / 2)
         y_lab.next_to(ticks_y, LEFT, buff=0.2)
         ts = np.arange(2, T + 1)
-        self.weight_curve = c.polyline(axes, np.log10(ts), logw - lo, c.DENOISING)
+        self.weight_curve = polyline(axes, np.log10(ts), logw - lo, DENOISING)
         ratio = w[0] / w[-1]
         notes = VGroup(
-            c.one_line(rf"$w(2) = {c.sci(w[0], 3)}$", c.DENOISING, 26),
-            c.one_line(rf"$w({T}) = {c.sci(w[-1], 3)}$", c.DENOISING, 26),
-            c.one_line(r"the ELBO weighs $t = 2$", size=24),
-            c.one_line(rf"${c.sci(ratio)}$ times more", size=24),
-            c.one_line(rf"than $t = {T}$", size=24),
+            one_line(rf"$w(2) = {sci(w[0], 3)}$", DENOISING, 26),
+            one_line(rf"$w({T}) = {sci(w[-1], 3)}$", DENOISING, 26),
+            one_line(r"the ELBO weighs $t = 2$", size=24),
+            one_line(rf"${sci(ratio)}$ times more", size=24),
+            one_line(rf"than $t = {T}$", size=24),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).shift(UP * 1.0)
-        sched = c.label(r"schedule: " + c.tex_text(s.describe()), size=22).next_to(self.title, DOWN, buff=0.15)
+        sched = label(r"schedule: " + tex_text(s.describe()), size=22).next_to(self.title, DOWN, buff=0.15)
         self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(sched))
         self.play(Create(self.weight_curve), run_time=2.5)
         self.play(FadeIn(notes))
         self.pause(3)
-        flat = c.one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
-                          r" which the ELBO barely counts (Ho et al. 2020: better samples)", size=24)
+        flat = one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
+                        r" which the ELBO barely counts (Ho et al. 2020: better samples)", size=24)
         flat.to_edge(DOWN, buff=0.3)
         self.play(FadeIn(flat))
         self.pause(2)
         self.weight_notes = notes
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- 4. one training step, drawn ----------------------------------------------------------------------
     def denoiser_and_image(self):
         """(denoiser, x_0 [3, 32, 32] in [-1, 1], what x̂_0 is, as LaTeX text)."""
         src = self.src
         if src.denoiser is not None:
-            images = src.run.test_images()[:1] if src.run is not None else c.example_images(1)
+            images = src.run.test_images()[:1] if src.run is not None else example_images(1)
             from vdm.data import to_float
 
             return src.denoiser, to_float(images)[0], src.note
-        x0 = c.example_x0(1)[0]
-        den = c.LeakyOracle(x0.unsqueeze(0), self.schedule, c.LEAK)
+        x0 = example_x0(1)[0]
+        den = LeakyOracle(x0.unsqueeze(0), self.schedule, LEAK)
         return den, x0, (r"the deliberately imperfect $\hat{x}_0 = x_0 + "
-                         rf"{c.LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for an image network")
+                         rf"{LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for an image network")
 
     def section_step(self):
         self.next_section("one training step, drawn")
@@ -237,8 +243,8 @@ class Training(c.LectureScene):
         self.examples = ex
         sig, noi = self.schedule.signal_coef(), self.schedule.noise_coef()
         h = 1.05
-        heads = c.labels(r"$x_0$", r"$\epsilon \sim \mathcal{N}(0, \mathbf{I})$", r"$x_t$", r"$\hat{x}_0(x_t, t)$",
-                         colors=[c.X0, c.EPS, c.XT, c.XHAT], size=24)
+        heads = labels(r"$x_0$", r"$\epsilon \sim \mathcal{N}(0, \mathbf{I})$", r"$x_t$", r"$\hat{x}_0(x_t, t)$",
+                       colors=[X0, EPS, XT, XHAT], size=24)
         rows = Group()
         self.example_texts = []
         for i in range(len(ex["t"])):
@@ -246,15 +252,15 @@ class Training(c.LectureScene):
             a, b = float(sig[t]), float(noi[t])
             kl = float(ex["kl"][i])
             nums = [rf"{a:.3f}\,\cdot", rf"+\ {b:.3f}\,\cdot", "="]
-            texts = c.labels(*[f"${n}$" for n in nums], size=26)
+            texts = labels(*[f"${n}$" for n in nums], size=26)
             info_lines = [rf"$t = {t}$", rf"MSE $= {float(ex['mse'][i]):.4f}$",
                           (rf"term $= {kl:.4g}$ nats" if t >= 2 else r"$t = 1$: reconstruction")]
-            info = VGroup(*c.labels(*info_lines, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.08)
+            info = VGroup(*labels(*info_lines, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.08)
             self.example_texts.append((t, a, b, float(ex["mse"][i]), kl, info_lines))
-            imgs = [c.pixel_image(x0, h), c.pixel_image(ex["eps"][i].clamp(-1, 1), h), c.pixel_image(ex["x_t"][i], h),
-                    c.pixel_image(ex["x0_hat"][i].clamp(-1, 1), h)]
+            imgs = [pixel_image(x0, h), pixel_image(ex["eps"][i].clamp(-1, 1), h), pixel_image(ex["x_t"][i], h),
+                    pixel_image(ex["x0_hat"][i].clamp(-1, 1), h)]
             arrow = Arrow(LEFT * 0.35, RIGHT * 0.35, buff=0, stroke_width=3, max_tip_length_to_length_ratio=0.3,
-                          color=c.XHAT)
+                          color=XHAT)
             row = Group(imgs[0], texts[0], imgs[1], texts[1], texts[2], imgs[2], arrow, imgs[3],
                         info).arrange(RIGHT, buff=0.18)
             row.imgs = imgs
@@ -264,9 +270,9 @@ class Training(c.LectureScene):
             head.next_to(rows[0][k], UP, buff=0.15)
         block = Group(VGroup(*heads), rows)
         block.next_to(self.title, DOWN, buff=0.3).set_x(0)
-        if block.width > c.MAX_WIDTH:
-            block.scale_to_fit_width(c.MAX_WIDTH)
-        who_lab = c.one_line(who, size=20).to_edge(DOWN, buff=0.25)
+        if block.width > MAX_WIDTH:
+            block.scale_to_fit_width(MAX_WIDTH)
+        who_lab = one_line(who, size=20).to_edge(DOWN, buff=0.25)
         self.rows = rows
         self.play(FadeIn(VGroup(*heads)), FadeIn(who_lab))
         for row in rows:
@@ -274,33 +280,33 @@ class Training(c.LectureScene):
             self.pause(2)
         big_t = int(ex["t"].argmax())
         small_t = int(ex["t"].argmin())
-        box = SurroundingRectangle(Group(rows[big_t][7], rows[big_t][8]), buff=0.06, color=c.BOX, stroke_width=2.5)
-        cap = c.one_line(rf"large $t$ ({int(ex['t'][big_t])}): little of $x_0$ is left in $x_t$, the guess is blurry and its MSE"
+        box = SurroundingRectangle(Group(rows[big_t][7], rows[big_t][8]), buff=0.06, color=BOX, stroke_width=2.5)
+        cap = one_line(rf"large $t$ ({int(ex['t'][big_t])}): little of $x_0$ is left in $x_t$, the guess is blurry and its MSE"
                       rf" {float(ex['mse'][big_t]):.4f} is {'larger' if ex['mse'][big_t] > ex['mse'][small_t] else 'not larger'}"
                          rf" than at $t = {int(ex['t'][small_t])}$", size=24)
         cap.next_to(who_lab, UP, buff=0.2)
         self.step_caption = cap
         self.play(Create(box), FadeIn(cap))
         self.pause(3)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- 5. the algorithm ------------------------------------------------------------------------------
     def section_algorithm(self):
         self.next_section("the training loop")
         lines = VGroup(
-            c.label(r"repeat", size=30),
-            c.tex(r"x_0 \sim \text{data},\quad t \sim \mathcal{U}\{1, \dots, T\},\quad \epsilon \sim \mathcal{N}(0, \mathbf{I})",
-                  font_size=32),
-            c.tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", font_size=32),
-            c.tex(r"\theta \leftarrow \theta - \eta\, \nabla_\theta \left\| \hat{x}_\theta(x_t, t) - x_0 \right\|^2",
-                  r"\quad \text{(Adam, a batch at a time)}", font_size=32),
-            c.label(r"until the held-out loss stops falling", size=30),
+            label(r"repeat", size=30),
+            tex(r"x_0 \sim \text{data},\quad t \sim \mathcal{U}\{1, \dots, T\},\quad \epsilon \sim \mathcal{N}(0, \mathbf{I})",
+                font_size=32),
+            tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", font_size=32),
+            tex(r"\theta \leftarrow \theta - \eta\, \nabla_\theta \left\| \hat{x}_\theta(x_t, t) - x_0 \right\|^2",
+                r"\quad \text{(Adam, a batch at a time)}", font_size=32),
+            label(r"until the held-out loss stops falling", size=30),
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.35)
         for m in lines[1:4]:
             m.shift(RIGHT * 0.8)
         lines.next_to(self.title, DOWN, buff=0.6).set_x(0)
-        box = SurroundingRectangle(lines, buff=0.3, color=c.BOX, stroke_width=2)
-        note = c.one_line(r"\texttt{vdm train}: one $t$ and one $\epsilon$ per image, drawn afresh every step "
+        box = SurroundingRectangle(lines, buff=0.3, color=BOX, stroke_width=2)
+        note = one_line(r"\texttt{vdm train}: one $t$ and one $\epsilon$ per image, drawn afresh every step "
                        r"(\texttt{vdm/train.py}, \texttt{loss\_on})", size=24).to_edge(DOWN, buff=0.4)
         for i, m in enumerate(lines):
             self.play(FadeIn(m, shift=DOWN * 0.15), *( [Create(box)] if i == 0 else []), run_time=1.0)
@@ -308,15 +314,15 @@ class Training(c.LectureScene):
                 self.pause(i + 1)
         self.play(FadeIn(note))
         self.pause(len(lines))
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- 6. a real run's loss ------------------------------------------------------------------------------
     def no_run(self, what: str):
         """A run without any ``what`` yet (stopped before its first record): one line, then on."""
-        msg = c.one_line(rf"this run has no {what} yet", size=30).move_to([0, 0, 0])
+        msg = one_line(rf"this run has no {what} yet", size=30).move_to([0, 0, 0])
         self.play(FadeIn(msg))
         self.pause(1)
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     def shown_run(self):
         """(run, its schedule, the line naming it): the image run, else the lecture's 2-D model's run."""
@@ -357,17 +363,17 @@ class Training(c.LectureScene):
             # as many decimals as the tick step needs (a learned run's first losses are in the 100,000s)
             y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys)))),
                                                      "group_with_commas": False}}).shift(LEFT * 1.2 + DOWN * 0.6)
-        x_lab = c.label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
+        x_lab = label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
         y_text = (r"$-$ELBO trained on (bits/dim)" if learned else
                   r"$\|x_0 - \hat{x}_0\|^2 / c_{\mathrm{out}}^2$ (per value)" if edm else r"MSE on $x_0$ (per value)")
         # beside the tick numbers, however wide they came out, not at a fixed distance from the axis line
-        y_lab = c.label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
+        y_lab = label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
                                                                     buff=0.25)
-        who = c.one_line(note, size=20).next_to(self.title, DOWN, buff=0.15)
+        who = one_line(note, size=20).next_to(self.title, DOWN, buff=0.15)
         self.run_note = who
         tr = np.array(cv["train"], dtype=np.float64)
-        self.train_line = c.polyline(axes, tr[:, 0], tr[:, 1], c.XHAT)
-        self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=c.X0) for s, v, _ in evals])
+        self.train_line = polyline(axes, tr[:, 0], tr[:, 1], XHAT)
+        self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=X0) for s, v, _ in evals])
         first, last = cv["train"][0], cv["train"][-1]
         facts = [rf"train loss {first[1]:.4f} at step {first[0]}", rf"$\to$ {last[1]:.4f} at step {last[0]}"]
         if cv["eval"]:
@@ -385,19 +391,19 @@ class Training(c.LectureScene):
             if points:
                 facts.append("(bits of a density)")
         if cv["elapsed"] is not None:
-            facts.append(rf"{cv['elapsed'] / 60:.1f} min on {c.tex_text(str(cv['device']))}")
+            facts.append(rf"{cv['elapsed'] / 60:.1f} min on {tex_text(str(cv['device']))}")
         self.loss_facts = facts
-        keys = ([c.label(r"train loss: continuous-time $-$ELBO", c.XHAT, 22)] if learned else
-                [c.label(r"train loss: EDM-weighted", c.XHAT, 22)] if edm else
-                [c.label("train loss (mean per record)", c.XHAT, 22), c.label("held-out loss (eval)", c.X0, 22)])
-        legend = VGroup(*keys, *c.labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
+        keys = ([label(r"train loss: continuous-time $-$ELBO", XHAT, 22)] if learned else
+                [label(r"train loss: EDM-weighted", XHAT, 22)] if edm else
+                [label("train loss (mean per record)", XHAT, 22), label("held-out loss (eval)", X0, 22)])
+        legend = VGroup(*keys, *labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
         self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
         self.pause(2)
         self.play(Create(self.train_line), run_time=3)
         self.play(FadeIn(self.eval_dots), FadeIn(legend))
         self.pause(len(facts))
-        c.cut(self, self.title)
+        cut(self, self.title)
 
     # -- 7. the run's noise schedule ------------------------------------------------------------------------
     def section_schedule(self):
@@ -411,8 +417,8 @@ class Training(c.LectureScene):
                if self.schedule.kind == "learned" and edm else
                r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained with the network on the ELBO"
                if self.schedule.kind == "learned" else r"the weight $w(t)$ and the loss's $x_t$ follow this curve")
-        self.snr = c.play_snr(self, self.schedule, self.title, why)
-        c.cut(self, self.title)
+        self.snr = play_snr(self, self.schedule, self.title, why)
+        cut(self, self.title)
 
     # -- 8. its samples over training --------------------------------------------------------------------
     def section_samples(self):
@@ -426,16 +432,16 @@ class Training(c.LectureScene):
             return self.no_run("sample grid")
         h = min(3.4, 12.8 / len(grids) - 0.3)
         imgs = [grid_image(p, h) for _, p in grids]
-        names = c.labels(*[("latest" if s < 0 else f"after step {s}") for s, _ in grids], size=24)
+        names = labels(*[("latest" if s < 0 else f"after step {s}") for s, _ in grids], size=24)
         cells = Group(*[Group(img, lab) for img, lab in zip(imgs, names)])
         for img, lab in zip(imgs, names):
             lab.next_to(img, DOWN, buff=0.15)
         cells.arrange(RIGHT, buff=0.3).next_to(self.title, DOWN, buff=0.9).set_x(0)
         self.grid_images = imgs
-        who = self.run_note if hasattr(self, "run_note") else c.one_line(self.src.note, size=20)
+        who = self.run_note if hasattr(self, "run_note") else one_line(self.src.note, size=20)
         who.next_to(self.title, DOWN, buff=0.15)
-        cap = c.one_line(r"each grid: \texttt{vdm train} sampling from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
-                         r"as it was then (\texttt{samples/step-*.png})", size=24).to_edge(DOWN, buff=0.4)
+        cap = one_line(r"each grid: \texttt{vdm train} sampling from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
+                       r"as it was then (\texttt{samples/step-*.png})", size=24).to_edge(DOWN, buff=0.4)
         self.play(FadeIn(who), FadeIn(cap))
         for cell in cells:
             self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
@@ -455,24 +461,24 @@ class Training(c.LectureScene):
         if not found:
             return self.no_run("sample cloud")
         pm = model2d.point_model()
-        side = min(3.2, (c.MAX_WIDTH - 0.3 * (len(found) - 1)) / len(found))
+        side = min(3.2, (MAX_WIDTH - 0.3 * (len(found) - 1)) / len(found))
         panels = [CloudPanel(side) for _ in found]
         Group(*panels).arrange(RIGHT, buff=0.3).next_to(self.title, DOWN, buff=1.0).set_x(0)
         q0 = None if pm.mixture is None else density_grid(pm.mixture, pm.schedule, 0, 96)
         self.sample_points = [pts for _, pts in found]
         cells = []
         for p, (st, pts) in zip(panels, found):
-            parts = [p] + ([p.shading(q0)] if q0 is not None else []) + [p.cloud(pts, c.XT)]
+            parts = [p] + ([p.shading(q0)] if q0 is not None else []) + [p.cloud(pts, XT)]
             cells.append(Group(*parts))
-        names = c.labels(*[f"after step {st}" for st, _ in found], size=24)
+        names = labels(*[f"after step {st}" for st, _ in found], size=24)
         for lab, p in zip(names, panels):
             lab.next_to(p, DOWN, buff=0.15)
         who = self.run_note
         who.next_to(self.title, DOWN, buff=0.15)
         shade = r"; shading: the data's exact density" if q0 is not None else ""
-        cap = c.one_line(rf"each cloud: \texttt{{vdm train}} sampling {len(found[0][1]):,} points from "
-                         rf"$x_T \sim \mathcal{{N}}(0, \mathbf{{I}})$ with the model as it was then{shade}",
-                         size=22).to_edge(DOWN, buff=0.4)
+        cap = one_line(rf"each cloud: \texttt{{vdm train}} sampling {len(found[0][1]):,} points from "
+                       rf"$x_T \sim \mathcal{{N}}(0, \mathbf{{I}})$ with the model as it was then{shade}",
+                       size=22).to_edge(DOWN, buff=0.4)
         self.play(FadeIn(who), FadeIn(cap))
         for cell, lab in zip(cells, names):
             self.play(FadeIn(cell, shift=UP * 0.1), FadeIn(lab), run_time=1.0)

@@ -21,17 +21,17 @@ BUILT: dict = {}
 
 def build(cls, run=None):
     """The scene after construct(), without rendering a video (no trained run unless ``run``, the embedded data)."""
-    from animations import common
+    from animations.lecture_data import use_run
 
     TEX.mkdir(exist_ok=True)
-    common.use_run(run, search=False)  # never a run that happens to sit in runs/
+    use_run(run, search=False)  # never a run that happens to sit in runs/
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VDM_DATA_DIR", str(NO_DATA))
         with tempconfig({"dry_run": True, "disable_caching": True, "tex_dir": str(TEX), "verbosity": "WARNING",
                          "progress_bar": "none"}):
             scene = cls(skip_animations=True)
             scene.render()
-    common.use_run(None, search=False)
+    use_run(None, search=False)
     return scene
 
 
@@ -44,7 +44,7 @@ EPS = 0.02  # boxes may touch: glyph outlines of neighbouring lines meet at thei
 
 
 def layout_problems(scene) -> list[str]:
-    """At every pause: text leaving the frame, and pairs of text boxes that overlap (common.text_boxes)."""
+    """At every pause: text leaving the frame, and pairs of text boxes that overlap (lecture_scene.text_boxes)."""
     import itertools
 
     from manim import config

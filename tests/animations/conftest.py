@@ -56,9 +56,9 @@ def pytest_addoption(parser):
 def _no_checkpoint(monkeypatch):
     """Scenes use no trained run and the embedded data: a run under runs/ or CIFAR-10 would change every frame."""
     if HAVE_MANIM:
-        from animations import common
+        from animations.lecture_data import use_run
 
-        common.use_run(None, search=False)
+        use_run(None, search=False)
     # the embedded shapes, even where a CIFAR-10 copy sits in ./data
     monkeypatch.setenv("VDM_DATA_DIR", str(Path(__file__).parent / "control_data" / "no-data-here"))
 

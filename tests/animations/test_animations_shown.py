@@ -14,7 +14,10 @@ import torch
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from manim.utils.color import ManimColor
 
-from animations import common as c
+from animations.mobjects.images import pixel_image, set_pixels
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.text import tex
+from animations.palette import ALPHA, EPS, RECONSTRUCTION, TERM_COLORS, X0, XHAT, XT
 from built_scenes import get
 from vdm.data import shapes, to_float
 from vdm.diffusion import forward_chain, posterior, posterior_coefs, q_sample
@@ -248,27 +251,27 @@ def test_mhvae_hands_over_to_the_consistency_scene():
 # -- shared helpers ----------------------------------------------------------------------
 
 def test_one_colour_per_quantity():
-    m = c.tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", "+ R",
-              terms={"+ R": c.RECONSTRUCTION})
-    for tex, colour in (("x_t", c.XT), ("x_0", c.X0), (r"\bar{\alpha}_t", c.ALPHA), (r"\epsilon", c.EPS)):
-        part = m.get_part_by_tex(tex)
-        assert part is not None and ManimColor(part.get_color()) == ManimColor(colour), tex
-    assert ManimColor(m[1].get_color()) == ManimColor(c.RECONSTRUCTION)
-    assert len(set(map(str, (c.X0, c.XT, c.ALPHA, c.EPS, c.XHAT, *c.TERM_COLORS.values())))) == 9
+    m = tex(r"x_t = \sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon", "+ R",
+            terms={"+ R": RECONSTRUCTION})
+    for quantity, colour in (("x_t", XT), ("x_0", X0), (r"\bar{\alpha}_t", ALPHA), (r"\epsilon", EPS)):
+        part = m.get_part_by_tex(quantity)
+        assert part is not None and ManimColor(part.get_color()) == ManimColor(colour), quantity
+    assert ManimColor(m[1].get_color()) == ManimColor(RECONSTRUCTION)
+    assert len(set(map(str, (X0, XT, ALPHA, EPS, XHAT, *TERM_COLORS.values())))) == 9
 
 
 def test_pixel_image_is_sharp_and_exact():
     img = shapes(1, "test")[0][0]
-    m = c.pixel_image(img, height=2)
+    m = pixel_image(img, height=2)
     assert m.resampling_algorithm == RESAMPLING_ALGORITHMS["nearest"] and m.height == pytest.approx(2)
     np.testing.assert_array_equal(pixels(m), img.permute(1, 2, 0).numpy())
     noise = torch.rand(3, 32, 32) * 2 - 1
-    c.set_pixels(m, noise)
+    set_pixels(m, noise)
     np.testing.assert_array_equal(pixels(m), as_hwc(noise[None])[0])
 
 
 def test_live_number_redraws_in_place():
-    n = c.LiveNumber(0.5, "{:.4f}")
+    n = LiveNumber(0.5, "{:.4f}")
     n.shift([1.5, -2.0, 0])
     left, zero_y = n.glyphs[0].get_left()[0], n.glyphs[-1].get_center()[1]  # the last glyph is a 0
     n.set_value(-0.25)

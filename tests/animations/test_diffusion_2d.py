@@ -184,22 +184,22 @@ def test_training_without_an_image_run_shows_the_2d_run(model):
 
 def test_a_2d_run_given_with_run_is_used(model, tmp_path):
     """`vdm render --run` with a 2-D run: the 2-D model is that run; the image scenes see no image run."""
-    from animations import common as c
+    from animations.lecture_data import lecture_source, use_run
 
     try:
-        c.use_run(model.run.path, search=False)
-        src = c.lecture_source()
+        use_run(model.run.path, search=False)
+        src = lecture_source()
         assert src.denoiser is None and src.points_run.path == model.run.path
         pm = m2.point_model()
         assert pm.run.path == model.run.path and not pm.trained_here and "given with" in pm.note
     finally:
-        c.use_run(None, search=False)
+        use_run(None, search=False)
 
 
 def test_newest_run_leaves_2d_runs_out(model):
-    from animations import common as c
+    from animations.lecture_data import newest_run
 
-    assert c.newest_run(model.run.path.parent) is None or not c.newest_run(model.run.path.parent).config.points
+    assert newest_run(model.run.path.parent) is None or not newest_run(model.run.path.parent).config.points
 
 
 def test_cache_is_keyed_by_the_settings():

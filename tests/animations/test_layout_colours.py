@@ -2,7 +2,7 @@
 every colour readable on the background and distinct from the others.
 
 The scenes record, at every pause (the end of each slide), the bounding box of each
-outermost piece of text on screen (common.text_boxes). The scenes are built once
+outermost piece of text on screen (lecture_scene.text_boxes). The scenes are built once
 with animations skipped (built_scenes.py), so the boxes are the final positions.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from manim import config
 
-from animations import common as c
 from animations import render as r
+from animations.palette import BACKGROUND, PALETTE
 from built_scenes import get, layout_problems
 
 
@@ -65,15 +65,15 @@ def test_contrast_ratio_reference_values():
     assert contrast("#767676", "#FFFFFF") == pytest.approx(4.54, abs=0.01)  # the well-known AA grey
 
 
-@pytest.mark.parametrize("quantity", list(c.PALETTE))
+@pytest.mark.parametrize("quantity", list(PALETTE))
 def test_each_colour_is_readable_on_the_background(quantity):
-    assert contrast(_hex(c.PALETTE[quantity]), c.BACKGROUND) >= 4.5
-    assert _hex(config.background_color) == c.BACKGROUND.lower() or _hex(config.background_color) == c.BACKGROUND
+    assert contrast(_hex(PALETTE[quantity]), BACKGROUND) >= 4.5
+    assert _hex(config.background_color) == BACKGROUND.lower() or _hex(config.background_color) == BACKGROUND
 
 
 def test_colours_are_distinct():
     pairs = [(ka, kb, float(np.linalg.norm(lab(_hex(a)) - lab(_hex(b)))))
-             for (ka, a), (kb, b) in itertools.combinations(c.PALETTE.items(), 2)]
+             for (ka, a), (kb, b) in itertools.combinations(PALETTE.items(), 2)]
     close = [p for p in pairs if p[2] < 20]
     assert not close, close
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from manim import LEFT, MathTex, Scene, ValueTracker, tempconfig
 
-from animations import common as c
+from animations.mobjects.live_number import LiveNumber
 from built_scenes import TEX
 
 SMALL = {"pixel_width": 480, "pixel_height": 270, "frame_rate": 10, "dry_run": True,
@@ -44,7 +44,7 @@ def frame_of(build):
 
 def animated(old, new, fmt):
     def build(scene):
-        n = c.LiveNumber(old, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT)
+        n = LiveNumber(old, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT)
         tracker = ValueTracker(old)
         n.add_updater(lambda m: m.set_value(round(tracker.get_value(), 6)))
         scene.add(n)
@@ -58,7 +58,7 @@ def animated(old, new, fmt):
 def static(new, fmt, first=None):
     def build(scene):
         # placed exactly as the animated one: drawn first with the old value's left edge, then set
-        n = c.LiveNumber(first if first is not None else new, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT)
+        n = LiveNumber(first if first is not None else new, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT)
         n.set_value(new)
         scene.add(n)
         scene.wait(0.1)
@@ -78,7 +78,7 @@ def test_frame_after_a_change_shows_only_the_new_digits(old, new, fmt):
     np.testing.assert_array_equal(ink(moving), ink(still))
     # and, independently of LiveNumber, the ink lies inside the box LaTeX gives the new digits
     ref = MathTex(fmt.format(new), font_size=48)
-    left = c.LiveNumber(old, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT).get_left()[0]
+    left = LiveNumber(old, fmt, font_size=48).move_to(PLACE, aligned_edge=LEFT).get_left()[0]
     ref.move_to(PLACE, aligned_edge=LEFT).shift(LEFT * (ref.get_left()[0] - left))
     ys, xs = np.nonzero(ink(moving))
     x_right = camera.points_to_pixel_coords(ref, np.array([ref.get_right()]))[0][0]
@@ -88,7 +88,7 @@ def test_frame_after_a_change_shows_only_the_new_digits(old, new, fmt):
 
 def test_slots_are_fixed():
     """set_value keeps the same glyph objects: what play() captured stays what is drawn."""
-    n = c.LiveNumber(500, "{:.0f}")
+    n = LiveNumber(500, "{:.0f}")
     before = list(n.submobjects)
     n.set_value(7)
     assert n.submobjects == before and len(n.glyphs) == 1

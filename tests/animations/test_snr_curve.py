@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animations import common as c
+from animations.latex import tex_text
+from animations.mobjects.plots import snr_one_at
 from built_scenes import build_with_run, get, layout_problems
 
 T = 20
@@ -66,7 +67,7 @@ def test_learned_curve_is_snr_curve(scenes, name):
     np.testing.assert_allclose(on_steps, np.log(ab[1:] / (1 - ab[1:])), rtol=1e-4, atol=1e-4)
     # named by describe(), on screen
     assert panel.curves[0][3] == s.describe()
-    assert c.tex_text(s.describe()) in panel.legend[0].tex_string
+    assert tex_text(s.describe()) in panel.legend[0].tex_string
 
 
 @pytest.mark.parametrize("name", ["training", "backward"])
@@ -95,10 +96,10 @@ def test_sentences_follow_from_the_curves(scenes, name):
 
 def test_snr_one_at_edge_cases():
     t = np.array([0.0, 0.5, 1.0])
-    assert c.snr_one_at(t, np.array([2.0, 1.0, 0.5])) is None
-    assert c.snr_one_at(t, np.array([-1.0, -2.0, -3.0])) == 0.0
-    assert c.snr_one_at(t, np.array([2.0, 0.0, -1.0])) == 0.5
-    assert c.snr_one_at(t, np.array([3.0, 1.0, -1.0])) == pytest.approx(0.75)
+    assert snr_one_at(t, np.array([2.0, 1.0, 0.5])) is None
+    assert snr_one_at(t, np.array([-1.0, -2.0, -3.0])) == 0.0
+    assert snr_one_at(t, np.array([2.0, 0.0, -1.0])) == 0.5
+    assert snr_one_at(t, np.array([3.0, 1.0, -1.0])) == pytest.approx(0.75)
 
 
 def test_layout_with_a_learned_run(scenes):

@@ -18,8 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from animations import common as c
 from animations import render as r
+from animations.latex import sci, tex_text
+from animations.lecture_data import lecture_source, use_run
 from built_scenes import TEX, build_with_run, layout_problems
 
 TINY_RENDER = {"pixel_width": 128, "pixel_height": 72, "frame_rate": 3,
@@ -99,7 +100,7 @@ def test_weight_is_half_the_snr_difference(scene):
     np.testing.assert_allclose(scene.weights, 0.5 * (snr[1:-1] - snr[2:]), rtol=1e-5)
     w = scene.weights
     shown = " ".join(m.tex_string for m in scene.weight_notes)
-    assert c.sci(w[0], 3) in shown and c.sci(w[-1], 3) in shown and c.sci(w[0] / w[-1]) in shown
+    assert sci(w[0], 3) in shown and sci(w[-1], 3) in shown and sci(w[0] / w[-1]) in shown
 
 
 def test_training_examples_follow_the_closed_form(scene, run_dir):
@@ -143,11 +144,11 @@ def test_layout_with_a_run(scene):
 def test_newest_run_is_used_and_said(run_dir):
     """Without --run the newest run under runs/ is used, and the screen says it was chosen so."""
     try:
-        c.use_run(None, search=True, runs_dir=run_dir.parent)
-        note = c.lecture_source().note
-        assert "lec" in note and f"the newest run under {c.tex_text(str(run_dir.parent))}/" in note
+        use_run(None, search=True, runs_dir=run_dir.parent)
+        note = lecture_source().note
+        assert "lec" in note and f"the newest run under {tex_text(str(run_dir.parent))}/" in note
     finally:
-        c.use_run(None, search=False)
+        use_run(None, search=False)
 
 
 def test_renders_one_slide_per_pause(scene, run_dir, tmp_path):

@@ -1,0 +1,204 @@
+"""The lecture's scene: a manim-slides Slide with a slide at every derivation step, and what
+scenes do with it (write a derivation line by line, cut, show a schedule's log SNR).
+
+Importing it sets the render's process-wide settings: no manim cache, one torch thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from manim import (DOWN, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, TransformMatchingTex, VGroup,
+                   config)
+
+from animations.mobjects.live_number import LiveNumber
+from animations.mobjects.plots import snr_panel
+from animations.mobjects.text import MAX_WIDTH, derivation, one_line, part
+from animations.palette import BOX
+
+# manim's cache hashes every play() call, which here costs more than rendering the
+# frames (about half of a scene's time); these scenes are short, so render afresh.
+config.disable_caching = True
+
+# Scenes compute on tiny tensors; more threads only fight manim for the two cores.
+torch.set_num_threads(1)
+
+
+try:
+    from manim_slides import Slide as _SlideBase
+except ImportError:  # manim-slides is in the animations extra; without it the scenes still render as videos
+    from manim import Scene as _SlideBase
+
+
+def hold_time(lines: int = 1) -> float:
+    """How long a result stays fully on screen before anything changes: 2 s plus 1 s per line."""
+    return 2.0 + 1.0 * lines
+
+
+class LectureScene(_SlideBase):
+    """A manim-slides Slide whose every derivation step ends with ``pause``.
+
+    ``pause(lines)`` holds the frame for hold_time(lines) (the video's reading time) and
+    then ends the slide, so `vdm slides` stops there until the lecturer goes on. Every
+    slide ends with a pause, so the number of slides is ``self.pauses`` exactly.
+    ``next_section`` also names the video section (`vdm render --sections`).
+    """
+
+    def __init__(self, *args, output_folder=None, **kwargs):
+        if _SlideBase.__name__ == "Slide":
+            from manim_slides.slide.base import BaseSlide
+
+            # BaseSlide's, not manim_slides.Slide's __init__: that one sets config["write_to_movie"],
+            # which manim 0.22 no longer has (its movie is written unless dry_run)
+            BaseSlide.__init__(self, *args, output_folder=Path(output_folder or Path(config.media_dir) / "slides"),
+                               **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
+        self.pauses = 0
+        self.slide_names: list[str] = []
+        self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
+        self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
+        self._topic = "start"
+
+    def next_section(self, name: str = "unnamed", **kwargs):
+        self._topic = name
+        from manim import Scene
+
+        Scene.next_section(self, name, **kwargs)
+
+    def pause(self, lines: int = 1, notes: str = "", hold: float | None = None):
+        """Hold the result (2 s + 1 s per line unless ``hold``), then end this step's slide."""
+        self.wait(hold_time(lines) if hold is None else hold)
+        self.layout_log.append((self._topic, text_boxes(self)))
+        self.box_log.append(highlight_boxes(self))
+        self.pauses += 1
+        self.slide_names.append(self._topic)
+        if _SlideBase.__name__ == "Slide":
+            from manim_slides.slide.base import BaseSlide
+
+            BaseSlide.next_slide.__wrapped__(self, base_slide_config=type(self._base_slide_config)(notes=notes))
+
+    def render(self, *args, **kwargs):
+        """Scene.render, then (with a movie) manim-slides' slide files: one video per pause.
+
+        Not Slide.render, which sets config["max_files_cached"] to infinity (manim 0.22
+        refuses it); render.py sets -1 (unlimited) instead, so no partial movie is
+        flushed before the slides are cut from them. Reversed videos are skipped: the
+        HTML export does not play backwards.
+        """
+        from manim import Scene
+
+        Scene.render(self, *args, **kwargs)
+        if _SlideBase.__name__ == "Slide" and not (config.dry_run or self.renderer.skip_animations):
+            self._save_slides(use_cache=False, flush_cache=False, skip_reversing=True)
+
+
+def _collect(scene, pick) -> list:
+    """pick(m) for the outermost mobjects on screen it accepts: each is visited top down, and where pick
+    returns a list (possibly empty) that is taken and its submobjects are not visited; None descends."""
+    out = []
+
+    def visit(m):
+        got = pick(m)
+        if got is not None:
+            out.extend(got)
+            return
+        for sub in m.submobjects:
+            visit(sub)
+
+    for m in scene.mobjects:
+        visit(m)
+    return out
+
+
+def _bounds(points) -> list:
+    return [float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max())]
+
+
+def text_boxes(scene) -> list:
+    """(text, [x0, y0, x1, y1]) of every outermost piece of text on screen (TeX, live numbers),
+    leaving out axis numbers, which belong to their axes."""
+    from manim import Axes, SingleStringMathTex
+
+    def pick(m):
+        if isinstance(m, Axes):
+            return []
+        if isinstance(m, (SingleStringMathTex, LiveNumber)) or hasattr(m, "tex_string"):
+            pts = [p.points for p in m.family_members_with_points() if p.get_fill_opacity() > 0.05]
+            if not pts:
+                return []
+            name = m.fmt.format(m.value) if isinstance(m, LiveNumber) else getattr(m, "tex_string", "?")
+            return [(name, _bounds(np.concatenate(pts)))]
+        return None
+
+    return _collect(scene, pick)
+
+
+def highlight_boxes(scene) -> list:
+    """[x0, y0, x1, y1] of every SurroundingRectangle on screen (the white boxes round a term or a result)."""
+    return _collect(scene, lambda m: [_bounds(m.points)] if isinstance(m, SurroundingRectangle) and m.has_points()
+                    else None)
+
+
+def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: float = 0.35,
+                    transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26):
+    """Write a derivation on the board line by line, a slide per line; returns the lines.
+
+    Each new line comes in (TransformMatchingTex from the previous one with
+    ``transform``, else a fade from above) with its caption ``notes[i]`` at the bottom;
+    ``focus[i]`` (a part of line i, see ``derivation``; or None) is then boxed while its
+    caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
+    2 s plus 1 s per line on the board.
+    """
+    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms)
+    if lines.width > MAX_WIDTH:  # shrink first, then place: scaling moves the top edge
+        lines.scale_to_fit_width(MAX_WIDTH)
+    lines.next_to(below, DOWN, buff=0.4).set_x(0)
+    caps = [one_line(n, size=caption_size).to_edge(DOWN, buff=0.4) for n in notes]
+    focus = list(focus or [None] * len(lines))
+    box = None
+    for i, line in enumerate(lines):
+        # the old caption leaves before the new one comes (a cross-fade of two sentences in one place is unreadable)
+        cap = Succession(FadeOut(caps[i - 1]), FadeIn(caps[i])) if i else FadeIn(caps[i])
+        out = []
+        if box is not None:
+            out.append(FadeOut(box))
+        if transform and i:
+            come = TransformMatchingTex(lines[i - 1].copy(), line)
+        else:
+            come = FadeIn(line, shift=DOWN * 0.2)
+        scene.play(come, *out, cap, run_time=1.2 if i else 1.0)
+        box = None
+        if focus[i] is not None:
+            box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
+            scene.play(Create(box), run_time=0.6)
+        scene.pause(i + 1)
+    return lines
+
+
+def cut(scene, *keep) -> None:
+    """End a section with a hard cut: everything leaves the screen but ``keep``.
+
+    (scene.remove(group) would leave behind the parts that were animated in one by one.)
+    """
+    scene.clear()
+    scene.add(*keep)
+
+
+def play_snr(scene, schedule, below, why: str) -> VGroup:
+    """Two slides: the schedule's log SNR curve beside the assignment's (snr_panel), then what the numbers say
+    (where each curve puts SNR = 1) and ``why`` it matters here."""
+    panel = snr_panel(schedule)
+    panel.next_to(below, DOWN, buff=0.2).set_x(0.3)
+    caps = VGroup(*[one_line(s, cv[5], 22) for s, cv in zip(panel.sentences, panel.curves)],
+                  one_line(why, size=22)).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.2)
+    axes, labs, one, curves, legend = panel
+    scene.play(Create(axes), FadeIn(labs), FadeIn(one), FadeIn(legend))
+    scene.play(*[Create(cv) for cv in curves], run_time=2.0)
+    scene.pause(len(legend) + 1)
+    scene.play(FadeIn(caps))
+    scene.pause(len(caps) + 1)
+    panel.captions = caps
+    return panel
