@@ -113,14 +113,43 @@ def _proposal(den, s, x_cal, form, opts, g, device):
     return E.pilot_proposal(den, s, datasets.to_float(x_cal[:16].to(device)), form, generator=g)
 
 
-def _draws(den, s, x, form, opts, decoders, proposal, g, device) -> dict:
-    """{decoder name: {term: [draws, n] nats}}: every item's estimate, drawn opts.draws times."""
+def heldout_draws(den, s, x: torch.Tensor, opts: ElboOptions, device="cpu") -> dict:
+    """The trainer's held-out -ELBO: {term: [draws, n] nats} of the denoising form, fixed decoder, on items ``x``.
+
+    The same estimator as `vdm elbo` (:func:`_draws`, ``opts.estimator``; ``importance`` with
+    :func:`vdm.elbo.snr_proposal`, which needs no pilot pass), drawn ``opts.draws`` times from a generator
+    seeded with ``opts.seed``: on fixed items and a fixed seed two models meet the same t and noise
+    (a paired comparison), and :func:`estimate_row` gives the mean with its Monte Carlo error.
+    """
+    g = torch.Generator(device=device).manual_seed(opts.seed)
+    decoder = E.fixed_decoder(s, E.is_continuous(datasets.to_float(x[:1])))
+    proposal = E.snr_proposal(s) if opts.estimator == "importance" and s.T >= 2 else None
+    with torch.no_grad():
+        return _draws(den, s, x, "denoising", opts, [decoder], proposal, g, device, progress=False)[decoder.name]
+
+
+def estimate_row(draws: dict, dims: int) -> dict:
+    """bits/dim of every term (mean over draws and items), ``mc_standard_error`` (the estimator's own noise, the
+    items fixed: :func:`vdm.elbo.mc_standard_error`) and ``spread_over_sqrt_n`` (std of the items' estimates / sqrt(n),
+    which also holds how much the items differ) of the total, from {term: [draws, n] nats}."""
+    bpd = lambda v: float(E.nats_to_bpd(v, dims))  # noqa: E731
+    tot = draws["total"]
+    n = tot.shape[1]
+    row = {k: bpd(draws[k].mean()) for k in TERMS}
+    row["mc_standard_error"] = bpd(E.mc_standard_error(tot))
+    row["spread_over_sqrt_n"] = bpd(tot.mean(0).std() / math.sqrt(n)) if n > 1 else float("nan")
+    return row
+
+
+def _draws(den, s, x, form, opts, decoders, proposal, g, device, progress: bool = True) -> dict:
+    """{decoder name: {term: [draws, n] nats}}: every item's estimate, drawn opts.draws times (a progress bar on
+    stderr with ``progress``)."""
     import sys
 
     from tqdm import tqdm
 
     rows = {d.name: {k: [] for k in TERMS} for d in decoders}
-    for _ in tqdm(range(opts.draws), desc=form, file=sys.stderr, dynamic_ncols=True):
+    for _ in tqdm(range(opts.draws), desc=form, file=sys.stderr, dynamic_ncols=True, disable=not progress):
         parts = {d.name: [] for d in decoders}
         for i in range(0, len(x), opts.batch_size):
             x0 = datasets.to_float(x[i: i + opts.batch_size].to(device))
@@ -137,7 +166,6 @@ def _draws(den, s, x, form, opts, decoders, proposal, g, device) -> dict:
 def _summary(opts, meta, name, s, x, n_test, decoders, draws) -> dict:
     dims, n = x[0].numel(), len(x)
     density = E.is_continuous(datasets.to_float(x[:1]))
-    bpd = lambda v: float(E.nats_to_bpd(v, dims))  # noqa: E731
     how = {"full": "the full sum over t", "uniform": "one uniform t per item, weight T - 1",
            "importance": "one t per item from p(t), weight 1/p(t); p(t) from "
                          + ("a pilot pass on 16 calibration items" if opts.proposal == "pilot" else "the SNR alone")}
@@ -145,10 +173,7 @@ def _summary(opts, meta, name, s, x, n_test, decoders, draws) -> dict:
     for f in E.FORMS:
         forms[f] = {}
         for d in decoders:
-            tot = draws[f][d.name]["total"]
-            row = {k: bpd(draws[f][d.name][k].mean()) for k in TERMS}
-            row["mc_standard_error"] = bpd(E.mc_standard_error(tot))
-            row["spread_over_sqrt_n"] = bpd(tot.mean(0).std() / math.sqrt(n)) if n > 1 else float("nan")
+            row = estimate_row(draws[f][d.name], dims)
             row["nats"] = {k: float(draws[f][d.name][k].mean()) for k in TERMS}
             forms[f][d.name] = row
     decs = []
@@ -251,8 +276,10 @@ def train_summary_line(ev: dict, n: int, run_dir) -> str:
     """The trainer's last -ELBO (an eval record ``ev``), named, with its standard error over the items and the
     scale a learner needs to read it: the uniform model and published bounds for images, the exact references
     of a Gaussian mixture for points."""
-    bpd, se = ev["bpd"], ev.get("bpd_se")
-    pm = "" if se is None else f" ± {se:.3f} (standard error over the items and their t)"
+    bpd, se, mc = ev["bpd"], ev.get("bpd_se"), ev.get("bpd_mc_se")
+    pm = "" if se is None else f" ± {se:.3f} (standard error over the items and their t"
+    if pm:  # the estimator's own error on these items: what the monitor shows and `vdm elbo` agrees within
+        pm += f"; the estimator's own, these items fixed: ± {mc:.3f})" if mc is not None else ")"
     if ev.get("density"):
         head = (f"held-out -ELBO (denoising form, an upper bound on -log p(x_0) of a density) in bits/dim, on {n} test "
                 f"points with every t and the {ev.get('decoder', 'fixed')} Gaussian decoder: reconstruction "
@@ -265,10 +292,13 @@ def train_summary_line(ev: dict, n: int, run_dir) -> str:
                 f"{ref['optimal']:.3f} ± {ref['optimal_se']:.3f}, the true -log p(x_0) {ref['nll']:.3f}; "
                 f"the full report: vdm elbo {run_dir}")
     cifar = ", ".join(f"{k.split(' (')[0]} {v:.2f}" for k, v in E.CIFAR10_BPD)
-    return ("held-out -ELBO (denoising form, an upper bound on -log p(x_0)) in bits/dim, on {n} test images with one "
-            "uniform t each and the {decoder} decoder: reconstruction {reconstruction:.3f} + prior {prior:.4f} "
+    est = ev.get("estimator") if isinstance(ev.get("estimator"), dict) else {}
+    how = (f"{est.get('draws')} draws of t from the importance proposal each" if est.get("name") == "importance"
+           else "one uniform t each")
+    return ("held-out -ELBO (denoising form, an upper bound on -log p(x_0)) in bits/dim, on {n} test images with "
+            "{how} and the {decoder} decoder: reconstruction {reconstruction:.3f} + prior {prior:.4f} "
             "+ denoising matching {matching:.3f} = {total:.3f}{pm}\n"
             "  for scale: a model uniform over the 256 levels scores {uniform:g}; published CIFAR-10 bounds (another "
-            "data set): {cifar}; a lower-variance estimate and a calibrated decoder: vdm elbo {run} --estimator importance"
-            ).format(n=n, decoder=ev.get("decoder", "fixed"), uniform=E.UNIFORM_BPD, cifar=cifar, run=run_dir,
+            "data set): {cifar}; more draws and a calibrated decoder: vdm elbo {run} --estimator importance"
+            ).format(n=n, how=how, decoder=ev.get("decoder", "fixed"), uniform=E.UNIFORM_BPD, cifar=cifar, run=run_dir,
                      pm=pm.replace("items", "images"), **bpd)

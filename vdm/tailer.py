@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -34,7 +35,9 @@ import numpy as np
 from vdm.metrics import _open_regular, parse_line
 
 TRAIN_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed")
-EVAL_COLUMNS = ("step", "eval_loss", "total", "reconstruction", "prior", "matching")
+# total_se: the error the eval record states for its total (bpd_mc_se, the Monte Carlo error with the items fixed;
+# bpd_se in logs written before it); NaN where it states none
+EVAL_COLUMNS = ("step", "eval_loss", "total", "reconstruction", "prior", "matching", "total_se")
 _NAN = float("nan")
 
 
@@ -60,6 +63,8 @@ class _Eval(msgspec.Struct, tag_field="kind", tag="eval", gc=False):
     step: float
     eval_loss: float = _NAN
     bpd: _Bpd | None = None
+    bpd_mc_se: Any = None  # read leniently: an odd value here leaves the record's other numbers readable
+    bpd_se: Any = None
     time: float = _NAN
 
 
@@ -76,7 +81,11 @@ class _End(msgspec.Struct, tag_field="kind", tag="end", gc=False):
     v: int
 
 
-_Record = _Train | _Eval | _Start | _Sample | _End
+class _Stopping(msgspec.Struct, tag_field="kind", tag="stopping", gc=False):
+    v: int
+
+
+_Record = _Train | _Eval | _Start | _Sample | _End | _Stopping
 _decoder = msgspec.json.Decoder(_Record)
 
 
@@ -176,7 +185,7 @@ def _fold(typed: list, line, whole: list[dict] | None, bad: int) -> Batch:
         out.train_time = np.fromiter(map(attrgetter("time"), train), np.float64, len(train))
     evals = [typed[i] for i in others if typed[i].__class__ is _Eval]
     if evals:
-        out.eval = np.array([(r.step, r.eval_loss, *_bpd_row(r.bpd)) for r in evals], dtype=np.float64)
+        out.eval = np.array([(r.step, r.eval_loss, *_bpd_row(r.bpd), _stated_error(r)) for r in evals], dtype=np.float64)
         out.eval_time = np.array([r.time for r in evals], dtype=np.float64)
     # whole records: every other kind, and the last train and eval record
     keep = [i for i in others if typed[i].__class__ is not _Eval]
@@ -187,6 +196,14 @@ def _fold(typed: list, line, whole: list[dict] | None, bad: int) -> Batch:
         # the fast path's own parser, so a line it read is read again
         out.records.append(whole[i] if whole is not None else msgspec.json.decode(line(i)))
     return out
+
+
+def _stated_error(r: _Eval) -> float:
+    """The eval record's error of its total: bpd_mc_se, or in older logs bpd_se (NaN when neither)."""
+    for v in (r.bpd_mc_se, r.bpd_se):
+        if type(v) in (int, float) and v == v:
+            return float(v)
+    return _NAN
 
 
 def _bpd_row(b: _Bpd | None) -> tuple[float, float, float, float]:
@@ -344,7 +361,7 @@ class MetricsTailer:
 
 
 # a record of the few kinds, found without parsing the line: `"kind": "eval"` with any spacing
-_FEW_KINDS = re.compile(rb'"kind"\s*:\s*"(?:start|eval|sample|end)"')
+_FEW_KINDS = re.compile(rb'"kind"\s*:\s*"(?:start|eval|sample|end|stopping)"')
 
 
 def summary_batch(block: bytes | memoryview, keep: int = 32) -> Batch:

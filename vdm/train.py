@@ -33,10 +33,11 @@ from vdm import distributed
 from vdm.config import TrainConfig
 from vdm.denoiser import Denoiser, precond_coefs
 from vdm.diffusion import q_sample, reparameterise
-from vdm.elbo import elbo, nats_to_bpd
+from vdm.elbo import nats_to_bpd
 from vdm import gmm
 from vdm.images import grid, save_npy, save_png, scatter
 from vdm.metrics import MetricsWriter
+from vdm.report import ElboOptions, estimate_row, heldout_draws
 from vdm.nets import build_net, count_parameters
 from vdm.sample import sample
 from vdm.atomic import remove_stale_temps
@@ -45,6 +46,13 @@ from vdm.schedule import Schedule
 
 EVAL_SEED = 12345  # the held-out evaluation's noise, the same at every evaluation of every run
 CONTINUOUS_EVAL_SEED = 54321  # the continuous-time evaluation's (a learned run)
+EVAL_DRAWS = 2  # independent draws of every held-out item's -ELBO: two give the estimator's own error
+# A run with a time limit also evaluates and samples by the clock: after CLOCK_FIRST_S seconds of training, then
+# at each doubling of it (10, 20, 40, 80 s ...), so a minutes-long run has a curve and grids before its first
+# epoch ends; a mark is skipped while evaluating and sampling have taken more than CLOCK_SHARE of the time.
+CLOCK_FIRST_S = 10.0
+CLOCK_SHARE = 0.1
+CLOCK_SAMPLES = 16  # the clock's image grids are small (sampling is T network calls a sample)
 
 
 class TrainingStopped(Exception):
@@ -137,6 +145,8 @@ class Trainer:
         self.batch_in_epoch = 0
         self.elapsed = 0.0  # training wall time over all sessions of this run
         self.stop_reason: str | None = None
+        self.report_s = 0.0  # wall seconds this session spent evaluating and sampling (training time lost)
+        self._next_mark = CLOCK_FIRST_S  # training seconds of the next evaluation by the clock (a time-limited run)
         self.owed: list[str] = []  # what the resumed checkpoint's session still owed (eval, sample, end)
         self.notices: list[str] = []
         if resume:
@@ -338,67 +348,84 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Held-out loss and the ELBO (denoising form) in bits/dim, on fixed noise: for images one uniform t
-        per image, for points every t (cheap there, and precise). A learned run adds the continuous-time
-        -ELBO ("continuous") and gamma's endpoints; a Gaussian-mixture run the exact references
-        ("reference", :meth:`references`), and a points run says its bits are of a density ("density")."""
+        """Held-out loss and the ELBO (denoising form) in bits/dim on the fixed held-out items, with its error.
+
+        The -ELBO is `vdm elbo`'s estimator (vdm.report.heldout_draws): for images one t per image from the
+        importance proposal p(t) (vdm.elbo.snr_proposal, weight 1/p(t)), for points every t, EVAL_DRAWS
+        independent draws each from EVAL_SEED. ``bpd_mc_se`` is its Monte Carlo standard error with the items
+        fixed (what `vdm elbo --estimator importance` on the same items and checkpoint agrees with), ``bpd_se``
+        the spread of the items' estimates / sqrt(n). A learned run adds the continuous-time -ELBO
+        ("continuous") and gamma's endpoints; a Gaussian-mixture run the exact references ("reference",
+        :meth:`references`), and a points run says its bits are of a density ("density")."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
-        losses, terms = self._heldout(m)
+        losses = self._heldout_loss(m)
+        draws = self._elbo_draws(m)
         m.train(was_training)
         n = len(self.eval_data)
-        bpd = {k: sum(e.bpd()[k] * len(e.total) for e in terms) / n for k in ("reconstruction", "prior", "matching", "total")}
-        out = {"eval_loss": float(sum(losses) / n), "bpd": bpd, "decoder": terms[0].decoder}  # which p(x_0|x_1)
-        if n > 1:  # the standard error of that mean, std / sqrt(n) over the images with their one t each: with
-            # one uniform t per image it is the estimate's noise a reader needs beside it (about 1 bit/dim on cosine)
-            per_image = nats_to_bpd(torch.cat([e.total for e in terms]).double(), terms[0].dims)
-            out["bpd_se"] = float(per_image.std() / math.sqrt(n))
+        dims = self.eval_data[0].numel()
+        row = estimate_row(draws, dims)
+        bpd = {k: row[k] for k in ("reconstruction", "prior", "matching", "total")}
+        out = {"eval_loss": float(sum(losses) / n), "bpd": bpd, "decoder": "fixed",  # which p(x_0|x_1)
+               "estimator": {"name": self._eval_opts().estimator, "draws": EVAL_DRAWS, "items": n}}
+        if math.isfinite(row["mc_standard_error"]):
+            out["bpd_mc_se"] = row["mc_standard_error"]
+        if n > 1:
+            out["bpd_se"] = row["spread_over_sqrt_n"]
         if self.learned:
             out.update(self._continuous_eval(m), **self.gamma_endpoints())
         if self.cfg.points:
             out["density"] = True
         if gmm.is_mixture(self.cfg.data):
-            out["reference"] = self.references()  # first: it fills _optimal_bpd
-            # the model minus the optimal denoiser, point by point on the same x_t: its error is the paired one,
-            # far below either -ELBO's spread over the points (which the two share)
-            diff = nats_to_bpd(torch.cat([e.total for e in terms]).double().cpu(), terms[0].dims) - self._optimal_bpd
+            out["reference"] = self.references()  # first: it fills _optimal_nats
+            # the model minus the optimal denoiser, point by point on the same t and x_t: its error is the paired
+            # one, far below either -ELBO's spread over the points (which the two share)
+            diff = nats_to_bpd((draws["total"] - self._optimal_nats).mean(0), dims)
             out["gap_to_optimal"] = {"mean": float(diff.mean()),
                                      "se": float(diff.std() / math.sqrt(n)) if n > 1 else 0.0}
         return out
 
-    def _heldout(self, m) -> tuple[list, list]:
-        """(summed held-out losses, ELBO per batch) of denoiser ``m`` on the held-out set, its noise drawn from
-        EVAL_SEED in one fixed order, so that two denoisers meet the same x_t. Points go as one batch."""
+    def _eval_opts(self) -> ElboOptions:
+        """How the held-out -ELBO is estimated: importance-sampled t for images, every t for points (cheap there)."""
+        points = self.cfg.points
+        return ElboOptions(estimator="full" if points else "importance", draws=EVAL_DRAWS, decoder="fixed",
+                           batch_size=len(self.eval_data) if points else self.cfg.batch_size, seed=EVAL_SEED)
+
+    def _elbo_draws(self, m) -> dict:
+        """{term: [EVAL_DRAWS, n] nats} of denoiser ``m`` on the held-out items (vdm.report.heldout_draws): the
+        same t and noise for every denoiser, so two of them are compared pairwise."""
+        return heldout_draws(m, self.schedule, self.eval_data, self._eval_opts(), self.device)
+
+    def _heldout_loss(self, m: Denoiser) -> list:
+        """The summed held-out training losses per batch, at one uniform t and noise per item drawn from EVAL_SEED."""
         g = torch.Generator(device=self.device)
         g.manual_seed(EVAL_SEED)
-        losses, terms = [], []
+        losses = []
         bs = len(self.eval_data) if self.cfg.points else self.cfg.batch_size
         for i in range(0, len(self.eval_data), bs):
             x0 = datasets.to_float(self.eval_data[i: i + bs])
             t = torch.randint(1, self.cfg.T + 1, (x0.shape[0],), generator=g, device=self.device)
             eps = torch.randn(x0.shape, generator=g, device=self.device)
-            if isinstance(m, Denoiser):
-                x_t = q_sample(self.schedule, x0, t, eps)
-                losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
-            terms.append(elbo(m, self.schedule, x0, "denoising", "full" if self.cfg.points else "uniform", generator=g))
-        return losses, terms
+            x_t = q_sample(self.schedule, x0, t, eps)
+            losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
+        return losses
 
     _references: dict | None = None
-    _optimal_bpd: torch.Tensor | None = None  # the optimal denoiser's -ELBO per held-out point (bits/dim), once
+    _optimal_nats: torch.Tensor | None = None  # the optimal denoiser's -ELBO draws [EVAL_DRAWS, n] (nats), once
 
     def references(self) -> dict:
         """A Gaussian-mixture run's exact references on the held-out points, in bits/dim (of a density), each with
         its standard error over the points: ``optimal``, the -ELBO of the Bayes-optimal denoiser
-        E[x_0 | x_t] (vdm.gmm.OptimalDenoiser) on the same x_t as the model's, and ``nll``, the true
+        E[x_0 | x_t] (vdm.gmm.OptimalDenoiser) on the same t and x_t as the model's, and ``nll``, the true
         -log q(x_0). Computed once: they depend on the points and the fixed schedule alone."""
         if self._references is None:
             mixture = gmm.layout(self.cfg.data)
-            _, terms = self._heldout(gmm.OptimalDenoiser(mixture, self.schedule))
-            opt = nats_to_bpd(torch.cat([e.total for e in terms]).double().cpu(), terms[0].dims)
-            self._optimal_bpd = opt
-            nll = nats_to_bpd(-mixture.log_prob(datasets.to_float(self.eval_data)), terms[0].dims)
+            self._optimal_nats = self._elbo_draws(gmm.OptimalDenoiser(mixture, self.schedule))["total"]
+            dims = self.eval_data[0].numel()
+            opt = nats_to_bpd(self._optimal_nats.mean(0), dims)
+            nll = nats_to_bpd(-mixture.log_prob(datasets.to_float(self.eval_data)).double().cpu(), dims)
             n = len(opt)
             self._references = {"optimal": float(opt.mean()), "optimal_se": float(opt.std() / math.sqrt(n)) if n > 1 else 0.0,
                                 "nll": float(nll.mean()), "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else 0.0}
@@ -424,15 +451,15 @@ class Trainer:
         return {"continuous": {k: float(nats_to_bpd(torch.cat([p.terms()[k] for p in parts]).double().mean(), dims))
                                for k in ("reconstruction", "prior", "diffusion", "total")}}
 
-    def write_samples(self) -> Path:
-        """samples/step-<step>.png and latest.png: a grid of images, or for points a scatter over the held-out
-        data, with the points themselves in step-<step>.npy and latest.npy."""
+    def write_samples(self, n: int | None = None) -> Path:
+        """samples/step-<step>.png and latest.png: a grid of ``n`` (default n_samples) images, or for points a
+        scatter over the held-out data, with the points themselves in step-<step>.npy and latest.npy."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
         cfg = self.cfg
-        x = sample(m, self.schedule, cfg.n_samples, datasets.shape_of(cfg.data), seed=cfg.seed, device=self.device,
+        x = sample(m, self.schedule, n or cfg.n_samples, datasets.shape_of(cfg.data), seed=cfg.seed, device=self.device,
                    clip=not cfg.points)  # x̂_0 of points is not bounded to [-1, 1]
         m.train(was_training)
         if cfg.points:
@@ -542,6 +569,8 @@ class Trainer:
                         break
                     if self.step % ckpt_every == 0 and self.batch_in_epoch < spe:
                         self.save_checkpoint()
+                    if cfg.minutes and self.elapsed >= self._next_mark and self.batch_in_epoch < spe:
+                        self._on_the_clock(log)
                 if self.stop_reason:
                     break
                 # end of an epoch
@@ -552,6 +581,8 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
         if self.stop_reason:
+            # said at once: the checkpoint, evaluation and grid below take a while, and a monitor shows "stopping"
+            log.write("stopping", step=self.step, reason=self.stop_reason, elapsed=self.elapsed)
             self.save_checkpoint(owed=("eval", "sample"))
             last_eval = self._evaluate_and_log(log)
             self._sample_and_log(log)
@@ -584,21 +615,40 @@ class Trainer:
         if "sample" in self.owed:
             self._sample_and_log(log)
 
+    def _on_the_clock(self, log: MetricsWriter) -> None:
+        """An evaluation and a small sample grid at a mark of the clock (CLOCK_FIRST_S, doubling), unless
+        evaluating and sampling have already taken more than CLOCK_SHARE of the training time."""
+        while self._next_mark <= self.elapsed:
+            self._next_mark *= 2
+        if self.report_s > CLOCK_SHARE * self.elapsed:
+            return
+        self._evaluate_and_log(log)
+        self._sample_and_log(log, n=None if self.cfg.points else min(self.cfg.n_samples, CLOCK_SAMPLES))
+
     def _evaluate_and_log(self, log: MetricsWriter) -> dict | None:
+        """An eval record, with ``seconds``: how long the evaluation took (wall time lost to training)."""
         if self.eval_data is None or not self.dist.main:
             self._pay("eval")
             return None
+        t0 = time.time()
         ev = self.evaluate()
         self.last_eval = ev
-        log.write("eval", step=self.step, epoch=self.epoch, **ev)
+        took = time.time() - t0
+        self.report_s += took
+        log.write("eval", step=self.step, epoch=self.epoch, **ev, seconds=round(took, 3))
         self._pay("eval")
         return ev
 
-    def _sample_and_log(self, log: MetricsWriter) -> None:
+    def _sample_and_log(self, log: MetricsWriter, n: int | None = None) -> None:
+        """A sample record, with ``seconds`` (the grid's wall time) and ``n`` (how many samples it holds)."""
         if not self.dist.main:
             return
-        path = self.write_samples()
-        log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)))
+        t0 = time.time()
+        path = self.write_samples(n)
+        took = time.time() - t0
+        self.report_s += took
+        log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)),
+                  seconds=round(took, 3), n=n or self.cfg.n_samples)
         self._pay("sample")
 
     def _nonfinite_message(self, step: int, loss, gnorm) -> str:
