@@ -70,6 +70,20 @@ def atomic_path(path: str | os.PathLike):
                 tmp.unlink()
 
 
+def refuse_hard_link(fd: int, path: str | os.PathLike) -> None:
+    """ValueError when the open file ``fd`` (at ``path``) has more than one name: st_nlink > 1.
+
+    A file written in place (appended to, or rewritten through its descriptor) changes under every
+    name it has, so a hard link planted where a run's file belongs would carry the writes to a file
+    outside the run. O_NOFOLLOW sees symbolic links only; the link count sees these. (A file replaced
+    by rename, as atomic_path does, drops the link instead and needs no check.)
+    """
+    n = os.fstat(fd).st_nlink
+    if n > 1:
+        raise ValueError(f"{path} is a hard link ({n} names for one file, perhaps one outside the run), so writing it "
+                         "would change them all; replace it with a copy of its own and try again.")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

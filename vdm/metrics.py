@@ -15,15 +15,23 @@ import stat
 import time
 from pathlib import Path
 
+from vdm.atomic import refuse_hard_link
+
 SCHEMA_VERSION = 1
 
 
 class MetricsWriter:
     def __init__(self, path: str | os.PathLike):
-        """Open ``path`` for appending: a regular file, never a FIFO, device or directory (ValueError)."""
+        """Open ``path`` for appending: a regular file of one name, never a FIFO, device, directory or hard link
+        (ValueError)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            refuse_hard_link(fd, self.path)  # appending would write through every other name
+        except ValueError:
+            os.close(fd)
+            raise
         self._f = open(fd, "a", encoding="utf-8")
         # A line cut short by a kill is left as it is (readers skip it); start on a fresh line.
         if os.fstat(fd).st_size > 0 and not _ends_with_newline(self.path):

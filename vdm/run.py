@@ -272,6 +272,8 @@ class RunLock:
     def _take(cls, path: Path) -> "RunLock":
         import fcntl
 
+        from vdm.atomic import refuse_hard_link
+
         import errno
 
         try:
@@ -285,6 +287,12 @@ class RunLock:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError:
                 return cls(None)
+        else:
+            try:  # the pid is written in place, through every name the file has
+                refuse_hard_link(fd, path)
+            except ValueError:
+                os.close(fd)
+                raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

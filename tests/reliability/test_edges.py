@@ -14,8 +14,9 @@ import threading
 import time
 
 import pytest
+from testkit import one_sentence, run_main
 
-from vdm.run import LOCK, Run
+from vdm.run import LOCK, METRICS, Run
 
 
 def _waiting_on(directory) -> bool:
@@ -71,3 +72,23 @@ def _refused(call) -> str:
     except ValueError as e:
         return str(e)
     return "not refused"
+
+
+def _resume(run, capsys, *more) -> tuple[int, str]:
+    """`vdm train --resume RUN` in this process: (status, the one sentence of stderr, or stderr itself)."""
+    rc, _, err = run_main(["train", "--resume", run, "--quiet", "--threads", "1", *more], capsys)
+    return rc, err
+
+
+@pytest.mark.parametrize("name", [LOCK, METRICS])
+def test_a_hard_link_out_of_the_run_is_refused_and_never_written(run, tmp_path, capsys, name):
+    outside = tmp_path / "outside" / "v"
+    outside.parent.mkdir()
+    outside.write_bytes(b"precious\n")
+    (run / name).unlink(missing_ok=True)
+    os.link(outside, run / name)
+    rc, err = _resume(run, capsys)
+    assert rc == 2, err[-1500:]
+    msg = one_sentence(err)
+    assert f"{run / name} is a hard link (2 names" in msg, msg
+    assert outside.read_bytes() == b"precious\n", "written through the link, outside the run"
