@@ -48,14 +48,13 @@ class ScheduleTable:
                    schedule.kind, curve, ends)
 
 
-@dataclass
-class ForwardChain:
-    """x_0 .. x_T of one image: frames[t] is x_t."""
+class Chain:
+    """What every chain shares: the schedule's table and the steps t_0 < ... < t_K it visits.
 
-    table: ScheduleTable
-    frames: np.ndarray  # uint8 [T+1, H, W, 3]
-    source: str
-    seed: int
+    A chain without ``steps`` visits every t (K = T).
+    """
+
+    table: ScheduleTable  # no class attribute for steps: a dataclass below would take it for a default
 
     @property
     def T(self) -> int:
@@ -63,12 +62,23 @@ class ForwardChain:
 
     @property
     def K(self) -> int:
-        """Steps along the chain (frames - 1): every t."""
-        return self.table.T
+        """Steps along the chain (frames - 1)."""
+        steps = getattr(self, "steps", None)
+        return self.table.T if steps is None else len(steps) - 1
 
 
 @dataclass
-class BackwardChain:
+class ForwardChain(Chain):
+    """x_0 .. x_T of one image: frames[t] is x_t."""
+
+    table: ScheduleTable
+    frames: np.ndarray  # uint8 [T+1, H, W, 3]
+    source: str
+    seed: int
+
+
+@dataclass
+class BackwardChain(Chain):
     """One sampling run x_T .. x_0 on steps 0 = t_0 < t_1 < ... < t_K = T, with what each step saw.
 
     Frames and numbers are indexed by i = 0..K along the steps visited, steps[i] = t_i (for the
@@ -97,15 +107,6 @@ class BackwardChain:
     def __post_init__(self):
         if self.steps is None:
             self.steps = np.arange(len(self.x))
-
-    @property
-    def T(self) -> int:
-        return self.table.T
-
-    @property
-    def K(self) -> int:
-        """Steps the sampler took (frames - 1)."""
-        return len(self.steps) - 1
 
 
 def forward(schedule, image, seed: int = 0, source: str = "") -> ForwardChain:

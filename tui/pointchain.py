@@ -30,7 +30,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar
 
 from tui.chain import ChainProgress, ChainReady, ChainScreen, Scrubber
-from tui.chain_data import ScheduleTable
+from tui.chain_data import Chain, ScheduleTable
 from tui.cloud import PATH_COLOURS, Cloud, CloudPanel, Frame, Path, Segments, outside
 from tui.readout import Readout
 
@@ -44,7 +44,7 @@ FIELD, HEAD = (110, 110, 135), (255, 225, 80)  # the x̂_0 segments and their en
 
 
 @dataclass(eq=False)
-class PointChain:
+class PointChain(Chain):
     """A cloud along one chain. Row i is step t_i = steps[i]: x[i] is the cloud x_{t_i} [N, 2]; the forward
     chain has a row for every t (i = t), the backward one runs x_T (i = K) down to x_0 (i = 0).
 
@@ -65,14 +65,6 @@ class PointChain:
     view: float
     shades: object  # i -> (res -> [res, res] density of q(x_{t_i})), and "data": q(x_0)
     sampler: str = "ancestral"
-
-    @property
-    def T(self) -> int:
-        return self.table.T
-
-    @property
-    def K(self) -> int:
-        return len(self.steps) - 1
 
 
 class Shades:
