@@ -335,7 +335,8 @@ def check_weights(c: Checkpoint, group: str, expected: dict) -> list[str]:
 
     Names and shapes must match exactly. A floating tensor of another floating dtype is converted
     (a notice says so); anything else of another dtype (int64 for float32) is refused, as are
-    non-finite weights, which are never "a good checkpoint".
+    non-finite weights, which are never "a good checkpoint", and statistics that cannot be
+    negative and are (a BatchNorm's running_var, its num_batches_tracked).
     """
     got = c.group(group)
     missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
@@ -357,8 +358,22 @@ def check_weights(c: Checkpoint, group: str, expected: dict) -> list[str]:
             c.tensors[f"{group}/{k}"] = v
         if v.dtype.is_floating_point and not bool(v.isfinite().all()):
             raise ValueError(f"the checkpoint {c.path.name} has non-finite weights ({group}/{k}); it is not usable.")
+        _check_statistic(c, f"{group}/{k}", v)
     return [f"note: {c.path.name}'s {group} weights were {', '.join(sorted(converted))} and were converted "
             f"to the model's dtype."] if converted else []
+
+
+# statistics a normalisation layer keeps (BatchNorm's running variance and its count of batches):
+# a variance below 0 makes x / sqrt(var + eps) NaN for every sample, a count below 0 is no count
+_NON_NEGATIVE = {"running_var": "BatchNorm running variance", "num_batches_tracked": "count of batches"}
+
+
+def _check_statistic(c: Checkpoint, name: str, v: torch.Tensor) -> None:
+    """ValueError when ``name`` is a statistic that cannot be negative (running_var >= 0, counts >= 0) and is."""
+    what = _NON_NEGATIVE.get(name.rsplit(".", 1)[-1])
+    if what is not None and v.numel() and bool((v < 0).any()):
+        raise ValueError(f"the checkpoint {c.path.name} has a negative {what} ({name}, as low as "
+                         f"{float(v.min()):.3g}); it is not usable.")
 
 
 def check_optimizer(c: Checkpoint, opt: torch.optim.Optimizer) -> None:

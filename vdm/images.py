@@ -14,8 +14,13 @@ from vdm.data import to_uint8
 
 
 def as_hwc(images: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] (float) or uint8 -> uint8 numpy [B, H, W, 3]."""
+    """[B, 3, H, W] in [-1, 1] (float) or uint8 -> uint8 numpy [B, H, W, 3]; float images with NaN or
+    infinite values are a ValueError (they would become black pixels that look like a picture)."""
     if images.dtype != torch.uint8:
+        bad = int((~torch.isfinite(images)).sum())
+        if bad:
+            raise ValueError(f"{bad} of the {images.numel()} pixel values to draw are NaN or infinite (the model's "
+                             "output is not finite), so no image was written.")
         images = to_uint8(images)
     return images.permute(0, 2, 3, 1).cpu().numpy()
 

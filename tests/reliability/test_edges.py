@@ -92,3 +92,37 @@ def test_a_hard_link_out_of_the_run_is_refused_and_never_written(run, tmp_path, 
     msg = one_sentence(err)
     assert f"{run / name} is a hard link (2 names" in msg, msg
     assert outside.read_bytes() == b"precious\n", "written through the link, outside the run"
+
+
+def test_a_negative_running_variance_is_refused_by_every_command(run, tmp_path, capsys):
+    """A valid checkpoint (SHA-256 agreeing) whose BatchNorm running variance is below 0: x / sqrt(var + eps) is NaN
+    for every sample, so sample, elbo and resume refuse it, naming the statistic."""
+    from reliability_helpers import rewrite_checkpoint
+
+    def negative(t):
+        k = next(k for k in sorted(t) if k.startswith("model/") and k.endswith(".running_var"))
+        t[k] = t[k].clone()
+        t[k][0] = -0.5
+        return t
+
+    rewrite_checkpoint(run, tensors=negative)
+    out = tmp_path / "grid.png"
+    for argv in (["sample", run, "--n", "4", "--out", out], ["elbo", run, "--n", "4", "--estimator", "uniform"],
+                 ["train", "--resume", run, "--quiet", "--threads", "1", "--epochs", "2"]):
+        rc, _, err = run_main(argv, capsys)
+        assert rc == 2, (argv[0], err[-1500:])
+        msg = one_sentence(err)
+        assert "negative BatchNorm running variance (model/" in msg and "as low as -0.5" in msg, msg
+    assert not out.exists(), "an image of NaN samples was written"
+
+
+def test_no_image_is_drawn_from_non_finite_values():
+    import torch
+
+    from vdm.images import grid
+
+    x = torch.zeros(4, 3, 8, 8)
+    assert grid(x).dtype.name == "uint8"
+    x[2, 1, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 of the 768 pixel values to draw are NaN or infinite"):
+        grid(x)
