@@ -160,12 +160,12 @@ def edm_weight(g: torch.Tensor) -> torch.Tensor:
     return 1.0 + torch.exp(g) / SIGMA_DATA ** 2
 
 
-def prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+def _prior_nats(g1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """KL(N(alpha_1 x, sigma_1^2) || N(0, I)) per image, alpha_1^2 = sigmoid(-gamma(1)), analytic."""
     return prior_kl_nats(_view(torch.sigmoid(-g1).to(x0.dtype), x0), x0)
 
 
-def reconstruction_nats(x0: torch.Tensor, x0_hat: torch.Tensor, g0: torch.Tensor) -> torch.Tensor:
+def _reconstruction_nats(x0: torch.Tensor, x0_hat: torch.Tensor, g0: torch.Tensor) -> torch.Tensor:
     """-log p(x_0 | z_0) per image: the discretized Gaussian of vdm.elbo, mean x̂_0(z_0, 0), std sqrt(sigmoid(gamma(0)))."""
     std = torch.sigmoid(g0).sqrt()
     return -discretized_gaussian_log_likelihood(x0, x0_hat, std).flatten(1).sum(1).to(x0.dtype)
@@ -188,8 +188,8 @@ def vlb_terms(net, gamma: GammaNet, x0: torch.Tensor, t: torch.Tensor, eps: torc
     raw, x0_hat = model_output(net, torch.cat([z_t, z_0]), steps, torch.cat([g_t, g0.expand(len(recon_rows))]), prediction)
     B = x0.shape[0]
     diff = diffusion_nats(g_t, dg_t, x0, eps, raw[:B], prediction)
-    recon = reconstruction_nats(x_r, x0_hat[B:], g0)
-    return diff, prior_nats(g1, x0), recon
+    recon = _reconstruction_nats(x_r, x0_hat[B:], g0)
+    return diff, _prior_nats(g1, x0), recon
 
 
 def recon_rows_of(n: int) -> torch.Tensor:
