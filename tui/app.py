@@ -19,7 +19,7 @@ from textual.screen import Screen
 from tui.chain import ChainScreen
 from tui.dialogs import HelpScreen, QuitScreen
 from tui.gpu import GpuReader
-from tui.monitor import MonitorScreen
+from tui.monitor import MonitorScreen, exit_reason
 from vdm import DEFAULT_T
 from vdm.tailer import MetricsTailer
 
@@ -216,8 +216,8 @@ class VdmApp(App):
         self.outcome = "quit"  # "stopped" or "detached" when a training process was attached
 
     def on_mount(self) -> None:
-        self.add_mode("monitor", lambda: MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory,
-                                                              self.tailer))
+        self._monitors: list[MonitorScreen] = []  # the monitor mode's screen, once made
+        self.add_mode("monitor", self._monitor_screen)
         self.add_mode("chain", self._chain_screen)
         if self.runs_root is not None:
             from tui.run_list import RunsScreen
@@ -275,6 +275,8 @@ class VdmApp(App):
         self._process_reported = True
         if code == 0:
             self.notify("training finished.", timeout=6)
+        elif code < 0:  # a signal: its name is the reason (the log's last line is whatever it printed before)
+            self.notify(f"training {exit_reason(code)}.", severity="error", timeout=30)
         else:
             line = self.process.last_line()
             self.notify(f"training exited with status {code}: {line}", severity="error", timeout=30)
@@ -319,9 +321,21 @@ class VdmApp(App):
                 self.exit()
             elif what == "stop":
                 self.notify("stopping the training: it saves a checkpoint and samples first …", timeout=60)
+                self._mark_stopping()
                 self._stop_training()
 
         self.push_screen(QuitScreen(self.process.pid, str(self.run_dir)), chosen)
+
+    def _mark_stopping(self) -> None:
+        """Every monitor of this app shows the run as stopping from now until its end record."""
+        for screen in {*self.screen_stack, *self._monitors}:
+            if isinstance(screen, MonitorScreen) and screen.run_dir == self.run_dir:
+                screen.stop_asked()
+
+    def _monitor_screen(self) -> MonitorScreen:
+        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory, self.tailer)
+        self._monitors.append(screen)
+        return screen
 
     def _stop_training(self) -> None:
         def stop() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +21,39 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import Footer, ProgressBar
 from textual.worker import get_current_worker
 
 from tui.cloud import PointSamples
 from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
+from tui.panels import Elbo, RunNumbers, RunStats, RunStatus, StatusFacts
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
 from tui.readout import Readout
-from tui.run_state import RunState, ago, hms, num, own_objective, pid_alive
+from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
-from vdm.config import UNIFORM_BPD
+from vdm.config import CLOCK_FIRST_S, UNIFORM_BPD
 from vdm.run import is_run, metrics_path, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 # the -ELBO plot's references of a Gaussian-mixture run (its eval records' "reference", bits/dim of a density)
 REFERENCES = (("optimal", "optimal denoiser", "green"), ("nll", "true -log p", "bright_blue"))
+
+
+def exit_reason(code: int | None) -> str:
+    """Why a trainer process ended, from its exit status: 'killed by SIGKILL' (a signal), 'exit status 1'."""
+    import signal
+
+    if code is None:
+        return "the training process exited"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"the training process exited with status {code}"
 
 
 def spark_text(values) -> str:
@@ -182,7 +198,7 @@ class MonitorScreen(CurveKeys, Screen):
 
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Readout(id="status")
+        yield RunStatus(id="status")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="steps-bar")
             yield Readout(id="progress-text")
@@ -193,7 +209,7 @@ class MonitorScreen(CurveKeys, Screen):
             with Vertical(id="monitor-right"):
                 yield HalfBlockImage(id="samples")
                 yield PointSamples(id="point-samples")
-                yield Static("", id="stats")
+                yield RunStats(id="stats")
                 with Vertical(id="gpu-panel"):
                     yield Readout(id="gpu-text")
                     yield Readout(id="gpu-spark")
@@ -212,7 +228,8 @@ class MonitorScreen(CurveKeys, Screen):
         self.set_interval(2.0, self._update_gpu)
         self.set_interval(1.0, self._tick)
         if self.run_dir is None:
-            self.query_one("#status", Readout).update("no run attached: vdm tui RUN_DIR (the chain screen works without one)")
+            self.query_one(RunStatus).facts = StatusFacts(
+                "none", "no run attached: vdm tui RUN_DIR (the chain screen works without one)")
             return
         if not self.run_dir.is_dir():
             self.notify(f"{self.run_dir} does not exist (yet); waiting for a run to appear there.",
@@ -329,13 +346,15 @@ class MonitorScreen(CurveKeys, Screen):
             version = st.version
             if version != self._drawn_version:
                 train = {k: st.column("train", k) for k in ("step", "loss", "time")}
-                ev = {k: st.column("eval", k) for k in ("step", "eval_loss", "total", "reconstruction", "prior", "matching",
+                ev = {k: st.column("eval", k) for k in ("step", "eval_loss", "total", "total_se", "reconstruction", "prior",
+                                                         "matching",
                                                          "time")}
                 t0 = st.first_time
                 lr = num(st.last_train.get("lr")) if st.last_train else None
                 ips = num(st.last_train.get("images_per_s")) if st.last_train else None
                 last_eval = st.last_eval
                 last_sample = st.last_sample
+                report_s, elapsed = st.report_s(), st.elapsed(self.clock(), False)
             records, bad = st.records, st.bad
             points = is_points(str(st.config.get("data", "")))
         if version != self._drawn_version:
@@ -344,30 +363,10 @@ class MonitorScreen(CurveKeys, Screen):
                 self._become_points()
             self._cols = {"train": train, "eval": ev, "t0": t0, "reference": (last_eval or {}).get("reference")}
             self.draw_curves()
-            per_s = "points/s" if self.points else "images/s"
-            lines = [f"lr {lr:.2e}" if lr is not None else "lr -",
-                     f"{per_s} {ips:,.0f}" if ips is not None else f"{per_s} -"]
-            if len(train["loss"]):
-                lines[0] += f"  loss {train['loss'][-1]:.4f}"
-            if last_eval:
-                b = last_eval.get("bpd") if isinstance(last_eval.get("bpd"), dict) else {}
-
-                def f(v, digits):
-                    v = num(v)
-                    return "-" if v is None else f"{v:.{digits}f}"
-
-                lines[1] += f"  held-out{' MSE' if self._own() else ''} {f(last_eval.get('eval_loss'), 4)}"
-                unit = "bits/dim of a density" if self.points else "bits/dim"
-                lines.append(f"-ELBO {f(b.get('total'), 3)} {unit} at step {last_eval.get('step')}")
-                lines.append(f" rec {f(b.get('reconstruction'), 3)} + prior {f(b.get('prior'), 4)}")
-                lines.append(f" + matching {f(b.get('matching'), 3)}")
-                gap = last_eval.get("gap_to_optimal")
-                if isinstance(gap, dict) and num(gap.get("mean")) is not None:  # a mixture run: paired, same x_t
-                    lines.append(f"to optimal {f(gap.get('mean'), 3)} ± {f(gap.get('se'), 3)} (paired)")
-            else:
-                lines.append("-ELBO: after the first evaluation")
-            lines.append(f"records {records:,}" + (f"  [b red]{bad} bad lines[/]" if bad else ""))
-            self.query_one("#stats", Static).update("\n".join(lines))
+            self.query_one(RunStats).numbers = RunNumbers(
+                lr=lr, per_s=ips, loss=float(train["loss"][-1]) if len(train["loss"]) else None,
+                elbo=Elbo.of(last_eval), points=self.points, own=bool(self._own()), records=records, bad=bad,
+                report_s=report_s, elapsed=elapsed, after=self._first_eval_when())
             if last_sample:  # the label of the grid shown (it used to be overwritten with the bare step here)
                 self.query_one("#samples").border_subtitle = self.shown_grid()[2] or f"step {last_sample.get('step')}"
         self._tick()
@@ -397,7 +396,7 @@ class MonitorScreen(CurveKeys, Screen):
         else:
             loss = [Series("train", tx, train["loss"], "cyan"), *held]
         self.query_one("#loss-plot", Plot).set_series(loss, x_range=(lo, hi), x_format=fmt)
-        terms = [Series("total", ex, ev["total"], "white")]
+        terms = [Series("total", ex, ev["total"], "white", err=ev["total_se"])]  # each evaluation ± its stated error
         if not self.points:  # a density's terms span -3 to 5 bits/dim round a total near 1: on one axis they
             # would flatten the total and its two references into a line (the info panel lists the terms)
             terms += [Series("rec", ex, ev["reconstruction"], "cyan"),
@@ -406,6 +405,16 @@ class MonitorScreen(CurveKeys, Screen):
         self.query_one("#bpd-plot", Plot).set_series(terms + self._references(lo, hi) if len(ex) else [],
                                                      x_range=(lo, hi), x_format=fmt)
         self._set_legends()
+
+    def _first_eval_when(self) -> str:
+        """When the first -ELBO comes: by the clock for a time-limited run, else at the end of the first epoch; a run
+        that ended (or died) without one will not have one."""
+        st = self.state
+        if st.start is not None and (st.end is not None or not st.alive(self.clock(), self.pid_check)[0]):
+            return "none: the run ended before its first evaluation"
+        if st.minutes:
+            return f"after {CLOCK_FIRST_S:g} s of training"
+        return "after the first epoch"
 
     def _references(self, lo: float, hi: float) -> list[Series]:
         """The -ELBO plot's reference lines across the window. Images: a model uniform over the 256 levels
@@ -454,7 +463,9 @@ class MonitorScreen(CurveKeys, Screen):
             elapsed = st.elapsed(now, alive)
             eta = st.eta(now) if alive else None
             frac, time_binds, minutes, age = st.progress(now, alive), st.time_binds(), st.minutes, st.record_age(now)
-            can_stop = running and alive and st.pid is not None
+            stopping = st.is_stopping
+            can_stop = running and alive and st.pid is not None and not stopping
+            elbo = Elbo.of(st.last_eval)
         if can_stop != getattr(self, "_can_stop", False):
             self._can_stop = can_stop
             self.refresh_bindings()
@@ -463,29 +474,34 @@ class MonitorScreen(CurveKeys, Screen):
         behind, size, ahead = self.tailer.behind, self.tailer.size, self.tailer.reading_ahead
         proc = getattr(self.app, "process", None)
         if proc is not None and not proc.running and end is None and start is not None:
-            alive, why = False, "the training process exited"
+            alive, why = False, exit_reason(proc.poll())
+        name = self.tailer.path.name
         if ahead:
-            state = f"reading {self.tailer.path.name}: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes"
+            facts = StatusFacts("reading", f"reading {name}: {ahead[0] / 2**20:,.0f} MiB on {ahead[1]} processes")
         elif behind > (1 << 22):
-            state = f"reading {self.tailer.path.name} {100 * (size - behind) / size:.0f}%"
+            facts = StatusFacts("reading", f"reading {name} {100 * (size - behind) / size:.0f}%")
         elif start is None:
-            state = (self.tailer.problem or f"waiting for {self.tailer.path.name}") if not self.tailer.exists else "waiting for the first record"
+            facts = StatusFacts("waiting", (self.tailer.problem or f"waiting for {name}") if not self.tailer.exists
+                                else "waiting for the first record")
         elif end is not None:
-            state = f"finished ({end.get('reason')})"
+            facts = StatusFacts("finished", str(end.get("reason")))
         elif not alive:
-            state = f"[b red]stopped responding[/] ({why})"
+            facts = StatusFacts("dead", why)
+        elif stopping:
+            facts = StatusFacts("stopping", "saving, evaluating, sampling")
         else:
-            state = "[green]training[/]"
-        last = f" · last record {ago(age)} ago" if age is not None and start is not None else ""
-        self.query_one("#status", Readout).update(f"{state}{last} · {device if start else '-'} · [b]{self.run_dir}[/]")
+            facts = StatusFacts("training")
+        self.query_one(RunStatus).facts = replace(facts, age=age, device=device, run=str(self.run_dir), elbo=elbo)
         bar = self.query_one("#steps-bar", ProgressBar)
         if frac is not None:
             bar.update(total=1000, progress=int(round(frac * 1000)))
+        elif start is None:  # no record (a log emptied or replaced): nothing done yet, not the last run's 100 %
+            bar.update(total=1000, progress=0)
         ep = f"{epoch:.2f}/{epochs}" if epochs and not time_binds else f"{epoch:.2f}"
         tot = f"/{total:,}" if total and not time_binds else ""
         clock = f"{hms(elapsed)}/{hms(minutes * 60)} limit" if time_binds else hms(elapsed)
         self.query_one("#progress-text", Readout).update(
-            f" step {step:,}{tot} · ep {ep} · {clock} · ETA {hms(eta) if running and alive else '-'}")
+            f" step {step:,}{tot} · ep {ep} · {clock} · ETA {hms(eta) if running and alive and eta is not None else '-'}")
 
     def _draw_samples(self) -> None:
         if self.points:
@@ -656,8 +672,15 @@ class MonitorScreen(CurveKeys, Screen):
                 self.notify(f"could not signal pid {pid}: {e.strerror or e}.", severity="error")
                 return
             self.notify(f"sent SIGINT to pid {pid}: it saves a checkpoint and samples, then stops.", timeout=10)
+            self.stop_asked()
 
         self.app.push_screen(StopScreen(pid, str(self.run_dir)), chosen)
+
+    def stop_asked(self) -> None:
+        """A stop was sent to the trainer: "stopping" until its end record (it saves, evaluates and samples first)."""
+        with self.lock:
+            self.state.stop_asked = True
+        self._tick()
 
     def action_samples(self) -> None:
         if (self.shown_points() if self.points else self.shown_grid())[0] is None:

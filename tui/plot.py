@@ -33,6 +33,7 @@ class Series:
     faint: bool = False  # drawn under the others and without a legend entry (the raw curve behind its smoothing)
     raw: np.ndarray | None = None  # the values the legend's last, min and max are of, when y is smoothed
     key: str = ""  # a reference line's legend entry (its name and value), where it has no stats
+    err: np.ndarray | None = None  # each point's standard error: drawn as an error bar y ± err, and in the legend
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -167,6 +168,24 @@ def short(v: float) -> str:
     return f"{v:.2e}" if a != 0 and (a >= 1e5 or a < 1e-3) else f"{v:.3g}"
 
 
+def last_error(s: Series, x_lo: float, x_hi: float) -> float | None:
+    """The error of a series' newest point in [x_lo, x_hi] (None without errors, or where it states none)."""
+    if s.err is None:
+        return None
+    x, y, e = np.asarray(s.x, float), np.asarray(s.y, float), np.asarray(s.err, float)
+    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & (x >= x_lo) & (x <= x_hi))
+    return float(e[ok[-1]]) if len(ok) and np.isfinite(e[ok[-1]]) else None
+
+
+def with_error(v: float, se: float | None) -> str:
+    """v ± se with v to the decimal of the error's second significant digit (6.78±0.043 -> "6.780±0.043");
+    a value without an error as :func:`nice` writes it."""
+    if se is None or not math.isfinite(se) or se <= 0 or not math.isfinite(v):
+        return nice(v)
+    digits = min(max(1 - math.floor(math.log10(se)), 0), 6)
+    return f"{v:.{digits}f}±{se:.{digits}f}"
+
+
 def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> list[list[tuple[str, Style]]]:
     """Each series' '━ name last ↓min ↑max' over the x window, flowed into lines of ``width`` cells."""
     lines: list[list[tuple[str, Style]]] = [[]]
@@ -176,7 +195,8 @@ def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> 
             continue
         if s.stats:
             st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
-            entry = f"━ {s.name} " + ("-" if st is None else f"{nice(st[0])} ↓{short(st[1])} ↑{short(st[2])}")
+            last = "-" if st is None else with_error(st[0], last_error(s, x_lo, x_hi))
+            entry = f"━ {s.name} " + ("-" if st is None else f"{last} ↓{short(st[1])} ↑{short(st[2])}")
         else:
             entry = f"━ {s.key}"
         if used and used + 2 + len(entry) > width:
@@ -217,17 +237,26 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
     # the faint series (raw curves behind their smoothing) go last: they colour only cells nobody else has
     order = [i for i, s in enumerate(series) if not s.faint] + [i for i, s in enumerate(series) if s.faint]
     series = [series[i] for i in order]
-    cols = []
+    def scaled(y):
+        if not log:
+            return y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
+
+    cols, bars = [], []
     for s in series:
         x, y = np.asarray(s.x, float), np.asarray(s.y, float)
+        e = None if s.err is None else np.asarray(s.err, float)
         if x_range is not None:  # outside the window would pile up in the edge columns
             inside = (x >= x_lo) & (x <= x_hi)
             x, y = x[inside], y[inside]
-        if log:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
-        cols.append(downsample(x, y, W, x_lo, x_hi))
+            e = None if e is None else e[inside]
+        cols.append(downsample(x, scaled(y), W, x_lo, x_hi))
+        # an error bar from y - err to y + err in each dot column holding a point (NaN elsewhere)
+        bars.append(None if e is None else (downsample(x, scaled(y - e), W, x_lo, x_hi)[0],
+                                            downsample(x, scaled(y + e), W, x_lo, x_hi)[1]))
     finite = [c[i][np.isfinite(c[i])] for c in cols for i in (0, 1)]
+    finite += [b[i][np.isfinite(b[i])] for b in bars if b is not None for i in (0, 1)]
     finite = [f for f in finite if len(f)]
     if finite:
         y_lo = min(float(f.min()) for f in finite)
@@ -287,7 +316,25 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
             bits[pcell] = 0xFF
     for _, k, pcell in sorted(point_cells, key=lambda p: -p[0]):  # densest first: the sparsest has the last word
         owner[pcell] = k
-    styles = [Style.parse(s.color) for s in series]
+    # error bars last, dimmed: they take only cells no line holds (a bar through its own point keeps the point)
+    for k, b in enumerate(bars):
+        if b is None:
+            continue
+        have = np.flatnonzero(np.isfinite(b[0]) & np.isfinite(b[1]))
+        if not len(have):
+            continue
+        dots = np.zeros((H, W), dtype=bool)
+        top = np.clip(np.rint((y_hi - b[1][have]) * scale).astype(np.int64), 0, H - 1)
+        bot = np.clip(np.rint((y_hi - b[0][have]) * scale).astype(np.int64), 0, H - 1)
+        rows = np.arange(H)[:, None]
+        dots[:, have] = (rows >= top[None, :]) & (rows <= bot[None, :])
+        cell = np.zeros((plot_h, plot_w), dtype=np.uint16)
+        for dy in range(4):
+            for dx in range(2):
+                cell |= dots[dy::4, dx::2].astype(np.uint16) * _DOT[dy, dx]
+        bits |= cell
+        owner[(cell > 0) & (owner < 0)] = len(series) + k
+    styles = [Style.parse(s.color) for s in series] + [Style.parse(s.color) + Style(dim=True) for s in series]
     axis = Style.parse(axis_style)
     labels = {0: _ylabel(y_hi, log), plot_h - 1: _ylabel(y_lo, log)}
     if plot_h >= 5:

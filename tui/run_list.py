@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
+from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, with_error, x_of, x_span
 from tui.readout import Readout
 from tui.run_state import RunState, ago, own_objective, pid_alive
 from vdm.run import METRICS, is_run
@@ -78,10 +78,17 @@ class RunEntry:
         alive, why = st.alive(now, pid_check)
         return "training" if alive else "stopped responding"
 
-    def best_bpd(self) -> float | None:
-        total = self.state.column("eval", "total")
-        total = total[np.isfinite(total)]
-        return float(total.min()) if len(total) else None
+    def last_bpd(self) -> tuple[float, float | None] | None:
+        """The newest held-out -ELBO (bits/dim) and the error its record states (None: it states none), or None.
+
+        The newest, not the lowest: the lowest of several noisy estimates is the luckiest draw, not the best model.
+        """
+        total, se = self.state.column("eval", "total"), self.state.column("eval", "total_se")
+        ok = np.flatnonzero(np.isfinite(total))
+        if not len(ok):
+            return None
+        e = float(se[ok[-1]])
+        return float(total[ok[-1]]), (e if np.isfinite(e) else None)
 
 
 class RunsRead(Message):
@@ -153,18 +160,22 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         now = self.clock()
         with self.lock:
-            rows = []
+            rows, ranks = [], []
             for name, e in sorted(self.entries.items()):
-                best = e.best_bpd()
+                last = e.last_bpd()
                 st = e.state
                 total = st.total_steps
                 rows.append((name, "●" if name in self.marked else "", name, e.status(now, self.pid_check),
                              f"{st.step:,}" + (f"/{total:,}" if total and not st.time_binds() else ""),
-                             f"{best:.3f}" if best is not None else "-", ago(st.record_age(now)) + " ago"
+                             with_error(*last) if last is not None else "-", ago(st.record_age(now)) + " ago"
                              if st.last_time is not None else "-"))
+                ranks.append(last[0] if last is not None else float("inf"))
+            # ranked by the newest -ELBO, lowest first (its error beside it says which places are a toss-up);
+            # runs without one after, by name
+            rows = [r for _, r in sorted(zip(ranks, rows), key=lambda p: p[0])]
         keep = table.cursor_row
         table.clear(columns=True)  # columns again: their widths follow the longest cell
-        heads = ("", "run", "status", "steps", "best -ELBO b/d", "last update")
+        heads = ("", "run", "status", "steps", "-ELBO b/d (last)", "last update")
         for j, label in enumerate(heads):
             width = max([len(label)] + [len(r[j + 1]) for r in rows])
             table.add_column(label, key=label or "mark", width=width)
@@ -277,7 +288,7 @@ class OverlayScreen(CurveKeys, Screen):
                 key = (id(st), st.version)
                 if self._copies.get(name, (None,))[0] != key:
                     self._copies[name] = (key, {k: st.column("train", k) for k in ("step", "loss", "time")},
-                                          {k: st.column("eval", k) for k in ("step", "total", "time")})
+                                          {k: st.column("eval", k) for k in ("step", "total", "total_se", "time")})
                 _, tr, ev = self._copies[name]
                 # a learned schedule's or EDM-weighted run's train loss is its own objective, not the x_0 or eps
                 # MSE of the other runs: the legend says so beside the shared axis
@@ -305,7 +316,7 @@ class OverlayScreen(CurveKeys, Screen):
                 faint.append(Series(lname, tx, tr["loss"], "dim " + c, faint=True))
             else:
                 loss.append(Series(lname, tx, tr["loss"], c))
-            bpd.append(Series(name, ex, ev["total"], c))
+            bpd.append(Series(name, ex, ev["total"], c, err=ev["total_se"]))
         fmt = duration if v.wall else None
         lp, bp = self.query_one("#overlay-loss", Plot), self.query_one("#overlay-bpd", Plot)
         lp.set_series(loss + faint, x_range=(lo, hi), x_format=fmt)

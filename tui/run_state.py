@@ -86,6 +86,11 @@ class RunState:
         self.last_eval: dict | None = None
         self.last_sample: dict | None = None
         self.end: dict | None = None
+        self.stopping: dict | None = None  # the trainer's "stopping" record: it saves, evaluates and samples, then ends
+        self.stop_asked = False  # this monitor sent the stop (the trainer may be inside a step or an evaluation)
+        self.full_sample_s: float | None = None  # seconds of the newest grid of the run's full n_samples
+        self.sample_s = 0.0  # seconds all sample grids took
+        self.binds: bool | None = None  # the progress basis while the run went on (time limit or steps), kept at its end
         self.records = 0
         self.bad = 0
         self.last_time: float | None = None  # the newest record's `time`
@@ -120,15 +125,32 @@ class RunState:
                 self.last_eval = r
             elif kind == "start":
                 self.start = r
-                self.end = None  # a resumed run starts again
+                self.end = self.stopping = None  # a resumed run starts again
+                self.stop_asked = False
             elif kind == "sample":
                 self.last_sample = r
+                self._note_sample(r)
             elif kind == "end":
+                self.binds = self._time_binds_live()
                 self.end = r
+            elif kind == "stopping":
+                self.stopping = r
         self.records += batch.good - odd
         self.bad += batch.bad + odd
         if batch.good or batch.bad:
             self.version += 1
+
+    def _note_sample(self, r: dict) -> None:
+        """The cost of a full grid: a grid of n samples takes n / n_samples of it (each sample is T network calls)."""
+        s, n, full = num(r.get("seconds")), num(r.get("n")), num(self.config.get("n_samples"))
+        if s is None:
+            return
+        self.sample_s += s
+        if n and full and n != full:
+            if self.full_sample_s is None:  # only a small grid so far: scaled up
+                self.full_sample_s = s * full / n
+        else:
+            self.full_sample_s = s
 
     def column(self, group: str, name: str) -> np.ndarray:
         """A numpy copy of one column ('train' or 'eval').
@@ -189,6 +211,22 @@ class RunState:
         """The log says the run goes on (a start and no end since); see alive() for whether it really does."""
         return self.start is not None and self.end is None
 
+    @property
+    def is_stopping(self) -> bool:
+        """A stop was asked (by this monitor, or the trainer says so) and the run has not ended yet."""
+        return self.running and (self.stop_asked or self.stopping is not None)
+
+    def report_s(self) -> float:
+        """Seconds the run spent evaluating and sampling (training time lost), from the records' ``seconds``."""
+        ev = np.frombuffer(self.eval["seconds"], dtype=np.float64) if len(self.eval["seconds"]) else np.zeros(0)
+        return float(np.nansum(ev)) + self.sample_s
+
+    def finishing_s(self) -> float:
+        """Seconds the run's end will take after its last step: the final evaluation and full sample grid, each as
+        long as the newest one took (0 for what has not been timed yet)."""
+        ev = num((self.last_eval or {}).get("seconds")) or 0.0
+        return ev + (self.full_sample_s or 0.0)
+
     def usual_interval(self) -> float:
         """Seconds between train records lately (the median of the last 20 gaps of training time), or 10 s."""
         el = self.train["elapsed"][-21:]
@@ -235,9 +273,15 @@ class RunState:
         return None
 
     def time_binds(self) -> bool:
-        """Whether --minutes ends the run before its epochs do (by the recent rate; or the end record says so)."""
+        """Whether --minutes ends the run before its epochs do (by the recent rate; or the end record says so).
+
+        A run stopped early (SIGINT) keeps the basis it had while it went on: its bar does not jump from the time
+        it had done to the steps it had done."""
         if self.end is not None:
-            return self.end.get("reason") == "time limit"
+            return self.end.get("reason") == "time limit" or (self.end.get("reason") != "done" and bool(self.binds))
+        return self._time_binds_live()
+
+    def _time_binds_live(self) -> bool:
         if not self.minutes:
             return False
         total, rate = self.total_steps, self._rate()
@@ -256,9 +300,13 @@ class RunState:
         return min(self.step / total, 1.0) if total else None
 
     def eta(self, now: float) -> float | None:
-        """Seconds left: steps to go at the recent rate, or the time limit if that comes first."""
+        """Seconds left: steps to go at the recent rate, or the time limit if that comes first, and then the final
+        evaluation and sample grid (:meth:`finishing_s`); once stopping, that end alone, counted from the stop."""
         if not self.running or self.last_train is None:
             return None
+        if self.is_stopping:
+            t = num((self.stopping or {}).get("time")) or num(self.last_train.get("time"))
+            return max(self.finishing_s() - max(now - t, 0.0), 0.0) if t is not None else None
         total, rate = self.total_steps, self._rate()
         left = []
         if total and rate:
@@ -268,7 +316,7 @@ class RunState:
         t = num(self.last_train.get("time"))
         if not left or t is None:
             return None
-        return max(min(left) - max(now - t, 0.0), 0.0)
+        return max(min(left) - max(now - t, 0.0), 0.0) + self.finishing_s()
 
 
 def hms(seconds: float | None) -> str:

@@ -43,6 +43,12 @@ RESUME_MUST_MATCH = IDENTITY_KEYS + ("data", "data_n", "limit", "batch_size", "l
 UNIFORM_BPD = 8.0  # -log2 of 1/256: a model uniform over the 256 pixel levels, the scale every image bound is read on
 IMAGE_SAMPLES, POINT_SAMPLES = 64, 1_000  # samples drawn at each evaluation: a grid of images, a cloud of points
 POINTS_TRAIN = 10_000  # default --data-n of a point data set; the test split has POINTS_TEST points
+# A run with a time limit also evaluates and samples by the clock: after CLOCK_FIRST_S seconds of training, then
+# at each doubling of it (10, 20, 40, 80 s ...), so a minutes-long run has a curve and grids before its first
+# epoch ends; a mark is skipped while evaluating and sampling have taken more than CLOCK_SHARE of the time.
+CLOCK_FIRST_S = 10.0
+CLOCK_SHARE = 0.1
+CLOCK_SAMPLES = 16  # the clock's image grids are small (sampling is T network calls a sample)
 POINTS_TEST = 2_000
 
 

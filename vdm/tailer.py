@@ -36,8 +36,8 @@ from vdm.metrics import _open_regular, parse_line
 
 TRAIN_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed")
 # total_se: the error the eval record states for its total (bpd_mc_se, the Monte Carlo error with the items fixed;
-# bpd_se in logs written before it); NaN where it states none
-EVAL_COLUMNS = ("step", "eval_loss", "total", "reconstruction", "prior", "matching", "total_se")
+# bpd_se in logs written before it); NaN where it states none. seconds: what the evaluation took.
+EVAL_COLUMNS = ("step", "eval_loss", "total", "reconstruction", "prior", "matching", "total_se", "seconds")
 _NAN = float("nan")
 
 
@@ -65,6 +65,7 @@ class _Eval(msgspec.Struct, tag_field="kind", tag="eval", gc=False):
     bpd: _Bpd | None = None
     bpd_mc_se: Any = None  # read leniently: an odd value here leaves the record's other numbers readable
     bpd_se: Any = None
+    seconds: Any = None
     time: float = _NAN
 
 
@@ -185,7 +186,8 @@ def _fold(typed: list, line, whole: list[dict] | None, bad: int) -> Batch:
         out.train_time = np.fromiter(map(attrgetter("time"), train), np.float64, len(train))
     evals = [typed[i] for i in others if typed[i].__class__ is _Eval]
     if evals:
-        out.eval = np.array([(r.step, r.eval_loss, *_bpd_row(r.bpd), _stated_error(r)) for r in evals], dtype=np.float64)
+        out.eval = np.array([(r.step, r.eval_loss, *_bpd_row(r.bpd), _stated_error(r), _number(r.seconds))
+                             for r in evals], dtype=np.float64)
         out.eval_time = np.array([r.time for r in evals], dtype=np.float64)
     # whole records: every other kind, and the last train and eval record
     keep = [i for i in others if typed[i].__class__ is not _Eval]
@@ -200,10 +202,13 @@ def _fold(typed: list, line, whole: list[dict] | None, bad: int) -> Batch:
 
 def _stated_error(r: _Eval) -> float:
     """The eval record's error of its total: bpd_mc_se, or in older logs bpd_se (NaN when neither)."""
-    for v in (r.bpd_mc_se, r.bpd_se):
-        if type(v) in (int, float) and v == v:
-            return float(v)
-    return _NAN
+    v = _number(r.bpd_mc_se)
+    return v if v == v else _number(r.bpd_se)
+
+
+def _number(v) -> float:
+    """A JSON number as a float, anything else (a string, a bool, null) NaN."""
+    return float(v) if type(v) in (int, float) else _NAN
 
 
 def _bpd_row(b: _Bpd | None) -> tuple[float, float, float, float]:

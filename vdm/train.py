@@ -30,7 +30,7 @@ from vdm import checkpoint as ckpt
 from vdm import continuous
 from vdm import data as datasets
 from vdm import distributed
-from vdm.config import TrainConfig
+from vdm.config import CLOCK_FIRST_S, CLOCK_SAMPLES, CLOCK_SHARE, TrainConfig  # noqa: F401 (read as vdm.train.X)
 from vdm.denoiser import Denoiser, precond_coefs
 from vdm.diffusion import q_sample, reparameterise
 from vdm.elbo import nats_to_bpd
@@ -47,12 +47,6 @@ from vdm.schedule import Schedule
 EVAL_SEED = 12345  # the held-out evaluation's noise, the same at every evaluation of every run
 CONTINUOUS_EVAL_SEED = 54321  # the continuous-time evaluation's (a learned run)
 EVAL_DRAWS = 2  # independent draws of every held-out item's -ELBO: two give the estimator's own error
-# A run with a time limit also evaluates and samples by the clock: after CLOCK_FIRST_S seconds of training, then
-# at each doubling of it (10, 20, 40, 80 s ...), so a minutes-long run has a curve and grids before its first
-# epoch ends; a mark is skipped while evaluating and sampling have taken more than CLOCK_SHARE of the time.
-CLOCK_FIRST_S = 10.0
-CLOCK_SHARE = 0.1
-CLOCK_SAMPLES = 16  # the clock's image grids are small (sampling is T network calls a sample)
 
 
 class TrainingStopped(Exception):

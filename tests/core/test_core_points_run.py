@@ -68,7 +68,8 @@ def test_the_run_directory_of_points(gmm_run):
     assert ref == ev[0]["reference"]  # computed once: the points and the schedule do not change
     gap = ev[-1]["gap_to_optimal"]  # point by point on the same x_t: the difference of the two means, a paired error
     assert gap["mean"] == pytest.approx(ev[-1]["bpd"]["total"] - ref["optimal"], abs=1e-9)
-    assert 0 < gap["se"] < ev[-1]["bpd_se"]
+    # paired: below the error the difference of the two means would have if their noise were independent
+    assert 0 < gap["se"] < math.hypot(ev[-1]["bpd_se"], ref["optimal_se"])
 
 
 def test_a_trained_model_does_not_beat_the_optimal_denoiser(gmm_run):

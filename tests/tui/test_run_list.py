@@ -52,7 +52,7 @@ def test_the_list_shows_from_its_summary_what_a_full_read_shows(tmp_path, seed):
         now = 1000.0 + rng.uniform(0, 2000)
         a, b = summary.state, full.state
         assert summary.status(now, lambda pid: True) == full.status(now, lambda pid: True)
-        assert summary.best_bpd() == full.best_bpd()
+        assert summary.last_bpd() == full.last_bpd()
         assert (a.step, a.total_steps, a.epoch, a.last_time, a.running) == (b.step, b.total_steps, b.epoch, b.last_time,
                                                                              b.running)
         assert a.time_binds() == b.time_binds() and a.progress(now) == b.progress(now) and a.eta(now) == b.eta(now)

@@ -118,7 +118,7 @@ def _log(n, every_eval=50):
             lines.append(json.dumps({"v": 1, "kind": "eval", "time": i, "step": i, "eval_loss": 1 / i,
                                      "bpd": {"total": 3.0 + 1 / i, "reconstruction": 2.0, "prior": 1e-5, "matching": 1 / i},
                                      # the stated error: the Monte Carlo one, or in older logs only bpd_se
-                                     **({"bpd_mc_se": 0.01 * i} if i % 100 else {}), "bpd_se": 0.5}))
+                                     **({"bpd_mc_se": 0.01 * i} if i % 100 else {}), "bpd_se": 0.5, "seconds": i / 7}))
         else:
             lines.append(json.dumps({"v": 1, "kind": "train", "time": i, "step": i, "epoch": i / 100,
                                      "loss": 1 / i, "lr": 1e-3, "images_per_s": 100.0 + i, "elapsed": i * 0.1,
@@ -133,8 +133,8 @@ def _expected(lines):
     nan = float("nan")
     train = [[float(r.get(k, nan)) for k in tailer.TRAIN_COLUMNS] for r in recs if r["kind"] == "train"]
     ev = [[float(r["step"]), float(r.get("eval_loss", nan))] + [float(r.get("bpd", {}).get(k, nan))
-                                                                 for k in tailer.EVAL_COLUMNS[2:-1]]
-          + [float(r.get("bpd_mc_se", r.get("bpd_se", nan)))]
+                                                                 for k in tailer.EVAL_COLUMNS[2:-2]]
+          + [float(r.get("bpd_mc_se", r.get("bpd_se", nan))), float(r.get("seconds", nan))]
           for r in recs if r["kind"] == "eval"]
     return np.array(train), np.array(ev), recs
 

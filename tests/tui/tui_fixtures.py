@@ -31,8 +31,9 @@ def write_run(run: Path, n_train: int = 40, with_sample: bool = True) -> Path:
             s = i * 2
             lines.append(record("eval", 1000.0 + i, step=s, epoch=s // 20, eval_loss=0.45 * np.exp(-i / 12) + 0.1,
                                 bpd={"reconstruction": 6 - i / 20, "prior": 1e-5, "matching": 3 - i / 30,
-                                     "total": 9 - i / 20 - i / 30}))
-            lines.append(record("sample", 1000.0 + i, step=s, epoch=s // 20, path="samples/latest.png"))
+                                     "total": 9 - i / 20 - i / 30}, bpd_mc_se=0.3 - i / 200, seconds=0.5))
+            lines.append(record("sample", 1000.0 + i, step=s, epoch=s // 20, path="samples/latest.png", seconds=0.5,
+                                n=64))
     (run / "metrics.jsonl").write_text("".join(lines))
     if with_sample:
         x, _ = shapes(4, "test")
