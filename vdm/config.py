@@ -45,9 +45,9 @@ IMAGE_SAMPLES, POINT_SAMPLES = 64, 1_000  # samples drawn at each evaluation: a 
 POINTS_TRAIN = 10_000  # default --data-n of a point data set; the test split has POINTS_TEST points
 # A run with a time limit also evaluates and samples by the clock: after CLOCK_FIRST_S seconds of training, then
 # at each doubling of it (10, 20, 40, 80 s ...), so a minutes-long run has a curve and grids before its first
-# epoch ends; a mark is skipped while evaluating and sampling have taken more than CLOCK_SHARE of the time.
+# epoch ends; a mark skips evaluating (sampling) while it has taken more than CLOCK_SHARE of the time.
 CLOCK_FIRST_S = 10.0
-CLOCK_SHARE = 0.1
+CLOCK_SHARE = 0.15
 CLOCK_SAMPLES = 16  # the clock's image grids are small (sampling is T network calls a sample)
 POINTS_TEST = 2_000
 

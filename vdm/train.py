@@ -140,6 +140,7 @@ class Trainer:
         self.elapsed = 0.0  # training wall time over all sessions of this run
         self.stop_reason: str | None = None
         self.report_s = 0.0  # wall seconds this session spent evaluating and sampling (training time lost)
+        self.eval_s = 0.0  # of which evaluating
         self._next_mark = CLOCK_FIRST_S  # training seconds of the next evaluation by the clock (a time-limited run)
         self.owed: list[str] = []  # what the resumed checkpoint's session still owed (eval, sample, end)
         self.notices: list[str] = []
@@ -610,14 +611,15 @@ class Trainer:
             self._sample_and_log(log)
 
     def _on_the_clock(self, log: MetricsWriter) -> None:
-        """An evaluation and a small sample grid at a mark of the clock (CLOCK_FIRST_S, doubling), unless
-        evaluating and sampling have already taken more than CLOCK_SHARE of the training time."""
+        """An evaluation and a small sample grid at a mark of the clock (CLOCK_FIRST_S, doubling), each unless it has
+        already taken more than CLOCK_SHARE of the training time (a grid costs T network calls a sample, several
+        evaluations: the curve goes on while the grids wait)."""
         while self._next_mark <= self.elapsed:
             self._next_mark *= 2
-        if self.report_s > CLOCK_SHARE * self.elapsed:
-            return
-        self._evaluate_and_log(log)
-        self._sample_and_log(log, n=None if self.cfg.points else min(self.cfg.n_samples, CLOCK_SAMPLES))
+        if self.eval_s <= CLOCK_SHARE * self.elapsed:
+            self._evaluate_and_log(log)
+        if self.report_s - self.eval_s <= CLOCK_SHARE * self.elapsed:
+            self._sample_and_log(log, n=None if self.cfg.points else min(self.cfg.n_samples, CLOCK_SAMPLES))
 
     def _evaluate_and_log(self, log: MetricsWriter) -> dict | None:
         """An eval record, with ``seconds``: how long the evaluation took (wall time lost to training)."""
@@ -629,6 +631,7 @@ class Trainer:
         self.last_eval = ev
         took = time.time() - t0
         self.report_s += took
+        self.eval_s += took
         log.write("eval", step=self.step, epoch=self.epoch, **ev, seconds=round(took, 3))
         self._pay("eval")
         return ev
