@@ -19,7 +19,17 @@ Tails `metrics.jsonl` of the run like `tail -f`; lines that do not parse are
 skipped and counted. `r` reloads the run from the start, `x` stops the run's
 trainer (after asking; SIGINT to the pid in its start record). The status line
 says "stopped responding" when that pid is gone or the trainer has written
-nothing for ten times its usual interval, with the age of the last record.
+nothing for ten times its usual interval, with the age of the last record, and
+"stopping" from a stop until the run's end record (it saves, evaluates and samples
+first; the ETA holds that end).
+
+The -ELBO (bits/dim) is `vdm elbo --estimator importance` on the fixed held-out
+images: one t each from an importance proposal, two draws; ± is its Monte Carlo
+error with those images fixed, so two runs on the same data compare within it.
+The run list ranks runs by their newest -ELBO. A run with `--minutes` evaluates
+after 10 s of training and at each doubling (20, 40, 80 s ...) besides each
+epoch, with a small grid of samples; evaluating and sampling are training time
+lost, each kept under 15 % of it: the info panel says how much they took.
 
 Curves (the overlay of several runs too): `l` log scale on every plot,
 `s` / `S` more / less smoothing of the train loss (debiased EMA; the raw curve
