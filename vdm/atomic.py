@@ -1,4 +1,9 @@
-"""Write-then-rename, so that a kill at any moment leaves the old file or the new one, never half of one.
+"""Reading and writing a run's files safely.
+
+Reading: :func:`read_regular` reads a regular file of bounded size, or says in one sentence what
+the file is instead (a FIFO would block the reader forever, a link to /dev/zero never ends).
+
+Writing: write-then-rename, so that a kill at any moment leaves the old file or the new one, never half of one.
 
 The temporary file is created with O_EXCL | O_NOFOLLOW under a random name in the target's
 own directory (``.<stem>.tmp<pid>-<random><suffix>``): nothing planted there in advance can
@@ -13,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 # the names atomic_path uses: .<stem>.tmp<pid>-<hex><suffix> (and the older .<name>.tmp<pid>)
@@ -68,6 +74,45 @@ def atomic_path(path: str | os.PathLike):
         if created:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def kind_of(mode: int) -> str:
+    """What a file of st_mode ``mode`` is, for a sentence: 'a regular file', 'a FIFO', 'a directory', ..."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_regular(path: str | os.PathLike, limit: int, what: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else a ValueError naming it and
+    ``what`` it should be ("a vdm checkpoint sidecar").
+
+    The kind is checked on the open descriptor before a byte is read, and the open itself never waits
+    (O_NONBLOCK: a FIFO's open would wait for a writer). At most limit + 1 bytes are read, so a file
+    that grows past the limit while being read is refused too, and memory stays bounded.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read as {what} ({e.strerror or type(e).__name__}).") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is {kind_of(st.st_mode)}, not {what}.")
+        if st.st_size > limit:
+            raise ValueError(f"{path} is not {what} (larger than {limit:,} bytes).")
+        os.set_blocking(fd, True)
+        chunks, n = [], 0
+        while n <= limit and (chunk := os.read(fd, limit + 1 - n)):
+            chunks.append(chunk)
+            n += len(chunk)
+        if n > limit:
+            raise ValueError(f"{path} is not {what} (larger than {limit:,} bytes).")
+        return b"".join(chunks)
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read as {what} ({e.strerror or type(e).__name__}).") from None
+    finally:
+        os.close(fd)
 
 
 def refuse_hard_link(fd: int, path: str | os.PathLike) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vdm.atomic import remove_stale_temps, write_bytes, write_json
+from vdm.atomic import read_regular, remove_stale_temps, write_bytes, write_json
 from vdm.config import MAX_STEP, MAX_T
 
 FORMAT = "vdm-checkpoint"
@@ -164,11 +164,11 @@ def resolve(path: str | os.PathLike) -> Path:
 def read_meta(sidecar: str | os.PathLike, verify: bool = False) -> dict:
     """The sidecar's JSON, checked for our format; with ``verify`` also the tensors' SHA-256."""
     sidecar = Path(sidecar)
+    # a regular file of bounded size: a FIFO would block here forever, a link to /dev/zero never end
+    data = read_regular(sidecar, MAX_SIDECAR_BYTES, "a vdm checkpoint sidecar")
     try:
-        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
-            raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar (larger than {MAX_SIDECAR_BYTES} bytes).")
-        meta = json.loads(sidecar.read_bytes())
-    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
+        meta = json.loads(data)
+    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
         raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar ({type(e).__name__}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{sidecar} is not a vdm checkpoint sidecar (no format '{FORMAT}').")

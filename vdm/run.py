@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
+from vdm.atomic import read_regular, refuse_hard_link
 from vdm.config import TrainConfig
 
 CONFIG = "config.json"
@@ -43,6 +44,7 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LOCK = ".lock"  # held (flock) by the one process writing the run; the kernel drops it when that process dies
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a huge file as one
+MAX_POINTS_BYTES = 1 << 24  # samples/*.npy: at most 10,000 points of 2 float64, 160 kB
 LATEST = "latest"  # samples/latest.png (and latest.npy for points): a copy of the newest
 SAMPLE_FILE = re.compile(r"step-(\d{8,})\.png")  # samples/step-<step>.png, written at that step
 
@@ -270,11 +272,8 @@ class RunLock:
 
     @classmethod
     def _take(cls, path: Path) -> "RunLock":
-        import fcntl
-
-        from vdm.atomic import refuse_hard_link
-
         import errno
+        import fcntl
 
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -319,10 +318,12 @@ class RunLock:
 
 def read_points(path) -> "object | None":
     """float32 [N, 2] points saved by the trainer (numpy's format, pickles refused), or None when missing or not points."""
+    import io
+
     import numpy as np
 
-    try:
-        a = np.load(path, allow_pickle=False)
+    try:  # read whole first: a FIFO or device at the name must not block or exhaust the reader
+        a = np.load(io.BytesIO(read_regular(path, MAX_POINTS_BYTES, "points")), allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     if a.ndim != 2 or a.shape[1] != 2 or not np.issubdtype(a.dtype, np.floating):
@@ -356,14 +357,11 @@ def _read_config(path: Path):
         if not path.is_dir():
             what = "does not exist" if not path.exists() else "is not a directory"
             raise ValueError(f"{str(path)[:200]!r} {what}, so it is not a run directory.")
-        if not p.is_file():
+        if not (p.exists() or p.is_symlink()):
             raise ValueError(f"{str(path)[:200]!r} is not a run directory (no {CONFIG}).")
-        if p.stat().st_size > MAX_CONFIG_BYTES:
-            raise ValueError(f"{p} is not a run config (larger than {MAX_CONFIG_BYTES} bytes).")
-        with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:  # is_file: no FIFO here
-            text = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:  # a name too long, a loop of links, no permission
         raise ValueError(f"{str(path)[:200]!r} cannot be read as a run directory ({e.strerror}).") from None
+    text = read_regular(p, MAX_CONFIG_BYTES, "a run config")  # no FIFO, device or huge file
     try:
         d = json.loads(text)
         cfg = TrainConfig.from_dict(d)
@@ -385,9 +383,9 @@ def open_run(path: str | os.PathLike) -> Run:
 
 
 def is_run(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a directory with a config.json (valid or not): a run, not a checkpoint file."""
-    try:
-        return (Path(path) / CONFIG).is_file()
+    """Whether ``path`` is a directory with a config.json (valid or not, of any kind): a run, not a checkpoint file."""
+    try:  # whatever it is: open_run names a config.json that is a FIFO, a device or a folder
+        return os.path.lexists(Path(path) / CONFIG)
     except OSError:
         return False
 

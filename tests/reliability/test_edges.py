@@ -126,3 +126,123 @@ def test_no_image_is_drawn_from_non_finite_values():
     x[2, 1, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="1 of the 768 pixel values to draw are NaN or infinite"):
         grid(x)
+
+
+class _Unblocker:
+    """If a reader still waits on ``fifo`` after ``after`` seconds, it is a hang: open the FIFO for writing
+    (and close it) until the call under test returns, so that the test fails instead of hanging."""
+
+    def __init__(self, fifo, after: float = 60.0):
+        self.fifo, self.after, self.done, self.fired = fifo, after, threading.Event(), False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        if self.done.wait(self.after):
+            return
+        self.fired = True
+        while not self.done.wait(0.05):
+            try:
+                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader at this instant
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def _sidecar(run):
+    from vdm import checkpoint as ckpt
+
+    return ckpt.list_checkpoints(run / "checkpoints")[-1]
+
+
+COMMANDS = {"sample": lambda run, tmp: ["sample", run, "--n", "4", "--out", tmp / "grid.png"],
+            "elbo": lambda run, tmp: ["elbo", run, "--n", "4", "--estimator", "uniform"],
+            "resume": lambda run, tmp: ["train", "--resume", run, "--quiet", "--threads", "1", "--epochs", "2"]}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_fifo_where_the_sidecar_belongs_is_named_not_waited_on(run, tmp_path, capsys, command):
+    side = _sidecar(run)
+    side.unlink()
+    os.mkfifo(side)
+    with _Unblocker(side) as u:
+        rc, _, err = run_main(COMMANDS[command](run, tmp_path), capsys)
+    assert not u.fired, "blocked on the FIFO"
+    assert rc == 2, err[-1500:]
+    msg = one_sentence(err)
+    assert f"{side} is a FIFO, not a vdm checkpoint sidecar" in msg, msg
+
+
+@pytest.mark.parametrize("name", ["config", "points"])
+def test_a_fifo_where_a_run_file_belongs_is_named_not_waited_on(run, name):
+    from vdm.run import CONFIG, open_run, sample_path
+
+    if name == "config":
+        target = run / CONFIG
+        target.unlink()
+        os.mkfifo(target)
+        with _Unblocker(target) as u, pytest.raises(ValueError, match=f"{target} is a FIFO, not a run config"):
+            open_run(run)
+    else:
+        opened = open_run(run)
+        target = sample_path(run, None, ".npy")
+        os.mkfifo(target)
+        with _Unblocker(target) as u:
+            assert opened.latest_points() is None
+    assert not u.fired, "blocked on the FIFO"
+
+
+def _with_memory_cap(call, cap: int = 1 << 30) -> tuple[int, str]:
+    """call() in a forked child whose address space may grow by ``cap`` bytes at most: (exit status, its stderr).
+
+    A reader of an unbounded file fails there with MemoryError within a second instead of taking the machine."""
+    import resource
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return from here
+        status = 70
+        try:
+            os.close(r)
+            os.dup2(w, 2)
+            with open("/proc/self/status") as f:
+                vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            resource.setrlimit(resource.RLIMIT_AS, (vm + cap, vm + cap))
+            status = call()
+        except BaseException as e:  # noqa: BLE001  (reported to the parent, which fails the test)
+            os.write(2, f"{type(e).__name__}: {e}\n".encode())
+        finally:
+            os._exit(status if isinstance(status, int) else 70)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        err = f.read().decode(errors="replace")
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), err
+
+
+@pytest.mark.parametrize("command", ["sample", "resume"])
+def test_a_sidecar_linked_to_dev_zero_is_named_not_read_until_memory_runs_out(run, tmp_path, command):
+    import sys
+
+    from vdm_cli.main import main
+
+    side = _sidecar(run)
+    side.unlink()
+    side.symlink_to("/dev/zero")
+    argv = [str(a) for a in COMMANDS[command](run, tmp_path)]
+
+    def cli():
+        sys.stderr = open(2, "w", closefd=False)
+        code = main(argv)
+        sys.stderr.flush()
+        return code
+
+    rc, err = _with_memory_cap(cli)
+    assert rc == 2, err[-1500:]
+    msg = one_sentence(err)
+    assert f"{side} is a character device, not a vdm checkpoint sidecar" in msg, msg
