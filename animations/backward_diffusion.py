@@ -26,6 +26,10 @@ from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
 from animations.palette import XHAT, XT
 from vdm.sample import sample
 
+SWEEP_WORDS = ("Now watch one sampling run from t = T down to 0. Top: the current x_t. Bottom: the network's guess of "
+               "x_0 at that step. Early guesses are blurry averages; they sharpen as t falls.")
+STRIP_WORDS = ("One chain at a few steps, spaced logarithmically: most of the picture appears in the last few steps, "
+               "as the forward chain destroyed it in the first few.")
 N_IMAGES = 4
 STRIP_FRACTIONS = (1.0, 0.6, 0.4, 0.25, 0.1, 0.0)  # of log(T + 1): log-spaced steps, most near t = 0
 SWEEP_SECONDS = 12.0
@@ -38,23 +42,26 @@ def strip_steps(T: int) -> list[int]:
 
 
 def backward_chain(n: int = N_IMAGES, seed: int = 0):
-    """(schedule, Chain, name of the denoiser, whether it is the 2-D model): the whole sampling chain, computed once.
+    """(schedule, Chain, name of the denoiser, whether it is the 2-D model, the presenter's words on it): the whole
+    sampling chain, computed once.
 
     With an image run, n images; without one, the 2-D model's cloud (animations.model2d.backward_paths)."""
     src = lecture_source()
     if src.denoiser is not None:
         _, chain = sample(src.denoiser, src.schedule, n, seed=seed, return_chain=True)
-        return src.schedule, chain, src.note, False
+        return src.schedule, chain, src.note, False, src.detail
     from animations import model2d
 
     pm = model2d.point_model()
     _, chain = model2d.backward_paths()
-    return pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.what, True
+    return (pm.schedule, chain, r"no image run, so the 2-D model samples here: " + pm.what, True,
+            "There is no trained image run, so the lecture's 2-D model samples instead: points, not images. "
+            + pm.detail)
 
 
 class BackwardDiffusion(LectureScene):
     def construct(self):
-        self.schedule, self.chain, self.denoiser_label, self.points = backward_chain()
+        self.schedule, self.chain, self.denoiser_label, self.points, self.denoiser_words = backward_chain()
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
         self.add(self.title)
         self.section_sampler()
@@ -74,12 +81,17 @@ class BackwardDiffusion(LectureScene):
         notes = [r"start where the forward chain ends: pure noise, the prior $p(x_T)$",
                  r"each step: the posterior of exercise 4 with the network's $\hat{x}_0$ in place of the unknown $x_0$",
                  r"mean and variance in closed form; $T$ steps down to $x_0$, fresh noise at every step but the last"]
-        lines = play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.4,
+        say = ["Sampling runs the chain backwards. Start where the forward chain ends: pure Gaussian noise, the prior.",
+               "Each step back is the posterior of exercise 4, with the network's guess of x_0 in place of the x_0 "
+               "we do not have. This is exactly the decoder step the ELBO trained.",
+               "Its mean and variance are in closed form. T steps take us down to x_0, with fresh noise at every "
+               "step but the last."]
+        lines = play_derivation(self, rows, notes, say=say, below=self.title, font_size=34, buff=0.4,
                           focus=[None, r"q\!\left(x_{t-1} \mid x_t,\ x_0 = \hat{x}_0(x_t, t)\right)",
                                  r"\qquad t = T, \dots, 1"])
         who = one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
         self.play(FadeIn(who))
-        self.pause(3)
+        self.pause(3, "The model that samples in the next pictures. " + self.denoiser_words)
         cut(self, self.title)
 
     def section_schedule(self):
@@ -89,7 +101,10 @@ class BackwardDiffusion(LectureScene):
             return
         self.next_section("the schedule it samples with")
         self.snr = play_snr(self, self.schedule, self.title,
-                            r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it")
+                            r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it",
+                            ("The schedule this model samples with, as log signal-to-noise ratio, next to the "
+                             "assignment's constant alpha.", "Each step of the sampler moves down this curve; the "
+                             "posterior's mean and variance at each step come from it."))
         cut(self, self.title)
 
     def section_denoising(self):
@@ -119,12 +134,12 @@ class BackwardDiffusion(LectureScene):
         self.num_t.add_updater(lambda m: m.set_value(step()))
         sched = label("schedule: " + tex_text(self.schedule.describe()), size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label), FadeIn(sched))
-        self.pause(1)
+        self.pause(1, SWEEP_WORDS)
         self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
         for m in (*top, *bottom, self.num_t):
             m.clear_updaters()
         self.top, self.bottom, self.t = top, bottom, u
-        self.pause(2)
+        self.pause(2, "At t = 0 the sample and the final guess coincide: a new image drawn from the model.")
         cut(self, self.title)
 
     def section_strip(self):
@@ -140,7 +155,7 @@ class BackwardDiffusion(LectureScene):
             lab.next_to(img, DOWN, buff=0.15)
         self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(tags), run_time=2)
         self.strip_steps = steps
-        self.pause(2)
+        self.pause(2, STRIP_WORDS)
 
     # -- without an image run: the 2-D model's cloud ------------------------------------------------------
     def exact_density(self, t: int):
@@ -180,7 +195,7 @@ class BackwardDiffusion(LectureScene):
         sched = one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + tex_text(self.schedule.describe()),
                          size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(left, right, *shades, top, bottom)), FadeIn(heads), FadeIn(t_label), FadeIn(sched))
-        self.pause(1)
+        self.pause(1, SWEEP_WORDS)
         if shades:
             shades[0].add_updater(lambda m: m.show(self.exact_density(step())))
         top.add_updater(lambda m: m.show(self.chain.x[step()]))
@@ -189,7 +204,7 @@ class BackwardDiffusion(LectureScene):
         for m in (top, bottom, self.num_t, *shades):
             m.clear_updaters()
         self.top, self.bottom, self.t = [top], [bottom], u
-        self.pause(2)
+        self.pause(2, "At t = 0 the points have gathered where the data lie: the cloud is a sample from the model.")
         cut(self, self.title)
 
     def strip_cloud(self, steps):
@@ -205,4 +220,4 @@ class BackwardDiffusion(LectureScene):
                   FadeIn(tags), run_time=2)
         self.strip_steps = steps
         self.strip_clouds = clouds
-        self.pause(2)
+        self.pause(2, STRIP_WORDS)

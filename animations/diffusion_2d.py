@@ -73,9 +73,10 @@ class Diffusion2D(LectureScene):
         return [density_grid(self.pm.mixture, self.schedule, t, DENSITY_RES) for t in range(self.T + 1)]
 
     # -- one big panel with a live cloud, its exact density and a handful of paths ------------------------
-    def live_panel(self, rows, order, colour_of, head: str, lines: list[str]):
+    def live_panel(self, rows, order, colour_of, head: str, lines: list[str], say: str):
         """Sweep ``rows`` (a [K+1, N, 2] tensor indexed by t) through t in ``order`` on a big panel, the exact
-        q(x_t) behind it and the traced points' paths growing; returns (panel, cloud, t tracker)."""
+        q(x_t) behind it and the traced points' paths growing, after a slide with presenter notes ``say``;
+        returns (panel, cloud, t tracker)."""
         panel = CloudPanel(side=5.5).move_to([-3.3, -0.55, 0])
         t0 = order[0]
         shade = panel.shading(self.densities[t0]) if self.densities is not None else None
@@ -109,7 +110,7 @@ class Diffusion2D(LectureScene):
         side.next_to(panel, RIGHT, buff=0.4).align_to(panel, UP)
         parts = [panel, *([shade] if shade is not None else []), cloud, *paths, *heads]
         self.play(FadeIn(Group(*parts)), FadeIn(side))
-        self.pause(len(lines) + 1)
+        self.pause(len(lines) + 1, say)
         cloud.add_updater(draw)
         self.play(u.animate.set_value(1.0), run_time=SWEEP_SECONDS, rate_func=linear)
         cloud.clear_updaters()
@@ -120,7 +121,7 @@ class Diffusion2D(LectureScene):
     def data_line(self) -> str:
         from vdm.points import noise_of
 
-        return (rf"{len(m2.held_out()):,} held-out points of \texttt{{{self.pm.data}}} "
+        return (rf"{len(m2.held_out()):,} held-out points of {tex_text(m2.DATA_WORDS.get(self.pm.data, self.pm.data))} "
                 rf"({tex_text(noise_of(self.pm.data))})")
 
     def section_forward(self):
@@ -130,8 +131,11 @@ class Diffusion2D(LectureScene):
             self.fwd, list(range(self.T + 1)), lambda t: X0 if t == 0 else XT,
             r"$q$: $x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1 - \alpha_t}\,\epsilon$, one step at a time",
             [self.data_line(), *shade, rf"white: {len(self.traced)} of the points and their last {TAIL} steps",
-             rf"schedule {tex_text(self.schedule.describe())}"])
-        self.pause(2)
+             rf"schedule {tex_text(self.schedule.describe())}"],
+            "Diffusion in two dimensions, where we can see the whole distribution at once, as in Sohl-Dickstein and "
+            "colleagues' first figure. Each point is one data point; the shading is the exact density of x_t. "
+            "Watch the forward chain dissolve the clusters into a standard Gaussian.")
+        self.pause(2, "At t = T the points are a standard Gaussian cloud: the data's structure is gone.")
         cut(self, self.title)
 
     def section_backward(self):
@@ -142,7 +146,9 @@ class Diffusion2D(LectureScene):
             x, list(range(self.T, -1, -1)), lambda t: XT,
             r"$p_\theta$: $x_{t-1} \sim q(x_{t-1} \mid x_t, \hat{x}_\theta(x_t, t))$ from $x_T \sim \mathcal{N}(0, \mathbf{I})$",
             [rf"{x.shape[1]:,} samples; white: {len(self.traced)} of them and their last {TAIL} steps", *shade,
-             self.pm.note, rf"schedule {tex_text(self.schedule.describe())}"])
+             self.pm.note, rf"schedule {tex_text(self.schedule.describe())}"],
+            "Now backwards, with the trained model: fresh Gaussian noise, and at every step the posterior with the "
+            "network's guess of x_0. " + self.pm.detail)
         if self.pm.mixture is not None:
             got, data = m2.near_modes(self.samples), m2.near_modes(m2.held_out())
             self.mode_shares = (got, data)
@@ -151,7 +157,8 @@ class Diffusion2D(LectureScene):
                            rf"of the held-out data {100 * data:.0f}\%", size=24).to_edge(DOWN, buff=0.25)
             self.mode_caption = cap
             self.play(FadeIn(cap))
-            self.pause(2)
+            self.pause(2, f"At t = 0, {100 * got:.0f} percent of the samples lie within three standard deviations of "
+                          f"one of the mixture's modes, against {100 * data:.0f} percent of real held-out data.")
         cut(self, self.title)
 
     # -- Figure 1: both chains side by side at a few t -------------------------------------------------------
@@ -198,9 +205,11 @@ class Diffusion2D(LectureScene):
         cap = one_line(rf"top: the held-out points through $q$; bottom: the model's samples from $x_T${shade}; "
                        rf"white: {len(self.traced)} points and their {FIGURE_TAIL} steps before", size=22).to_edge(DOWN, buff=0.22)
         self.play(FadeIn(heads), FadeIn(names[0]), *[FadeIn(cell) for cell in rows[0]])
-        self.pause(2)
+        self.pause(2, "Both chains side by side. Top: the data pushed through the forward process, from data to "
+                      "noise.")
         self.play(FadeIn(names[1]), *[FadeIn(cell) for cell in reversed(rows[1])], FadeIn(cap))
-        self.pause(3)
+        self.pause(3, "Bottom: the model's samples, from noise back to data, read from right to left. At each t the "
+                      "two clouds should have the same distribution; that is what training asked for.")
         cut(self, self.title)
 
     # -- the bound, term by term -------------------------------------------------------------------------------
@@ -254,17 +263,21 @@ class Diffusion2D(LectureScene):
                         r"can be negative", size=22)
         VGroup(cap1, cap2).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)  # placed together, shown one by one
         self.play(FadeIn(VGroup(*head)), *[FadeIn(VGroup(*r)) for r in cells[:3]], FadeIn(cap1))
-        self.pause(4)
+        self.pause(4, "The three terms of the ELBO for this model, in nats per point, averaged over the held-out "
+                      "points, with every t summed. Beside it the same terms for the optimal denoiser, the exact "
+                      "posterior mean of x_0, which we can compute for a Gaussian mixture.")
         self.play(Create(rule), FadeIn(VGroup(*cells[3])))
-        self.pause(5)
+        self.pause(5, "The sum is the negative ELBO. The model's is only slightly above the optimal one.")
         self.term_table = table
         if tab["nll"] is not None:
             nll = tex(r"-\log q(x_0) = " + pm_fmt(tab["nll"]), font_size=30)
             self.shown_nll = pm_fmt(tab["nll"])
-            why = one_line(r"the true $-\log q(x_0)$: the mixture's exact density, no model (\texttt{vdm.gmm})", size=22)
+            why = one_line(r"the true $-\log q(x_0)$: the mixture's exact density, no model", size=22)
             grp = VGroup(nll, why).arrange(DOWN, buff=0.15).next_to(table, DOWN, buff=0.45)
             self.play(FadeIn(grp), FadeIn(cap2))
-            self.pause(4)
+            self.pause(4, "And the true negative log-likelihood of the data, from the mixture's exact density, with no "
+                          "model at all (vdm.gmm). A Gaussian density can exceed one, so these numbers can be "
+                          "negative.")
         cut(self, self.title)
 
     # -- the gaps ------------------------------------------------------------------------------------------------
@@ -282,7 +295,9 @@ class Diffusion2D(LectureScene):
             line.scale_to_fit_width(MAX_WIDTH)
         line.next_to(self.title, DOWN, buff=0.4).set_x(0)
         self.play(FadeIn(line))
-        self.pause(2)
+        self.pause(2, "The gap between the bound and the true likelihood has two parts: how far the model's "
+                      "distribution is from the data's, and how far the encoder is from the model's posterior. Both "
+                      "are KL divergences, so both are non-negative.")
         nll, opt, mod = tab["nll"].mean, tab["optimal"]["total"].mean, tab["model"]["total"].mean
         lo, hi = min(nll, opt, mod), max(nll, opt, mod)
         pad = 0.08 * (hi - lo) + 1e-9
@@ -317,13 +332,15 @@ class Diffusion2D(LectureScene):
         t1.next_to(axis, DOWN, buff=1.7)
         t2.next_to(t1, DOWN, buff=0.2)
         self.play(Create(axis), FadeIn(marks), FadeIn(labs))
-        self.pause(3)
+        self.pause(3, "The three numbers on one line: the true negative log-likelihood, the optimal denoiser's "
+                      "negative ELBO, and the model's.")
         self.play(FadeIn(b1), FadeIn(n1), FadeIn(t1))
         why1 = one_line(rf"$\mathbb{{E}}[x_0 \mid x_t]$ minimises every term, so no $\hat{{x}}_0$ model on this schedule "
                         rf"($T = {self.T}$) gets below it: Gaussian steps cannot follow $q(x_{{1:T}} \mid x_0)$ exactly",
                         size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(why1))
-        self.pause(3)
+        self.pause(3, f"The first gap, {pm_fmt(gap_o)} nats, no model can close on this schedule: even the best "
+                      "denoiser's Gaussian steps cannot follow the true reverse process exactly.")
         z = gap_m.mean / gap_m.se if gap_m.se > 0 else float("inf")
         verdict = (rf"the network is {gap_m.mean:.2f} nats per point from the best $\hat{{x}}_0$ there is "
                    rf"({z:.0f} standard errors)" if z > 3 else
@@ -331,7 +348,8 @@ class Diffusion2D(LectureScene):
         self.verdict = verdict
         why2 = one_line(verdict, size=22).next_to(why1, UP, buff=0.12)
         self.play(FadeIn(b2), FadeIn(n2), FadeIn(t2), FadeIn(why2))
-        self.pause(4)
+        self.pause(4, f"The second gap, {pm_fmt(gap_m)} nats, is what training can still remove: the network's "
+                      "distance from the best denoiser there is, measured on the same noisy points.")
 
 
 def _spread_labels(labs: VGroup, xs: list[float], gap: float = 0.15) -> None:

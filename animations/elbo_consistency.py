@@ -19,7 +19,7 @@ from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, Group, Title, VGroup, Wr
 
 from animations import elbo_panels
 from animations.latex import RECON_TEX
-from animations.lecture_data import elbo_draws, elbo_model_note, example_images
+from animations.lecture_data import elbo_draws, elbo_model_note, elbo_model_words, example_images
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import histogram_edges
@@ -42,10 +42,10 @@ class ConsistencyELBO(LectureScene):
         self.section_terms()
         self.section_estimate()
 
-    def steps(self, rows, notes, fs=28, buff=0.35, transform=False, focus=None):
-        """Show a derivation line by line, each with its note at the bottom, a slide per line."""
-        return play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, transform=transform,
-                               focus=focus)
+    def steps(self, rows, notes, say, fs=28, buff=0.35, transform=False, focus=None):
+        """Show a derivation line by line, each with its note at the bottom and ``say`` as presenter notes."""
+        return play_derivation(self, rows, notes, say=say, below=self.title, font_size=fs, buff=buff,
+                               transform=transform, focus=focus)
 
     def section_split(self):
         """The MHVAE joint and posterior, the decoder product re-indexed, the log of a product split."""
@@ -68,7 +68,17 @@ class ConsistencyELBO(LectureScene):
                  r"take out the decoder's first factor and the encoder's last",
                  r"re-index the decoder product ($t \to t+1$) to pair $p_\theta(x_t \mid x_{t+1})$ with $q(x_t \mid x_{t-1})$",
                  r"the log of a product is a sum of logs; the expectation is linear"]
-        self.split = self.steps(rows, notes, fs=26, buff=0.3, transform=False)
+        say = ["We start from the bound of the previous part: the ELBO, an expectation over chains drawn by the "
+               "encoder of the log-ratio of the joint to the encoder.",
+               "Write both as the products of the hierarchical VAE: the prior on x_T times one decoder step per "
+               "arrow, over one encoder step per arrow.",
+               "Take out the two factors that have no partner: the decoder's last step down to x_0, and the "
+               "encoder's last step up to x_T.",
+               "Shift the index of the decoder product by one, so that each decoder factor p-theta of x_t given "
+               "x_(t+1) stands over the encoder factor for the same x_t.",
+               "The log of a product is a sum of logs, and the expectation of a sum is the sum of expectations. "
+               "Three kinds of term remain."]
+        self.split = self.steps(rows, notes, say, fs=26, buff=0.3, transform=False)
         cut(self, self.title)
 
     def section_marginals(self):
@@ -86,7 +96,13 @@ class ConsistencyELBO(LectureScene):
                  r"$x_T$ drawn from $q(x_T \mid x_{T-1})$ itself: the inner expectation is a KL, $\geq 0$",
                  r"three variables: an unbiased estimate draws $x_{t-1} \sim q(x_{t-1} \mid x_0)$, "
                  r"then $x_t$, then $x_{t+1}$, jointly"]
-        lines = self.steps(rows, notes, fs=24, buff=0.5, focus=[r[2] for r in rows])
+        say = ["Each expectation is over the whole chain, but each term reads only a few latents. The first reads "
+               "only x_1: the other latents integrate to one and disappear.",
+               "The second reads x_(T-1) and x_T. Inner expectation over x_T drawn from the encoder's own last "
+               "step: that is minus a KL divergence between that step and the prior, so it is never positive.",
+               "The third reads three latents: x_(t-1), x_t and x_(t+1). To estimate it we must draw all three "
+               "jointly from the encoder."]
+        lines = self.steps(rows, notes, say, fs=24, buff=0.5, focus=[r[2] for r in rows])
         why = VGroup(
             label(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
                   r"so this expectation of a log-ratio", size=26),
@@ -94,7 +110,10 @@ class ConsistencyELBO(LectureScene):
                   r"is this joint expectation", size=26),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(lines, DOWN, buff=0.5)
         self.play(FadeIn(why, shift=UP * 0.1))
-        self.pause(2)
+        self.pause(2, "Careful: the third term is not a KL divergence. Given x_(t+1), the variable x_t does not "
+                      "follow q of x_t given x_(t-1), so this expectation of a log-ratio can be negative. Written "
+                      "as an expectation of a KL over x_(t-1) and x_(t+1), as the assignment does, it means this "
+                      "joint expectation.")
         cut(self, self.title)
 
     def section_terms(self):
@@ -111,10 +130,16 @@ class ConsistencyELBO(LectureScene):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
             names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
         self.play(FadeIn(top), FadeIn(bottom))
-        self.pause(2)
-        for n in names:
+        self.pause(2, "The ELBO of exercise 2, in three parts. Exercise 2 asks us to interpret each term.")
+        say = ["Reconstruction: how well the decoder's last step recovers the image x_0 from the first latent "
+               "x_1, drawn from the encoder. As in any VAE, a log-likelihood of the data.",
+               "Prior matching: how close the encoder's last step comes to the prior p(x_T), the standard Gaussian "
+               "we sample from. It has no parameters; the schedule alone makes it small.",
+               "Consistency: at every intermediate latent, whether going up one step with the encoder and coming "
+               "down one step with the decoder agree about x_t. Each term needs three random latents."]
+        for n, words in zip(names, say):
             self.play(FadeIn(n, shift=UP * 0.1), run_time=1)
-            self.pause(1)
+            self.pause(1, words)
         self.formula = VGroup(top, bottom, names)
         cut(self)
 
@@ -139,10 +164,14 @@ class ConsistencyELBO(LectureScene):
         verdict = label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(image), FadeIn(table))
-        self.pause(4)
+        self.pause(4, f"Now the numbers. We estimate each term for one image by drawing {n} independent chains from "
+                      f"the encoder. The table gives each term's mean and its standard error, in nats per image. "
+                      f"{elbo_model_words()}")
         self.play(FadeIn(panel))
-        self.pause(2)
+        self.pause(2, f"The histogram of the total over the {n} draws: each draw of the chain gives a quite different "
+                      f"value, a standard deviation of {totals.std():,.1f} nats. Keep this spread in mind.")
         self.play(FadeIn(verdict))
-        self.pause(2)
+        self.pause(2, "The sign of the consistency sum: it is a sum of expectations of log-ratios, not of KL "
+                      "divergences, so nothing keeps it positive. Next: a form of the ELBO whose terms are all KLs.")
         self.histogram = panel
         self.table_rows = table.rows

@@ -19,10 +19,10 @@ from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, T
 
 from animations import elbo_panels
 from animations.latex import RECON_TEX
-from animations.lecture_data import elbo_draws, elbo_model_note
+from animations.lecture_data import elbo_draws, elbo_model_note, elbo_model_words
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.plots import histogram_edges
-from animations.mobjects.text import derivation, label, tex
+from animations.mobjects.text import derivation, label, one_line, tex
 from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
 
 PRIOR_TEX = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
@@ -46,8 +46,8 @@ class DenoisingELBO(LectureScene):
         self.section_result()
         self.section_variance()
 
-    def steps(self, rows, notes, fs=28, buff=0.35, focus=None):
-        return play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=buff, focus=focus)
+    def steps(self, rows, notes, say, fs=28, buff=0.35, focus=None):
+        return play_derivation(self, rows, notes, say=say, below=self.title, font_size=fs, buff=buff, focus=focus)
 
     def section_bayes(self):
         self.next_section("Markov property and Bayes")
@@ -57,7 +57,11 @@ class DenoisingELBO(LectureScene):
         ]
         notes = [r"Markov: given $x_{t-1}$, the next step does not depend on $x_0$",
                  r"Bayes, in $x_{t-1}$ and $x_t$ given $x_0$"]
-        self.steps(rows, notes, fs=34, buff=0.5, focus=[r"q(x_t \mid x_{t-1}, x_0)", None])
+        say = ["Exercise 3 derives a second form of the ELBO. The key step: by the Markov property, adding x_0 to "
+               "the condition of an encoder step changes nothing.",
+               "Now Bayes' rule, with everything conditioned on x_0, turns the step around: it becomes the "
+               "posterior of x_(t-1) given x_t and x_0, times a ratio of two marginals we know in closed form."]
+        self.steps(rows, notes, say, fs=34, buff=0.5, focus=[r"q(x_t \mid x_{t-1}, x_0)", None])
         cut(self, self.title)
 
     def section_telescope(self):
@@ -74,15 +78,18 @@ class DenoisingELBO(LectureScene):
         note = label(r"each $q(x_s \mid x_0)$ above a line meets its inverse in the next factor", size=26)
         note.to_edge(DOWN, buff=0.4)
         self.play(FadeIn(enc))
-        self.pause(1)
+        self.pause(1, "Apply this to every encoder factor except the first. The first, q of x_1 given x_0, is "
+                      "already conditioned on x_0 and stays.")
         self.play(FadeIn(product), FadeIn(note))
-        self.pause(1)
-        for i, j in CANCEL:
+        self.pause(1, "Look at the ratios of marginals alone, written out. Each marginal in a numerator meets the "
+                      "same marginal in the denominator of the next factor.")
+        for k, (i, j) in enumerate(CANCEL):
             self.play(FadeIn(Cross(product[i], stroke_width=3, stroke_color=WHITE)),
                       FadeIn(Cross(product[j], stroke_width=3, stroke_color=WHITE)), run_time=1.2)
-            self.pause(0, hold=1.5)
+            self.pause(0, "They cancel in pairs." if k == 0 else "And the next pair.", hold=1.5)
         self.play(FadeIn(result, shift=DOWN * 0.2))
-        self.pause(2)
+        self.pause(2, "The product telescopes: only the last numerator, q of x_T given x_0, and the first "
+                      "denominator, q of x_1 given x_0, survive.")
         self.product = product
         cut(self, self.title)
 
@@ -105,7 +112,13 @@ class DenoisingELBO(LectureScene):
                  r"Bayes in every factor, and the telescoped ratio",
                  r"$q(x_1 \mid x_0)$ cancels",
                  r"each expectation reduced to its marginal; the inner ones over $x_T$ and $x_{t-1}$ are KLs"]
-        self.steps(rows, notes, fs=24, buff=0.45)
+        say = ["Back to the ELBO, with the encoder written with x_0 in every factor.",
+               "Replace every factor by Bayes' rule, and the product of marginal ratios by what it telescoped to.",
+               "q of x_1 given x_0 appears once above and once below: it cancels. The prior's partner is now q of x_T "
+               "given x_0, the closed form.",
+               "Each expectation again needs only the variables it reads. The expectations over x_T and over "
+               "x_(t-1) given x_t and x_0 are of log-ratios against their own distribution: they are KL divergences."]
+        self.steps(rows, notes, say, fs=24, buff=0.45)
         cut(self, self.title)
 
     def section_result(self):
@@ -121,20 +134,49 @@ class DenoisingELBO(LectureScene):
                                    (bottom[0], "denoising matching", DENOISING)):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
             names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
-        why = VGroup(
-            label(r"why the better target: each term is an expectation over one variable $x_t$ of a KL between",
-                  size=24),
-            label(r"two Gaussians, in closed form (exercise 2: over $x_{t-1}, x_t, x_{t+1}$); the prior term has no "
-                  r"parameters", size=24),
-        ).arrange(DOWN, aligned_edge=LEFT).to_edge(DOWN, buff=0.35)
         self.play(FadeIn(top), FadeIn(bottom))
-        self.pause(2)
-        for n in names:
+        self.pause(2, "The ELBO of exercise 3. Same reconstruction term as before; the other two have changed.")
+        say = ["Reconstruction: as before, how well the decoder's last step recovers x_0 from x_1.",
+               "Prior matching: now the KL from the closed form q of x_T given x_0 to the prior. No parameters and "
+               "no sampling: for our schedule it is essentially zero.",
+               "Denoising matching: at every step, the KL between the true posterior of one step back, which knows "
+               "x_0, and the decoder's step, which must guess it. The decoder learns to denoise."]
+        for n, words in zip(names, say):
             self.play(FadeIn(n, shift=UP * 0.1))
-            self.pause(1)
-        self.play(FadeIn(why))
-        self.pause(2)
+            self.pause(1, words)
         cut(self)
+
+    def section_why(self):
+        """The argument of exercise 3 after its demonstration: one sentence per reason."""
+        self.next_section("why the denoising form is the better target")
+        cut(self, self.title)
+        cons, den = self.draws["consistency"], self.draws["denoising"]
+        ratio = float(cons.total.double().std() / den.total.double().std())
+        head = label(r"why the denoising form is the better target", size=32).next_to(self.title, DOWN, buff=0.6)
+        reasons = VGroup(
+            one_line(r"1.\ one random variable per term: $x_t \sim q(x_t \mid x_0)$, "
+                     r"where a consistency term needs $x_{t-1}, x_t, x_{t+1}$", size=28),
+            one_line(r"2.\ inside it, a KL between two Gaussians in closed form: no sampling, never negative", size=28),
+            one_line(r"3.\ the prior term has no parameters and no sampling: "
+                     r"$D_{\mathrm{KL}}(q(x_T \mid x_0) \,\|\, p(x_T))$", size=28),
+            one_line(rf"measured here: a spread per draw {ratio:.1f} times smaller" if ratio > 1 else
+                     rf"measured here: the spread per draw is not smaller (ratio {ratio:.2f})", DENOISING, 28),
+        ).arrange(DOWN, aligned_edge=LEFT, buff=0.4).next_to(head, DOWN, buff=0.6)
+        self.play(FadeIn(head))
+        say = ["First reason: each denoising term is an expectation over one random variable, x_t, drawn in closed "
+               "form from x_0. A consistency term needs three latents drawn jointly, so its estimate is noisier.",
+               "Second: what is inside the expectation is a KL divergence between two Gaussians, computed exactly. "
+               "No sampling inside, and never negative.",
+               "Third: the prior matching term has no parameters and no sampling at all, so it drops out of the "
+               "gradient.",
+               (f"And the demonstration agrees: a spread per draw {ratio:.1f} times smaller. Lower variance means "
+                "less noisy gradients for the same number of draws: a better optimisation target." if ratio > 1 else
+                f"Here the demonstration does not show it: the ratio of the spreads is {ratio:.2f}. The argument "
+                "holds per term; say which model and estimator were used.")]
+        for r, words in zip(reasons, say):
+            self.play(FadeIn(r, shift=UP * 0.1))
+            self.pause(1, words)
+        self.reasons = reasons
 
     def section_variance(self):
         self.next_section("both estimators on the same image")
@@ -159,13 +201,19 @@ class DenoisingELBO(LectureScene):
         means = label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(left), FadeIn(right))
-        self.pause(2)
+        self.pause(2, f"Exercise 3 asks whether this is a better optimisation target. The same image, {len(a)} draws "
+                      f"of each estimator. {elbo_model_words()} On the left the consistency form, standard deviation "
+                      f"{a.std():,.1f} nats; on the right the denoising form, {b.std():,.1f} nats.")
         self.play(FadeIn(tables))
-        self.pause(4)
+        self.pause(4, "Term by term, mean and standard error. The reconstruction terms agree; the other two terms "
+                      "are split differently between the forms, but the totals agree.")
         self.play(FadeIn(spread))
-        self.pause(2)
+        self.pause(2, "The spread of each term per draw, on a log scale: the matching terms are where the consistency "
+                      "form loses, because each of its terms needs three random latents.")
         self.play(FadeIn(means))
-        self.pause(2)
+        self.pause(2, "And the two means agree within their errors: both forms estimate the same ELBO, one with far "
+                      "less noise.")
+        self.section_why()
         self.panels = (left, right)
         self.spread = spread
         self.caption = means

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, LaggedStart, Rectangle,
+from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, Group, LaggedStart, Rectangle,
                    SurroundingRectangle, Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
 
 from animations.lecture_data import example_x0, lecture_schedule
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.images import framed, pixel_image, set_pixels
 from animations.mobjects.live_number import LiveNumber
-from animations.mobjects.plots import polyline
+from animations.mobjects.plots import polyline, snr_one_at
 from animations.mobjects.text import derivation, label, labels, one_line, tex
 from animations.palette import ALPHA, BOX, EPS, X0, XT
 from vdm.diffusion import forward_chain, q_mean_var, q_sample
 from vdm.elbo import gaussian_log_prob
-from vdm.schedule import Schedule
+from vdm.continuous import snr_curve
+from vdm.schedule import DEFAULT_FINAL_SIGNAL, Schedule, tune_alpha
 
 STRIP_T = (0, 3, 10, 30, 100, 500)  # log-spaced: with constant alpha only t < 38 keeps SNR above 1
 CHAIN_SECONDS = 8.0  # the sweep 0..T, log-spaced in t: as long on t < 20 as on 20 < t < 500
@@ -77,7 +78,10 @@ class ForwardDiffusion(LectureScene):
         ).arrange(DOWN, aligned_edge=LEFT).next_to(big, RIGHT, buff=1.0)
         self.play(Write(title, run_time=1), FadeIn(step, run_time=1))
         self.add(big, t_label, info)
-        self.pause(1)
+        self.pause(1, "The forward process only adds noise. At every step we shrink the image a little, by the "
+                      "square root of alpha, and add a little Gaussian noise, with variance one minus alpha. Nothing "
+                      "here is learned. Watch the image as t runs from 0 to T, and the number on the right: how much "
+                      "of the original image is left.")
         self.play(u.animate.set_value(1), run_time=CHAIN_SECONDS, rate_func=linear)
         big.clear_updaters()
         t_label[1].clear_updaters()
@@ -98,7 +102,9 @@ class ForwardDiffusion(LectureScene):
         self.play(LaggedStart(*[FadeIn(VGroup(cell), img) for cell, img in zip(strip, frames)], lag_ratio=0.3),
                   run_time=2)
         self.strip_images = frames
-        self.pause(2)
+        self.pause(2, "The same chain at a few steps. The steps are spaced logarithmically, because everything "
+                      "interesting happens early: by t = 100 the image is hard to recognise, and at t = T it is pure "
+                      "noise. Keep this picture in mind when we choose alpha at the end of this part.")
         cut(self)  # the next section is the next slide
 
     # -- 1b. one pixel's Gaussian, before any algebra ------------------------------------------------
@@ -170,7 +176,9 @@ class ForwardDiffusion(LectureScene):
         self.play(Write(title, run_time=1), Create(axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(x0_line))
         self.add(bars, density)
         self.play(FadeIn(panel), FadeIn(legend))
-        self.pause(2)
+        self.pause(2, "Before any algebra, one pixel. We run the chain thousands of times from the same starting "
+                      "value and histogram where the pixel ends up after t steps. The curve is the Gaussian the closed "
+                      "form predicts; the dashed line is where the pixel started.")
         def note(t: int) -> str:
             m, v = (float(x) for x in q_mean_var(self.schedule, self.pixel_x0, t))
             kept = float(self.schedule.signal_coef()[t])
@@ -181,6 +189,18 @@ class ForwardDiffusion(LectureScene):
             side = ">" if v ** 0.5 > abs(m) else "<"
             return (rf"$\sqrt{{\bar{{\alpha}}_t}} = {kept:.3f}$ of $x_0$ kept; noise std ${v ** 0.5:.3f} {side}$ "
                     rf"$|\text{{mean}}| = {abs(m):.3f}$; the histogram of the chains follows the curve")
+
+        def say(t: int) -> str:
+            m, v = (float(x) for x in q_mean_var(self.schedule, self.pixel_x0, t))
+            if t == 1:
+                return ("After one step the pixel has barely moved: a narrow Gaussian around its start, shrunk by "
+                        "the square root of alpha, with variance one minus alpha.")
+            if t == T:
+                return (f"At t = T the mean is {m:.3f} and the variance {v:.3f}: a standard normal, whatever the "
+                        "pixel was. This is why the prior p(x_T) can be a fixed standard Gaussian.")
+            return (f"At t = {t} the mean has shrunk to {m:.3f} and the spread grown to a standard deviation of "
+                    f"{v ** 0.5:.3f}. The histogram of the simulated chains sits on the predicted Gaussian: the "
+                    "closed form is not an approximation.")
 
         caption = None
         self.pixel_stops = []
@@ -196,7 +216,7 @@ class ForwardDiffusion(LectureScene):
             self.play(FadeIn(new_cap), run_time=0.5)
             caption = new_cap
             self.pixel_stops.append(t_now())
-            self.pause(1, hold=2.5)
+            self.pause(1, say(stop), hold=2.5)
         panel.clear_updaters()
         self.pixel_panel = (num_t, num_m, num_v)
         self.pixel_curves = (density, bars)
@@ -233,7 +253,20 @@ class ForwardDiffusion(LectureScene):
                  r"\sqrt{1-\alpha^2}",
                  r"\sqrt{\alpha^t}\, x_0 + \sqrt{1-\alpha^t}\,\epsilon_0"]
         self.play(Write(title, run_time=1))
-        play_derivation(self, rows, notes, below=title, font_size=30, buff=0.28, transform=True, focus=focus)
+        say = [
+            "Exercise 1b: where is x_t after t steps, given only x_0? Start from one step of the chain. Each step "
+            "draws its own fresh noise, which I mark with a star.",
+            "The previous step has the same form, so substitute it for x_(t-1).",
+            "Multiply out. Now x_(t-2) appears once, and there are two independent noise terms.",
+            "Two independent zero-mean Gaussians add to one Gaussian whose variance is the sum of the variances. "
+            "So the two noise terms become one, with a new standard normal epsilon.",
+            "The variance simplifies to one minus alpha squared. The pattern is already visible: the signal "
+            "coefficient is a power of alpha, and the noise variance is one minus that power squared.",
+            "Repeat t times: the signal is scaled by the square root of alpha to the t, and the variances add up to "
+            "one minus alpha to the t. One Gaussian draw replaces t steps.",
+        ]
+        play_derivation(self, rows, notes, say=say, below=title, font_size=30, buff=0.28, transform=True,
+                        focus=focus)
         cut(self, title)
         rows2 = [
             (r"\bar{\alpha}_t", "=", r"\prod_{s=1}^{t} \alpha_s = \alpha^t"),
@@ -248,13 +281,18 @@ class ForwardDiffusion(LectureScene):
         role = label(rf"the role of $\alpha$: close to 1, each step adds little noise ($1 - \alpha = {1 - a:.4f}$); "
                      rf"$\alpha^t \to 0$ makes $x_T$ pure noise", size=26).next_to(res, DOWN, buff=0.6)
         self.play(FadeIn(res[0], shift=0.2 * DOWN))
-        self.pause(1)
+        self.pause(1, "In general the schedule may change alpha at every step; alpha-bar is the product of all the "
+                      "alphas so far. With the assignment's constant alpha it is simply alpha to the t.")
         self.play(FadeIn(res[1], shift=0.2 * DOWN))
         self.play(TransformMatchingTex(res[1].copy(), res[2]), run_time=1.5)
         self.play(Create(box))
-        self.pause(2)
+        self.pause(2, "The result of exercise 1b: q(x_t given x_0) is a Gaussian with mean the square root of "
+                      "alpha-bar times x_0 and variance one minus alpha-bar. This is what makes training cheap: any "
+                      "x_t is one draw away from the data.")
         self.play(FadeIn(role))
-        self.pause(1)
+        self.pause(1, "So alpha has two jobs. Close to one, each step adds only a little noise, so one step is easy "
+                      "to undo. And its power must go to zero by step T, so that x_T is pure noise and matches the "
+                      "prior.")
         cut(self)
 
     # -- 3. the two coefficients against t ------------------------------------------------------
@@ -283,7 +321,9 @@ class ForwardDiffusion(LectureScene):
         title = Title(r"$q(x_t \mid x_0)$: how much signal is left at step $t$", font_size=36)
         self.play(Write(title, run_time=1), Create(self.axes, run_time=1), FadeIn(x_lab, run_time=1))
         self.play(Create(self.graphs), FadeIn(legend), run_time=2.5)
-        self.pause(2)
+        self.pause(2, "The two coefficients of the closed form against t: the fraction of the signal that is kept, "
+                      "in blue, and the noise variance, in grey. They cross early, and most of the chain is "
+                      "spent where almost no signal is left.")
         self.curve_title, self.legend, self.x_lab = title, legend, x_lab
 
     # -- 4. what changing alpha does -------------------------------------------------------------
@@ -311,13 +351,71 @@ class ForwardDiffusion(LectureScene):
         img_group.next_to(readout, DOWN, buff=0.4, aligned_edge=LEFT)
         img.move_to(img_group[0])
         self.play(FadeIn(readout), FadeIn(img_group), FadeIn(img))
-        self.pause(1)
+        self.pause(1, f"Exercise 1a asks how to choose alpha. Here is what alpha does: the curves and the image at "
+                      f"t = {t_show}, always with the same noise draw, follow alpha as I change it.")
         for a in (*ALPHA_SWEEP, tuned):
             self.play(self.alpha.animate.set_value(a), run_time=3)
-            self.pause(1, hold=1.5)
-        note = label(r"tuned: $\sqrt{\alpha^T} = 0.01$, so $\alpha = 0.01^{2/T}$", ALPHA, 26)
-        note.move_to(self.axes.c2p(0.45 * T, 0.55), aligned_edge=LEFT)  # the empty middle of the plot
-        self.play(FadeIn(note))
-        self.pause(1)
+            at = float(Schedule.constant(a, T).signal_coef()[t_show])
+            self.pause(1, f"Alpha = {a:.4f}: at t = {t_show} the image keeps {at:.2f} of its amplitude. "
+                          + ("A smaller alpha destroys the image within a few dozen steps." if a < tuned else
+                             "A larger alpha keeps the image longer, but then x_T is not yet noise." if a > tuned else
+                             "Back at the assignment's tuned value."), hold=1.5)
         img.clear_updaters()
         readout[1].clear_updaters()
+        self.section_choice()
+
+    # -- 5. the criterion for alpha, and a schedule that blends throughout -------------------------------
+    def section_choice(self):
+        """Exercise 1a: alpha from sqrt(alpha^T) = final signal (vdm.schedule.tune_alpha), where that puts
+        SNR(t) = alpha_bar_t / (1 - alpha_bar_t) = 1 (vdm.continuous.snr_curve), and the cosine schedule at the
+        same T, whose SNR crosses 1 about half way: the same images side by side."""
+        self.next_section("choosing alpha: the criterion and what it does")
+        cut(self)
+        T = self.schedule.T
+        a = tune_alpha(T, DEFAULT_FINAL_SIGNAL)
+        cosine = Schedule.cosine(T=T)
+        crossing = {}
+        for name, sched in (("constant", self.schedule), ("cosine", cosine)):
+            t, y = snr_curve(sched)
+            crossing[name] = snr_one_at(t.numpy(), y.numpy()) * T
+        self.snr_one = crossing
+        title = Title(r"Choosing $\alpha$ (exercise 1a)", font_size=36)
+        rule = derivation([(r"\sqrt{\bar{\alpha}_T} = \sqrt{\alpha^T}", "=", f"{DEFAULT_FINAL_SIGNAL:g}"),
+                           (r"\alpha", "=", rf"{DEFAULT_FINAL_SIGNAL:g}^{{2/T}} = {a:.5f}")], font_size=34, buff=0.3)
+        rule.next_to(title, DOWN, buff=0.35)
+        why = one_line(rf"criterion: after $T = {T}$ steps keep 1\% of the image's amplitude, so $x_T$ is "
+                       r"indistinguishable from $\mathcal{N}(0, \mathbf{I})$", size=24).next_to(rule, DOWN, buff=0.25)
+        steps = sorted({0, 10, int(round(crossing["constant"])), 100, int(round(crossing["cosine"])), 400, T})
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(self.x0.shape, generator=g)
+        rows = Group()
+        for sched, colour, name in ((self.schedule, ALPHA, r"constant $\alpha$"), (cosine, X0, "cosine")):
+            cells = Group(*[pixel_image(q_sample(sched, self.x0, t, noise), height=1.25) for t in steps])
+            cells.arrange(RIGHT, buff=0.2)
+            rows.add(Group(label(name, colour, 26), cells).arrange(RIGHT, buff=0.3))
+        heads = VGroup(*labels(*[f"$t = {t}$" for t in steps], size=22))
+        rows.arrange(DOWN, buff=0.45, aligned_edge=RIGHT).next_to(why, DOWN, buff=0.6)
+        for h, cell in zip(heads, rows[0][1]):
+            h.next_to(cell, UP, buff=0.1)
+        result = VGroup(
+            one_line(rf"constant $\alpha$: SNR $= 1$ at step {crossing['constant']:.0f} of {T}: the image is gone in "
+                     rf"the first {100 * crossing['constant'] / T:.0f}\% of the chain", ALPHA, 24),
+            one_line(rf"cosine: SNR $= 1$ at step {crossing['cosine']:.0f}: the image blends into noise throughout; "
+                     r"both end in noise at $T$", X0, 24),
+        ).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)
+        self.play(Write(title, run_time=1), FadeIn(rule), FadeIn(why))
+        self.pause(3, f"The assignment's criterion: after T = {T} steps, keep one percent of the image's amplitude. "
+                      f"The square root of alpha to the T equals {DEFAULT_FINAL_SIGNAL:g}, so alpha is "
+                      f"{DEFAULT_FINAL_SIGNAL:g} to the power 2 over T, {a:.5f}. Then x_T is noise for all practical "
+                      "purposes, and the prior matching term is tiny.")
+        self.play(FadeIn(heads), FadeIn(rows[0]))
+        self.pause(2, f"But the criterion only looks at the last step. The signal-to-noise ratio, alpha-bar over one "
+                      f"minus alpha-bar, falls to one already at step {crossing['constant']:.0f} of {T}: after that the "
+                      "noise is stronger than the image, and the rest of the chain turns noise into slightly "
+                      "different noise.")
+        self.play(FadeIn(rows[1]), FadeIn(result))
+        self.pause(3, f"An alternative that blends throughout: the cosine schedule of Nichol and Dhariwal, with the "
+                      f"same T. Its SNR crosses one at step {crossing['cosine']:.0f}, about half way, and the images "
+                      "fade evenly. It still ends in noise at step T. The constant alpha is not wrong, it fulfils the "
+                      "criterion; it spends most of its steps where there is nothing left to see. A smaller target "
+                      "than one percent would make this worse, a larger one would leave signal in x_T.")

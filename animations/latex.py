@@ -22,3 +22,12 @@ def tex_text(s: str) -> str:
     for ch in "\\&%$#_{}":
         s = s.replace(ch, "\\" + ch)
     return s.replace("--", "-{}-")  # not an en dash
+
+
+def plain_text(s: str) -> str:
+    """LaTeX text as plain words for presenter notes: the math delimiters and spacing dropped, a few symbols
+    written out (``$-$ELBO 1.00 $\\pm$ 0.04`` reads -ELBO 1.00 ± 0.04)."""
+    for tex_, plain in ((r"\pm", "±"), (r"\to", "→"), (r"\hat{x}_0", "x̂_0"), (r"\,", " "), (r"\%", "%"),
+                        ("$", "")):
+        s = s.replace(tex_, plain)
+    return " ".join(s.split())

@@ -51,7 +51,8 @@ def lecture_schedule(T: int = DEFAULT_T) -> Schedule:
 
 @dataclass(frozen=True)
 class Source:
-    """The model the backward and ELBO scenes use, and one line saying so on screen.
+    """The model the backward and ELBO scenes use, one line saying so on screen, and where it came from
+    for the presenter notes.
 
     ``denoiser`` is None without a trained run; ``schedule`` is then the lecture's.
     """
@@ -59,8 +60,12 @@ class Source:
     denoiser: object | None
     schedule: Schedule
     run: object | None  # vdm.run.Run
-    note: str           # LaTeX text: which run (and how it was chosen) or that there is none
+    note: str           # LaTeX text for the students: what the model was trained on, or that there is none
     points_run: object | None = None  # a 2-D run given with --run (animations.model2d draws with it)
+    detail: str = ""    # plain words for the presenter: which run, and how it was chosen
+
+
+DATA_NAMES = {"cifar10": "CIFAR-10", "shapes": "the embedded shapes", "folder": "a folder of images"}
 
 
 _CHOICE = {"run": None, "search": True, "runs_dir": "runs"}
@@ -116,14 +121,17 @@ def lecture_source() -> Source:
         run = newest_run(_CHOICE["runs_dir"])
         path, how = (None, None) if run is None else (run.path, f"the newest run under {_CHOICE['runs_dir']}/")
     if path is None:
-        return Source(None, lecture_schedule(), None, "no trained run")
+        return Source(None, lecture_schedule(), None, "no trained run", detail="No trained image run was found.")
     den, meta, run = open_model(path, "cpu")
     den.eval()
     if run is not None and run.config.points:  # a 2-D run: no image model; animations.model2d uses it
-        return Source(None, lecture_schedule(), None, "no image run", points_run=run)
+        return Source(None, lecture_schedule(), None, "no image run", points_run=run,
+                      detail=f"The 2-D run {run.name} was given with --run.")
     name = run.name if run is not None else Path(path).name
+    data = DATA_NAMES.get(run.config.data, run.config.data) if run is not None else "images"
     return Source(den, den.schedule, run,
-                  f"model: run {tex_text(name)} ({tex_text(how)}), schedule {tex_text(den.schedule.describe())}")
+                  f"model: trained on {tex_text(data)}, schedule {tex_text(den.schedule.describe())}",
+                  detail=f"The model is the run {name} ({how}), schedule {den.schedule.describe()}.")
 
 
 class LeakyOracle(torch.nn.Module):
@@ -148,6 +156,16 @@ class LeakyOracle(torch.nn.Module):
 
 LEAK = 0.3
 ELBO_T_NO_RUN = 20  # without a run: T = 20 of the tuned constant schedule, so the full sum over t stays cheap
+
+
+def elbo_model_words() -> str:
+    """What the ELBO scenes estimate with, in plain words for the presenter notes."""
+    src = lecture_source()
+    if src.denoiser is not None:
+        return src.detail + " Each draw picks one t uniformly for each term, so one network call per term."
+    return (f"There is no trained image run here, so a deliberately imperfect denoiser stands in: it leaves "
+            f"{LEAK:g} of the noise in its estimate of x_0, on {ELBO_T_NO_RUN} steps of the constant schedule, "
+            "and every term of the sum over t is computed.")
 
 
 def elbo_model_note() -> str:

@@ -40,9 +40,12 @@ def hold_time(lines: int = 1) -> float:
 class LectureScene(_SlideBase):
     """A manim-slides Slide whose every derivation step ends with ``pause``.
 
-    ``pause(lines)`` holds the frame for hold_time(lines) (the video's reading time) and
-    then ends the slide, so `vdm slides` stops there until the lecturer goes on. Every
-    slide ends with a pause, so the number of slides is ``self.pauses`` exactly.
+    ``pause(lines, notes)`` holds the frame for hold_time(lines) (the video's reading time)
+    and then ends the slide, so `vdm slides` stops there until the lecturer goes on. Every
+    slide ends with a pause, so the number of slides is ``self.pauses`` exactly, and every
+    slide carries presenter notes: what the lecturer says over it (``self.slide_notes``;
+    the HTML's speaker view and OUT/lecture-notes.md show them). Tool names, module paths
+    and code identifiers belong there, never on the students' slide.
     ``next_section`` also names the video section (`vdm render --sections`).
     """
 
@@ -58,6 +61,7 @@ class LectureScene(_SlideBase):
             super().__init__(*args, **kwargs)
         self.pauses = 0
         self.slide_names: list[str] = []
+        self.slide_notes: list[str] = []  # presenter notes, one per slide, in slide order
         self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
         self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
         self._topic = "start"
@@ -69,16 +73,24 @@ class LectureScene(_SlideBase):
         Scene.next_section(self, name, **kwargs)
 
     def pause(self, lines: int = 1, notes: str = "", hold: float | None = None):
-        """Hold the result (2 s + 1 s per line unless ``hold``), then end this step's slide."""
+        """Hold the result (2 s + 1 s per line unless ``hold``), then end this step's slide with
+        ``notes``, what the lecturer says over it (required: a silent slide is a bug)."""
+        notes = " ".join(notes.split())
+        if not notes:
+            raise ValueError(f"{type(self).__name__}: slide {self.pauses + 1} ({self._topic}) has no presenter notes")
         self.wait(hold_time(lines) if hold is None else hold)
         self.layout_log.append((self._topic, text_boxes(self)))
         self.box_log.append(highlight_boxes(self))
         self.pauses += 1
         self.slide_names.append(self._topic)
+        self.slide_notes.append(notes)
         if _SlideBase.__name__ == "Slide":
             from manim_slides.slide.base import BaseSlide
 
-            BaseSlide.next_slide.__wrapped__(self, base_slide_config=type(self._base_slide_config)(notes=notes))
+            # manim-slides gives next_slide's config to the slide that starts there: these notes belong to the
+            # slide that ends here, so they go into the config it was started with
+            self._base_slide_config = self._base_slide_config.model_copy(update={"notes": markdown_text(notes)})
+            BaseSlide.next_slide.__wrapped__(self, base_slide_config=type(self._base_slide_config)())
 
     def render(self, *args, **kwargs):
         """Scene.render, then (with a movie) manim-slides' slide files: one video per pause.
@@ -93,6 +105,14 @@ class LectureScene(_SlideBase):
         Scene.render(self, *args, **kwargs)
         if _SlideBase.__name__ == "Slide" and not (config.dry_run or self.renderer.skip_animations):
             self._save_slides(use_cache=False, flush_cache=False, skip_reversing=True)
+
+
+def markdown_text(notes: str) -> str:
+    """Notes as Markdown that shows them as written: reveal.js's speaker view and lecture-notes.md read
+    Markdown, where x_t ... x_0 would turn italic and a * would start a list."""
+    for ch in "\\`*_[]<>#":
+        notes = notes.replace(ch, "\\" + ch)
+    return notes
 
 
 def _collect(scene, pick) -> list:
@@ -142,12 +162,13 @@ def highlight_boxes(scene) -> list:
                     else None)
 
 
-def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: float = 0.35,
+def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28, buff: float = 0.35,
                     transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26):
     """Write a derivation on the board line by line, a slide per line; returns the lines.
 
     Each new line comes in (TransformMatchingTex from the previous one with
-    ``transform``, else a fade from above) with its caption ``notes[i]`` at the bottom;
+    ``transform``, else a fade from above) with its caption ``captions[i]`` at the bottom
+    and ``say[i]`` as the slide's presenter notes;
     ``focus[i]`` (a part of line i, see ``derivation``; or None) is then boxed while its
     caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
     2 s plus 1 s per line on the board.
@@ -156,7 +177,9 @@ def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: f
     if lines.width > MAX_WIDTH:  # shrink first, then place: scaling moves the top edge
         lines.scale_to_fit_width(MAX_WIDTH)
     lines.next_to(below, DOWN, buff=0.4).set_x(0)
-    caps = [one_line(n, size=caption_size).to_edge(DOWN, buff=0.4) for n in notes]
+    if len(say) != len(lines) or len(captions) != len(lines):
+        raise ValueError(f"{len(lines)} lines need as many captions and notes ({len(captions)}, {len(say)})")
+    caps = [one_line(n, size=caption_size).to_edge(DOWN, buff=0.4) for n in captions]
     focus = list(focus or [None] * len(lines))
     box = None
     for i, line in enumerate(lines):
@@ -174,7 +197,7 @@ def play_derivation(scene, rows, notes, *, below, font_size: float = 28, buff: f
         if focus[i] is not None:
             box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
             scene.play(Create(box), run_time=0.6)
-        scene.pause(i + 1)
+        scene.pause(i + 1, say[i])
     return lines
 
 
@@ -187,9 +210,9 @@ def cut(scene, *keep) -> None:
     scene.add(*keep)
 
 
-def play_snr(scene, schedule, below, why: str) -> VGroup:
+def play_snr(scene, schedule, below, why: str, say: tuple[str, str]) -> VGroup:
     """Two slides: the schedule's log SNR curve beside the assignment's (snr_panel), then what the numbers say
-    (where each curve puts SNR = 1) and ``why`` it matters here."""
+    (where each curve puts SNR = 1) and ``why`` it matters here; ``say``: the two slides' presenter notes."""
     panel = snr_panel(schedule)
     panel.next_to(below, DOWN, buff=0.2).set_x(0.3)
     caps = VGroup(*[one_line(s, cv[5], 22) for s, cv in zip(panel.sentences, panel.curves)],
@@ -197,8 +220,8 @@ def play_snr(scene, schedule, below, why: str) -> VGroup:
     axes, labs, one, curves, legend = panel
     scene.play(Create(axes), FadeIn(labs), FadeIn(one), FadeIn(legend))
     scene.play(*[Create(cv) for cv in curves], run_time=2.0)
-    scene.pause(len(legend) + 1)
+    scene.pause(len(legend) + 1, say[0])
     scene.play(FadeIn(caps))
-    scene.pause(len(caps) + 1)
+    scene.pause(len(caps) + 1, say[1])
     panel.captions = caps
     return panel

@@ -75,11 +75,14 @@ class MarkovianHVAE(LectureScene):
         dec_label = tex(r"p_\theta(x_{t-1} \mid x_t)\ \text{decoder}", font_size=30).next_to(dec, DOWN, buff=0.1)
         self.play(Write(title))
         self.play(LaggedStart(*[GrowFromCenter(n) for n in nodes], lag_ratio=0.15))
-        self.pause(1)
+        self.pause(1, "Exercise 2 reads a diffusion model as a variational autoencoder with a whole chain of latents: "
+                      "the data x_0 on the left, then latents x_1 up to x_T.")
         self.play(FadeIn(enc), FadeIn(enc_label))
-        self.pause(1)
+        self.pause(1, "The encoder q goes up the chain, one step at a time: each latent is drawn given only the one "
+                      "before it. That is the Markov property, and it is the forward diffusion we just saw.")
         self.play(FadeIn(dec), FadeIn(dec_label))
-        self.pause(1)
+        self.pause(1, "The decoder p-theta goes back down, again one step at a time. It is the only part with "
+                      "parameters: learning a diffusion model means learning these reverse steps.")
         self.nodes, self.title = nodes, title
         self.graph = VGroup(nodes, enc, dec, enc_label, dec_label)
 
@@ -97,7 +100,15 @@ class MarkovianHVAE(LectureScene):
                  r"Markov: the decoder's $x_{t-1}$ depends only on the latent just above, $x_t$",
                  r"the posterior (encoder), the chain rule from the bottom: each $x_t$ given all below it",
                  r"Markov again: the encoder's $x_t$ depends only on $x_{t-1}$; a product of the fixed Gaussians"]
-        self.joint = play_derivation(self, rows, notes, below=self.title, font_size=34, buff=0.45,
+        say = ["The joint of the decoder, by the chain rule taken from the top: first x_T, then each latent given "
+               "everything above it. This holds for any distribution.",
+               "The Markov property of the decoder: each x_(t-1) depends only on the latent just above it. One "
+               "learned factor per arrow of the graph.",
+               "The encoder, the approximate posterior of the VAE, by the chain rule from the bottom: each x_t "
+               "given everything below it, x_0 included.",
+               "Markov again: each x_t depends only on x_(t-1). The encoder is a product of the fixed Gaussian "
+               "steps; it has no parameters."]
+        self.joint = play_derivation(self, rows, notes, say=say, below=self.title, font_size=34, buff=0.45,
                                      focus=[r"\prod_{t=1}^{T} p(x_{t-1} \mid x_{t:T})",
                                             r"\prod_{t=1}^{T} p_\theta(x_{t-1} \mid x_t)",
                                             r"\prod_{t=1}^{T} q(x_t \mid x_{0:t-1})",
@@ -117,8 +128,16 @@ class MarkovianHVAE(LectureScene):
                  r"multiply and divide by the encoder $q(x_{1:T} \mid x_0)$: nothing changes where $q > 0$",
                  r"an integral against a density is an expectation: a mean over chains drawn by the encoder",
                  r"Jensen: $\log$ is concave, so $\log \mathbb{E}[Y] \geq \mathbb{E}[\log Y]$; the right side is the ELBO"]
+        say = ["What we would like to maximise: the likelihood of an image. It is the joint with all T latents "
+               "integrated out, an integral over T times 3072 dimensions that we cannot compute.",
+               "The usual VAE trick: multiply and divide by the encoder. Nothing changes wherever q is positive.",
+               "An integral of a density times something is an expectation: the average of the ratio over chains "
+               "drawn by the encoder. Those we can sample, by running the forward diffusion.",
+               "But the log sits outside the expectation. Jensen's inequality moves it inside at the price of an "
+               "inequality: the log of a mean is at least the mean of the log. The right side is the evidence lower "
+               "bound, the ELBO."]
         self.likelihood = play_derivation(
-            self, rows, notes, below=self.title, font_size=32, buff=0.45, transform=True,
+            self, rows, notes, say=say, below=self.title, font_size=32, buff=0.45, transform=True,
             focus=[r"\log \int", r"q(x_{1:T} \mid x_0)\, " + JOINT,
                    r"\mathbb{E}_{q(x_{1:T} \mid x_0)}\left[" + JOINT + r"\right]", r"\geq"])
         cut(self, self.title)
@@ -163,16 +182,20 @@ class MarkovianHVAE(LectureScene):
         self.play(Create(axes), FadeIn(x_lab))
         self.play(Create(curve), FadeIn(curve_lab), run_time=1.5)
         self.play(FadeIn(dots), FadeIn(side[0]))
-        self.pause(2)
+        self.pause(2, f"Why is it a lower bound? Take the simplest random variable: Y is {y1:g} or {y2:g}, each with "
+                      "probability one half. The yellow curve is the log.")
         self.play(Create(chord), FadeIn(on_chord), FadeIn(side[2]))
-        self.pause(3)
+        self.pause(3, f"The mean of log Y is the midpoint of the chord between the two points: {mean_log:.2f}.")
         self.play(Create(drop), FadeIn(on_curve), FadeIn(side[1]))
-        self.pause(4)
+        self.pause(4, f"The log of the mean of Y is on the curve above the same point: {log_mean:.2f}.")
         self.play(Create(gap), FadeIn(side[3]), FadeIn(caps[0]))
-        self.pause(5)
+        self.pause(5, f"A concave curve lies above its chords, so the gap, {log_mean - mean_log:.2f} here, is never "
+                      "negative. With Y the ratio of the joint to the encoder, this is exactly the step we took.")
         box = SurroundingRectangle(side[3], buff=0.08, color=BOX, stroke_width=2.5)
         self.play(FadeIn(caps[1]), caps[0].animate.next_to(caps[1], UP, buff=0.15), Create(box))
-        self.pause(6)
+        self.pause(6, "For the ELBO the gap has a name: the KL divergence from the encoder to the true posterior of "
+                      "the latents. It vanishes only if Y is constant, that is if the encoder is the true posterior. "
+                      "Next we split the ELBO into terms we can compute.")
         self.jensen_side = side
 
     def section_restrictions(self):
@@ -197,9 +220,12 @@ class MarkovianHVAE(LectureScene):
         self.play(FadeIn(items[0], shift=UP * 0.2))
         # restriction 1 made visible: each node is an image of the data's size
         self.play(*[FadeIn(img, shift=DOWN * 0.2) for _, img in images])
-        self.pause(1)
+        self.pause(1, "Three restrictions turn a general hierarchical VAE into a diffusion model. First: every latent "
+                      "has the data's dimension. Each node of the chain is an image of the same size.")
         self.play(FadeIn(items[1], shift=UP * 0.2))
-        self.pause(2)
+        self.pause(2, "Second: the encoder is not learned. Each step is the fixed linear Gaussian of the forward "
+                      "process.")
         self.play(FadeIn(items[2], shift=UP * 0.2))
-        self.pause(3)
+        self.pause(3, f"Third: the schedule is chosen so that the last latent is a standard Gaussian. With the "
+                      f"assignment's alpha, {a_T:.4f} of the image's amplitude is left at step T.")
         self.items = items

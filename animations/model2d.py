@@ -32,6 +32,8 @@ from animations.lecture_data import lecture_source
 # EDM weighting, MLP, EMA, 150 epochs; under a minute on one CPU thread), seeded, evaluated every 15 epochs so
 # that the training scene has a curve
 SETTINGS = {"data": "gmm", "seed": 0, "eval_every": 15, "sample_every": 15, "threads": 1}
+DATA_WORDS = {"gmm": "8 Gaussians on a ring", "gmm-grid": "25 Gaussians on a grid", "moons": "two moons",
+              "swissroll": "a Swiss roll"}  # the 2-D data sets as a slide names them
 N_TRACED = 6  # points whose whole path is drawn
 N_CLOUD = 2000  # points in a cloud (the held-out split's size)
 
@@ -113,6 +115,7 @@ class PointModel:
     note: str
     trained_here: bool
     what: str  # the note without its "2-D model: "
+    detail: str = ""  # plain words for the presenter notes: which run, and how it was chosen
 
 
 def given_points_run():
@@ -134,10 +137,14 @@ def point_model() -> PointModel:
     den.eval()
     data = run.config.data
     mixture = gmm.layout(data) if gmm.is_mixture(data) else None
-    what = (rf"\texttt{{{data}}}, {run.config.epochs} epochs, seed {run.config.seed}, trained for this lecture" if here
-            else f"run {tex_text(run.name)}, given with -{{}}-run")
+    words = DATA_WORDS.get(data, data)
+    what = (rf"{tex_text(words)}, {run.config.epochs} epochs, trained for this lecture" if here
+            else rf"{tex_text(words)}, {run.config.epochs} epochs")
     note = rf"2-D model: {what}"
-    return PointModel(den, run.schedule, run, data, mixture, note, here, what)
+    detail = (f"The 2-D model was trained for this lecture: vdm train --data {data}, {run.config.epochs} epochs, "
+              f"seed {run.config.seed}, cached in {run.path}." if here else
+              f"The 2-D model is the run {run.name}, given with --run ({run.path}).")
+    return PointModel(den, run.schedule, run, data, mixture, note, here, what, detail)
 
 
 def prepare(progress=print) -> PointModel:

@@ -106,8 +106,16 @@ class Posterior(LectureScene):
                             r"(a Gaussian: the step read backwards)", XT),
                      (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", X0),
                      (prod, r"their product, point by point, scaled to area 1 (white)", WHITE),
-                     (post, rf"the posterior $q(x_{{t-1}} \mid x_t, x_0)$ from \texttt{{vdm}}: the same curve "
-                            rf"(largest gap ${sci(100 * gap)}\%$ of its peak)", POSTERIOR)]
+                     (post, r"the posterior $q(x_{t-1} \mid x_t, x_0)$ in closed form: the same curve", POSTERIOR)]
+            say = [f"Exercise 4: the posterior of one step back, given x_t and x_0. First as a picture, for one pixel "
+                   f"at t = {t}. As a function of x_(t-1), the step q of x_t given x_(t-1) is a Gaussian: the forward "
+                   "step read backwards.",
+                   "The second factor is the prior: where the chain can be after t-1 steps from x_0, the closed "
+                   "form of exercise 1b.",
+                   f"The posterior in closed form, the result we are about to derive, computed by the library. Its "
+                   f"largest gap to the product is {sci(100 * gap)} percent of its peak: rounding only.",
+                   "Multiply the two factors point by point and rescale to area one: the white curve lies exactly on "
+                   "the posterior. Bayes' rule, drawn."]
             legend = VGroup(*labels(r"likelihood", r"prior", r"product", r"posterior",
                                     colors=[XT, X0, WHITE, POSTERIOR], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
@@ -122,14 +130,16 @@ class Posterior(LectureScene):
                     anims.append(FadeOut(caption))
                 self.play(*anims, run_time=1.5)
                 caption = cap
-                self.pause(1)
+                self.pause(1, say[k])
             keep = VGroup(like, prior, post, prod, legend, head, caption)
             if t != PRODUCT_T[-1]:
                 self.play(FadeOut(keep))
         wide = one_line(r"the narrower factor wins: the posterior sits nearer the likelihood at large $t$, "
                         r"between both where they are equally wide", size=24).to_edge(DOWN, buff=0.3)
         self.play(FadeOut(keep[-1]), FadeIn(wide))
-        self.pause(2)
+        self.pause(2, "The product of two Gaussians follows the narrower one. At large t the likelihood is much "
+                      "narrower than the prior, so the posterior sits on it; at small t both are about as wide and the "
+                      "posterior lies between them.")
         cut(self, self.title)
 
     def section_bayes(self):
@@ -149,7 +159,11 @@ class Posterior(LectureScene):
         notes = [r"Bayes; $q(x_t \mid x_{t-1}, x_0) = q(x_t \mid x_{t-1})$ by the Markov property",
                  r"all three are Gaussians we know: one step, and the closed form twice (exercise 1b)",
                  r"keep the exponents; the normalisers do not depend on $x_{t-1}$"]
-        play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.4,
+        say = ["Now the algebra. Bayes' rule with x_0 in every condition; by the Markov property the first factor is "
+               "just the forward step.",
+               "All three factors are Gaussians we know: the step, and the closed form at t-1 and at t.",
+               "Keep only the exponents. The normalising constants do not depend on x_(t-1), so they only rescale."]
+        play_derivation(self, rows, notes, say=say, below=self.title, font_size=fs, buff=0.4,
                         focus=[r"q(x_t \mid x_{t-1}, x_0)", None, None])
         cut(self, self.title)
 
@@ -172,7 +186,13 @@ class Posterior(LectureScene):
                  r"the quadratic coefficient is $1/\sigma_q^2$",
                  r"and the linear coefficient is $\mu_q / \sigma_q^2$",
                  r"multiply out, with $1 - \bar{\alpha}_t = \alpha_t(1 - \bar{\alpha}_{t-1}) + (1 - \alpha_t)$"]
-        play_derivation(self, rows, notes, below=self.title, font_size=fs, buff=0.38,
+        say = ["Expand the squares and collect the powers of x_(t-1). Everything without x_(t-1) goes into C.",
+               "Compare with a Gaussian's exponent: the coefficient of x squared is one over the variance. That gives "
+               "the posterior variance, which depends only on t, not on the data.",
+               "The coefficient of x is the mean over the variance, so the mean is the variance times it.",
+               "Multiplied out: the posterior mean is a weighted average of x_t and x_0, with weights that depend "
+               "only on the schedule."]
+        play_derivation(self, rows, notes, say=say, below=self.title, font_size=fs, buff=0.38,
                         focus=[None, QUAD, LIN, None])
         cut(self, self.title)
         # the seed's form: constant alpha, so alpha_bar_{t-1} = alpha^{t-1}
@@ -189,7 +209,8 @@ class Posterior(LectureScene):
                 font_size=34).next_to(box, DOWN, buff=0.5)
         self.play(FadeIn(head), FadeIn(res))
         self.play(FadeIn(box), FadeIn(q))
-        self.pause(4)
+        self.pause(4, "With the assignment's constant alpha, alpha-bar is a power of alpha. This is the answer to "
+                      "exercise 4: the posterior is Gaussian, with this mean, linear in x_t and x_0, and this variance.")
         cut(self, self.title)
 
     def section_live(self):
@@ -252,7 +273,9 @@ class Posterior(LectureScene):
         legend.arrange(DOWN, aligned_edge=LEFT).next_to(self.axes, RIGHT, buff=0.2).shift(UP * 0.8)
         self.play(FadeIn(panel), FadeIn(self.axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(legend))
         self.add(self.curves)
-        self.pause(2)
+        self.pause(2, f"Now the coefficients live, for one pixel, as t sweeps down from {T}. At large t the mean is "
+                      "almost all x_t: the posterior follows the step back. Watch the weight on x_0 grow as t gets "
+                      "small.")
         # a log-spaced sweep (u = log(t + 1) / log(T + 1)), pausing at each stop: t < 40, where the
         # posterior leaves the likelihood, gets most of the time
         u = ValueTracker(log_u(T, T))
@@ -260,6 +283,14 @@ class Posterior(LectureScene):
         self.add(self.t_tracker)
         for stop in SWEEP_STOPS:
             self.play(u.animate.set_value(log_u(stop, T)), run_time=4, rate_func=linear)
-            self.pause(2)
+            # the panel's updater reads the tracker before the tracker's own updater runs: bring both to the
+            # stop, or the held frame shows the step one frame earlier (103 for 100)
+            for m in (self.t_tracker, panel, self.curves):
+                m.update()
+            t = t_now()
+            self.pause(2, f"t = {t}: the mean is {float(c_x0[t]):.4f} times x_0 plus {float(c_xt[t]):.4f} times x_t, "
+                          f"the variance {float(var[t]):.4f}. "
+                          + ("Near the end of the chain x_0 carries real weight: the posterior knows where the "
+                             "pixel is going." if t <= 10 else "The weight on x_0 is still small."))
         self.t_tracker.clear_updaters()
         self.panel = panel

@@ -24,6 +24,17 @@ SCENES = {
     "backward": ("animations.backward_diffusion", "BackwardDiffusion"),
     "diffusion-2d": ("animations.diffusion_2d", "Diffusion2D"),
 }
+# the headings of OUT/lecture-notes.md, in the same order
+TITLES = {
+    "forward": "Forward diffusion and its closed form",
+    "mhvae": "A VDM is a Markovian hierarchical VAE",
+    "elbo-consistency": "The ELBO with consistency terms",
+    "elbo-denoising": "The ELBO with denoising-matching terms",
+    "posterior": "The posterior of one step",
+    "training": "Training the denoiser",
+    "backward": "Sampling: the backward chain",
+    "diffusion-2d": "Diffusion in 2-D, to noise and back",
+}
 # scenes that draw with the 2-D model (animations.model2d): always, or when no image run is chosen
 POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("diffusion-2d",), ("training", "backward")
 QUALITIES = {"low": "low_quality", "medium": "medium_quality", "high": "high_quality", "4k": "fourk_quality"}
@@ -164,7 +175,8 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
     missing = [c for c in classes if not (folder / f"{c}.json").is_file()]
     if missing:
         raise ValueError(f"no slides for {', '.join(missing)} in {folder}; render them first (vdm slides renders).")
-    written = []
+    written = [write_lecture_notes(names, out)]
+    progress(f"slides: {written[0]} (presenter notes, slide by slide)")
     base = [sys.executable, "-m", "manim_slides", "convert", "--folder", str(folder)]
     if html:
         reveal = revealjs_dir()
@@ -184,6 +196,24 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
         written.append(target)
         progress(f"slides: {target}")
     return written
+
+
+def write_lecture_notes(names: list[str], out: str | Path) -> Path:
+    """OUT/lecture-notes.md: every slide's presenter notes in slide order, numbered as the HTML numbers its
+    slides, under one heading per scene; read from the slide files render() wrote (OUT/slides/<Scene>.json)."""
+    import json
+
+    out = Path(out).resolve()
+    lines, k = ["# Lecture notes", "", "What to say over each slide; the numbers are the slides' in lecture.html.", ""], 0
+    for name in names:
+        slides = json.loads((out / "slides" / f"{SCENES[name][1]}.json").read_text())["slides"]
+        lines += [f"## {TITLES[name]}", ""]
+        for slide in slides:
+            k += 1
+            lines += [f"{k}. {slide.get('notes', '').strip()}", ""]
+    target = out / "lecture-notes.md"
+    target.write_text("\n".join(lines))
+    return target
 
 
 QT_BINDINGS = ("PySide6", "PyQt6", "PyQt5", "PySide2")  # what manim-slides present can run on (qtpy)

@@ -24,7 +24,7 @@ from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, Dot, FadeIn, Grou
                    SurroundingRectangle, Title, VGroup)
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 
-from animations.latex import sci, tex_text
+from animations.latex import plain_text, sci, tex_text
 from animations.lecture_data import LEAK, LeakyOracle, example_images, example_x0, lecture_source
 from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
 from animations.mobjects.images import pixel_image
@@ -149,7 +149,14 @@ class Training(LectureScene):
                  r" (exercise 4); the $x_t$ parts cancel",
                  r"with $\mathrm{SNR}(t) = \bar{\alpha}_t / (1 - \bar{\alpha}_t)$ the weight is "
                  r"$w(t) = \frac{1}{2}(\mathrm{SNR}(t-1) - \mathrm{SNR}(t))$"]
-        play_derivation(self, rows, notes, below=self.title, font_size=28, buff=0.45,
+        say = ["Exercise 5: how do we train? Choose the decoder step as the true posterior with the network's guess of "
+               "x_0 in place of x_0. Both Gaussians then have the same variance, and the KL between them is the "
+               "squared distance of their means over twice the variance.",
+               "The posterior mean is linear in x_0, and the x_t parts are the same in both means, so they cancel: "
+               "what remains is a weighted squared error between the guess of x_0 and x_0 itself.",
+               "The weight simplifies to half the drop in signal-to-noise ratio from step t-1 to step t. Every "
+               "denoising-matching term is a weighted mean squared error."]
+        play_derivation(self, rows, notes, say=say, below=self.title, font_size=28, buff=0.45,
                         focus=[r"\frac{1}{2\sigma_q^2(t)}", coef,
                                r"\frac{1}{2}\left(\mathrm{SNR}(t-1) - \mathrm{SNR}(t)\right)"])
         cut(self, self.title)
@@ -169,7 +176,13 @@ class Training(LectureScene):
         notes = [r"the denoising-matching sum of exercise 3: one weighted squared error per step $t$",
                  r"a sum of $T-1$ terms is $T-1$ times their mean over a uniform $t$; $x_t$ in closed form (exercise 1b)",
                  r"the loss trained here: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
-        play_derivation(self, rows, notes, below=self.title, font_size=26, buff=0.5,
+        say = ["The whole denoising-matching sum of exercise 3: one weighted squared error per step t, each an "
+               "expectation over x_t.",
+               "A sum of T-1 terms is T-1 times their average over a uniformly drawn t. So one random t per image "
+               "gives an unbiased estimate, and x_t is one draw from the closed form.",
+               "The loss most implementations train, and this one too: drop the weight, average over the pixels. "
+               "A plain mean squared error on x_0, at a uniformly random step."]
+        play_derivation(self, rows, notes, say=say, below=self.title, font_size=26, buff=0.5,
                         focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
                                r"\left[\frac{1}{D}\, " + mse + r"\right]"])
         cut(self, self.title)
@@ -209,16 +222,21 @@ class Training(LectureScene):
             one_line(rf"${sci(ratio)}$ times more", size=24),
             one_line(rf"than $t = {T}$", size=24),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).shift(UP * 1.0)
-        sched = label(r"schedule: " + tex_text(s.describe()), size=22).next_to(self.title, DOWN, buff=0.15)
+        sched = label(r"schedule: " + tex_text(s.describe()).replace("alpha", r"$\alpha$"), size=22)
+        sched.next_to(self.title, DOWN, buff=0.15)
         self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(sched))
         self.play(Create(self.weight_curve), run_time=2.5)
         self.play(FadeIn(notes))
-        self.pause(3)
+        self.pause(3, f"What does dropping the weight change? The ELBO's weight against t, on log scales: "
+                      f"{w[0]:.3g} at t = 2, {w[-1]:.2g} at t = {T}. The ELBO counts the first steps about "
+                      f"{ratio:.2g} times more than the last.")
         flat = one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
                         r" which the ELBO barely counts (Ho et al. 2020: better samples)", size=24)
         flat.to_edge(DOWN, buff=0.3)
         self.play(FadeIn(flat))
-        self.pause(2)
+        self.pause(2, "The simple loss counts every t alike, so it spends the network's capacity on large t, where the "
+                      "ELBO barely looks. Ho and colleagues found that this gives better samples, at the price of a "
+                      "worse likelihood.")
         self.weight_notes = notes
         cut(self, self.title)
 
@@ -230,9 +248,12 @@ class Training(LectureScene):
             images = src.run.test_images()[:1] if src.run is not None else example_images(1)
             from vdm.data import to_float
 
+            self.who_words = src.detail
             return src.denoiser, to_float(images)[0], src.note
         x0 = example_x0(1)[0]
         den = LeakyOracle(x0.unsqueeze(0), self.schedule, LEAK)
+        self.who_words = (f"There is no trained image run, so a deliberately imperfect denoiser that leaves {LEAK:g} of "
+                          "the noise in its guess stands in for the network.")
         return den, x0, (r"the deliberately imperfect $\hat{x}_0 = x_0 + "
                          rf"{LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$ stands in for an image network")
 
@@ -275,9 +296,12 @@ class Training(LectureScene):
         who_lab = one_line(who, size=20).to_edge(DOWN, buff=0.25)
         self.rows = rows
         self.play(FadeIn(VGroup(*heads)), FadeIn(who_lab))
-        for row in rows:
+        for row, (t, a, b, mse, kl, _) in zip(rows, self.example_texts):
             self.play(LaggedStart(*[FadeIn(m) for m in row], lag_ratio=0.12), run_time=2.0)
-            self.pause(2)
+            self.pause(2, f"One training example: draw x_0, a step t = {t} and noise epsilon; x_t is {a:.3f} times x_0 "
+                          f"plus {b:.3f} times the noise. The denoiser guesses x_0 from x_t; the loss is the mean "
+                          f"squared error, {mse:.4f}, and the ELBO term it stands for is {kl:.4g} nats. "
+                          + (self.who_words if t == int(ex["t"][0]) else ""))
         big_t = int(ex["t"].argmax())
         small_t = int(ex["t"].argmin())
         box = SurroundingRectangle(Group(rows[big_t][7], rows[big_t][8]), buff=0.06, color=BOX, stroke_width=2.5)
@@ -287,7 +311,9 @@ class Training(LectureScene):
         cap.next_to(who_lab, UP, buff=0.2)
         self.step_caption = cap
         self.play(Create(box), FadeIn(cap))
-        self.pause(3)
+        self.pause(3, f"Compare the rows: at t = {int(ex['t'][big_t])} little of x_0 is left in x_t, and the guess is "
+                      f"worse than at t = {int(ex['t'][small_t])}. The weight w(t) makes the ELBO care much less about "
+                      "that error.")
         cut(self, self.title)
 
     # -- 5. the algorithm ------------------------------------------------------------------------------
@@ -306,14 +332,19 @@ class Training(LectureScene):
             m.shift(RIGHT * 0.8)
         lines.next_to(self.title, DOWN, buff=0.6).set_x(0)
         box = SurroundingRectangle(lines, buff=0.3, color=BOX, stroke_width=2)
-        note = one_line(r"\texttt{vdm train}: one $t$ and one $\epsilon$ per image, drawn afresh every step "
-                       r"(\texttt{vdm/train.py}, \texttt{loss\_on})", size=24).to_edge(DOWN, buff=0.4)
+        note = one_line(r"one $t$ and one $\epsilon$ per image, drawn afresh at every step", size=24)
+        note.to_edge(DOWN, buff=0.4)
+        say = {1: "The training loop. Draw a batch of images, one step t per image uniformly, and one noise draw.",
+               3: "Corrupt each image in closed form, and take a gradient step on the squared error of the "
+                  "network's guess of x_0."}
         for i, m in enumerate(lines):
             self.play(FadeIn(m, shift=DOWN * 0.15), *( [Create(box)] if i == 0 else []), run_time=1.0)
             if i in (1, 3):
-                self.pause(i + 1)
+                self.pause(i + 1, say[i])
         self.play(FadeIn(note))
-        self.pause(len(lines))
+        self.pause(len(lines), "Repeat until the held-out loss stops falling. Every step draws new t and new noise, "
+                               "so the network sees every step of the chain. In this project that loop is vdm train "
+                               "(vdm/train.py, the loss in loss_on).")
         cut(self, self.title)
 
     # -- 6. a real run's loss ------------------------------------------------------------------------------
@@ -321,17 +352,20 @@ class Training(LectureScene):
         """A run without any ``what`` yet (stopped before its first record): one line, then on."""
         msg = one_line(rf"this run has no {what} yet", size=30).move_to([0, 0, 0])
         self.play(FadeIn(msg))
-        self.pause(1)
+        self.pause(1, f"This run has no {what} yet: it was stopped before it wrote one.")
         cut(self, self.title)
 
     def shown_run(self):
         """(run, its schedule, the line naming it): the image run, else the lecture's 2-D model's run."""
         if self.src.run is not None:
+            self.run_words = self.src.detail
             return self.src.run, self.schedule, self.src.note
         from animations import model2d
 
         pm = model2d.point_model()
         why = "no image run" if self.src.denoiser is None else "the checkpoint has no run folder"
+        self.run_words = (f"There is {why}, so the lecture's 2-D model shows what training looks like: points "
+                          f"instead of images, the same losses. {pm.detail}")
         return pm.run, pm.schedule, why + ", so the 2-D model shows training: " + pm.what
 
     def section_run(self):
@@ -399,10 +433,11 @@ class Training(LectureScene):
         legend = VGroup(*keys, *labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
         self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
-        self.pause(2)
+        self.pause(2, "Now a real run. " + self.run_words)
         self.play(Create(self.train_line), run_time=3)
         self.play(FadeIn(self.eval_dots), FadeIn(legend))
-        self.pause(len(facts))
+        self.pause(len(facts), "Its loss curve as it trained, and on the right what the run measured: " +
+                   "; ".join(plain_text(f) for f in facts) + ".")
         cut(self, self.title)
 
     # -- 7. the run's noise schedule ------------------------------------------------------------------------
@@ -417,7 +452,10 @@ class Training(LectureScene):
                if self.schedule.kind == "learned" and edm else
                r"learned: $\gamma(t) = -\log \mathrm{SNR}(t)$ is trained with the network on the ELBO"
                if self.schedule.kind == "learned" else r"the weight $w(t)$ and the loss's $x_t$ follow this curve")
-        self.snr = play_snr(self, self.schedule, self.title, why)
+        say = ("This run's noise schedule as log signal-to-noise ratio against the fraction of the chain, next to the "
+               "assignment's constant alpha.", "Where each schedule crosses SNR = 1: the run's own schedule spreads "
+               "the chain's steps over the whole range where the image is still visible.")
+        self.snr = play_snr(self, self.schedule, self.title, why, say)
         cut(self, self.title)
 
     # -- 8. its samples over training --------------------------------------------------------------------
@@ -440,13 +478,14 @@ class Training(LectureScene):
         self.grid_images = imgs
         who = self.run_note if hasattr(self, "run_note") else one_line(self.src.note, size=20)
         who.next_to(self.title, DOWN, buff=0.15)
-        cap = one_line(r"each grid: \texttt{vdm train} sampling from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
-                       r"as it was then (\texttt{samples/step-*.png})", size=24).to_edge(DOWN, buff=0.4)
+        cap = one_line(r"each grid: samples from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
+                       r"as it was then", size=24).to_edge(DOWN, buff=0.4)
         self.play(FadeIn(who), FadeIn(cap))
-        for cell in cells:
+        for (st, _), cell in zip(grids, cells):
             self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
-            self.pause(1, hold=2.5)
-        self.pause(2)
+            self.pause(1, "Samples drawn during training " + ("at the end" if st < 0 else f"after step {st}") +
+                       ", each from pure noise with the model as it was then (the run's samples folder).", hold=2.5)
+        self.pause(2, "From noise to something image-like: the samples improve as the loss falls.")
 
     def sample_clouds(self, run):
         """A 2-D run's samples over training (samples/step-*.npy) as clouds, over the data's exact density."""
@@ -476,11 +515,12 @@ class Training(LectureScene):
         who = self.run_note
         who.next_to(self.title, DOWN, buff=0.15)
         shade = r"; shading: the data's exact density" if q0 is not None else ""
-        cap = one_line(rf"each cloud: \texttt{{vdm train}} sampling {len(found[0][1]):,} points from "
+        cap = one_line(rf"each cloud: {len(found[0][1]):,} samples from "
                        rf"$x_T \sim \mathcal{{N}}(0, \mathbf{{I}})$ with the model as it was then{shade}",
                        size=22).to_edge(DOWN, buff=0.4)
         self.play(FadeIn(who), FadeIn(cap))
-        for cell, lab in zip(cells, names):
+        for (st, _), cell, lab in zip(found, cells, names):
             self.play(FadeIn(cell, shift=UP * 0.1), FadeIn(lab), run_time=1.0)
-            self.pause(1, hold=2.5)
-        self.pause(2)
+            self.pause(1, f"Samples drawn during training after step {st}, each from pure noise with the model as it was "
+                          "then" + (", over the data's exact density." if q0 is not None else "."), hold=2.5)
+        self.pause(2, "The cloud gathers onto the data as training goes on. " + pm.detail)

@@ -19,7 +19,7 @@ import imageio_ffmpeg
 import pytest
 
 from animations import render as r
-from vdm.cli import main
+from vdm_cli.main import main
 
 TINY = {"pixel_width": 128, "pixel_height": 72, "frame_rate": 3,
         "tex_dir": str(Path(tempfile.gettempdir()) / f"vdm-test-tex-{os.getuid()}")}
@@ -95,7 +95,7 @@ def test_slides_of_a_relative_out_folder_export_as_written_in_the_readme(tmp_pat
     """`vdm render ... --out videos` then `vdm slides --no-render --out videos`, from the folder holding videos/: the
     slide files named their videos by a relative path that manim-slides joined to the folder again (videos/videos/)."""
     _revealjs_or_skip()
-    from vdm.cli import main
+    from vdm_cli.main import main
 
     monkeypatch.chdir(tmp_path)
     name = "mhvae"
@@ -104,6 +104,12 @@ def test_slides_of_a_relative_out_folder_export_as_written_in_the_readme(tmp_pat
     html = tmp_path / "videos" / "lecture.html"
     refs = re.findall(r'data-background-video="([^"]+)"', html.read_text())
     assert refs and all((html.parent / u).is_file() for u in refs), refs
+    # every slide carries its presenter notes into the HTML's speaker view and into lecture-notes.md, in order
+    notes = [s["notes"] for s in json.loads((tmp_path / "videos" / "slides" / "MarkovianHVAE.json").read_text())["slides"]]
+    assert len(notes) == len(refs) and all(notes)
+    assert html.read_text().count('<aside class="notes"') == len(notes)
+    listed = re.findall(r"^\d+\. (.*)$", (tmp_path / "videos" / "lecture-notes.md").read_text(), re.M)
+    assert listed == notes
 
 
 @needs_rendering
@@ -157,7 +163,7 @@ def test_missing_latex_on_path(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PATH": str(bindir), "PYTHONPATH": os.pathsep.join(
         [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    out = subprocess.run([str(bindir / "python3"), "-m", "vdm.cli", "render", "posterior", "--out", str(tmp_path / "v")],
+    out = subprocess.run([str(bindir / "python3"), "-m", "vdm_cli", "render", "posterior", "--out", str(tmp_path / "v")],
                          env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "latex and dvisvgm are not on PATH" in out.stderr and "Traceback" not in out.stderr
@@ -186,12 +192,12 @@ def test_render_bad_run_is_one_sentence(capsys, tmp_path):
 
 
 def test_newest_run_skips_runs_without_a_checkpoint(tmp_path):
-    from animations import common as c
+    from animations.lecture_data import newest_run
 
-    assert c.newest_run(tmp_path / "nothing-here") is None
+    assert newest_run(tmp_path / "nothing-here") is None
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
-    assert c.newest_run(tmp_path) is None  # a broken run is skipped, not an error
+    assert newest_run(tmp_path) is None  # a broken run is skipped, not an error
 
 
 def test_present_without_qt_is_one_sentence_before_rendering(monkeypatch, capsys, tmp_path):

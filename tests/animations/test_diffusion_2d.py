@@ -191,7 +191,7 @@ def test_a_2d_run_given_with_run_is_used(model, tmp_path):
         src = lecture_source()
         assert src.denoiser is None and src.points_run.path == model.run.path
         pm = m2.point_model()
-        assert pm.run.path == model.run.path and not pm.trained_here and "given with" in pm.note
+        assert pm.run.path == model.run.path and not pm.trained_here and "given with --run" in pm.detail
     finally:
         use_run(None, search=False)
 

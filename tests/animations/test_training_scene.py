@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from animations import render as r
-from animations.latex import sci, tex_text
+from animations.latex import sci
 from animations.lecture_data import lecture_source, use_run
 from built_scenes import TEX, build_with_run, layout_problems
 
@@ -78,8 +78,9 @@ def test_numbers_shown_are_the_runs(scene, run_dir):
     assert f"{last_eval['bpd']['total']:.2f} bits/dim" in shown
     end = [r for r in recs if r["kind"] == "end"][-1]
     assert f"{end['elapsed'] / 60:.1f} min" in shown
-    # the run is named on screen, with how it was chosen
-    assert "lec" in scene.run_note.tex_string and "given with -{}-run" in scene.run_note.tex_string
+    # the screen says what the model was trained on; the run's name and how it was chosen are the presenter's
+    assert "model: trained on" in scene.run_note.tex_string and "lec" not in scene.run_note.tex_string
+    assert any("The model is the run lec" in n and "(given with --run)" in n for n in scene.slide_notes)
 
 
 def test_sample_grids_are_the_runs_pngs(scene, run_dir):
@@ -142,11 +143,12 @@ def test_layout_with_a_run(scene):
 
 
 def test_newest_run_is_used_and_said(run_dir):
-    """Without --run the newest run under runs/ is used, and the screen says it was chosen so."""
+    """Without --run the newest run under runs/ is used, and the presenter notes say it was chosen so."""
     try:
         use_run(None, search=True, runs_dir=run_dir.parent)
-        note = lecture_source().note
-        assert "lec" in note and f"the newest run under {tex_text(str(run_dir.parent))}/" in note
+        src = lecture_source()
+        assert src.run.path == run_dir
+        assert "lec" in src.detail and f"the newest run under {run_dir.parent}/" in src.detail
     finally:
         use_run(None, search=False)
 
