@@ -13,6 +13,7 @@ Tensor names: ``model/<param>``, ``ema/<param>``, ``optim/<index>/<key>``,
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -111,8 +112,15 @@ def prune(directory: Path, keep: int, written: Path | None = None) -> None:
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
-    """Sidecars in ``directory``, oldest first."""
+    """Sidecars in ``directory``, oldest first ([] when it is no folder); a loop of links is a ValueError naming it."""
     d = Path(directory)
+    try:
+        os.stat(d)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # is_dir() alone would call it "no checkpoints yet", and a resume start over
+            raise ValueError(f"{d} is a loop of symbolic links, not a folder of checkpoints; replace it with "
+                             "the folder itself.") from None
+        return []
     if not d.is_dir():
         return []
     return sorted((p for p in d.iterdir() if _NAME.match(p.name)), key=lambda p: int(_NAME.match(p.name).group(1)))

@@ -191,9 +191,9 @@ class Run:
         """(newest complete checkpoint or None, why there is none: '' or resolve's sentence)."""
         from vdm import checkpoint as ckpt
 
-        if not ckpt.list_checkpoints(self.checkpoints_dir):
-            return None, ""
         try:
+            if not ckpt.list_checkpoints(self.checkpoints_dir):
+                return None, ""
             return ckpt.resolve(self.checkpoints_dir), ""
         except ValueError as e:
             return None, str(e)
@@ -337,7 +337,11 @@ def check_inside(run_dir: Path) -> None:
     for name in (CONFIG, METRICS, CHECKPOINTS, SAMPLES, LOCK):
         p = run_dir / name
         if p.is_symlink():
-            target = p.resolve()
+            try:
+                target = p.resolve()
+            except (RuntimeError, OSError):  # a loop of links (RuntimeError before Python 3.13)
+                raise ValueError(f"{p} is a loop of symbolic links; vdm writes only inside the run directory, so "
+                                 "replace the link with a real file or folder.") from None
             if root not in target.parents:
                 raise ValueError(f"{p} is a link to {str(target)[:120]}, outside the run; vdm writes only inside "
                                  "the run directory, so replace the link with a real file or folder.")

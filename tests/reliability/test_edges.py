@@ -246,3 +246,15 @@ def test_a_sidecar_linked_to_dev_zero_is_named_not_read_until_memory_runs_out(ru
     assert rc == 2, err[-1500:]
     msg = one_sentence(err)
     assert f"{side} is a character device, not a vdm checkpoint sidecar" in msg, msg
+
+
+@pytest.mark.parametrize("folder,command", [("checkpoints", "resume"), ("checkpoints", "sample"), ("samples", "resume")])
+def test_a_loop_of_links_where_a_folder_belongs_is_one_sentence(run, tmp_path, capsys, folder, command):
+    import shutil
+
+    shutil.rmtree(run / folder)
+    (run / folder).symlink_to(folder)  # itself
+    rc, _, err = run_main(COMMANDS[command](run, tmp_path), capsys)
+    assert rc == 2, err[-1500:]
+    msg = one_sentence(err)
+    assert f"{run / folder} is a loop of symbolic links" in msg, msg
