@@ -48,11 +48,24 @@ class MetricsWriter:
             self._f.flush()
         except OSError as e:  # a full disk: name the log, which the error itself does not
             e.filename = str(self.path)
+            self._failed = True
             raise
 
+    _failed = False  # a write failed and said so
+
     def close(self) -> None:
-        if not self._f.closed:
+        """Close the log; a flush that fails here names the file too. After a write that failed (and said so,
+        naming the file), the text it left in the buffer is dropped without a second error: the error raised
+        from a ``finally`` would replace the first one."""
+        if self._f.closed:
+            return
+        try:
             self._f.close()
+        except OSError as e:
+            if self._failed:
+                return
+            e.filename = str(self.path)
+            raise
 
 
 def _open_regular(path: Path, flags: int) -> int:

@@ -258,3 +258,25 @@ def test_a_loop_of_links_where_a_folder_belongs_is_one_sentence(run, tmp_path, c
     assert rc == 2, err[-1500:]
     msg = one_sentence(err)
     assert f"{run / folder} is a loop of symbolic links" in msg, msg
+
+
+def test_a_full_disk_under_the_metrics_log_names_it(tmp_path, monkeypatch, capsys):
+    """The log's descriptor is pointed at /dev/full once open: every append fails with the kernel's own ENOSPC."""
+    from reliability_helpers import tiny_cfg, train_argv
+
+    from vdm.metrics import MetricsWriter
+
+    real_init = MetricsWriter.__init__
+
+    def on_a_full_disk(self, path):
+        real_init(self, path)
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, self._f.fileno())
+        os.close(full)
+
+    monkeypatch.setattr(MetricsWriter, "__init__", on_a_full_disk)
+    cfg = tiny_cfg(tmp_path, "run", epochs=1)
+    rc, _, err = run_main(train_argv(cfg), capsys)
+    assert rc == 1, err[-1500:]
+    assert one_sentence(err) == (f"vdm train: the disk is full at {tmp_path / 'run' / METRICS}; "
+                                 "nothing already saved was changed.")
