@@ -30,12 +30,12 @@ _PALETTE = np.array([
 ], dtype=np.float32)
 
 
-def shapes(n: int, split: str = "train", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """n images of the procedural data set and their labels (0 disc, 1 square, 2 triangle).
+def shape_labels(n: int, split: str = "train", seed: int = 0) -> dict[str, np.ndarray]:
+    """What the generator drew for each of the n images of :func:`shapes`, from the same stream.
 
-    Each image: a vertical two-colour background gradient and one shape of a
-    palette colour, random position and size. The train and test splits use
-    disjoint random streams.
+    kind: 0 disc, 1 square, 2 triangle; colour: the shape's palette index (0..7); top, bottom: the
+    background's palette indices at the top and the bottom of its vertical gradient (0..9); r, cx, cy:
+    the shape's size and centre in pixels (float32).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
@@ -43,25 +43,48 @@ def shapes(n: int, split: str = "train", seed: int = 0) -> tuple[torch.Tensor, t
     # One row of uniforms per image, drawn row by row: image i is the same whatever n is,
     # so --limit N takes the first N images of the full set.
     u = rng.random((n, 7))
+    return {
+        "top": (u[:, 0] * len(_PALETTE)).astype(np.int64),
+        "bottom": (u[:, 1] * len(_PALETTE)).astype(np.int64),
+        "kind": (u[:, 2] * 3).astype(np.int64),
+        "colour": (u[:, 3] * (len(_PALETTE) - 2)).astype(np.int64),
+        "r": (6 + 5 * u[:, 4]).astype(np.float32),
+        "cx": (10 + 12 * u[:, 5]).astype(np.float32),
+        "cy": (10 + 12 * u[:, 6]).astype(np.float32),
+    }
+
+
+def render_shapes(labels: dict[str, np.ndarray], shape: bool = True) -> torch.Tensor:
+    """The images uint8 [N, 3, 32, 32] that :func:`shape_labels`' attributes describe; ``shape=False``: the
+    background gradient alone (0.45 of the palette colour, top to bottom), without the shape."""
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
-    bg_a = _PALETTE[(u[:, 0] * len(_PALETTE)).astype(np.int64)] * 0.45
-    bg_b = _PALETTE[(u[:, 1] * len(_PALETTE)).astype(np.int64)] * 0.45
+    bg_a = _PALETTE[labels["top"]] * 0.45
+    bg_b = _PALETTE[labels["bottom"]] * 0.45
     ramp = (yy / SIZE)[None, :, :, None]
     img = bg_a[:, None, None, :] * (1 - ramp) + bg_b[:, None, None, :] * ramp
-    kind = (u[:, 2] * 3).astype(np.int64)
-    colour = _PALETTE[(u[:, 3] * (len(_PALETTE) - 2)).astype(np.int64)]
-    r = (6 + 5 * u[:, 4]).astype(np.float32)[:, None, None]
-    cx = (10 + 12 * u[:, 5]).astype(np.float32)[:, None, None]
-    cy = (10 + 12 * u[:, 6]).astype(np.float32)[:, None, None]
-    dx, dy = xx[None] - cx, yy[None] - cy
-    disc = dx ** 2 + dy ** 2 <= r ** 2
-    square = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
-    # upward triangle: below the apex, inside both slanted edges
-    tri = (dy <= r * 0.7) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
-    mask = np.where(kind[:, None, None] == 0, disc, np.where(kind[:, None, None] == 1, square, tri))
-    img = np.where(mask[..., None], colour[:, None, None, :], img)
-    out = torch.from_numpy(np.clip(np.rint(img), 0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
-    return out, torch.from_numpy(kind.astype(np.int64))
+    if shape:
+        kind = labels["kind"]
+        colour = _PALETTE[labels["colour"]]
+        r, cx, cy = (labels[k][:, None, None] for k in ("r", "cx", "cy"))
+        dx, dy = xx[None] - cx, yy[None] - cy
+        disc = dx ** 2 + dy ** 2 <= r ** 2
+        square = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
+        # upward triangle: below the apex, inside both slanted edges
+        tri = (dy <= r * 0.7) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+        mask = np.where(kind[:, None, None] == 0, disc, np.where(kind[:, None, None] == 1, square, tri))
+        img = np.where(mask[..., None], colour[:, None, None, :], img)
+    return torch.from_numpy(np.clip(np.rint(img), 0, 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+
+
+def shapes(n: int, split: str = "train", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images of the procedural data set and their labels (0 disc, 1 square, 2 triangle).
+
+    Each image: a vertical two-colour background gradient and one shape of a
+    palette colour, random position and size (:func:`shape_labels` has them all).
+    The train and test splits use disjoint random streams.
+    """
+    labels = shape_labels(n, split, seed)
+    return render_shapes(labels), torch.from_numpy(labels["kind"])
 
 
 def cifar10(data_dir: str | os.PathLike, split: str = "train", download: bool = True) -> torch.Tensor:
