@@ -398,8 +398,8 @@ class ForwardDiffusion(LectureScene):
         for h, cell in zip(heads, rows[0][1]):
             h.next_to(cell, UP, buff=0.1)
         result = VGroup(
-            one_line(rf"constant $\alpha$: SNR $= 1$ at step {crossing['constant']:.0f} of {T}: the image is gone in "
-                     rf"the first {100 * crossing['constant'] / T:.0f}\% of the chain", ALPHA, 24),
+            one_line(rf"constant $\alpha$: SNR $= 1$ at step {crossing['constant']:.0f} of {T}: noise outweighs the image "
+                     rf"after the first {100 * crossing['constant'] / T:.0f}\% of the chain", ALPHA, 24),
             one_line(rf"cosine: SNR $= 1$ at step {crossing['cosine']:.0f}: the image blends into noise throughout; "
                      r"both end in noise at $T$", X0, 24),
         ).arrange(DOWN, buff=0.1).to_edge(DOWN, buff=0.25)
