@@ -93,7 +93,7 @@ class RunStatus(Widget):
         started = f.state not in ("waiting", "reading")
         last = f" · last record {ago(f.age)} ago" if f.age is not None and started else ""
         elbo = f" · -ELBO {f.elbo.text()}" if f.elbo is not None and f.elbo.total is not None else ""
-        return f"{state}{last}{elbo} · {f.device if started else '-'} · [b]{f.run}[/]"
+        return f"{state}{elbo}{last} · {f.device if started else '-'} · [b]{f.run}[/]"  # the -ELBO before what a narrow line cuts
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ class RunStats(Widget):
         e = n.elbo
         if e is not None:
             lines[1] += f"  held-out{' MSE' if n.own else ''} {f(e.eval_loss, 4)}"
-            unit = "bits/dim of a density" if n.points else "bits/dim"
-            lines.append(f"-ELBO {e.text()} {unit} at step {e.step if e.step is not None else '-'}")
+            unit = "b/d of a density" if n.points else "bits/dim"
+            lines.append(f"-ELBO {e.text()} {unit} · step {e.step if e.step is not None else '-'}")
             lines.append(f" rec {f(e.reconstruction, 3)} + prior {f(e.prior, 4)}")
             lines.append(f" + matching {f(e.matching, 3)}")
             if e.gap is not None:  # a mixture run: paired, on the same t and x_t

@@ -64,7 +64,7 @@ async def test_the_monitor_shows_the_elbo_with_its_error_everywhere(tmp_path):
         s = app.screen
         await wait_for(pilot, lambda: len(s.state.train["step"]) == 30 and want in text(app, "#stats"))
         assert f"-ELBO {want}" in text(app, "#status")
-        assert f"-ELBO {want} bits/dim at step {ev['step']}" in text(app, "#stats")
+        assert f"-ELBO {want} bits/dim · step {ev['step']}" in text(app, "#stats")
         bpd = s.query_one("#bpd-plot")
         total = next(x for x in bpd.series if x.name == "total")
         assert total.err is not None and total.err[-1] == pytest.approx(ev["bpd_mc_se"])
