@@ -33,6 +33,7 @@ from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
 from animations.palette import BOX, DENOISING, EPS, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
+from vdm.metrics import number
 from vdm.run import sample_grids as vdm_sample_grids
 
 N_DRAWS = 3  # training examples drawn on screen, one slide each
@@ -77,16 +78,22 @@ def training_examples(denoiser, schedule, x0: torch.Tensor, n: int = N_DRAWS, se
 
 
 def curve(records: list[dict]) -> dict:
-    """The run's loss over steps: train records' (step, loss), eval records' (step, eval_loss, bpd total)."""
-    train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train" and "loss" in r]
-    evals = [(r["step"], r["eval_loss"], r.get("bpd", {}).get("total")) for r in records
-             if r.get("kind") == "eval" and "eval_loss" in r]
-    ends = [r for r in records if r.get("kind") in ("train", "end") and "elapsed" in r]
-    refs = [r["reference"] for r in records if r.get("kind") == "eval" and isinstance(r.get("reference"), dict)]
-    ses = [r.get("bpd_se") for r in records if r.get("kind") == "eval" and "eval_loss" in r]
+    """The run's loss over steps: train records' (step, loss), eval records' (step, eval_loss, bpd total).
+
+    ``records`` are vdm.metrics.read_all's (Run.metrics): their numbers already checked by the rules every
+    face reads by (vdm.metrics.valid); the fields those leave open are taken only when they are numbers.
+    """
+    train = [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+    evals = [(r["step"], r["eval_loss"], number((r.get("bpd") or {}).get("total"))) for r in records
+             if r["kind"] == "eval" and "eval_loss" in r]
+    ends = [r for r in records if r["kind"] in ("train", "end") and "elapsed" in r]
+    refs = [r["reference"] for r in records if r["kind"] == "eval" and isinstance(r.get("reference"), dict)
+            and all(number(r["reference"].get(k)) is not None for k in ("optimal", "optimal_se", "nll", "nll_se"))]
+    ses = [number(r.get("bpd_se")) for r in records if r["kind"] == "eval" and "eval_loss" in r]
     return {"train": train, "eval": evals, "elapsed": ends[-1]["elapsed"] if ends else None,
             "reference": refs[-1] if refs else None, "bpd_se": ses[-1] if ses else None,
-            "device": next((r["device"] for r in reversed(records) if r.get("device")), None)}
+            "device": next((r["device"] for r in reversed(records) if isinstance(r.get("device"), str) and r["device"]),
+                           None)}
 
 
 def sample_grids(run, most: int = MAX_GRIDS) -> list[tuple[int, object]]:

@@ -14,33 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vdm.metrics import number, valid
 from vdm.tailer import EVAL_COLUMNS, TRAIN_COLUMNS, Batch
 
 
-def num(v) -> float | None:
-    """A finite JSON number as a float, else None (a string, a bool, null, NaN, a list ...)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def _valid(r: dict) -> bool:
-    """Whether a whole start, sample or end record has fields of the types the screen reads."""
-    kind = r.get("kind")
-    if num(r.get("time")) is None and "time" in r:
-        return False
-    if kind in ("start", "end", "sample") and "step" in r and num(r.get("step")) is None:
-        return False
-    if kind == "start":
-        if "config" in r and not isinstance(r["config"], dict):
-            return False
-        return all(num(r[k]) is not None for k in ("total_steps", "steps_per_epoch", "epoch", "pid") if k in r)
-    if kind == "sample":
-        return isinstance(r.get("path", ""), str)
-    if kind == "end":
-        return isinstance(r.get("reason", ""), str) and all(num(r[k]) is not None for k in ("elapsed", "epoch") if k in r)
-    return True
+num = number  # a finite JSON number as a float, else None (vdm.metrics.number)
+_valid = valid  # a record's fields of the types every reader uses (vdm.metrics.valid: one rule for every face)
 
 
 def own_objective(config: dict) -> str | None:

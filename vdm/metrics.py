@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import stat
 import time
@@ -111,8 +112,55 @@ def parse_line(line: str | bytes) -> dict | None:
     return rec
 
 
+def number(v) -> float | None:
+    """A finite JSON number as a float, else None (a string, a bool, null, NaN, a list ...)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# The fields every reader of a kind uses, each a finite number where present (required: must be present).
+# vdm.tailer's typed records hold train and eval records to the same (its fast path decodes them typed).
+_NUMBERS = {
+    "train": (("step", "loss"), ("lr", "images_per_s", "elapsed")),
+    "eval": (("step",), ("eval_loss",)),
+    "start": ((), ("step", "total_steps", "steps_per_epoch", "epoch", "pid")),
+    "sample": ((), ("step",)),
+    "end": ((), ("step", "elapsed", "epoch")),
+}
+BPD_TERMS = ("total", "reconstruction", "prior", "matching")  # an eval record's bpd: bits/dim of each term
+
+
+def valid(rec: dict) -> bool:
+    """Whether a record (from :func:`parse_line`) has the types its readers use: the rules of every face.
+
+    ``time`` is a finite number where present, as are the numbers of its kind (_NUMBERS; train needs
+    ``step`` and ``loss``, eval ``step``); an eval's ``bpd`` is null or an object whose terms are numbers;
+    a start's ``config`` is an object, a sample's ``path`` and an end's ``reason`` strings. A record that
+    breaks one is skipped and counted, like a line that does not parse. Other fields are read leniently
+    by whoever uses them (:func:`number`).
+    """
+    need, may = _NUMBERS.get(rec.get("kind"), ((), ()))
+    if any(number(rec.get(k)) is None for k in need):
+        return False
+    if any(k in rec and number(rec[k]) is None for k in (*may, "time")):
+        return False
+    kind = rec.get("kind")
+    if kind == "eval":
+        b = rec.get("bpd")
+        return b is None or isinstance(b, dict) and all(number(b[k]) is not None for k in BPD_TERMS if k in b)
+    if kind == "start":
+        return isinstance(rec.get("config", {}), dict)
+    if kind == "sample":
+        return isinstance(rec.get("path", ""), str)
+    if kind == "end":
+        return isinstance(rec.get("reason", ""), str)
+    return True
+
+
 def read_all(path: str | os.PathLike) -> tuple[list[dict], int]:
-    """Every good record of a metrics file and the number of lines skipped.
+    """Every good record of a metrics file (it parses and is :func:`valid`) and the number of lines skipped.
 
     A FIFO, device or directory at ``path`` is a ValueError (it would block or fail mid-read).
     """
@@ -123,7 +171,7 @@ def read_all(path: str | os.PathLike) -> tuple[list[dict], int]:
             if not line.strip():
                 continue
             rec = parse_line(line)
-            if rec is None:
+            if rec is None or not valid(rec):
                 bad += 1
             else:
                 good.append(rec)

@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from vdm.metrics import _open_regular, parse_line
+from vdm.metrics import _open_regular, parse_line, valid
 
 TRAIN_COLUMNS = ("step", "loss", "lr", "images_per_s", "elapsed")
 # total_se: the error the eval record states for its total (bpd_mc_se, the Monte Carlo error with the items fixed;
@@ -69,21 +69,38 @@ class _Eval(msgspec.Struct, tag_field="kind", tag="eval", gc=False):
     time: float = _NAN
 
 
-# The other kinds are read whole (they are few); their typed form only checks the schema version.
+# The other kinds are read whole (they are few); their typed form checks the fields vdm.metrics.valid checks,
+# so that the fast path skips what read_all skips (tests/reliability/test_bad_input.py holds the two together).
 class _Start(msgspec.Struct, tag_field="kind", tag="start", gc=False):
     v: int
+    step: float = _NAN
+    total_steps: float = _NAN
+    steps_per_epoch: float = _NAN
+    epoch: float = _NAN
+    pid: float = _NAN
+    config: dict = {}
+    time: float = _NAN
 
 
 class _Sample(msgspec.Struct, tag_field="kind", tag="sample", gc=False):
     v: int
+    step: float = _NAN
+    path: str = ""
+    time: float = _NAN
 
 
 class _End(msgspec.Struct, tag_field="kind", tag="end", gc=False):
     v: int
+    step: float = _NAN
+    elapsed: float = _NAN
+    epoch: float = _NAN
+    reason: str = ""
+    time: float = _NAN
 
 
 class _Stopping(msgspec.Struct, tag_field="kind", tag="stopping", gc=False):
     v: int
+    time: float = _NAN
 
 
 _Record = _Train | _Eval | _Start | _Sample | _End | _Stopping
@@ -157,7 +174,7 @@ def _parse_slowly(lines: list[bytes]) -> Batch:
     typed, whole, bad = [], [], 0
     for line in lines:
         rec = parse_line(line)
-        if rec is None:
+        if rec is None or not valid(rec):  # the rules of every reader (read_all's too)
             bad += 1
             continue
         try:  # v is an integer (parse_line saw to it), of any size: only the numbers are checked here

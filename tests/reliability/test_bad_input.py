@@ -333,11 +333,12 @@ def test_sample(n, shape, x_T):
 GOOD = st.builds(lambda k, s, loss: {"v": 1, "kind": k, "time": 1.0, "step": s, "loss": loss},
                  st.sampled_from(["train", "eval", "start", "end"]), st.integers(0, 10**6),
                  st.floats(allow_nan=False, allow_infinity=False))
-# records of the right shape with odd values: the columnar reader's fast path must agree with parse_line
+# records of the right shape with odd values: the columnar reader's fast path must agree with parse_line and valid
 ODD = st.fixed_dictionaries(
     {"v": st.one_of(st.just(1), st.integers(-2**70, 2**70), st.booleans(), st.floats()),
-     "kind": st.sampled_from(["train", "eval", "sample", "xyz"])},
-    optional={k: JSONISH for k in ("step", "loss", "lr", "elapsed", "eval_loss")}
+     "kind": st.sampled_from(["train", "eval", "sample", "start", "end", "stopping", "xyz"])},
+    optional={k: JSONISH for k in ("step", "loss", "lr", "elapsed", "eval_loss", "time", "total_steps", "path",
+                                   "reason", "config", "bpd_mc_se", "bpd_se", "seconds")}
     | {"bpd": JSONISH | st.fixed_dictionaries({}, optional={"total": JSONISH, "prior": JSONISH})})
 LINES = st.one_of(
     GOOD.map(lambda r: json.dumps(r).encode()),
@@ -381,7 +382,10 @@ def _columns_by_hand(records):
             terms = ("total", "reconstruction", "prior", "matching")
             if (_num(r.get("step")) and ("eval_loss" not in r or _num(r["eval_loss"]))
                     and (b is None or isinstance(b, dict) and all(_num(b[k]) for k in terms if k in b))):
-                evals.append([float(r["step"]), float(r.get("eval_loss", nan))] + [float((b or {}).get(k, nan)) for k in terms])
+                stated = [float(r[k]) if type(r.get(k)) in (int, float) else nan for k in ("bpd_mc_se", "bpd_se", "seconds")]
+                se = stated[0] if stated[0] == stated[0] else stated[1]  # the newer error, else the older one
+                evals.append([float(r["step"]), float(r.get("eval_loss", nan))] + [float((b or {}).get(k, nan)) for k in terms]
+                             + [se, stated[2]])
             else:
                 bad += 1
         else:
@@ -392,14 +396,16 @@ def _columns_by_hand(records):
 @fast(40)
 @given(lines=st.lists(LINES, max_size=12), cuts=st.lists(st.integers(1, 400), max_size=8))
 def test_readers_lose_no_good_record(lines, cuts, tmp_path_factory):
-    """read_all and the tailer (fed in arbitrary chunks) find exactly the records that parse."""
+    """read_all and the tailer (fed in arbitrary chunks) find exactly the records that parse and are valid
+    (vdm.metrics.valid: the rules every face reads by)."""
+    from vdm.metrics import valid
     from vdm.tailer import MetricsTailer, merge
 
     TRIED["metrics lines"] += len(lines)
     path = tmp_path_factory.mktemp("m") / "metrics.jsonl"
     blob = b"".join(l + b"\n" for l in lines)
-    expected = [r for r in (parse_line(l) for l in lines) if r is not None]
-    unparsed = sum(1 for l in lines if l.strip() and parse_line(l) is None)
+    expected = [r for r in (parse_line(l) for l in lines) if r is not None and valid(r)]
+    unparsed = sum(1 for l in lines if l.strip()) - len(expected)
     tail = MetricsTailer(path)
     got, pos = [], 0
     with open(path, "wb") as f:
@@ -414,7 +420,7 @@ def test_readers_lose_no_good_record(lines, cuts, tmp_path_factory):
     b = merge(got)
     train, evals, others, unreadable = _columns_by_hand(expected)
     assert np.array_equal(b.train, np.array(train).reshape(-1, 5), equal_nan=True)
-    assert np.array_equal(b.eval, np.array(evals).reshape(-1, 6), equal_nan=True)
+    assert np.array_equal(b.eval, np.array(evals).reshape(-1, 8), equal_nan=True)
     assert json.dumps([r for r in b.records if r["kind"] not in ("train", "eval")]) == json.dumps(others)  # NaN == NaN
     assert (tail.good, tail.bad) == (len(expected) - unreadable, unparsed + unreadable)
 
@@ -423,12 +429,12 @@ def test_writer_after_a_cut_line_loses_nothing(tmp_path):
     """A kill cut the last line short: the next writer starts a fresh line, the cut line stays skipped."""
     path = tmp_path / "metrics.jsonl"
     w = MetricsWriter(path)
-    w.write("train", step=1)
+    w.write("train", step=1, loss=0.5)
     w.close()
     with open(path, "ab") as f:
         f.write(b'{"v": 1, "kind": "train", "st')
     w = MetricsWriter(path)
-    w.write("train", step=2)
+    w.write("train", step=2, loss=0.4)
     w.close()
     good, bad = read_all(path)
     assert [r["step"] for r in good] == [1, 2] and bad == 1

@@ -280,3 +280,54 @@ def test_a_full_disk_under_the_metrics_log_names_it(tmp_path, monkeypatch, capsy
     assert rc == 1, err[-1500:]
     assert one_sentence(err) == (f"vdm train: the disk is full at {tmp_path / 'run' / METRICS}; "
                                  "nothing already saved was changed.")
+
+
+GARBAGE = [  # each a record whose kind and version parse, with a field of the wrong type
+    '{"v": 1, "kind": "eval", "time": 1.0, "step": 5, "eval_loss": 0.1, "bpd": [1, 2]}',
+    '{"v": 1, "kind": "train", "time": 1.0, "step": 6, "loss": "0.5"}',
+    '{"v": 1, "kind": "train", "time": 1.0, "step": NaN, "loss": 0.5}',
+    '{"v": 1, "kind": "eval", "time": 1.0, "step": 7, "eval_loss": [0.1]}',
+    '{"v": 1, "kind": "eval", "time": 1.0, "step": 8, "eval_loss": 0.1, "bpd": {"total": "x"}}',
+    '{"v": 1, "kind": "start", "time": 1.0, "step": 0, "total_steps": "many"}',
+    '{"v": 1, "kind": "end", "time": "late", "step": 9}',
+]
+
+
+def test_the_training_scene_reads_the_log_by_the_monitors_rules(run):
+    """Records of the wrong type are skipped and counted by the one reader (vdm.metrics), as the monitor skips
+    them; the scene's curve holds the trainer's records and nothing else."""
+    import json
+
+    from animations.training import curve
+    from vdm.run import open_run
+
+    written = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
+    with open(run / METRICS, "a") as f:
+        f.write("\n".join(GARBAGE) + "\n")
+        # fields the rules leave open, read by the scene only when they are numbers
+        f.write(json.dumps({"v": 1, "kind": "eval", "time": 2.0, "step": 10, "eval_loss": 0.2, "bpd": None,
+                            "bpd_se": [0.1], "reference": {"optimal": "x"}, "device": 3}) + "\n")
+    records, bad = open_run(run).metrics()
+    assert bad == len(GARBAGE)
+    cv = curve(records)
+    assert cv["train"] == [(r["step"], r["loss"]) for r in written if r["kind"] == "train"]
+    assert cv["eval"] == [(r["step"], r["eval_loss"], r["bpd"]["total"]) for r in written if r["kind"] == "eval"] + [
+        (10, 0.2, None)]
+    device = next(r["device"] for r in reversed(written) if "device" in r)
+    assert cv["bpd_se"] is None and cv["reference"] is None and cv["device"] == device
+
+
+def test_the_monitor_skips_what_the_one_reader_skips(tmp_path):
+    from tui.run_state import RunState
+    from vdm.metrics import parse_line, valid
+    from vdm.tailer import MetricsTailer
+
+    log = tmp_path / METRICS
+    good = '{"v": 1, "kind": "train", "time": 1.0, "step": 1, "loss": 0.5}'
+    log.write_text("\n".join([good, *GARBAGE]) + "\n")
+    state = RunState(tmp_path)
+    batch = MetricsTailer(log).poll()
+    state.add(batch)
+    assert not any(valid(parse_line(g)) for g in GARBAGE)
+    assert (batch.good, batch.bad) == (1, len(GARBAGE))
+    assert list(state.train["step"]) == [1.0] and state.start is None and state.end is None
