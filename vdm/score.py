@@ -40,6 +40,10 @@ from vdm.data import SIZE, load, render_shapes, shape_labels, shapes, to_float, 
 FEATURES = 64  # the classifier's feature width: small, so that a few hundred images fit a covariance
 WIDTHS = (8, 16, 32)  # its conv channels: 41,000 parameters, over 99 % held-out accuracy, trained in seconds
 K_NEIGHBOURS = 3  # Kynkäänniemi et al.'s k for the radii of precision and recall
+# precision and recall from fewer images are left out of the report: the k-NN balls of a few dozen points in
+# FEATURES dimensions are so wide that a tiny run's samples, all alike, had precision 1.00 against 64 and
+# 128 held-out images and 0.00 against 256
+PR_MIN_IMAGES = 256
 CONFIDENT = 0.9  # a tile holds a shape when one shape class has probability over this
 SHAPE_KINDS = ("disc", "square", "triangle")  # vdm.data.shapes' kind 0, 1, 2; class 3 is "no shape"
 NO_SHAPE = len(SHAPE_KINDS)
@@ -308,11 +312,17 @@ class FeatureSpace:
         return self.net(x), None
 
 
-def shapes_space() -> FeatureSpace:
-    """The feature space of the classifier trained on the shapes data's own labels."""
-    return FeatureSpace("shapes classifier", "Fréchet distance in the features of a small classifier trained on the "
-                        "shapes data's labels: not comparable to published FID (Inception features, 50,000 images)",
-                        classifier(), True)
+def shapes_space(data: str = "shapes") -> FeatureSpace:
+    """The feature space of the classifier trained on the shapes data's own labels; for other ``data`` (no
+    classifier of their own here) the same features, named as a rough proxy, without the shape share."""
+    if data == "shapes":
+        return FeatureSpace("shapes classifier", "Fréchet distance in the features of a small classifier trained on "
+                            "the shapes data's labels: not comparable to published FID (Inception features, 50,000 "
+                            "images)", classifier(), True)
+    return FeatureSpace(f"shapes classifier (trained on the shapes data, not on {data})",
+                        f"a rough proxy: these features know shapes and colours, not {data}'s content; not comparable "
+                        "to published FID (pass --inception with pytorch-fid's weights file for its features)",
+                        classifier(), False)
 
 
 def features(space: FeatureSpace, images: torch.Tensor, batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor | None]:
@@ -508,13 +518,18 @@ def report(images: torch.Tensor, data: str = "shapes", space: FeatureSpace | Non
            batch_size: int = 256, k: int = K_NEIGHBOURS) -> dict:
     """The numbers of ``images`` against as many held-out images of ``data``, with two columns to read them
     by: other held-out images (what a perfect model scores at this N; None where the split is too small) and
-    uniform noise. {"samples": score(...), "held_out": ..., "noise": ..., "features": name, "note": how to read}."""
+    uniform noise. {"samples": score(...), "held_out": ..., "noise": ..., "features": name, "note": how to read};
+    precision and recall are None below PR_MIN_IMAGES images."""
     space = space or shapes_space()
     reference, other = held_out(data, len(images), data_dir)
     out = {"data": data, "features": space.name, "note": space.note,
            "samples": score(images, reference, space, batch_size, k)}
     out["held_out"] = score(other, reference, space, batch_size, k) if other is not None else None
     out["noise"] = score(uniform_noise(len(images)), reference, space, batch_size, k)
+    if len(images) < PR_MIN_IMAGES:
+        for c in (out["samples"], out["held_out"], out["noise"]):
+            if c is not None:
+                c["precision"] = c["recall"] = None
     return out
 
 
@@ -532,8 +547,12 @@ def format_report(r: dict, what: str = "images") -> str:
     lines = [f"{n} {what} against {n} held-out images of the {r['data']} data, in the features of the {r['features']}:",
              "", f"{'':22}" + "".join(f"{name:>10}" for name, _ in cols)]
     for label, key, fmt, meaning in rows:
-        lines.append(f"{label:22}" + "".join(f"{fmt.format(c[key]):>10}" for _, c in cols) + f"   {meaning}")
+        cells = "".join(f"{'-' if c[key] is None else fmt.format(c[key]):>10}" for _, c in cols)
+        lines.append(f"{label:22}{cells}   {meaning}")
     lines.append("")
+    if r["samples"]["precision"] is None:
+        lines.append(f"precision and recall need at least {PR_MIN_IMAGES} images (with fewer, the k-NN balls in "
+                     f"{FEATURES} dimensions are too wide to tell); score {PR_MIN_IMAGES} or more.")
     if r["held_out"] is not None:
         lines.append(f"held-out: {n} other held-out images, the best a model can score at this N; "
                      "noise: uniform noise, the far end.")

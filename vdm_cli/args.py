@@ -15,6 +15,7 @@ from vdm.config import (ALPHA_MARGIN, DATASETS, MAX_COUNT, MAX_POINTS, MAX_T, MA
 from vdm_cli.commands import ELBO_IMAGES, ELBO_POINTS, cmd_elbo, cmd_forward, cmd_model, cmd_sample, cmd_tune_alpha
 from vdm_cli.errors import EXIT_USAGE
 from vdm_cli.faces import cmd_render, cmd_slides, cmd_tui
+from vdm_cli.score import SCORE_IMAGES, cmd_score
 from vdm_cli.train import cmd_train
 
 
@@ -240,6 +241,33 @@ def _elbo_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_elbo)
 
 
+def _score_args(p: argparse.ArgumentParser) -> None:
+    from vdm.config import IMAGE_DATASETS
+
+    p.add_argument("source", help="a run directory (or checkpoint file) to sample from, a folder of PNG or JPEG "
+                                  "images, or a grid PNG")
+    p.add_argument("--n", type=_bounded_int(MAX_COUNT), default=None,
+                   help=f"images to score (default: {SCORE_IMAGES} samples from a run; every image of a folder or grid)")
+    p.add_argument("--data", choices=IMAGE_DATASETS, default=None,
+                   help="the data set whose held-out images they are scored against (default: the run's, else shapes)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tile", type=_positive_int, default=None,
+                   help="a grid's tile side in pixels (default: read from a grid vdm wrote)")
+    p.add_argument("--pad", type=_nonneg_int, default=0, help="with --tile: pixels between the tiles (default: 0)")
+    p.add_argument("--inception", default=None, metavar="PATH",
+                   help="pytorch-fid's Inception weights file (pt_inception-2015-12-05-6726825d.pth) for FID's "
+                        "features instead of the shapes classifier's")
+    p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="K",
+                   help="sample in K evenly spaced steps (default: all T)")
+    p.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per pass of the feature network")
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the numbers as one JSON object instead of the table")
+    p.set_defaults(func=cmd_score)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODELS, default="assignment")
     p.add_argument("--T", type=_bounded_int(MAX_T), default=DEFAULT_T)
@@ -301,6 +329,10 @@ _COMMANDS = [  # name, add_parser's help and description, the function adding th
     ("elbo", dict(help="the ELBO term table of a checkpoint, in nats and bits/dim",
                   description="Both ELBO forms (exercises 2 and 3) on held-out images."), _elbo_args),
     ("model", dict(help="print a network's layers and parameter count"), _model_args),
+    ("score", dict(help="sample quality, offline: a Fréchet distance, precision, recall, tiles holding a shape",
+                   description="Score a run's samples (or a folder or grid of images) against held-out images in the "
+                               "features of a classifier trained on the shapes data's labels: not comparable to "
+                               "published FID."), _score_args),
     ("render", dict(help="render the Manim lecture scenes to video",
                     description="Render one scene of animations/ or all of them with Manim (needs LaTeX)."), _render_args),
     ("slides", dict(help="render the lecture as slides and export offline HTML and PDF",

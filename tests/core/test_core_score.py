@@ -174,11 +174,14 @@ def test_the_numbers_do_not_depend_on_the_batch_size(held):
 def test_the_report_reads_each_number_beside_held_out_and_noise(held):
     ref, _ = held
     r = S.report(ref[:64])  # the first 64 held-out images themselves: against themselves, distance 0
-    assert r["samples"]["fd"] == pytest.approx(0.0, abs=1e-6) and r["samples"]["precision"] == 1.0
+    assert r["samples"]["fd"] == pytest.approx(0.0, abs=1e-6) and r["samples"]["shapes"] > 0.9
     assert r["held_out"]["fd"] < r["noise"]["fd"]
+    assert r["samples"]["precision"] is None and r["noise"]["recall"] is None  # too few images to tell
     text = S.format_report(r, "samples")
     assert "not comparable to published FID" in text and "tiles holding a shape" in text
-    assert "64 samples against 64 held-out images of the shapes data" in text
+    assert "64 samples against 64 held-out images of the shapes data" in text and "need at least 256" in text
+    full = S.report(ref[:S.PR_MIN_IMAGES])
+    assert full["samples"]["precision"] == 1.0 and full["noise"]["recall"] == 0.0
 
 
 def test_the_cheap_score_is_the_full_one_on_few_images(held):
@@ -281,3 +284,43 @@ def test_inception_weights_are_read_from_a_file_or_refused_in_a_sentence(tmp_pat
         S.inception_space(tmp_path / "junk.pth")
     with pytest.raises(ValueError, match="does not exist"):
         S.inception_space(tmp_path / "missing.pth")
+
+
+# -- vdm score -----------------------------------------------------------------------------------------------
+
+def test_vdm_score_of_a_run_and_of_a_grid_of_its_samples(classifier, tiny_run, capsys, tmp_path):
+    from vdm_cli.main import main
+
+    _, run, _ = tiny_run
+    assert main(["score", str(run), "--n", "8", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"8 samples of {run} (step" in out and "ancestral, 20 of 20 steps" in out
+    assert "not comparable to published FID" in out and "tiles holding a shape" in out
+    x, _ = shapes(9, "test")
+    save_png(grid(x, scale=2), tmp_path / "g.png")
+    assert main(["score", str(tmp_path / "g.png"), "--json"]) == 0
+    import json
+
+    r = json.loads(capsys.readouterr().out)
+    assert r["samples"]["n"] == 9 and r["samples"]["fd"] < r["noise"]["fd"] and r["samples"]["shapes"] > 0.5
+
+
+def test_vdm_score_refuses_bad_input_in_one_sentence(classifier, tmp_path, capsys):
+    from vdm.config import TrainConfig
+    from vdm.run import new_run
+    from vdm_cli.main import main
+
+    new_run(TrainConfig(runs_dir=str(tmp_path), name="pts", data="gmm")).write_config()
+    (tmp_path / "empty").mkdir()
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "w.pth")
+    x, _ = shapes(4, "test")
+    save_png(grid(x), tmp_path / "g.png")
+    cases = [([str(tmp_path / "missing")], "does not exist"),
+             ([str(tmp_path / "empty")], "holds no .png or .jpg files"),
+             ([str(tmp_path / "pts")], "is a run on 2-D points"),
+             ([str(tmp_path / "g.png"), "--inception", str(tmp_path / "w.pth")], "other weights than Inception's"),
+             ([str(tmp_path / "g.png"), "--data", "shapes", "--n", "3"], "too few to score")]
+    for argv, message in cases:
+        assert main(["score"] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
