@@ -232,13 +232,26 @@ class MonitorScreen(CurveKeys, Screen):
                 "none", "no run attached: vdm tui RUN_DIR (the chain screen works without one)")
             return
         if not self.run_dir.is_dir():
-            self.notify(f"{self.run_dir} does not exist (yet); waiting for a run to appear there.",
-                        severity="warning", timeout=8)
+            self.notify(f"{self.run_dir} does not exist.", severity="warning", timeout=8)
         elif not is_run(self.run_dir) and not metrics_path(self.run_dir).exists():
             self.notify(f"{self.run_dir} is not a run directory (no config.json or metrics.jsonl); waiting.",
                         severity="warning", timeout=8)
         self._draw()
         self.tail()
+
+    def _awaited(self, proc) -> str:
+        """What the status line says before the start record: only a run being started is waited for."""
+        if proc is not None and proc.running:  # `vdm train`'s monitor: the child is importing, building, loading
+            return f"starting the trainer (pid {proc.pid}): waiting for its first record"
+        if self.tailer.problem:
+            return self.tailer.problem
+        if not self.run_dir.is_dir():
+            return f"{self.run_dir} does not exist"
+        if self.tailer.exists:  # emptied, or the trainer has not flushed its first line
+            return "waiting for the first record"
+        if is_run(self.run_dir):  # config.json written, the trainer not yet writing
+            return "a run being started: waiting for its first record"
+        return f"{self.run_dir.name} is not a run (no config.json or {self.tailer.path.name})"
 
     @work(thread=True, group="held-out")
     def _load_held_out(self) -> None:
@@ -481,8 +494,7 @@ class MonitorScreen(CurveKeys, Screen):
         elif behind > (1 << 22):
             facts = StatusFacts("reading", f"reading {name} {100 * (size - behind) / size:.0f}%")
         elif start is None:
-            facts = StatusFacts("waiting", (self.tailer.problem or f"waiting for {name}") if not self.tailer.exists
-                                else "waiting for the first record")
+            facts = StatusFacts("waiting", self._awaited(proc))
         elif end is not None:
             facts = StatusFacts("finished", str(end.get("reason")))
         elif not alive:

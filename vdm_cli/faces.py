@@ -28,7 +28,8 @@ def cmd_slides(args) -> int:
         check_present()  # before minutes of rendering: a machine that cannot present says so now
     if not args.no_render:
         render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections, progress=progress, run=args.run)
-    export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress)
+    # the PDF's pages are drawn at 1080p whatever --quality: with --no-render, with the run --run names
+    export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress, run=args.run)
     if args.present:
         from animations.render import SCENES
 
@@ -61,11 +62,25 @@ def _serve_tui(args) -> int:
     return 0
 
 
+def _check_run_path(run) -> None:
+    """A run the command names must be there: a folder that does not exist (a typo) or a file is one sentence.
+
+    Only a run being started waits for its first record, and that is `vdm train`'s monitor (tui/training.py),
+    which makes the folder first; `vdm tui` given a missing folder would otherwise wait for ever.
+    """
+    if not run:
+        return
+    p = Path(run)
+    if not p.exists():
+        raise CommandError(f"{p} does not exist; give a run's folder (runs/<name>) or a folder of runs (runs/).")
+    if not p.is_dir():
+        raise CommandError(f"{p} is a file, not a run directory; give the run's folder (runs/<name>) "
+                           f"or a folder of runs (runs/).")
+
+
 def cmd_tui(args) -> int:
+    _check_run_path(args.run)
     if getattr(args, "serve", False):
-        if args.run and Path(args.run).exists() and not Path(args.run).is_dir():
-            raise CommandError(f"{args.run} is a file, not a run directory; give the run's folder (runs/<name>) "
-                               f"or a folder of runs (runs/).")
         return _serve_tui(args)
     if args.image:
         from vdm import data as datasets  # torch: only imported when needed, so the monitor starts fast
@@ -75,9 +90,6 @@ def cmd_tui(args) -> int:
     runs_root = None
     if args.run:
         p = Path(args.run)
-        if p.exists() and not p.is_dir():
-            raise CommandError(f"{p} is a file, not a run directory; give the run's folder (runs/<name>) "
-                               f"or a folder of runs (runs/).")
         from tui.run_list import is_runs_folder
 
         if is_runs_folder(p):

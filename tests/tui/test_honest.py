@@ -55,6 +55,16 @@ def test_vdm_tui_on_a_file_is_one_sentence(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_vdm_tui_on_a_folder_that_does_not_exist_is_one_sentence(tmp_path):
+    """A typo is said at once with a non-zero exit, not waited on for ever."""
+    target = tmp_path / "runs" / "does-not-exist-yet"
+    out = subprocess.run([sys.executable, "-m", "vdm_cli", "tui", str(target)], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0 and not target.exists()
+    assert "Traceback" not in out.stderr and f"{target} does not exist" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 ODD = hs.one_of(hs.none(), hs.booleans(), hs.text(max_size=5), hs.integers(-2**70, 2**70),
                 hs.floats(allow_nan=False, allow_infinity=False), hs.lists(hs.integers(), max_size=2),
                 hs.dictionaries(hs.text(max_size=3), hs.integers(), max_size=2))

@@ -136,7 +136,7 @@ async def test_bad_run_directory_is_a_notification_not_a_crash(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         assert any("does not exist" in n.message for n in app._notifications)
-        assert "waiting for metrics.jsonl" in text(app, "#status")
+        assert "does not exist" in text(app, "#status") and "waiting" not in text(app, "#status")
         await pilot.press("2")  # the chain screen still works
         assert app.screen.__class__.__name__ == "ChainScreen"
 
@@ -252,3 +252,17 @@ def test_the_closing_report_of_the_training_child_is_read_from_its_log(tmp_path)
     proc.log_path.write_text("run: runs/x\nstopped (SIGINT) at step 3, epoch 0.\nresumed\n\n"
                              "stopped (done) at step 9, epoch 2.\nheld-out -ELBO 1.0 ± 0.1\nsamples: runs/x/s.png\n")
     assert proc.summary() == ["stopped (done) at step 9, epoch 2.", "held-out -ELBO 1.0 ± 0.1", "samples: runs/x/s.png"]
+
+
+async def test_a_run_being_started_is_waited_for_and_says_so(tmp_path):
+    """`vdm train`'s monitor before the child's first record: the status names the trainer it waits for;
+    a folder with a config.json and no log yet is a run being started too."""
+    run = tmp_path / "run"
+    run.mkdir()
+    app = VdmApp(run, process=FakeTraining(), poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "starting the trainer (pid 4242)" in text(app, "#status"))
+    (run / "config.json").write_text("{}")
+    app = VdmApp(run, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "a run being started: waiting for its first record" in text(app, "#status"))
