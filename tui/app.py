@@ -255,6 +255,21 @@ class VdmApp(App):
             return
         self.notify(f"screenshot saved to {saved}", timeout=8)
 
+    def closing_lines(self) -> list[str]:
+        """For the terminal once the app has closed: the closing report of the run it was opened on, when that
+        run has finished (tui.training.closing_lines); [] for a live run, the run list and the chain screen."""
+        from tui.training import closing_lines
+
+        if self.runs_root is not None or self.run_dir is None:
+            return []
+        for screen in getattr(self, "_monitors", []):
+            if screen.run_dir == self.run_dir:
+                with screen.lock:
+                    end, ev, cfg = screen.state.end, screen.state.last_eval, screen.state.config
+                size = cfg.get("eval_size") if isinstance(cfg, dict) else None
+                return closing_lines(self.run_dir, end, ev, size if isinstance(size, int) else None)
+        return []
+
     def open_run_dir(self, path: Path) -> None:
         """From the run list: the monitor of one run, pushed over the list (escape goes back)."""
         self.run_dir = Path(path)
@@ -349,7 +364,13 @@ class VdmApp(App):
         self.exit()
 
 
-def run_app(run_dir=None, *, source=None, process=None, start=None, tailer=None, runs_root=None) -> str:
+def run_app(run_dir=None, *, source=None, process=None, start=None, tailer=None, runs_root=None,
+            closing: bool = False) -> str:
+    """Run the app until it is quit; its outcome ("quit", "stopped", "detached"). ``closing``: then print the
+    closing report of the run when it has finished (VdmApp.closing_lines)."""
     app = VdmApp(run_dir, source=source, process=process, start=start, tailer=tailer, runs_root=runs_root)
     app.run()
+    if closing:
+        for line in app.closing_lines():
+            print(line)
     return app.outcome

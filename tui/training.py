@@ -82,6 +82,28 @@ class TrainingProcess:
         return [line for line in lines[starts[-1]:] if line.strip()] if starts else []
 
 
+def closing_lines(run_dir, end: dict | None, ev: dict | None, eval_size: int | None = None) -> list[str]:
+    """What `vdm train --no-tui` prints as it ends, from a finished run's records: why and where it stopped, its
+    last held-out -ELBO with its error (vdm.report.train_summary_line) and its newest sample grid
+    (vdm.run.sample_path); [] before the end record (a live run, or one that died without one)."""
+    from vdm.run import sample_path
+
+    if end is None:
+        return []
+    lines = [f"stopped ({end.get('reason')}) at step {end.get('step')}, epoch {end.get('epoch')}."]
+    bpd = (ev or {}).get("bpd")
+    if isinstance(bpd, dict) and all(isinstance(bpd.get(k), (int, float)) for k in
+                                     ("reconstruction", "prior", "matching", "total")):
+        from vdm.report import train_summary_line  # torch: only once there is an -ELBO to report
+
+        est = ev.get("estimator")
+        n = est.get("items") if isinstance(est, dict) and isinstance(est.get("items"), int) else eval_size
+        lines += train_summary_line(ev, n if n is not None else "the", run_dir).splitlines()
+    grid = sample_path(run_dir)
+    lines.append(f"samples: {grid}" if grid.exists() else "samples: none written")
+    return lines
+
+
 def child_argv(run_dir: Path) -> list[str]:
     """`vdm train` arguments for the child: train the run directory the parent wrote, no TUI, no progress bar.
 

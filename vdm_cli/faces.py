@@ -105,7 +105,8 @@ def cmd_tui(args) -> int:
     truecolor_env()  # inside tmux, truecolor when the outer terminal has it (tmux does not pass COLORTERM)
     source = ChainSource(args.run, args.checkpoint, args.image, args.index, args.T, args.seed, data=args.data)
     start = "chain" if args.chain or not (args.run or runs_root) else ("runs" if runs_root else "monitor")
-    run_app(args.run, source=source, start=start, tailer=tailer, runs_root=runs_root)
+    # a finished run's closing report stays in the terminal, as `vdm train --no-tui` leaves it
+    run_app(args.run, source=source, start=start, tailer=tailer, runs_root=runs_root, closing=True)
     return after_ui(args, 0)
 
 

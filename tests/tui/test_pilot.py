@@ -266,3 +266,25 @@ async def test_a_run_being_started_is_waited_for_and_says_so(tmp_path):
     app = VdmApp(run, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: "a run being started: waiting for its first record" in text(app, "#status"))
+
+
+async def test_quitting_a_finished_run_gives_its_closing_report(tmp_path):
+    """As `vdm train --no-tui` ends: why it stopped, the last -ELBO with its error, the sample grid's path."""
+    from tui_fixtures import record, write_run
+
+    run = write_run(tmp_path / "run", n_train=20)
+    app = VdmApp(run, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.state.last_eval is not None)
+        assert app.closing_lines() == []  # live: nothing to report yet
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write(record("eval", 1030.0, step=40, epoch=2, eval_loss=0.2, bpd_se=0.25, bpd_mc_se=0.05,
+                           bpd={"reconstruction": 6.0, "prior": 1e-5, "matching": 1.25, "total": 7.25},
+                           decoder="fixed", estimator={"name": "importance", "draws": 2, "items": 32}))
+            f.write(record("end", 1031.0, step=40, epoch=2, reason="done", elapsed=31.0))
+        await wait_for(pilot, lambda: app.screen.state.end is not None)
+        await pilot.press("q")
+    lines = app.closing_lines()
+    assert lines[0] == "stopped (done) at step 40, epoch 2."
+    assert "on 32 test images" in lines[1] and "= 7.250 ± 0.250" in lines[1]
+    assert lines[-1] == f"samples: {run / 'samples' / 'latest.png'}"
