@@ -34,6 +34,7 @@ from animations.palette import BOX, DENOISING, EPS, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
 from vdm.metrics import number
+from vdm.run import read_grid
 from vdm.run import sample_grids as vdm_sample_grids
 
 N_DRAWS = 3  # training examples drawn on screen, one slide each
@@ -115,10 +116,9 @@ def nice_step(span: float, ticks: int = 5) -> float:
 
 
 def grid_image(path, height: float) -> ImageMobject:
-    """A sample grid PNG drawn with sharp pixels."""
-    from PIL import Image
-
-    m = ImageMobject(np.asarray(Image.open(path).convert("RGB")))
+    """A sample grid PNG drawn with sharp pixels, read as every face reads one (vdm.run.read_grid: a FIFO, a
+    device or an image of absurd size is a ValueError naming the file)."""
+    m = ImageMobject(read_grid(path))
     m.set_resampling_algorithm(RESAMPLING_ALGORITHMS["nearest"])
     m.height = height
     return m

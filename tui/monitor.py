@@ -34,7 +34,7 @@ from tui.readout import Readout
 from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
 from vdm.config import CLOCK_FIRST_S, UNIFORM_BPD
-from vdm.run import is_run, metrics_path, read_points, sample_grids, sample_path
+from vdm.run import is_run, metrics_path, read_grid, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -79,17 +79,6 @@ class HeldOutLoaded(Message):
     def __init__(self, points: np.ndarray | None, view: float, error: str = ""):
         super().__init__()
         self.points, self.view, self.error = points, view, error
-
-
-def read_grid(path: Path) -> np.ndarray:
-    """A PNG as a uint8 H x W x 3 array (ValueError with the reason when it cannot be read)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as e:  # a PNG of another kind, cut short, or gone
-        raise ValueError(f"{path} could not be read ({type(e).__name__}).") from None
 
 
 def show_grid(widget: HalfBlockImage, image: np.ndarray, key) -> None:

@@ -331,6 +331,41 @@ def read_points(path) -> "object | None":
     return a.astype(np.float32)
 
 
+# A grid of the most samples vdm draws (10,000 tiles of 32 x 32 at scale 2) is about 6,600 x 6,600 pixels;
+# a file claiming more is refused before it is decoded (a 30,000 x 30,000 PNG is 2.7 GB of pixels).
+MAX_GRID_PIXELS = 1 << 26
+MAX_GRID_BYTES = 1 << 28  # the file itself: a PNG of MAX_GRID_PIXELS stored without compression
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def read_grid(path) -> "object":
+    """A sample grid (samples/*.png) as uint8 [H, W, 3]: the one image reader of every face, or a ValueError
+    sentence naming the file and the reason.
+
+    The file must be a regular file (a FIFO would block the reader, a device never end) of at most
+    MAX_GRID_BYTES, and its PNG header (IHDR) must claim at most MAX_GRID_PIXELS pixels: width and height
+    are read before anything is decoded.
+    """
+    import io
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    data = read_regular(path, MAX_GRID_BYTES, "a PNG image")
+    if len(data) < 24 or data[:8] != _PNG or data[12:16] != b"IHDR":
+        raise ValueError(f"{path} is not a PNG image.")
+    w, h = struct.unpack(">II", data[16:24])
+    if w * h > MAX_GRID_PIXELS:
+        raise ValueError(f"{path} is a {w:,} x {h:,} image, more than the {MAX_GRID_PIXELS:,} pixels a sample "
+                         "grid can have, so it was not decoded.")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as e:  # noqa: BLE001  (cut short, corrupt, a PNG PIL cannot read: each one sentence)
+        raise ValueError(f"{path} could not be read as a PNG image ({type(e).__name__}).") from None
+
+
 def check_inside(run_dir: Path) -> None:
     """ValueError when an entry vdm writes in ``run_dir`` is a link leading out of it (or nowhere)."""
     root = run_dir.resolve()

@@ -132,8 +132,8 @@ class _Unblocker:
     """If a reader still waits on ``fifo`` after ``after`` seconds, it is a hang: open the FIFO for writing
     (and close it) until the call under test returns, so that the test fails instead of hanging."""
 
-    def __init__(self, fifo, after: float = 60.0):
-        self.fifo, self.after, self.done, self.fired = fifo, after, threading.Event(), False
+    def __init__(self, *fifos, after: float = 60.0):
+        self.fifos, self.after, self.done, self.fired = fifos, after, threading.Event(), False
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -141,10 +141,11 @@ class _Unblocker:
             return
         self.fired = True
         while not self.done.wait(0.05):
-            try:
-                os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader at this instant
-                pass
+            for fifo in self.fifos:
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:  # no reader at this instant
+                    pass
 
     def __enter__(self):
         self.thread.start()
@@ -331,3 +332,61 @@ def test_the_monitor_skips_what_the_one_reader_skips(tmp_path):
     assert not any(valid(parse_line(g)) for g in GARBAGE)
     assert (batch.good, batch.bad) == (1, len(GARBAGE))
     assert list(state.train["step"]) == [1.0] and state.start is None and state.end is None
+
+
+def _bomb_png(path, width: int = 30_000, height: int = 30_000) -> None:
+    """A PNG header claiming width x height pixels (no pixel data follows): what a decompression bomb shows first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_grid_is_refused_alike_by_the_scene_and_the_monitor(run):
+    from animations.training import grid_image
+    from tui.monitor import read_grid as monitor_reads
+    from vdm.run import sample_grids
+
+    _, grid = sample_grids(run)[-1]
+    _bomb_png(grid)
+    said = f"{grid} is a 30,000 x 30,000 image, more than the 67,108,864 pixels a sample grid can have"
+    with pytest.raises(ValueError, match=said):
+        grid_image(grid, 2.0)
+    with pytest.raises(ValueError, match=said):
+        monitor_reads(grid)
+
+
+@pytest.mark.anyio
+async def test_fifo_grids_never_block_the_monitor(run):
+    """samples/latest.png and the step grid are FIFOs: the finished run still shows, [ [ then ? opens the help,
+    q quits. On the old reader the UI thread (and the tail worker) waited on the FIFOs for a writer."""
+    from tui.app import HelpScreen
+
+    from tui.app import VdmApp
+    from tui.gpu import GpuReader
+    from vdm.run import sample_grids, sample_path
+
+    fifos = [sample_path(run), sample_grids(run)[-1][1]]
+    for f in fifos:
+        f.unlink()
+        os.mkfifo(f)
+    app = VdmApp(run, poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    with _Unblocker(*fifos) as u:
+        async with app.run_test(size=(100, 30)) as pilot:
+            monitor = app.screen
+
+            async def until(cond, what):
+                deadline = time.monotonic() + 60
+                while not cond():
+                    assert time.monotonic() < deadline, f"never happened: {what}"
+                    await pilot.pause(0.05)
+
+            await until(lambda: monitor.state.end is not None and monitor.query_one("#loss-plot").series,
+                        "the finished run drawn")
+            await pilot.press("left_square_bracket", "left_square_bracket", "question_mark")
+            await until(lambda: isinstance(app.screen, HelpScreen), "the help opened")
+    assert not u.fired, "blocked on a FIFO"
