@@ -49,7 +49,7 @@ class LectureScene(_SlideBase):
     ``next_section`` also names the video section (`vdm render --sections`).
     """
 
-    def __init__(self, *args, output_folder=None, **kwargs):
+    def __init__(self, *args, output_folder=None, stills=None, **kwargs):
         if _SlideBase.__name__ == "Slide":
             from manim_slides.slide.base import BaseSlide
 
@@ -65,6 +65,9 @@ class LectureScene(_SlideBase):
         self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
         self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
         self._topic = "start"
+        # with ``stills`` (a folder), every slide's last frame is written there as NNN.png (1-based, slide order):
+        # the PDF's pages, rendered at their own size whatever the videos' (render.render_stills)
+        self.stills_dir = Path(stills) if stills is not None else None
 
     def next_section(self, name: str = "unnamed", **kwargs):
         self._topic = name
@@ -79,6 +82,8 @@ class LectureScene(_SlideBase):
         if not notes:
             raise ValueError(f"{type(self).__name__}: slide {self.pauses + 1} ({self._topic}) has no presenter notes")
         self.wait(hold_time(lines) if hold is None else hold)
+        if self.stills_dir is not None:
+            self.save_still(self.stills_dir / f"{self.pauses + 1:03d}.png")
         self.layout_log.append((self._topic, text_boxes(self)))
         self.box_log.append(highlight_boxes(self))
         self.pauses += 1
@@ -91,6 +96,15 @@ class LectureScene(_SlideBase):
             # slide that ends here, so they go into the config it was started with
             self._base_slide_config = self._base_slide_config.model_copy(update={"notes": markdown_text(notes)})
             BaseSlide.next_slide.__wrapped__(self, base_slide_config=type(self._base_slide_config)())
+
+    def save_still(self, path: Path) -> None:
+        """The frame on screen now as an RGB PNG at the render's pixel size (drawn even when animations are
+        skipped: the stills render skips them, and every updater here is a function of its tracker, not of
+        the time elapsed, so the frame is the one the video holds at this point)."""
+        from PIL import Image
+
+        self.renderer.update_frame(self, ignore_skipping=True)
+        Image.fromarray(self.renderer.get_frame()).convert("RGB").save(path)
 
     def render(self, *args, **kwargs):
         """Scene.render, then (with a movie) manim-slides' slide files: one video per pause.

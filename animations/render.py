@@ -7,6 +7,7 @@ files (TeX, partial movies) in OUT/media/. Needs LaTeX and dvisvgm, checked firs
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import subprocess
 import sys
@@ -84,14 +85,7 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
     except ImportError:
         raise ValueError("manim is not installed; install it with pip install 'vdm[animations]' "
                          "(manim==0.22.*).") from None
-    from animations.lecture_data import lecture_source, use_run
-
-    use_run(run, search=search_runs)  # a bad run is one sentence here, before anything renders
-    if any(n in POINT_SCENES or (n in POINT_SCENES_WITHOUT_IMAGE_RUN and lecture_source().denoiser is None)
-           for n in names):
-        from animations import model2d
-
-        model2d.prepare(progress)  # trains the 2-D model once (cached), saying so, before the first scene
+    prepare(names, run, search_runs, progress)
     out = Path(out).resolve()  # absolute: the slide files name their videos by this path (a relative one was joined twice)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -105,6 +99,19 @@ def render(name: str, quality: str = "low", out: str | Path = "videos", gif: boo
             written.append(to_gif(video, video.with_suffix(".gif")))
         progress(f"[{i}/{len(names)}] {key}: {time.perf_counter() - start:.1f} s -> {video}")
     return written
+
+
+def prepare(names: list[str], run=None, search_runs: bool = True, progress=print) -> None:
+    """Choose the run the scenes draw (a bad one is one sentence, before anything renders) and train the
+    2-D model (cached) when a scene in ``names`` needs it."""
+    from animations.lecture_data import lecture_source, use_run
+
+    use_run(run, search=search_runs)
+    if any(n in POINT_SCENES or (n in POINT_SCENES_WITHOUT_IMAGE_RUN and lecture_source().denoiser is None)
+           for n in names):
+        from animations import model2d
+
+        model2d.prepare(progress)  # trains the 2-D model once (cached), saying so, before the first scene
 
 
 def render_scene(cls, quality: str, out: Path, sections: bool = False, overrides: dict | None = None) -> Path:
@@ -165,10 +172,102 @@ def revealjs_dir() -> Path:
     return path
 
 
+# the PDF's page size in pixels: 1080p, whatever the videos' quality (a 480p page's tables cannot be read)
+STILL_SIZE = (1920, 1080)
+PDF_DPI = 144  # 1920 x 1080 pixels on a 13.33 x 7.5 inch page, a 16:9 presentation's size
+
+
+def render_stills(name: str, out: str | Path, size: tuple[int, int] = STILL_SIZE,
+                  overrides: dict | None = None) -> list[Path]:
+    """Each slide's last frame of scene ``name`` at ``size`` pixels: OUT/stills/<Scene>/001.png, 002.png, ...
+
+    The scene is built again with its animations skipped and no video written (a frame is drawn only at
+    each pause), so 1080p stills cost a fraction of a 1080p render. Call prepare() first.
+    """
+    from manim import tempconfig
+
+    out = Path(out).resolve()
+    folder = out / "stills" / SCENES[name][1]
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()  # a scene with fewer slides than last time leaves none of the old pages behind
+    options = {"pixel_width": size[0], "pixel_height": size[1], "dry_run": True, "disable_caching": True,
+               "media_dir": str(out / "media"), "verbosity": "WARNING", "progress_bar": "none", **(overrides or {})}
+    with tempconfig(options):
+        scene_class(name)(skip_animations=True, stills=folder).render()
+    return sorted(folder.glob("*.png"))
+
+
+def stills_for(name: str, out: Path, size: tuple[int, int] = STILL_SIZE) -> list[Path]:
+    """The stills of ``name`` in OUT/stills/<Scene>/ when they are at least ``size`` and as many as, and no
+    older than, its slides (OUT/slides/<Scene>.json); else []: a scene rendered again needs new ones."""
+    from PIL import Image
+
+    cls = SCENES[name][1]
+    slides = out / "slides" / f"{cls}.json"
+    stills = sorted((out / "stills" / cls).glob("*.png"))
+    if not stills or len(stills) != len(json.loads(slides.read_text())["slides"]):
+        return []
+    if min(p.stat().st_mtime for p in stills) < slides.stat().st_mtime:
+        return []
+    with Image.open(stills[0]) as im:
+        return stills if im.size[0] >= size[0] and im.size[1] >= size[1] else []
+
+
+def write_pdf(pages: list[Path], target: Path, dpi: float = PDF_DPI) -> Path:
+    """One PDF page per image, in order, each page the image's size at ``dpi`` (points = pixels * 72 / dpi).
+
+    Written here, one image at a time, rather than by Pillow, whose multi-page PDF holds every page decoded
+    at once (a lecture's 150 1080p frames, about 1 GB) or, appending, copies all earlier pages per page.
+    JPEG at quality 92 keeps thin formula strokes sharp at a tenth of the PNG's size.
+    """
+    import io
+
+    from PIL import Image
+
+    n = len(pages)
+    offsets: list[int] = []
+    with open(target, "wb") as f:
+        def obj(body: bytes, stream: bytes | None = None) -> None:
+            offsets.append(f.tell())
+            f.write(b"%d 0 obj\n" % len(offsets) + body)
+            if stream is not None:
+                f.write(b"\nstream\n" + stream + b"\nendstream")
+            f.write(b"\nendobj\n")
+
+        f.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+        obj(b"<< /Type /Catalog /Pages 2 0 R >>")
+        # page i (0-based) is objects 3i+3 (image), 3i+4 (drawing), 3i+5 (page)
+        kids = b" ".join(b"%d 0 R" % (3 * i + 5) for i in range(n))
+        obj(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, n))
+        for i, page in enumerate(pages):
+            with Image.open(page) as im:
+                rgb = im.convert("RGB")
+            jpeg = io.BytesIO()
+            rgb.save(jpeg, "JPEG", quality=92)
+            w, h = rgb.size
+            pw, ph = w * 72 / dpi, h * 72 / dpi
+            obj(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB "
+                b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>" % (w, h, jpeg.getbuffer().nbytes),
+                jpeg.getvalue())
+            draw = b"q %.2f 0 0 %.2f 0 0 cm /Im0 Do Q" % (pw, ph)
+            obj(b"<< /Length %d >>" % len(draw), draw)
+            obj(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.2f %.2f] /Resources << /XObject << /Im0 %d 0 R >> >> "
+                b"/Contents %d 0 R >>" % (pw, ph, 3 * i + 3, 3 * i + 4))
+        xref = f.tell()
+        f.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
+        f.write(b"".join(b"%010d 00000 n \n" % o for o in offsets))
+        f.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(offsets) + 1, xref))
+    return target
+
+
 def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: bool = True,
-                  progress=print) -> list[Path]:
+                  progress=print, run: str | Path | None = None, search_runs: bool = True,
+                  still_size: tuple[int, int] = STILL_SIZE, still_overrides: dict | None = None) -> list[Path]:
     """OUT/lecture.html (reveal.js from the npm package, copied to OUT/reveal.js: plays offline)
-    and OUT/lecture.pdf (each slide's last frame), from the slides render() wrote in OUT/slides."""
+    and OUT/lecture.pdf (each slide's last frame at 1920 x 1080, whatever the videos' size: the stills
+    render_stills() writes, rendered here for the scenes that have none current, with ``run``), from
+    the slides render() wrote in OUT/slides."""
     out = Path(out).resolve()
     folder = out / "slides"
     classes = [SCENES[n][1] for n in names]
@@ -191,18 +290,31 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
         written.append(target)
         progress(f"slides: {target} (reveal.js {REVEAL_VERSION} from {reveal}, offline)")
     if pdf:
-        target = out / "lecture.pdf"
-        _run([*base, "--to", "pdf", *classes, str(target)])
+        pages, stale = [], [n for n in names if not stills_for(n, out)]
+        if stale:
+            check_latex()
+            prepare(stale, run, search_runs, progress)
+        for name in names:
+            if name in stale:
+                progress(f"slides: the PDF's pages of {name} at {still_size[0]}x{still_size[1]} "
+                         f"(drawn again without animation, whatever the videos' quality) ...")
+                stills = render_stills(name, out, still_size, still_overrides)
+                expected = len(json.loads((folder / f"{SCENES[name][1]}.json").read_text())["slides"])
+                if len(stills) != expected:
+                    raise ValueError(f"{name} drew {len(stills)} slides for the PDF but its videos have {expected}; "
+                                     f"the run it draws has changed since: render it again (vdm slides {name}).")
+            else:
+                stills = stills_for(name, out, still_size)
+            pages += stills
+        target = write_pdf(pages, out / "lecture.pdf")
         written.append(target)
-        progress(f"slides: {target}")
+        progress(f"slides: {target} ({len(pages)} pages at {still_size[0]}x{still_size[1]})")
     return written
 
 
 def write_lecture_notes(names: list[str], out: str | Path) -> Path:
     """OUT/lecture-notes.md: every slide's presenter notes in slide order, numbered as the HTML numbers its
     slides, under one heading per scene; read from the slide files render() wrote (OUT/slides/<Scene>.json)."""
-    import json
-
     out = Path(out).resolve()
     lines, k = ["# Lecture notes", "", "What to say over each slide; the numbers are the slides' in lecture.html.", ""], 0
     for name in names:

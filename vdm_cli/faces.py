@@ -28,7 +28,8 @@ def cmd_slides(args) -> int:
         check_present()  # before minutes of rendering: a machine that cannot present says so now
     if not args.no_render:
         render(args.scene, args.quality, args.out, gif=args.gif, sections=args.sections, progress=progress, run=args.run)
-    export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress)
+    # the PDF's pages are drawn at 1080p whatever --quality: with --no-render, with the run --run names
+    export_slides(names, args.out, html=True, pdf=not args.no_pdf, progress=progress, run=args.run)
     if args.present:
         from animations.render import SCENES
 

@@ -78,7 +78,7 @@ def test_slides_export_offline_html_and_pdf(tmp_path):
     from built_scenes import get
 
     pauses = get(r.scene_class(name)).pauses
-    html, pdf = r.export_slides([name], out, progress=lambda _: None)
+    notes, html, pdf = r.export_slides([name], out, progress=lambda _: None)
     text = html.read_text()
     assert text.count("<section") == pauses
     live = re.sub(r"<!--.*?-->", "", text, flags=re.S)  # the template's commented-out examples are not loaded
@@ -88,6 +88,50 @@ def test_slides_export_offline_html_and_pdf(tmp_path):
         assert (html.parent / u).is_file(), u  # every script, stylesheet and video is there, offline
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.read_bytes().count(b"/Type /Page") - pdf.read_bytes().count(
         b"/Type /Pages") == pauses
+    # the pages are 1080p stills, not the videos' frames (128x72 here; 854x480 at low quality: unreadable)
+    sizes = pdf_image_sizes(pdf)
+    assert len(sizes) == pauses and all(w >= 1920 and h >= 1080 for w, h in sizes), sizes
+    # the stills are kept and reused: a second export draws nothing again
+    lines = []
+    r.export_slides([name], out, html=False, progress=lines.append)
+    assert not any("drawn again" in line for line in lines) and len(pdf_image_sizes(pdf)) == pauses
+
+
+def pdf_image_sizes(pdf: Path) -> list[tuple[int, int]]:
+    """(width, height) of every image in the PDF, in file order (Pillow writes one per page, dictionaries in clear)."""
+    data = pdf.read_bytes()
+    return [(int(w), int(h)) for w, h in re.findall(rb"/Subtype /Image.*?/Width (\d+).*?/Height (\d+)", data, re.S)]
+
+
+def _png(path: Path, size) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size).save(path)
+
+
+def test_pdf_stills_are_reused_only_when_current(tmp_path):
+    """Stills count as the PDF's pages only when 1080p, one per slide and no older than the slides; the PDF has
+    one page per still at its full size."""
+    cls = r.SCENES["mhvae"][1]
+    slides = tmp_path / "slides" / f"{cls}.json"
+    slides.parent.mkdir(parents=True)
+    slides.write_text(json.dumps({"slides": [{"file": "a.mp4"}, {"file": "b.mp4"}]}))
+    stills = [tmp_path / "stills" / cls / f"{i:03d}.png" for i in (1, 2)]
+    for p in stills:
+        _png(p, (1920, 1080))
+    assert r.stills_for("mhvae", tmp_path) == stills
+    os.utime(slides, (stills[0].stat().st_mtime + 10,) * 2)  # the scene was rendered again after its stills
+    assert r.stills_for("mhvae", tmp_path) == []
+    os.utime(slides, (stills[0].stat().st_mtime - 10,) * 2)
+    stills[1].unlink()  # a slide short
+    assert r.stills_for("mhvae", tmp_path) == []
+    _png(stills[1], (1920, 1080))
+    _png(stills[0], (854, 480))  # a video-sized frame is no page
+    assert r.stills_for("mhvae", tmp_path) == []
+    _png(stills[0], (1920, 1080))
+    pdf = r.write_pdf(stills, tmp_path / "lecture.pdf")
+    assert pdf_image_sizes(pdf) == [(1920, 1080)] * 2
 
 
 @needs_rendering
@@ -121,7 +165,7 @@ def test_html_slides_open_in_headless_chromium(tmp_path):
     out = RENDERED.get(name) or tmp_path
     if name not in RENDERED:
         r.render(name, "low", out, progress=lambda _: None, overrides=TINY)
-    html = r.export_slides([name], out, pdf=False, progress=lambda _: None)[0]
+    html = r.export_slides([name], out, pdf=False, progress=lambda _: None)[1]
     shot = tmp_path / "slide.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=854,480",
                     "--virtual-time-budget=4000", f"--screenshot={shot}", html.resolve().as_uri() + "#/2"],
