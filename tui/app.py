@@ -242,18 +242,23 @@ class VdmApp(App):
         return ChainScreen(self.source)
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
-        """The palette's Screenshot: to ~/Downloads where it exists (Textual's default), else the
-        run directory or the current one (most servers have no Downloads folder), and say where."""
-        if path is None:
-            downloads = Path.home() / "Downloads"
-            if not downloads.is_dir():
-                path = str(self.run_dir if self.run_dir is not None and self.run_dir.is_dir() else Path.cwd())
-        try:
-            saved = self.save_screenshot(filename, path or str(Path.home() / "Downloads"))
-        except OSError as e:
-            self.notify(f"the screenshot could not be written: {e.strerror or e}.", severity="error")
+        """The palette's Screenshot (an SVG of the screen): into ``path``, else the run directory, else the current
+        one (a server has no ~/Downloads, Textual's default), and a notification saying where, or why it could not
+        be written. In a browser (`vdm tui --serve`) it is downloaded there, as Textual does."""
+        if path is None and self.is_web:
+            self.deliver_screenshot(filename)
             return
-        self.notify(f"screenshot saved to {saved}", timeout=8)
+        places = [Path(path)] if path is not None else [p for p in (self.run_dir, Path.cwd()) if p is not None]
+        why = "no folder to write it to"
+        for place in places:
+            try:
+                saved = self.save_screenshot(filename, str(place))
+            except OSError as e:  # a read-only run directory, a full disk: the next place, else the reason
+                why = f"{place}: {e.strerror or e}"
+                continue
+            self.notify(f"screenshot saved to {saved}", timeout=8)
+            return
+        self.notify(f"the screenshot could not be written ({why}).", severity="error", timeout=15)
 
     def closing_lines(self) -> list[str]:
         """For the terminal once the app has closed: the closing report of the run it was opened on, when that
@@ -297,7 +302,12 @@ class VdmApp(App):
             self.notify(f"training exited with status {code}: {line}", severity="error", timeout=30)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":  # Textual's writes to ~/Downloads and fails without a reason
+                # after a moment: the palette is closed by then and not in the picture
+                command = SystemCommand(command.title, "Save an SVG of the screen in the run directory or the "
+                                        "current one", lambda: self.set_timer(0.1, self.action_screenshot))
+            yield command
         yield SystemCommand("Monitor", "live training curves, samples and GPU", lambda: self.switch_mode("monitor"))
         if self.runs_root is not None:
             yield SystemCommand("Runs", f"every run under {self.runs_root}", lambda: self.switch_mode("runs"))

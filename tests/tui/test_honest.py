@@ -430,17 +430,45 @@ def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
 # -- 8. smaller things ---------------------------------------------------------------------
 
 @pytest.mark.anyio
-async def test_the_screenshot_goes_to_the_run_directory_without_a_downloads_folder(tmp_path, monkeypatch):
+async def test_the_palettes_screenshot_goes_to_the_run_directory_and_says_where(tmp_path, monkeypatch):
+    """The palette's own command, not only the action: into the run directory; without one, the current one."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a server's home: no ~/Downloads
     (tmp_path / "home").mkdir()
     run = write_run(tmp_path / "run", n_train=3, with_sample=False)
     app = VdmApp(run, poll_interval=0.05, **NO_GPU)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.2)
+        shot, = [c for c in app.get_system_commands(app.screen) if c.title == "Screenshot"]
+        shot.callback()
+        await wait_for(pilot, lambda: list(run.glob("*.svg")))
+        saved, = run.glob("*.svg")
+        assert "<svg" in saved.read_text()[:2000]
+        await wait_for(pilot, lambda: any(f"screenshot saved to {saved}" in n.message for n in app._notifications))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    app = VdmApp(None, start="chain", **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
         app.action_screenshot()
-        await pilot.pause(0.2)
-        assert list(run.glob("*.svg")), [n.message for n in app._notifications]
-        assert any("screenshot saved to" in n.message for n in app._notifications)
+        saved, = here.glob("*.svg")
+        await wait_for(pilot, lambda: [n.message for n in app._notifications] == [f"screenshot saved to {saved}"])
+
+
+@pytest.mark.anyio
+async def test_a_screenshot_that_cannot_be_written_says_why(tmp_path, monkeypatch):
+    import errno
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    run = write_run(tmp_path / "run", n_train=3, with_sample=False)
+    app = VdmApp(run, poll_interval=0.05, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        monkeypatch.setattr(app, "save_screenshot", full)
+        app.action_screenshot()
+        await wait_for(pilot, lambda: any("could not be written" in n.message for n in app._notifications))
+        said = [n.message for n in app._notifications if "could not be written" in n.message]
+        assert said and os.strerror(errno.ENOSPC) in said[0] and str(Path.cwd()) in said[0]
 
 
 @pytest.mark.anyio
