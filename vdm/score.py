@@ -59,6 +59,7 @@ CLASSIFIER_LR = 3e-3
 RECIPE = (f"shapes-classifier v1 features={FEATURES} widths={WIDTHS} heads={sorted(HEADS.items())} seed={CLASSIFIER_SEED} "
           f"images={CLASSIFIER_IMAGES} negatives={CLASSIFIER_NEGATIVES} epochs={CLASSIFIER_EPOCHS} "
           f"batch={CLASSIFIER_BATCH} lr={CLASSIFIER_LR} one-cycle batchnorm")
+PACKAGED_DIR = Path(__file__).with_name("weights")  # the shipped classifier (package data)
 CACHE_ENV = "VDM_CACHE_DIR"  # where the trained classifier is kept, when set (else the user's cache folder)
 
 
@@ -263,10 +264,24 @@ def _read_classifier(path: Path) -> ShapesClassifier | None:
     return net.eval().requires_grad_(False)
 
 
+def packaged_classifier_path() -> Path:
+    """The classifier shipped with vdm (trained by this RECIPE), so that every machine scores with the same weights."""
+    return PACKAGED_DIR / classifier_path().name
+
+
+def classifier_is_ready() -> bool:
+    """Whether :func:`load_classifier` reads a classifier rather than training one (seconds)."""
+    return _read_classifier(packaged_classifier_path()) is not None or classifier_path().is_file()
+
+
 def load_classifier(progress=None) -> ShapesClassifier:
-    """The shapes classifier: read from the cache (:func:`classifier_path`), else trained (train_classifier,
-    seconds) and written there atomically; a corrupt or foreign cache file is trained anew and replaced.
-    A cache folder that cannot be written leaves the classifier in memory only."""
+    """The shapes classifier: the one shipped with vdm (:func:`packaged_classifier_path`) while it is this
+    RECIPE's, else read from the cache (:func:`classifier_path`), else trained (train_classifier, seconds) and
+    written there atomically; a corrupt or foreign cache file is trained anew and replaced. A cache folder
+    that cannot be written leaves the classifier in memory only."""
+    net = _read_classifier(packaged_classifier_path())
+    if net is not None:
+        return net
     path = classifier_path()
     net = _read_classifier(path)
     if net is not None:
@@ -583,7 +598,7 @@ def cheap_score(samples: torch.Tensor, data: str = "shapes") -> dict:
     No precision or recall: with a few dozen points in FEATURES dimensions the k-NN balls are so wide that
     uniform noise reached a precision of 1.0 at N = 36. Only for the shapes data, whose classifier the
     features are; {} for other data or fewer than 3 images. The held-out side is computed once per process
-    and N; the classifier is read from its cache (trained there on first use, seconds).
+    and N; the classifier is the shipped one (:func:`load_classifier`).
     """
     n = len(samples)
     if data != "shapes" or n < 3:
@@ -592,3 +607,14 @@ def cheap_score(samples: torch.Tensor, data: str = "shapes") -> dict:
     f, p = features(shapes_space(), samples)
     return {"cheap_n": n, "cheap_fd": frechet_distance(*gaussian_fit(f), *gaussian_fit(ref)),
             "cheap_fd_heldout": floor, "cheap_shapes": shape_share(p)}
+
+
+def cheap_line(fields: dict, run_dir=None) -> str:
+    """One line for :func:`cheap_score`'s fields: the tiles holding a shape, and the Fréchet distance beside its
+    floor (as many held-out images), named as what it is."""
+    n = fields["cheap_n"]
+    held = round(fields["cheap_shapes"] * n)
+    more = f"; vdm score {run_dir} measures 256" if run_dir is not None else ""
+    return (f"sample quality ({n} samples, the shapes classifier's features, not comparable to published FID): "
+            f"{held} of {n} tiles hold a shape ({fields['cheap_shapes']:.0%}); Fréchet distance "
+            f"{fields['cheap_fd']:.4g} vs {fields['cheap_fd_heldout']:.4g} for {n} held-out images{more}")

@@ -38,6 +38,7 @@ from vdm import gmm
 from vdm.images import grid, save_npy, save_png, scatter
 from vdm.metrics import MetricsWriter
 from vdm.report import ElboOptions, estimate_row, heldout_draws
+from vdm.score import cheap_score
 from vdm.nets import build_net, count_parameters
 from vdm.sample import sample
 from vdm.atomic import remove_stale_temps
@@ -466,6 +467,7 @@ class Trainer:
             img = grid(x, scale=2)
         path = save_png(img, sample_path(self.run_dir, self.step))
         save_png(img, sample_path(self.run_dir))
+        self.last_samples = x
         return path
 
     # -- the loop ------------------------------------------------------------------
@@ -584,9 +586,11 @@ class Trainer:
         log.write("end", step=self.step, epoch=self.epoch, reason=self.stop_reason or "done", elapsed=self.elapsed)
         self._pay("end")
         return {"step": self.step, "epoch": self.epoch, "reason": self.stop_reason or "done",
-                "eval": last_eval or self.last_eval}
+                "eval": last_eval or self.last_eval, "score": self.last_score}
 
     last_eval: dict | None = None
+    last_samples: torch.Tensor | None = None  # the newest grid's samples ([-1, 1]), for its score
+    last_score: dict | None = None  # the newest grid's vdm.score.cheap_score fields
 
     def _epoch_end(self, log: MetricsWriter, last: bool) -> None:
         """Checkpoint, then what the epoch owes; the checkpoint records those debts first, so that a
@@ -641,11 +645,15 @@ class Trainer:
         if not self.dist.main:
             return
         t0 = time.time()
+        self.last_samples = None
         path = self.write_samples(n)
+        # the grid's quality in a classifier's features (shapes data only; a few dozen samples, so "cheap")
+        score = cheap_score(self.last_samples, self.cfg.data) if self.last_samples is not None else {}
         took = time.time() - t0
         self.report_s += took
+        self.last_score = score or self.last_score
         log.write("sample", step=self.step, epoch=self.epoch, path=str(path.relative_to(self.run_dir)),
-                  seconds=round(took, 3), n=n or self.cfg.n_samples)
+                  seconds=round(took, 3), n=n or self.cfg.n_samples, **score)
         self._pay("sample")
 
     def _nonfinite_message(self, step: int, loss, gnorm) -> str:

@@ -38,7 +38,7 @@ def cmd_score(args) -> int:
     if args.inception:
         space = S.inception_space(args.inception)
     else:
-        if not S.classifier_path().is_file():
+        if not S.classifier_is_ready():
             print(f"training the shapes classifier once (seconds), kept in {S.classifier_path()}", file=sys.stderr)
         space = S.shapes_space(data)
     if len(images) <= S.K_NEIGHBOURS:

@@ -116,11 +116,14 @@ def _closing_lines(result: dict, trainer, run_dir) -> None:
     """Why the run stopped, its held-out -ELBO with its error, and where its samples are."""
     from vdm.report import train_summary_line
     from vdm.run import sample_path
+    from vdm.score import cheap_line
 
     print(f"stopped ({result['reason']}) at step {result['step']}, epoch {result['epoch']}.")
     if result.get("eval"):
         print(train_summary_line(result["eval"], len(trainer.eval_data), run_dir))
     print(f"samples: {sample_path(run_dir)}")
+    if result.get("score"):
+        print(cheap_line(result["score"], run_dir))
     if result["reason"] in ("SIGINT", "SIGTERM"):
         # a stop asked for and carried out (checkpoint saved) is a success, status 0, as for --minutes;
         # the terminal UI stops its training child this way

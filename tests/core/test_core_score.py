@@ -102,7 +102,7 @@ def test_shape_share_counts_confident_shape_classes_only():
 
 @pytest.fixture(scope="session")
 def classifier(tmp_path_factory):
-    """The classifier, trained once into a cache folder of the test session (seconds)."""
+    """The classifier users get: the shipped one (an empty cache folder, so nothing cached elsewhere counts)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a session fixture runs before the per-test one-thread fixture (tests/conftest.py)
     try:
@@ -199,8 +199,20 @@ def test_the_cheap_score_is_the_full_one_on_few_images(held):
 
 # -- the cache ---------------------------------------------------------------------------------------------
 
+def test_the_shipped_classifier_is_this_recipes_and_is_the_one_loaded(tmp_path, monkeypatch):
+    """A change of the recipe must ship new weights: the packaged file is read only while it is this recipe's."""
+    monkeypatch.setenv(S.CACHE_ENV, str(tmp_path))
+    shipped = S._read_classifier(S.packaged_classifier_path())
+    assert shipped is not None
+    monkeypatch.setattr(S, "train_classifier", lambda progress=None: pytest.fail("trained although one is shipped"))
+    loaded = S.load_classifier()
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), loaded.state_dict().values()))
+    assert not any(tmp_path.iterdir())  # nothing cached
+
+
 def test_the_cache_is_read_and_a_corrupt_one_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv(S.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(S, "PACKAGED_DIR", tmp_path / "not-shipped")  # the cache's own behaviour
     trained = []
 
     def fake_train(progress=None):  # the recipe itself is tested above; here only what the cache does
@@ -324,3 +336,24 @@ def test_vdm_score_refuses_bad_input_in_one_sentence(classifier, tmp_path, capsy
         assert main(["score"] + argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_runs_sample_records_carry_the_cheap_score_of_their_grid(classifier, tiny_run):
+    """The trainer scores each grid it draws: the record's fields are cheap_score of that grid's own images."""
+    import json
+
+    from vdm.run import metrics_path, sample_path
+
+    _, run, out = tiny_run
+    recs = [json.loads(line) for line in metrics_path(run).read_text().splitlines()]
+    last = [r for r in recs if r["kind"] == "sample"][-1]
+    again = S.cheap_score(to_float(S.grid_tiles(sample_path(run))))  # the PNG holds the samples' uint8 levels
+    assert last["cheap_n"] == again["cheap_n"] == 4
+    assert last["cheap_fd"] == pytest.approx(again["cheap_fd"], rel=1e-6)
+    assert last["cheap_shapes"] == again["cheap_shapes"] and 0 <= last["cheap_shapes"] <= 1
+    assert last["cheap_fd_heldout"] < last["cheap_fd"]  # a one-epoch model is far from held-out images
+    assert "tiles hold a shape" in out and "not comparable to published FID" in out
+
+
+def test_no_cheap_score_where_there_is_no_shapes_classifier():
+    assert S.cheap_score(torch.zeros(8, 2), "gmm") == {} and S.cheap_score(torch.zeros(8, 3, 32, 32), "cifar10") == {}
