@@ -379,7 +379,10 @@ class Training(LectureScene):
         self.next_section("a real run: the loss")
         run, schedule, note = self.shown_run()
         self.shown = run
-        records, _bad = run.metrics()
+        try:
+            records, _bad = run.metrics()
+        except ValueError as e:  # vdm.run says what is missing; the scene says what it needs
+            raise ValueError(f"{str(e).rstrip('.')}; the training scene needs a run that has trained.") from None
         cv = curve(records)
         self.curve = cv
         if not cv["train"]:

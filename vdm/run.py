@@ -208,10 +208,15 @@ class Run:
         return load_denoiser(source, device, use_ema=use_ema, expected=self.identity)
 
     def metrics(self) -> tuple[list[dict], int]:
-        """All records of metrics.jsonl and the number of lines skipped (vdm.metrics.read_all)."""
+        """All records of metrics.jsonl and the number of lines skipped (vdm.metrics.read_all); a run without
+        the log (it never trained, or the file was removed) is a ValueError saying so in words."""
         from vdm.metrics import read_all
 
-        return read_all(self.metrics_path)
+        try:
+            return read_all(self.metrics_path)
+        except FileNotFoundError:
+            raise ValueError(f"{self.path} has no metrics log ({METRICS} is missing), so nothing of its training "
+                             "was recorded.") from None
 
     def test_images(self):
         """The run's held-out data: images uint8 [N, 3, 32, 32] or points float32 [N, 2] (vdm.data.load)."""

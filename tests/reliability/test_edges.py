@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 
@@ -390,3 +391,20 @@ async def test_fifo_grids_never_block_the_monitor(run):
             await pilot.press("left_square_bracket", "left_square_bracket", "question_mark")
             await until(lambda: isinstance(app.screen, HelpScreen), "the help opened")
     assert not u.fired, "blocked on a FIFO"
+
+
+def test_a_run_without_its_metrics_log_is_said_in_words(run):
+    """The scene's reading of the run (its loss section, up to where it reads the log), without drawing anything."""
+    from types import SimpleNamespace
+
+    from animations.training import Training
+    from vdm.run import open_run
+
+    (run / METRICS).unlink()
+    opened = open_run(run)
+    missing = f"{run} has no metrics log ({METRICS} is missing), so nothing of its training was recorded"
+    with pytest.raises(ValueError, match=re.escape(missing + ".")):
+        opened.metrics()
+    scene = SimpleNamespace(next_section=lambda *a: None, shown_run=lambda: (opened, opened.schedule, ""))
+    with pytest.raises(ValueError, match=re.escape(missing + "; the training scene needs a run that has trained.")):
+        Training.section_run(scene)
