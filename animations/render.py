@@ -198,6 +198,27 @@ def render_stills(name: str, out: str | Path, size: tuple[int, int] = STILL_SIZE
     return sorted(folder.glob("*.png"))
 
 
+MAX_SLIDES_BYTES = 1 << 24  # a scene's slides file is tens of kB
+
+
+def read_slides(path: Path) -> list[dict]:
+    """The slides of a slides file render() wrote (OUT/slides/<Scene>.json), or a ValueError naming the file: it must
+    be a regular file of at most MAX_SLIDES_BYTES holding JSON whose "slides" is a list of objects."""
+    from vdm.atomic import read_regular
+
+    data = read_regular(path, MAX_SLIDES_BYTES, "a slides file")
+    try:
+        slides = json.loads(data)["slides"]
+        ok = isinstance(slides, list) and all(isinstance(s, dict) for s in slides)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
+        ok, why = False, type(e).__name__
+    else:
+        why = "no list of slides"
+    if not ok:
+        raise ValueError(f"{path} is not a slides file vdm wrote ({why}); render its scene again (vdm slides).")
+    return slides
+
+
 def stills_for(name: str, out: Path, size: tuple[int, int] = STILL_SIZE) -> list[Path]:
     """The stills of ``name`` in OUT/stills/<Scene>/ when they are at least ``size`` and as many as, and no
     older than, its slides (OUT/slides/<Scene>.json); else []: a scene rendered again needs new ones."""
@@ -206,7 +227,7 @@ def stills_for(name: str, out: Path, size: tuple[int, int] = STILL_SIZE) -> list
     cls = SCENES[name][1]
     slides = out / "slides" / f"{cls}.json"
     stills = sorted((out / "stills" / cls).glob("*.png"))
-    if not stills or len(stills) != len(json.loads(slides.read_text())["slides"]):
+    if not stills or len(stills) != len(read_slides(slides)):
         return []
     if min(p.stat().st_mtime for p in stills) < slides.stat().st_mtime:
         return []
@@ -299,7 +320,7 @@ def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: boo
                 progress(f"slides: the PDF's pages of {name} at {still_size[0]}x{still_size[1]} "
                          f"(drawn again without animation, whatever the videos' quality) ...")
                 stills = render_stills(name, out, still_size, still_overrides)
-                expected = len(json.loads((folder / f"{SCENES[name][1]}.json").read_text())["slides"])
+                expected = len(read_slides(folder / f"{SCENES[name][1]}.json"))
                 if len(stills) != expected:
                     raise ValueError(f"{name} drew {len(stills)} slides for the PDF but its videos have {expected}; "
                                      f"the run it draws has changed since: render it again (vdm slides {name}).")
@@ -318,11 +339,12 @@ def write_lecture_notes(names: list[str], out: str | Path) -> Path:
     out = Path(out).resolve()
     lines, k = ["# Lecture notes", "", "What to say over each slide; the numbers are the slides' in lecture.html.", ""], 0
     for name in names:
-        slides = json.loads((out / "slides" / f"{SCENES[name][1]}.json").read_text())["slides"]
+        slides = read_slides(out / "slides" / f"{SCENES[name][1]}.json")
         lines += [f"## {TITLES[name]}", ""]
         for slide in slides:
             k += 1
-            lines += [f"{k}. {slide.get('notes', '').strip()}", ""]
+            notes = slide.get('notes', '')
+            lines += [f"{k}. {notes.strip() if isinstance(notes, str) else ''}", ""]
     target = out / "lecture-notes.md"
     target.write_text("\n".join(lines))
     return target

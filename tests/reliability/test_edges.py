@@ -408,3 +408,16 @@ def test_a_run_without_its_metrics_log_is_said_in_words(run):
     scene = SimpleNamespace(next_section=lambda *a: None, shown_run=lambda: (opened, opened.schedule, ""))
     with pytest.raises(ValueError, match=re.escape(missing + "; the training scene needs a run that has trained.")):
         Training.section_run(scene)
+
+
+@pytest.mark.parametrize("content", [b'{"slides": [{"notes": "a"}', b'{"slides": 3}', b"[]"])
+def test_a_corrupt_slides_file_is_named(tmp_path, content):
+    from animations.render import SCENES, export_slides
+
+    slides = tmp_path / "slides" / f"{SCENES['forward'][1]}.json"
+    slides.parent.mkdir()
+    slides.write_bytes(content)
+    with pytest.raises(ValueError) as e:
+        export_slides(["forward"], tmp_path, html=False, pdf=False, progress=lambda *a: None)
+    assert str(e.value).startswith(f"{slides} is not a slides file vdm wrote ("), str(e.value)
+    assert "\n" not in str(e.value)
