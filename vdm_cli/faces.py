@@ -45,6 +45,10 @@ def _serve_tui(args) -> int:
     """`vdm tui --serve`: textual-serve runs `vdm tui ...` (these arguments, less --serve) per browser visitor."""
     import shlex
 
+    host = args.host.strip()
+    if not host:  # the server would bind every interface for an empty address, without a word
+        raise CommandError("--host is empty; give the address to listen on: localhost (this machine only), "
+                           "or 0.0.0.0 for every network interface.")
     try:
         from textual_serve.server import Server
     except ImportError:
@@ -57,8 +61,10 @@ def _serve_tui(args) -> int:
             argv += [flag, str(Path(value).resolve())]
     argv += ["--index", str(args.index), "--T", str(args.T), "--seed", str(args.seed)] + (["--chain"] if args.chain else [])
     argv += ["--data", args.data] if args.data else []
-    print(f"serving vdm tui on http://{args.host}:{args.port} (ctrl+c stops)", flush=True)
-    Server(shlex.join(argv), host=args.host, port=args.port, title="vdm").serve()
+    local = host == "localhost" or host == "::1" or host.startswith("127.")
+    beyond = "" if local else "; it listens beyond this machine: anyone who can reach the address can open the UI"
+    print(f"serving vdm tui on http://{host}:{args.port} (ctrl+c stops){beyond}", flush=True)
+    Server(shlex.join(argv), host=host, port=args.port, title="vdm").serve()
     return 0
 
 

@@ -421,3 +421,21 @@ def test_a_corrupt_slides_file_is_named(tmp_path, content):
         export_slides(["forward"], tmp_path, html=False, pdf=False, progress=lambda *a: None)
     assert str(e.value).startswith(f"{slides} is not a slides file vdm wrote ("), str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("host,said", [("", None), ("0.0.0.0", "it listens beyond this machine"),
+                                       ("localhost", "")])
+def test_serving_the_monitor_says_where_it_listens(monkeypatch, capsys, host, said):
+    pytest.importorskip("textual_serve")
+    from textual_serve import server
+
+    served = []
+    monkeypatch.setattr(server.Server, "serve", lambda self, *a, **k: served.append((self.host, self.port)))
+    rc, out, err = run_main(["tui", "--serve", "--host", host], capsys)
+    if said is None:
+        assert rc == 2 and not served, (out, err)
+        assert one_sentence(err) == ("vdm tui: --host is empty; give the address to listen on: localhost (this machine "
+                                     "only), or 0.0.0.0 for every network interface.")
+    else:
+        assert rc == 0 and served == [(host, 8000)], (out, err)
+        assert (said in out) if said else ("beyond" not in out), out
