@@ -29,7 +29,8 @@ from tui.dialogs import StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.panels import Elbo, RunNumbers, RunStats, RunStatus, StatusFacts
-from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, x_of, x_span
+from tui.plot import (CURVE_BINDINGS, DASHES, REFERENCE_GREY, CurveKeys, Plot, Series, View, duration, ema, x_of,
+                      x_span)
 from tui.readout import Readout
 from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
@@ -391,7 +392,7 @@ class MonitorScreen(CurveKeys, Screen):
         fmt = duration if v.wall else None
         # a learned schedule or EDM's weighting trains on its own objective, while the held-out eval_loss
         # stays the plain MSE: two quantities that one axis would present as one. Its held-out is the -ELBO plot.
-        held = [] if self._own() else [Series("held-out", ex, ev["eval_loss"], "magenta")]
+        held = [] if self._own() else [Series("held-out", ex, ev["eval_loss"], "magenta", dash="dashed")]
         if v.smoothing:  # the smoothed train loss over its raw curve, dimmed; the legend's numbers are the raw ones
             loss = [Series("train", tx, ema(train["loss"], v.smoothing), "cyan", raw=train["loss"]), *held,
                     Series("train, raw", tx, train["loss"], "dim cyan", faint=True)]
@@ -401,9 +402,9 @@ class MonitorScreen(CurveKeys, Screen):
         terms = [Series("total", ex, ev["total"], "white", err=ev["total_se"])]  # each evaluation ± its stated error
         if not self.points:  # a density's terms span -3 to 5 bits/dim round a total near 1: on one axis they
             # would flatten the total and its two references into a line (the info panel lists the terms)
-            terms += [Series("rec", ex, ev["reconstruction"], "cyan"),
-                      Series("match", ex, ev["matching"], "magenta"),
-                      Series("prior", ex, ev["prior"], "yellow")]
+            terms += [Series("rec", ex, ev["reconstruction"], "cyan", dash="dotted"),
+                      Series("match", ex, ev["matching"], "magenta", dash="dashed"),
+                      Series("prior", ex, ev["prior"], "yellow", dash="dashdot")]
         self.query_one("#bpd-plot", Plot).set_series(terms + self._references(lo, hi) if len(ex) else [],
                                                      x_range=(lo, hi), x_format=fmt)
         self._set_legends()
@@ -426,14 +427,15 @@ class MonitorScreen(CurveKeys, Screen):
         -ELBO can be) and the true -log p(x_0) of the held-out points (what the ELBO bounds)."""
         xs = np.array([lo, hi])
         if not self.points:
-            return [Series("uniform", xs, np.array([UNIFORM_BPD, UNIFORM_BPD]), "grey50", stats=False)]
+            return [Series("uniform", xs, np.array([UNIFORM_BPD, UNIFORM_BPD]), REFERENCE_GREY,
+                           stats=False, dash="sparse")]
         ref = self._cols.get("reference") if self._cols else None
         out = []
         if isinstance(ref, dict):
             for k, name, colour in REFERENCES:
                 v, se = num(ref.get(k)), num(ref.get(f"{k}_se"))
                 if v is not None:
-                    out.append(Series(name, xs, np.array([v, v]), colour, stats=False,
+                    out.append(Series(name, xs, np.array([v, v]), colour, stats=False, dash="sparse",
                                       key=f"{name} {v:.3f}" + (f"±{se:.3f}" if se is not None else "")))
         return out
 
@@ -451,7 +453,9 @@ class MonitorScreen(CurveKeys, Screen):
         if self.points:  # bits of a density: they can be negative, and no uniform model over levels exists
             bpd.border_title = "-ELBO, bits/dim of a density" + log
         else:
-            bpd.border_title = "-ELBO bits/dim" + log + f" [grey50](━ {UNIFORM_BPD:g}: uniform)[/]"
+            glyph = DASHES["sparse"][1] if self.app.no_color else "━"
+            bpd.border_title = ("-ELBO bits/dim" + log +
+                                f" [{REFERENCE_GREY}]({glyph} {UNIFORM_BPD:g}: uniform)[/]")
         bpd.border_subtitle = "last ↓min ↑max in view"
 
     def _tick(self) -> None:

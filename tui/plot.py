@@ -22,6 +22,21 @@ GUTTER = 8  # characters for the y labels
 CURSOR = Style(color="bright_white", bold=True)
 PLAIN = Style()  # never a None style: Textual's NO_COLOR filter reads .color of every segment's style
 
+# Line styles, for a terminal without colour (NO_COLOR), where they are what tells the series apart: which
+# dot columns (2 to a cell) a line keeps, and the glyph its legend entry starts with.
+DASHES = {
+    "solid": (lambda c: np.ones_like(c, dtype=bool), "━"),
+    "dotted": (lambda c: c % 2 == 0, "┈"),  # one dot column of each cell: a thin line
+    "dashed": (lambda c: c // 6 % 2 == 0, "╍"),  # 3 cells on, 3 off
+    "dashdot": (lambda c: np.isin(c % 10, (0, 1, 2, 3, 4, 5, 8)), "┉"),  # 3 cells on, 1 off, a dot, 1 off
+    "sparse": (lambda c: c % 4 == 0, "·"),  # a dot every other cell: a reference line, under the curves
+}
+
+
+# A reference line's grey: as grey50 on 256 colours and more, and on 16 (TERM=xterm) the terminal's dark grey,
+# where grey50 is rounded to the white of the curves (Rich's downgrade puts the cut between the two).
+REFERENCE_GREY = "grey46"
+
 
 @dataclass
 class Series:
@@ -34,6 +49,7 @@ class Series:
     raw: np.ndarray | None = None  # the values the legend's last, min and max are of, when y is smoothed
     key: str = ""  # a reference line's legend entry (its name and value), where it has no stats
     err: np.ndarray | None = None  # each point's standard error: drawn as an error bar y ± err, and in the legend
+    dash: str = "solid"  # its line style (DASHES) where the plot has no colour
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -186,19 +202,22 @@ def with_error(v: float, se: float | None) -> str:
     return f"{v:.{digits}f}±{se:.{digits}f}"
 
 
-def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> list[list[tuple[str, Style]]]:
-    """Each series' '━ name last ↓min ↑max' over the x window, flowed into lines of ``width`` cells."""
+def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float,
+                 dashes: bool = False) -> list[list[tuple[str, Style]]]:
+    """Each series' '━ name last ↓min ↑max' over the x window, flowed into lines of ``width`` cells; with
+    ``dashes`` each entry starts with its line style's glyph (DASHES) instead of ━."""
     lines: list[list[tuple[str, Style]]] = [[]]
     used = 0
     for s in series:
         if s.faint or not (s.stats or s.key):
             continue
+        glyph = DASHES.get(s.dash, DASHES["solid"])[1] if dashes else "━"
         if s.stats:
             st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
             last = "-" if st is None else with_error(st[0], last_error(s, x_lo, x_hi))
-            entry = f"━ {s.name} " + ("-" if st is None else f"{last} ↓{short(st[1])} ↑{short(st[2])}")
+            entry = f"{glyph} {s.name} " + ("-" if st is None else f"{last} ↓{short(st[1])} ↑{short(st[2])}")
         else:
-            entry = f"━ {s.key}"
+            entry = f"{glyph} {s.key}"
         if used and used + 2 + len(entry) > width:
             lines.append([])
             used = 0
@@ -212,9 +231,10 @@ def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float) -> 
 
 def render(series: list[Series], width: int, height: int, log: bool = False,
            x_range: tuple[float, float] | None = None, axis_style: str = "grey50", legend: bool = False,
-           x_format=None, empty: str = "") -> list[Strip]:
+           x_format=None, empty: str = "", dashes: bool = False) -> list[Strip]:
     """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line, and with
-    ``legend`` each series' last, min and max value in the x range below it.
+    ``legend`` each series' last, min and max value in the x range below it. ``dashes``: each line in its
+    series' style (Series.dash), for a terminal without colour.
 
     Only the points inside ``x_range`` are drawn (a zoomed window); ``x_format`` writes the x labels.
     With no point to draw, the plot is blank but for ``empty`` (or "no points in view" when the
@@ -229,7 +249,7 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
             x_lo, x_hi = 0.0, 1.0
     else:
         x_lo, x_hi = x_range
-    key_rows = legend_lines(series, width, x_lo, x_hi) if legend else []
+    key_rows = legend_lines(series, width, x_lo, x_hi, dashes) if legend else []
     key_rows = key_rows[: max(height - 3, 0)]  # the plot keeps two rows and its axis
     plot_w = max(width - GUTTER, 1)
     plot_h = max(height - 1 - len(key_rows), 1)
@@ -296,6 +316,8 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         bot = np.maximum(r_bot, prev)
         rows = np.arange(H)[:, None]
         dots[:, span] = (rows >= top[None, :]) & (rows <= bot[None, :])
+        if dashes and not series[k].faint:  # the gaps of its line style (its lone points stay whole cells)
+            dots &= DASHES.get(series[k].dash, DASHES["solid"])[0](np.arange(W))[None, :]
         cell = np.zeros((plot_h, plot_w), dtype=np.uint16)
         for dy in range(4):
             for dx in range(2):
@@ -402,10 +424,12 @@ class Plot(Widget):
 
     def render_line(self, y: int) -> Strip:
         w, h = self.content_size
-        key = (self._version, w, h, self.log_scale)
+        dashes = self.app.no_color  # without colour, the line style is what tells the series apart
+        key = (self._version, w, h, self.log_scale, dashes)
         if key != self._key:
             self._strips = render(self.series, w, h, self.log_scale, self.x_range, legend=self.legend,
-                                  x_format=self.x_format, empty=self.empty) if w > GUTTER and h > 1 else []
+                                  x_format=self.x_format, empty=self.empty,
+                                  dashes=dashes) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
             return Strip.blank(w, PLAIN)

@@ -584,3 +584,68 @@ async def test_the_overlay_names_a_learned_runs_train_objective(tmp_path):
         await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-loss").series) == 2)
         assert [x.name for x in app.screen.query_one("#overlay-loss").series] == ["alpha", "delta (learned γ: -ELBO)"]
         assert [x.name for x in app.screen.query_one("#overlay-bpd").series] == ["alpha", "delta"]
+
+
+def test_without_colour_each_line_has_its_own_style():
+    """NO_COLOR: a solid curve and a reference at other heights are told apart by their dots and legend glyphs."""
+    import numpy as np
+
+    from tui.plot import Series, render
+
+    x = np.array([0.0, 10.0])
+    series = [Series("total", x, np.array([9.0, 9.0]), "white"),
+              Series("rec", x, np.array([5.0, 5.0]), "cyan", dash="dotted"),
+              Series("uniform", x, np.array([1.0, 1.0]), "grey50", stats=False, key="uniform 1", dash="sparse")]
+
+    def rows(dashes):
+        strips = render(series, 48, 12, legend=True, dashes=dashes)
+        return ["".join(seg.text for seg in s).replace("\u2800", " ") for s in strips]  # blank braille: a space
+
+    plain, styled = rows(False), rows(True)
+    lines = [r for r in styled[:-2] if set(r[8:]) - {" "}]  # the three rows with dots (no axis, no legend)
+    assert len(lines) == 3
+    total, rec, ref = (l[8:].strip() for l in lines)
+    assert len(set(total)) == 1 and len(total) == 40  # solid: every cell
+    assert rec != total and len(rec) == 40 and rec[0] != total[0]  # dotted: every cell, half its dots
+    assert set(ref[1::2]) == {" "} and set(ref[::2]) - {" "}  # sparse: a dot every other cell
+    legend = " ".join(styled[-2:])
+    assert "━ total" in legend and "┈ rec" in legend and "· uniform 1" in legend
+    assert "┈" not in " ".join(plain) and "· uniform" not in " ".join(plain)  # in colour: one solid style
+
+
+@pytest.mark.anyio
+async def test_no_color_monitor_draws_the_elbo_terms_and_the_reference_in_other_styles(tmp_path, monkeypatch):
+    from tui.plot import Plot
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    run = write_run(tmp_path / "run", n_train=40)
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1041.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.eval["step"]) == 4)
+        await pilot.pause(0.2)
+        bpd = s.query_one("#bpd-plot", Plot)
+        shown = "\n".join(bpd.render_line(y).text for y in range(bpd.content_size.height))
+        for entry in ("━ total ", "┈ rec ", "╍ match ", "┉ prior "):
+            assert entry in shown, shown
+        assert "· 8: uniform" in str(bpd.border_title)
+        assert len({sr.dash for sr in bpd.series}) == len(bpd.series)  # no two lines alike
+
+
+@pytest.mark.anyio
+async def test_on_16_colours_the_reference_is_not_the_white_of_the_total(tmp_path, monkeypatch):
+    from rich.color import ColorSystem
+    from rich.style import Style
+
+    from tui.plot import Plot
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    run = write_run(tmp_path / "run", n_train=40)
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1041.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: len(s.state.eval["step"]) == 4)
+        colours = {sr.name: Style.parse(sr.color).color.downgrade(ColorSystem.STANDARD)
+                   for sr in s.query_one("#bpd-plot", Plot).series}
+        assert colours["uniform"] != colours["total"]
