@@ -23,7 +23,7 @@ from textual.widgets import ContentSwitcher, Footer, ProgressBar
 from textual.worker import get_current_worker
 
 from tui.chain_data import BackwardChain, ForwardChain, fmt
-from tui.dialogs import PickImageScreen
+from tui.dialogs import FIRST_KEYS, PickImageScreen
 from tui.image import HalfBlockImage
 from tui.plot import Plot, Series
 from tui.readout import Readout
@@ -85,6 +85,7 @@ class ChainProgress(Message):
 
 class ChainScreen(Screen):
     BINDINGS = [
+        *FIRST_KEYS,
         Binding("left", "step(-1)", "t-1", show=False),
         Binding("right", "step(1)", "t+1", show=False),
         Binding("left_square_bracket", "step(-10)", "-10", show=False),

@@ -64,6 +64,11 @@ the oracle (so the term is 0) and the chain's own final sample for a model.
 """
 
 
+# The app's keys a newcomer needs most, first in every screen's bindings: the footer lists a screen's keys in
+# their order and an 80-column one cuts the end of the list, where the app's own would come.
+FIRST_KEYS = [Binding("q", "app.quit_app", "quit"), Binding("question_mark", "app.help", "help")]
+
+
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
 

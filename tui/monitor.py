@@ -25,7 +25,7 @@ from textual.widgets import Footer, ProgressBar
 from textual.worker import get_current_worker
 
 from tui.cloud import PointSamples
-from tui.dialogs import StopScreen
+from tui.dialogs import FIRST_KEYS, StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.panels import Elbo, RunNumbers, RunStats, RunStatus, StatusFacts
@@ -135,9 +135,7 @@ class SamplesScreen(ModalScreen):
 
 class MonitorScreen(CurveKeys, Screen):
     BINDINGS = [
-        # the app's keys a newcomer needs most, first: an 80-column footer cuts the end of the list
-        Binding("q", "app.quit_app", "quit"),
-        Binding("question_mark", "app.help", "help"),
+        *FIRST_KEYS,
         Binding("2", "app.switch_mode('chain')", "chain"),
         Binding("l", "toggle_log", "log scale"),
         *CURVE_BINDINGS,

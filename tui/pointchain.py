@@ -32,6 +32,7 @@ from textual.widgets import Footer, ProgressBar
 from tui.chain import ChainProgress, ChainReady, ChainScreen, Scrubber
 from tui.chain_data import Chain, ScheduleTable
 from tui.cloud import PATH_COLOURS, Cloud, CloudPanel, Frame, Path, Segments, outside
+from tui.dialogs import FIRST_KEYS
 from tui.readout import Readout
 
 N_PATHS = 6  # points whose paths are traced
@@ -237,6 +238,7 @@ class PointChainScreen(ChainScreen):
     DEFAULT_CSS = "PointChainScreen #cloud-body { height: 1fr; }"
 
     BINDINGS = [
+        *FIRST_KEYS,
         Binding("n", "image(1)", "other paths"),
         Binding("p", "image(-1)", "prev paths", show=False),
         Binding("o", "oracle", "model/optimal"),

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from tui.plot import CURVE_BINDINGS, CurveKeys, Plot, Series, View, duration, ema, with_error, x_of, x_span
+from tui.dialogs import FIRST_KEYS
 from tui.readout import Readout
 from tui.run_state import RunState, ago, own_objective, pid_alive
 from vdm.run import METRICS, is_run
@@ -101,6 +102,7 @@ class RunsScreen(Screen):
     """The table of runs under a folder."""
 
     BINDINGS = [
+        *FIRST_KEYS,
         Binding("enter", "open", "open run"),
         Binding("space", "mark", "mark"),
         Binding("o", "overlay", "overlay marked"),
@@ -229,7 +231,8 @@ class OverlayScreen(CurveKeys, Screen):
     drawn as soon as it is read; every few seconds only the bytes appended since are read.
     """
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "back"), Binding("l", "toggle_log", "log scale"), *CURVE_BINDINGS]
+    BINDINGS = [*FIRST_KEYS, Binding("escape", "app.pop_screen", "back"), Binding("l", "toggle_log", "log scale"),
+                *CURVE_BINDINGS]
 
     def __init__(self, runs: RunsScreen, names: list[str], refresh_s: float | None = None):
         super().__init__()

@@ -288,3 +288,28 @@ async def test_quitting_a_finished_run_gives_its_closing_report(tmp_path):
     assert lines[0] == "stopped (done) at step 40, epoch 2."
     assert "on 32 test images" in lines[1] and "= 7.250 ± 0.250" in lines[1]
     assert lines[-1] == f"samples: {run / 'samples' / 'latest.png'}"
+
+
+async def test_an_80_column_footer_keeps_quit_and_help_on_every_screen(tmp_path):
+    """The footer lists a screen's own keys first and cuts the end: q and ? stay on screen wherever it is."""
+    from textual.widgets._footer import FooterKey
+
+    from tui_fixtures import write_run
+
+    for name in ("a", "b"):
+        write_run(tmp_path / "runs" / name, n_train=3, with_sample=False)
+
+    def shown(app) -> set[str]:
+        keys = app.screen.query(FooterKey)
+        return {k.key for k in keys if k.region.width and k.region.right <= 80}
+
+    app = VdmApp(None, runs_root=tmp_path / "runs", poll_interval=0.05, gpu_factory=lambda: GpuReader(nvml=object()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("runs", "overlay", "monitor", "chain"):
+            if step == "overlay":
+                await pilot.press("o")
+                await wait_for(pilot, lambda: type(app.screen).__name__ == "OverlayScreen")
+            elif step in ("monitor", "chain"):
+                await pilot.press("escape", "1" if step == "monitor" else "2")
+                await wait_for(pilot, lambda: type(app.screen).__name__ == step.capitalize() + "Screen")
+            await wait_for(pilot, lambda: {"q", "question_mark"} <= shown(app), 10)
