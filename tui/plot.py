@@ -202,12 +202,12 @@ def with_error(v: float, se: float | None) -> str:
     return f"{v:.{digits}f}±{se:.{digits}f}"
 
 
-def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float,
-                 dashes: bool = False) -> list[list[tuple[str, Style]]]:
+def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float, dashes: bool = False,
+                 rows: int | None = None) -> list[list[tuple[str, Style]]]:
     """Each series' '━ name last ↓min ↑max' over the x window, flowed into lines of ``width`` cells; with
-    ``dashes`` each entry starts with its line style's glyph (DASHES) instead of ━."""
-    lines: list[list[tuple[str, Style]]] = [[]]
-    used = 0
+    ``dashes`` each entry starts with its line style's glyph (DASHES) instead of ━. ``rows``: at most that
+    many lines, the entries shortened to '━ name last', then to '━ name', until they fit."""
+    entries = []
     for s in series:
         if s.faint or not (s.stats or s.key):
             continue
@@ -215,26 +215,41 @@ def legend_lines(series: list[Series], width: int, x_lo: float, x_hi: float,
         if s.stats:
             st = window_stats(np.asarray(s.x, float), np.asarray(s.y if s.raw is None else s.raw, float), x_lo, x_hi)
             last = "-" if st is None else with_error(st[0], last_error(s, x_lo, x_hi))
-            entry = f"{glyph} {s.name} " + ("-" if st is None else f"{last} ↓{short(st[1])} ↑{short(st[2])}")
+            full = f"{glyph} {s.name} " + ("-" if st is None else f"{last} ↓{short(st[1])} ↑{short(st[2])}")
+            levels = (full, f"{glyph} {s.name} {last}", f"{glyph} {s.name}")
         else:
-            entry = f"{glyph} {s.key}"
+            levels = (f"{glyph} {s.key}", f"{glyph} {s.key}", f"{glyph} {s.name}")
+        entries.append((levels, Style.parse(s.color)))
+    for level in range(3):
+        lines = _flow([(levels[level], style) for levels, style in entries], width)
+        if rows is None or len(lines) <= rows:
+            break
+    return lines
+
+
+def _flow(entries: list[tuple[str, Style]], width: int) -> list[list[tuple[str, Style]]]:
+    """Legend entries two spaces apart in lines of ``width`` cells (an entry longer than a line is cut)."""
+    lines: list[list[tuple[str, Style]]] = [[]]
+    used = 0
+    for entry, style in entries:
         if used and used + 2 + len(entry) > width:
             lines.append([])
             used = 0
         if used:
             lines[-1].append(("  ", PLAIN))
             used += 2
-        lines[-1].append((entry[: max(width - used, 0)], Style.parse(s.color)))
+        lines[-1].append((entry[: max(width - used, 0)], style))
         used += len(entry)
     return [l for l in lines if l]
 
 
 def render(series: list[Series], width: int, height: int, log: bool = False,
            x_range: tuple[float, float] | None = None, axis_style: str = "grey50", legend: bool = False,
-           x_format=None, empty: str = "", dashes: bool = False) -> list[Strip]:
+           x_format=None, empty: str = "", dashes: bool = False, legend_rows: int | None = None) -> list[Strip]:
     """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line, and with
     ``legend`` each series' last, min and max value in the x range below it. ``dashes``: each line in its
-    series' style (Series.dash), for a terminal without colour.
+    series' style (Series.dash), for a terminal without colour. ``legend_rows``: the legend's most lines
+    (legend_lines).
 
     Only the points inside ``x_range`` are drawn (a zoomed window); ``x_format`` writes the x labels.
     With no point to draw, the plot is blank but for ``empty`` (or "no points in view" when the
@@ -249,7 +264,7 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
             x_lo, x_hi = 0.0, 1.0
     else:
         x_lo, x_hi = x_range
-    key_rows = legend_lines(series, width, x_lo, x_hi, dashes) if legend else []
+    key_rows = legend_lines(series, width, x_lo, x_hi, dashes, legend_rows) if legend else []
     key_rows = key_rows[: max(height - 3, 0)]  # the plot keeps two rows and its axis
     plot_w = max(width - GUTTER, 1)
     plot_h = max(height - 1 - len(key_rows), 1)
@@ -392,8 +407,10 @@ class Plot(Widget):
 
     DEFAULT_CSS = "Plot { height: 1fr; }"
 
-    def __init__(self, *, log: bool = False, legend: bool = False, id: str | None = None, classes: str | None = None):
+    def __init__(self, *, log: bool = False, legend: bool = False, legend_rows: int | None = None,
+                 id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
+        self.legend_rows = legend_rows  # the legend's most lines: its entries shortened to fit
         self.series: list[Series] = []
         self.log_scale = log
         self.legend = legend  # each series' last, min and max in view, under the axis
@@ -429,7 +446,7 @@ class Plot(Widget):
         if key != self._key:
             self._strips = render(self.series, w, h, self.log_scale, self.x_range, legend=self.legend,
                                   x_format=self.x_format, empty=self.empty,
-                                  dashes=dashes) if w > GUTTER and h > 1 else []
+                                  dashes=dashes, legend_rows=self.legend_rows) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
             return Strip.blank(w, PLAIN)

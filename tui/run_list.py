@@ -32,6 +32,16 @@ from vdm.tailer import MetricsTailer, SummaryTailer
 COLOURS = ("#4fc3f7", "#f06292", "#ffd54f", "#81c784", "#ba68c8", "#ff8a65", "#e0e0e0", "#4db6ac")  # hues apart in any theme
 
 
+def loss_quantity(config) -> str:
+    """What a run's train loss measures: the overlay puts only runs of one quantity on a train-loss axis (an
+    EDM-weighted loss near 0.4, an MSE and a learned run's -ELBO near 8 on one axis squash each other flat)."""
+    own = own_objective(config)
+    if own:
+        return own
+    prediction = config.get("prediction") if isinstance(config, dict) else None
+    return "MSE of ε" if prediction == "eps" else "MSE of x̂_0"  # x0 and x0-precond both predict x_0
+
+
 def find_runs(root: Path) -> list[Path]:
     """The run directories directly under root (a config.json or a metrics.jsonl), by name."""
     try:
@@ -225,14 +235,15 @@ class OverlayRead(Message):
 
 
 class OverlayScreen(CurveKeys, Screen):
-    """Several runs on the same axes, a colour each: train loss, and -ELBO in bits/dim.
+    """Several runs on the same axes, a colour each: the held-out -ELBO in bits/dim, and the train losses of one
+    quantity at a time (``t`` the next: an MSE, EDM's weighted loss and a learned run's -ELBO share no axis).
 
     Each run is read whole once (its summary in the list has no train curve), in a worker, and
     drawn as soon as it is read; every few seconds only the bytes appended since are read.
     """
 
-    BINDINGS = [*FIRST_KEYS, Binding("escape", "app.pop_screen", "back"), Binding("l", "toggle_log", "log scale"),
-                *CURVE_BINDINGS]
+    BINDINGS = [*FIRST_KEYS, Binding("escape", "app.pop_screen", "back"), Binding("t", "next_loss", "next loss"),
+                Binding("l", "toggle_log", "log scale"), *CURVE_BINDINGS]
 
     def __init__(self, runs: RunsScreen, names: list[str], refresh_s: float | None = None):
         super().__init__()
@@ -243,13 +254,15 @@ class OverlayScreen(CurveKeys, Screen):
         self.pending = len(names)  # runs not read yet
         self._cols: list[tuple[str, str, dict, dict, float | None]] = []
         self._copies: dict[str, tuple] = {}  # name -> ((state, version), train columns, eval columns)
-        self._own: dict[str, str] = {}  # runs whose train loss is their own objective (tui.run_state.own_objective)
+        self._what: dict[str, str] = {}  # what each run's train loss measures (loss_quantity)
+        self.group = 0  # which of those quantities the train-loss plot shows
 
     def compose(self) -> ComposeResult:
         yield Readout(id="overlay-title")
         with Vertical(id="overlay-body"):
-            yield Plot(id="overlay-loss", legend=True)
-            yield Plot(id="overlay-bpd", legend=True)
+            # the train losses of one quantity at a time (loss_quantity; t: the next); legends of one line
+            yield Plot(id="overlay-loss", legend=True, legend_rows=1)
+            yield Plot(id="overlay-bpd", legend=True, legend_rows=1)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -293,10 +306,8 @@ class OverlayScreen(CurveKeys, Screen):
                     self._copies[name] = (key, {k: st.column("train", k) for k in ("step", "loss", "time")},
                                           {k: st.column("eval", k) for k in ("step", "total", "total_se", "time")})
                 _, tr, ev = self._copies[name]
-                # a learned schedule's or EDM-weighted run's train loss is its own objective, not the x_0 or eps
-                # MSE of the other runs: the legend says so beside the shared axis
-                if own_objective(st.config):
-                    self._own[name] = own_objective(st.config)
+                if st.start is not None:  # its config is known
+                    self._what[name] = loss_quantity(st.config)
                 cols.append((name, COLOURS[i % len(COLOURS)], tr, ev, st.first_time))
             self.pending = sum(1 for n in self.names if n not in self.runs.full or not self.runs.full[n].polled)
         self._cols = cols
@@ -308,29 +319,39 @@ class OverlayScreen(CurveKeys, Screen):
 
     def draw_curves(self) -> None:
         v = self.view
-        loss, bpd, faint = [], [], []
+        groups: dict[str, tuple[list, list]] = {}  # what the train loss measures -> (its runs' series, faint)
+        bpd = []
         lo, hi = v.window(0.0, self.curve_span())
         for name, c, tr, ev, t0 in self._cols:
             tx, ex = x_of(tr, v.wall, t0), x_of(ev, v.wall, t0)
-            # a learned run's train loss is its own objective, not the others' MSE
-            lname = f"{name} ({self._own[name]})" if name in self._own else name
+            loss, faint = groups.setdefault(self._what.get(name, "MSE of x̂_0"), ([], []))
             if v.smoothing:
-                loss.append(Series(lname, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
-                faint.append(Series(lname, tx, tr["loss"], "dim " + c, faint=True))
+                loss.append(Series(name, tx, ema(tr["loss"], v.smoothing), c, raw=tr["loss"]))
+                faint.append(Series(name, tx, tr["loss"], "dim " + c, faint=True))
             else:
-                loss.append(Series(lname, tx, tr["loss"], c))
+                loss.append(Series(name, tx, tr["loss"], c))
             bpd.append(Series(name, ex, ev["total"], c, err=ev["total_se"]))
         fmt = duration if v.wall else None
-        lp, bp = self.query_one("#overlay-loss", Plot), self.query_one("#overlay-bpd", Plot)
-        lp.set_series(loss + faint, x_range=(lo, hi), x_format=fmt)
-        bp.set_series(bpd, x_range=(lo, hi), x_format=fmt)
         log = " (log)" if self.log_scale else ""
-        lp.border_title = "train loss" + log
+        kinds = list(groups.items()) or [("", ([], []))]
+        self.group %= len(kinds)
+        what, (loss, faint) = kinds[self.group]
+        lp = self.query_one("#overlay-loss", Plot)
+        lp.set_series(loss + faint, x_range=(lo, hi), x_format=fmt)
+        lp.border_title = f"train loss: {what}{log}" if what else "train loss" + log
         lp.border_subtitle = v.describe()
+        bp = self.query_one("#overlay-bpd", Plot)
+        bp.set_series(bpd, x_range=(lo, hi), x_format=fmt)
         bp.border_title = "held-out -ELBO bits/dim" + log
         bp.border_subtitle = "last ↓min ↑max in view"
         reading = f" · reading {self.pending} …" if self.pending else ""
-        self.query_one("#overlay-title", Readout).update(f"[b]{len(self.names)} runs[/] on the same axes{reading}")
+        others = f" · {len(kinds)} kinds of train loss, [b]t[/]: the next" if len(kinds) > 1 else ""
+        self.query_one("#overlay-title", Readout).update(f"[b]{len(self.names)} runs[/]{others}{reading}")
+
+    def action_next_loss(self) -> None:
+        """The train losses of the next quantity (an MSE, EDM's weighted loss, a learned run's -ELBO)."""
+        self.group += 1
+        self.draw_curves()
 
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale

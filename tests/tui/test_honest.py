@@ -568,22 +568,54 @@ async def test_a_plain_run_keeps_train_and_held_out_on_one_loss_axis(tmp_path):
 
 
 @pytest.mark.anyio
-async def test_the_overlay_names_a_learned_runs_train_objective(tmp_path):
+async def test_the_overlay_puts_only_like_train_losses_on_one_axis(tmp_path):
+    """An MSE, an EDM-weighted loss and a learned run's -ELBO are three quantities: the train-loss plot shows one
+    at a time, titled with what it is (t: the next); the held-out -ELBO, one quantity, keeps every run."""
+    from tui.plot import Plot
+    from tui_fixtures import set_config
+
     root = _five_runs(tmp_path / "runs")
-    log = root / "delta" / "metrics.jsonl"
-    lines = log.read_text().splitlines(keepends=True)
-    start = json.loads(lines[0])
-    start["config"] = {**(start.get("config") if isinstance(start.get("config"), dict) else {}), "schedule": "learned"}
-    log.write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    set_config(root / "delta", schedule="learned")
+    set_config(root / "gamma", weighting="edm")
+    set_config(root / "beta", prediction="x0-precond")  # an x_0 MSE as alpha's
     app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
     async with app.run_test(size=(120, 36)) as pilot:
         s = app.screen
         await wait_for(pilot, lambda: s.ready)
-        await mark(pilot, s, "alpha", "delta")
+        await pilot.press("o")  # all five
+        await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-bpd").series) == 5)
+        await pilot.pause(0.1)
+        loss = app.screen.query_one("#overlay-loss", Plot)
+        plots = {}
+        for _ in range(3):  # t: each quantity's runs on their own axis, then round again
+            plots[str(loss.border_title)] = sorted(x.name for x in loss.series)
+            await pilot.press("t")
+        assert plots == {"train loss: MSE of x̂_0": ["alpha", "beta", "eps"], "train loss: EDM-weighted": ["gamma"],
+                         "train loss: learned γ: -ELBO": ["delta"]}
+        assert str(loss.border_title) == "train loss: MSE of x̂_0"
+        assert "3 kinds of train loss" in str(app.screen.query_one("#overlay-title").render())
+        assert sorted(x.name for x in app.screen.query_one("#overlay-bpd", Plot).series) == sorted(
+            ["alpha", "beta", "gamma", "delta", "eps"])
+
+
+@pytest.mark.anyio
+async def test_the_overlays_legends_are_one_line_at_80_columns(tmp_path):
+    from tui.plot import Plot
+
+    root = _five_runs(tmp_path / "runs")
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(80, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.ready)
         await pilot.press("o")
-        await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-loss").series) == 2)
-        assert [x.name for x in app.screen.query_one("#overlay-loss").series] == ["alpha", "delta (learned γ: -ELBO)"]
-        assert [x.name for x in app.screen.query_one("#overlay-bpd").series] == ["alpha", "delta"]
+        await wait_for(pilot, lambda: app.screen.pending == 0 and len(app.screen.query_one("#overlay-bpd").series) == 5)
+        await pilot.pause(0.2)
+        for plot in app.screen.query(Plot):
+            rows = [plot.render_line(y).text for y in range(plot.content_size.height)]
+            axis = max(i for i, r in enumerate(rows) if "└" in r)
+            assert axis == len(rows) - 2, rows  # one legend line under the x axis
+            assert all(f"━ {n}" in rows[-1] for n in ("alpha", "beta", "gamma", "delta", "eps")), rows[-1]
+            assert axis >= 4  # rows left to the curves
 
 
 def test_without_colour_each_line_has_its_own_style():

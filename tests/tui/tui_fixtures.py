@@ -41,6 +41,18 @@ def write_run(run: Path, n_train: int = 40, with_sample: bool = True) -> Path:
     return run
 
 
+def set_config(run: Path, **changes) -> Path:
+    """A write_run run with other configuration values, in config.json and in its start record."""
+    cfg = {**json.loads((run / "config.json").read_text()), **changes}
+    (run / "config.json").write_text(json.dumps(cfg))
+    log = run / "metrics.jsonl"
+    first, rest = log.read_text().split("\n", 1)
+    start = json.loads(first)
+    start["config"] = cfg
+    log.write_text(json.dumps(start) + "\n" + rest)
+    return run
+
+
 class FakeNvml:
     """The part of pynvml the reader uses, with fixed readings."""
 
