@@ -32,6 +32,22 @@ from vdm.tailer import MetricsTailer, SummaryTailer
 COLOURS = ("#4fc3f7", "#f06292", "#ffd54f", "#81c784", "#ba68c8", "#ff8a65", "#e0e0e0", "#4db6ac")  # hues apart in any theme
 
 
+# The configuration a list of runs may differ in: (key in the run's config, column heading). The list shows
+# those that differ between its runs (runs named by date are told apart by them).
+CONFIG_COLUMNS = (("data", "data"), ("schedule", "schedule"), ("prediction", "pred"), ("weighting", "weighting"),
+                  ("model", "model"), ("batch_size", "batch"), ("ema", "EMA"))
+
+
+def config_cell(config, key: str) -> str:
+    """One configuration value as the list shows it ('-' where the run does not say)."""
+    v = config.get(key) if isinstance(config, dict) else None
+    if v is None or isinstance(v, (dict, list)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
 def loss_quantity(config) -> str:
     """What a run's train loss measures: the overlay puts only runs of one quantity on a train-loss axis (an
     EDM-weighted loss near 0.4, an MSE and a learned run's -ELBO near 8 on one axis squash each other flat)."""
@@ -102,6 +118,14 @@ class RunEntry:
         return float(total[ok[-1]]), (e if np.isfinite(e) else None)
 
 
+def _number_or_text(v: str):
+    """A configuration cell's sort key: numbers as numbers (a batch of 64 before one of 128), the rest as text."""
+    try:
+        return (0, float(v), "")
+    except ValueError:
+        return (1, 0.0, v)
+
+
 class RunsRead(Message):
     def __init__(self, done: bool = True):
         super().__init__()
@@ -109,13 +133,16 @@ class RunsRead(Message):
 
 
 class RunsScreen(Screen):
-    """The table of runs under a folder."""
+    """The table of runs under a folder: name, status, steps, the newest -ELBO with its error, the age of the last
+    record, and the configuration columns (CONFIG_COLUMNS) whose values differ between the runs. Ranked by the
+    -ELBO, lowest first; ``s`` (or a click on a heading) sorts by another column, again: the other way round."""
 
     BINDINGS = [
         *FIRST_KEYS,
         Binding("enter", "open", "open run"),
         Binding("space", "mark", "mark"),
         Binding("o", "overlay", "overlay marked"),
+        Binding("s", "sort", "sort by"),
         Binding("r", "rescan", "rescan", show=False),
     ]
 
@@ -130,6 +157,9 @@ class RunsScreen(Screen):
         self.lock = threading.Lock()
         self.pid_check = pid_alive
         self.ready = False
+        self.sort_by = "-ELBO b/d (last)"  # the column the rows are ordered by
+        self.descending = False
+        self._columns: list[str] = []  # the headings shown now
 
     def compose(self) -> ComposeResult:
         yield Readout(id="runs-title")
@@ -140,7 +170,7 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#runs-title", Readout).update(f"[b]runs[/] under {self.root} · reading …")
         self.query_one("#runs-help", Readout).update(
-            "enter: open · space: mark · o: overlay the marked runs (or all) · q: quit")
+            "enter: open · space: mark · o: overlay the marked (or all) · s: sort")
         self.read_runs()
         self.set_interval(self.refresh_s, self.read_runs)
 
@@ -171,31 +201,74 @@ class RunsScreen(Screen):
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         now = self.clock()
+        runs = []  # (name, {heading: (cell, sort key)})
         with self.lock:
-            rows, ranks = [], []
+            configs = {name: e.state.config for name, e in self.entries.items()}
             for name, e in sorted(self.entries.items()):
                 last = e.last_bpd()
                 st = e.state
                 total = st.total_steps
-                rows.append((name, "●" if name in self.marked else "", name, e.status(now, self.pid_check),
-                             f"{st.step:,}" + (f"/{total:,}" if total and not st.time_binds() else ""),
-                             with_error(*last) if last is not None else "-", ago(st.record_age(now)) + " ago"
-                             if st.last_time is not None else "-"))
-                ranks.append(last[0] if last is not None else float("inf"))
-            # ranked by the newest -ELBO, lowest first (its error beside it says which places are a toss-up);
-            # runs without one after, by name
-            rows = [r for _, r in sorted(zip(ranks, rows), key=lambda p: p[0])]
+                age = st.record_age(now) if st.last_time is not None else None
+                cells = {
+                    "": ("●" if name in self.marked else "", name not in self.marked),
+                    "run": (name, name),
+                    "status": (e.status(now, self.pid_check), e.status(now, self.pid_check)),
+                    "steps": (f"{st.step:,}" + (f"/{total:,}" if total and not st.time_binds() else ""), st.step),
+                    # the newest -ELBO, not the lowest (its error beside it says which places are a toss-up)
+                    "-ELBO b/d (last)": (with_error(*last) if last is not None else "-",
+                                         last[0] if last is not None else None),
+                    "last update": (ago(age) + " ago" if age is not None else "-", age),
+                }
+                runs.append((name, cells))
+        # only the configuration that tells these runs apart (of runs whose start record says)
+        told = [cfg for cfg in configs.values() if isinstance(cfg, dict) and cfg]
+        differ = [(key, head) for key, head in CONFIG_COLUMNS
+                  if len({config_cell(cfg, key) for cfg in told}) > 1]
+        for name, cells in runs:
+            for key, head in differ:
+                v = config_cell(configs[name], key)
+                cells[head] = (v, _number_or_text(v))
+        heads = ["", "run", "status", "steps", "-ELBO b/d (last)", *(h for _, h in differ), "last update"]
+        if self.sort_by not in heads:
+            self.sort_by, self.descending = "-ELBO b/d (last)", False
+        self._columns = heads
+
+        def order(item):
+            k = item[1][self.sort_by][1]
+            return (k is None, k if k is not None else 0, item[0])  # runs without the value last, then by name
+
+        known = sorted((r for r in runs if r[1][self.sort_by][1] is not None), key=order, reverse=self.descending)
+        runs = known + sorted((r for r in runs if r[1][self.sort_by][1] is None), key=lambda r: r[0])
         keep = table.cursor_row
         table.clear(columns=True)  # columns again: their widths follow the longest cell
-        heads = ("", "run", "status", "steps", "-ELBO b/d (last)", "last update")
-        for j, label in enumerate(heads):
-            width = max([len(label)] + [len(r[j + 1]) for r in rows])
-            table.add_column(label, key=label or "mark", width=width)
-        for name, *cells in rows:
-            table.add_row(*cells, key=name)
-        if rows:
-            table.move_cursor(row=min(keep, len(rows) - 1))
-        self.query_one("#runs-title", Readout).update(f"[b]{len(rows)} runs[/] under {self.root}")
+        for label in heads:
+            shown = label + ((" ↓" if self.descending else " ↑") if label == self.sort_by else "")
+            width = max([len(shown)] + [len(cells[label][0]) for _, cells in runs])
+            table.add_column(shown, key=label or "mark", width=width)
+        for name, cells in runs:
+            table.add_row(*(cells[h][0] for h in heads), key=name)
+        if runs:
+            table.move_cursor(row=min(keep, len(runs) - 1))
+        self.query_one("#runs-title", Readout).update(f"[b]{len(runs)} runs[/] under {self.root}")
+
+    def action_sort(self, column: str | None = None) -> None:
+        """Order the rows by ``column``, by the next column when None (the mark column is skipped); the same
+        column again: the other way round."""
+        heads = [h for h in self._columns if h] or ["run"]
+        if column is None:
+            column = heads[(heads.index(self.sort_by) + 1) % len(heads)] if self.sort_by in heads else heads[0]
+            self.descending = False
+        elif column == self.sort_by:
+            self.descending = not self.descending
+        else:
+            self.descending = False
+        self.sort_by = column
+        self._fill()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key and key != "mark":
+            self.action_sort(key)
 
     def _current(self) -> str | None:
         table = self.query_one(DataTable)

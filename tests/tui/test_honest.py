@@ -681,3 +681,40 @@ async def test_on_16_colours_the_reference_is_not_the_white_of_the_total(tmp_pat
         colours = {sr.name: Style.parse(sr.color).color.downgrade(ColorSystem.STANDARD)
                    for sr in s.query_one("#bpd-plot", Plot).series}
         assert colours["uniform"] != colours["total"]
+
+
+@pytest.mark.anyio
+async def test_the_run_list_shows_the_configuration_that_differs_and_sorts_by_any_column(tmp_path):
+    from textual.widgets import DataTable
+
+    from tui_fixtures import set_config
+
+    root = _five_runs(tmp_path / "runs")
+    for name, batch in (("alpha", 128), ("beta", 64), ("gamma", 512), ("delta", 256), ("eps", 128)):
+        set_config(root / name, batch_size=batch, ema=0.999)
+    set_config(root / "beta", prediction="eps")
+    set_config(root / "delta", schedule="learned")
+    app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
+    async with app.run_test(size=(160, 24)) as pilot:
+        s = app.screen
+        await wait_for(pilot, lambda: s.ready)
+        table = s.query_one(DataTable)
+
+        def column(head):
+            keys = [c.key.value for c in table.ordered_columns]
+            return [table.get_row_at(i)[keys.index(head)] for i in range(table.row_count)]
+
+        heads = [c.key.value for c in table.ordered_columns]
+        # what tells them apart, and only that: the same model, data and EMA everywhere
+        assert {"pred", "batch"} <= set(heads) and not {"model", "data", "EMA"} & set(heads)
+        assert column("pred") == ["x0" if n != "beta" else "eps" for n in column("run")]
+        assert column("run") == ["eps", "delta", "gamma", "alpha", "beta"]  # ranked by the newest -ELBO
+        s.action_sort("batch")
+        await pilot.pause(0.05)
+        assert [int(b) for b in column("batch")] == [64, 128, 128, 256, 512]  # as numbers, not as text
+        s.action_sort("batch")  # again: the other way round
+        await pilot.pause(0.05)
+        assert [int(b) for b in column("batch")] == [512, 256, 128, 128, 64]
+        assert "batch ↓" in [str(c.label) for c in table.ordered_columns]
+        await pilot.press("s")  # the next column
+        assert s.sort_by == heads[heads.index("batch") + 1]
