@@ -7,6 +7,10 @@ It starts from the bound the MHVAE scene (mhvae.py) ends on, by Jensen's inequal
                - E_{q(x_{T-1}|x_0)}[KL(q(x_T|x_{T-1}) || p(x_T))]                              prior matching
                - sum_{t=1}^{T-1} E_{q(x_{t-1},x_t,x_{t+1}|x_0)}[log q(x_t|x_{t-1}) / p(x_t|x_{t+1})]   consistency
 
+Each term is then lit on the chain graph (mobjects.chain_graph), with what it measures in
+words: reconstruction compares q(x_1|x_0) with p_theta(x_0|x_1), prior matching q(x_T|x_{T-1})
+with p(x_T), consistency q(x_t|x_{t-1}) with p_theta(x_t|x_{t+1}) (ON_CHAIN).
+
 The estimate: one image drawn N times (lecture_data.elbo_draws, a trained run or a
 deliberately imperfect x̂_0), so the spread is the estimator's own Monte Carlo noise.
 
@@ -20,7 +24,8 @@ from manim import DOWN, LEFT, RIGHT, UP, Brace, FadeIn, Group, Title, VGroup, Wr
 from animations import elbo_panels
 from animations.latex import RECON_TEX
 from animations.lecture_data import elbo_draws, elbo_model_note, elbo_model_words, example_images
-from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.lecture_scene import LectureScene, cut, play_derivation, play_terms_on_chain
+from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import histogram_edges
 from animations.mobjects.text import label, tex
@@ -30,6 +35,25 @@ PRIOR_TEX = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x
 CONSIST = (r"- \sum_{t=1}^{T-1} \mathbb{E}_{q(x_{t-1}, x_t, x_{t+1} \mid x_0)}"
            r"\left[\log \frac{q(x_t \mid x_{t-1})}{p_\theta(x_t \mid x_{t+1})}\right]")
 JOINT = r"\frac{p(x_{0:T})}{q(x_{1:T} \mid x_0)}"
+RECON_WORDS = r"how probable the decoder's last step makes the image $x_0$, from an $x_1$ the encoder drew"
+# exercise 2's terms on the chain graph: each compares two distributions, lit where they live on the chain
+ON_CHAIN = (
+    ChainTerm("reconstruction", RECONSTRUCTION, RECON_TEX, (Dist("q", "1", "0"), Dist("p", "0", "1")), RECON_WORDS,
+              "Reconstruction compares two steps at the bottom of the chain: the encoder's first step, q of x_1 "
+              "given x_0, draws a latent, and the decoder's last step, p-theta of x_0 given x_1, says how probable "
+              "it makes the original image. A log-likelihood of the data, as in any VAE: larger is better."),
+    ChainTerm("prior matching", PRIOR, PRIOR_TEX, (Dist("q", "T", "T-1"), Dist("prior", "T")),
+              r"how far the encoder's last step, from $x_{T-1}$, lands from the prior $p(x_T)$ that sampling starts from",
+              "Prior matching compares the encoder's last step, q of x_T given x_(T-1), with the prior p of x_T, the "
+              "standard Gaussian we draw from when we sample. It is a KL divergence, never negative, and nothing in "
+              "it is learned: the noise schedule alone makes it small."),
+    ChainTerm("consistency", CONSISTENCY, CONSIST, (Dist("q", "t", "t-1"), Dist("p", "t", "t+1")),
+              r"at each latent $x_t$: how far the decoder's step down from $x_{t+1}$ is from the encoder's step up "
+              r"from $x_{t-1}$",
+              "Consistency looks at one latent x_t from both sides: the encoder reaches it going up from x_(t-1), "
+              "the decoder going down from x_(t+1). The term asks both to give x_t the same distribution, at every "
+              "t from 1 to T-1. Each of these terms needs three random latents: x_(t-1), x_t and x_(t+1)."),
+)
 
 
 class ConsistencyELBO(LectureScene):
@@ -130,17 +154,19 @@ class ConsistencyELBO(LectureScene):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
             names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
         self.play(FadeIn(top), FadeIn(bottom))
-        self.pause(2, "The ELBO of exercise 2, in three parts. Exercise 2 asks us to interpret each term.")
-        say = ["Reconstruction: how well the decoder's last step recovers the image x_0 from the first latent "
-               "x_1, drawn from the encoder. As in any VAE, a log-likelihood of the data.",
-               "Prior matching: how close the encoder's last step comes to the prior p(x_T), the standard Gaussian "
-               "we sample from. It has no parameters; the schedule alone makes it small.",
-               "Consistency: at every intermediate latent, whether going up one step with the encoder and coming "
-               "down one step with the decoder agree about x_t. Each term needs three random latents."]
-        for n, words in zip(names, say):
-            self.play(FadeIn(n, shift=UP * 0.1), run_time=1)
-            self.pause(1, words)
+        self.play(FadeIn(names, shift=UP * 0.1), run_time=1)
+        self.pause(3, "The ELBO of exercise 2, in three parts: reconstruction, prior matching and consistency. "
+                      "Exercise 2 asks us to interpret each term: we take them one at a time on the chain graph.")
         self.formula = VGroup(top, bottom, names)
+        cut(self, self.title)
+        self.next_section("what each term measures, on the chain")
+        self.chain = play_terms_on_chain(
+            self, ON_CHAIN,
+            (r"each term compares two distributions on the chain: the encoder's steps $q$ above, the decoder's "
+             r"$p_\theta$ below",
+             "Back to the picture of the chain: the encoder's steps q above the nodes, going up, the decoder's "
+             "steps p-theta below, going down. Each term of the ELBO compares two distributions on this chain; we "
+             "light up the two, one term at a time."))
         cut(self)
 
     def section_estimate(self):

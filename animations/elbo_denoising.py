@@ -6,6 +6,10 @@ term by term, substitution into the ELBO, and the lower variance of its estimate
     log p(x_0) >= E[log p(x_0|x_1)] - KL(q(x_T|x_0) || p(x_T))
                   - sum_{t=2}^T E_{q(x_t|x_0)} KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
 
+Each term lit on the chain graph, with what it measures in words (ON_CHAIN): reconstruction
+q(x_1|x_0) against p_theta(x_0|x_1), prior matching the closed form q(x_T|x_0) against p(x_T),
+denoising matching the posterior q(x_{t-1}|x_t,x_0) against p_theta(x_{t-1}|x_t).
+
 Then both estimators on N draws of one image (lecture_data.elbo_draws, never the oracle),
 term by term: each denoising term averages over one variable with a closed-form KL,
 each consistency term over three. The caption comparing the means is computed.
@@ -20,7 +24,9 @@ from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, T
 from animations import elbo_panels
 from animations.latex import RECON_TEX
 from animations.lecture_data import elbo_draws, elbo_model_note, elbo_model_words
-from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.elbo_consistency import RECON_WORDS
+from animations.lecture_scene import LectureScene, cut, play_derivation, play_terms_on_chain
+from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.plots import histogram_edges
 from animations.mobjects.text import derivation, label, one_line, tex
 from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
@@ -28,6 +34,24 @@ from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
 PRIOR_TEX = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
 DENOISE = (r"- \sum_{t=2}^{T} \mathbb{E}_{q(x_t \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_{t-1} \mid x_t, x_0)"
            r" \,\|\, p_\theta(x_{t-1} \mid x_t)\right)\right]")
+# exercise 3's terms on the chain graph: each compares two distributions, lit where they live on the chain
+ON_CHAIN = (
+    ChainTerm("reconstruction", RECONSTRUCTION, RECON_TEX, (Dist("q", "1", "0"), Dist("p", "0", "1")), RECON_WORDS,
+              "Reconstruction is the same term as in exercise 2: the encoder's first step draws x_1 from the image, "
+              "and the decoder's last step says how probable it makes x_0 from there."),
+    ChainTerm("prior matching", PRIOR, PRIOR_TEX, (Dist("marginal", "T", "0"), Dist("prior", "T")),
+              r"how far $x_T$ given $x_0$, in closed form, lies from the prior $p(x_T)$: no parameters, no sampling",
+              "Prior matching now compares the closed form q of x_T given x_0, the whole forward chain in one jump, "
+              "with the prior p of x_T. A KL divergence between two Gaussians, computed exactly; nothing in it is "
+              "learned, and the noise schedule alone makes it small."),
+    ChainTerm("denoising matching", DENOISING, DENOISE, (Dist("posterior", "t-1", "t"), Dist("p", "t-1", "t")),
+              r"at each step: how far the decoder's step down from $x_t$ is from the true step down, which also "
+              r"knows $x_0$",
+              "Denoising matching compares two steps down, from x_t to x_(t-1): the true posterior q of x_(t-1) given "
+              "x_t and x_0, which knows the clean image, and the decoder's step p-theta of x_(t-1) given x_t, which "
+              "must guess it. Both are Gaussian, so each KL is exact, and it is zero when the decoder denoises as "
+              "well as the posterior."),
+)
 # the telescoping product, one factor per part, so that the cancelling pairs can be crossed out
 FACTORS = (r"\prod_{t=2}^{T} \frac{q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}", "=", r"q(x_2 \mid x_0)",
            r"q(x_1 \mid x_0)^{-1}", r"\cdot", r"q(x_3 \mid x_0)", r"q(x_2 \mid x_0)^{-1}", r"\cdots",
@@ -135,15 +159,18 @@ class DenoisingELBO(LectureScene):
             brace = Brace(part, DOWN, buff=0.08, color=colour)
             names.add(VGroup(brace, label(name, colour, 28).next_to(brace, DOWN, buff=0.08)))
         self.play(FadeIn(top), FadeIn(bottom))
-        self.pause(2, "The ELBO of exercise 3. Same reconstruction term as before; the other two have changed.")
-        say = ["Reconstruction: as before, how well the decoder's last step recovers x_0 from x_1.",
-               "Prior matching: now the KL from the closed form q of x_T given x_0 to the prior. No parameters and "
-               "no sampling: for our schedule it is essentially zero.",
-               "Denoising matching: at every step, the KL between the true posterior of one step back, which knows "
-               "x_0, and the decoder's step, which must guess it. The decoder learns to denoise."]
-        for n, words in zip(names, say):
-            self.play(FadeIn(n, shift=UP * 0.1))
-            self.pause(1, words)
+        self.play(FadeIn(names, shift=UP * 0.1), run_time=1)
+        self.pause(3, "The ELBO of exercise 3: reconstruction, prior matching and denoising matching. The same "
+                      "reconstruction term as before; the other two have changed. On the chain graph, what each "
+                      "term now compares.")
+        cut(self, self.title)
+        self.next_section("what each term measures, on the chain")
+        self.chain = play_terms_on_chain(
+            self, ON_CHAIN,
+            (r"each term compares two distributions on the chain: the encoder's steps $q$ above, the decoder's "
+             r"$p_\theta$ below",
+             "The chain graph again: the encoder's steps q above, going up, the decoder's steps p-theta below, "
+             "going down. We light up the two distributions each term of the new ELBO compares."))
         cut(self)
 
     def section_why(self):

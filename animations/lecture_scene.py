@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (DOWN, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, TransformMatchingTex, VGroup,
+from manim import (DOWN, UP, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, TransformMatchingTex, VGroup,
                    config)
 
 from animations.mobjects.live_number import LiveNumber
@@ -65,6 +65,7 @@ class LectureScene(_SlideBase):
         self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
         self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
         self._topic = "start"
+        self.chain_log: list = []  # (term, the TeX of the two distributions lit) at each slide of play_terms_on_chain
         # with ``stills`` (a folder), every slide's last frame is written there as NNN.png (1-based, slide order):
         # the PDF's pages, rendered at their own size whatever the videos' (render.render_stills)
         self.stills_dir = Path(stills) if stills is not None else None
@@ -239,3 +240,35 @@ def play_snr(scene, schedule, below, why: str, say: tuple[str, str]) -> VGroup:
     scene.pause(len(caps) + 1, say[1])
     panel.captions = caps
     return panel
+
+
+def play_terms_on_chain(scene, terms, intro: tuple[str, str]):
+    """The chain graph (mobjects.chain_graph) under the title, a slide with ``intro`` (caption, notes), then a
+    slide per term of ``terms`` (ChainTerm): the graph dimmed, the term's two distributions lit on it in the
+    term's colour, and below it the term's name, formula and what it measures in words. Returns the graph."""
+    from manim import FadeIn, FadeOut
+
+    from animations.mobjects.chain_graph import ChainGraph
+    from animations.mobjects.text import label, tex
+
+    graph = ChainGraph()
+    graph.move_to(UP * 0.7)  # room above for the formulas of arrows over the top, and below for the term
+    cap = one_line(intro[0], size=26).to_edge(DOWN, buff=0.4)
+    scene.play(FadeIn(graph), FadeIn(cap))
+    scene.pause(2, intro[1])
+    shown = [FadeOut(cap)]
+    for term in terms:
+        lit = VGroup(*[graph.light(d, term.colour) for d in term.dists])
+        block = VGroup(label(term.name, term.colour, 30), tex(term.formula, terms={term.formula: term.colour},
+                                                              font_size=30), one_line(term.words, size=26))
+        block.arrange(DOWN, buff=0.3)
+        if block.width > MAX_WIDTH:
+            block.scale_to_fit_width(MAX_WIDTH)
+        block.to_edge(DOWN, buff=0.4)
+        dim = [graph.animate.fade_arrows()] if term is terms[0] else []  # the arrows step back once, for every term
+        scene.play(*shown, *dim, FadeIn(lit), FadeIn(block))
+        scene.chain_log.append((term.name, [d.tex for d in term.dists]))
+        scene.pause(3, term.say)
+        shown = [FadeOut(lit), FadeOut(block)]
+    scene.play(*shown)
+    return graph
