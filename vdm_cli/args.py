@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from vdm import DEFAULT_T
 from vdm.config import (ALPHA_MARGIN, DATASETS, MAX_COUNT, MAX_POINTS, MAX_T, MAX_THREADS, MODELS, IMAGE_SAMPLES,
@@ -32,11 +33,20 @@ class _Parser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
+# what a number on the command line is: ASCII digits as the README writes them (Python's int() and float()
+# also take 1_000 and other scripts' digits, which no one means here)
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_FLOAT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*|\s*[+-]?(inf|infinity|nan)\s*", re.I)
+
+
+def _int(s: str) -> int:
+    if not _INT.fullmatch(s):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}")
+    return int(s)
+
+
 def _seed(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}") from None
+    v = _int(s)
     if not 0 <= v < 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed in 0..{2**32 - 1}, got {v}")
     return v
@@ -53,10 +63,7 @@ def _bounded_int(hi: int):
 
 def _int_at_least(lo: int):
     def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {s[:40]!r}") from None
+        v = _int(s)
         if v < lo:
             raise argparse.ArgumentTypeError(f"expected a number >= {lo}, got {v}")
         return v
@@ -68,10 +75,9 @@ _nonneg_int = _int_at_least(0)
 
 
 def _finite_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s[:40]!r}") from None
+    if not _FLOAT.fullmatch(s):
+        raise argparse.ArgumentTypeError(f"expected a number, got {s[:40]!r}")
+    v = float(s)
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {s[:40]!r}")
     return v

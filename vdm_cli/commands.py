@@ -73,8 +73,10 @@ def _points_of(run, meta):
 
 def _check_out(path: str, suffixes) -> None:
     p = Path(path)
+    if not path.strip():
+        raise CommandError(f"the output file name is empty ({path!r}); give one ending in {' or '.join(suffixes)}.")
     if p.suffix.lower() not in suffixes:
-        raise CommandError(f"{path} must end in {' or '.join(suffixes)}.")
+        raise CommandError(f"{path!r} must end in {' or '.join(suffixes)}.")
     if p.parent != Path("") and not p.parent.exists():
         raise CommandError(f"the folder {p.parent} for {path} does not exist.")
 

@@ -439,3 +439,22 @@ def test_serving_the_monitor_says_where_it_listens(monkeypatch, capsys, host, sa
     else:
         assert rc == 0 and served == [(host, 8000)], (out, err)
         assert (said in out) if said else ("beyond" not in out), out
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["sample", "RUN", "--out", ""], "vdm sample: the output file name is empty (''); give one ending in .png."),
+    (["sample", "RUN", "--out", "grid.jpg"], "vdm sample: 'grid.jpg' must end in .png."),
+    (["tune-alpha", "--T", "1_000"], "expected a whole number, got '1_000'"),
+    (["tune-alpha", "--T", "\u0661\u0662"], "expected a whole number, got '\u0661\u0662'"),
+    (["tune-alpha", "--final-signal", "0.0_1"], "expected a number, got '0.0_1'"),
+])
+def test_the_command_line_says_what_was_typed(run, capsys, argv, said):
+    rc, _, err = run_main([run if a == "RUN" else a for a in argv], capsys)
+    assert rc == 2 and said in one_sentence(err), err
+
+
+def test_numbers_as_the_readme_writes_them_are_taken():
+    from vdm_cli.args import _finite_float, _positive_int
+
+    assert [_positive_int(s) for s in ("3", "+7", " 12 ")] == [3, 7, 12]
+    assert [_finite_float(s) for s in ("2e-4", "0.995", ".5", "3", "1E3", "-1.5e+2")] == [2e-4, 0.995, 0.5, 3.0, 1e3, -150.0]
