@@ -29,6 +29,7 @@ from tui.dialogs import FIRST_KEYS, StopScreen
 from tui.gpu import GpuReader
 from tui.image import HalfBlockImage, grid_tiles
 from tui.panels import Elbo, RunNumbers, RunStats, RunStatus, StatusFacts
+from tui.proc import ProcUsage
 from tui.plot import (CURVE_BINDINGS, DASHES, REFERENCE_GREY, CurveKeys, Plot, Series, View, duration, ema, x_of,
                       x_span)
 from tui.readout import Readout
@@ -172,6 +173,7 @@ class MonitorScreen(CurveKeys, Screen):
         self._grid_cache: OrderedDict = OrderedDict()  # path -> image, the last few scrubbed through
         self.gpu: GpuReader | None = None
         self.gpu_hist: deque = deque(maxlen=60)  # real readings only, never padded
+        self._proc: ProcUsage | None = None  # the trainer's CPU and memory, read from /proc without a GPU
         self.pid_check = pid_alive
         self.log_scale = False
         self.view = View()  # smoothing, x by step or wall time, zoom and scroll of both plots
@@ -607,10 +609,13 @@ class MonitorScreen(CurveKeys, Screen):
         text = self.query_one("#gpu-text", Readout)
         spark = self.query_one("#gpu-spark", Readout)
         readings = self.gpu.read() if self.gpu else []
-        if not readings:  # one line, not a panel of error-looking text taking the samples' rows on a laptop
+        if not readings:  # no NVML error text taking the samples' rows on a laptop: the trainer's own use instead
+            lines = self._cpu_lines()
             reason = self.gpu.reason if self.gpu else ""
-            text.update(f"[b]CPU only[/] [dim]· no NVIDIA GPU here{f' ({reason})' if reason else ''}[/]")
-            text.styles.height = 1
+            head = "[b]CPU only[/] [dim]· no NVIDIA GPU"
+            lines.insert(0, head + (f" ({reason})[/]" if reason and len(lines) == 0 else "[/]"))
+            text.update("\n".join(lines))
+            text.styles.height = len(lines)
             spark.display = False
             return
         text.styles.height = 3
@@ -633,6 +638,28 @@ class MonitorScreen(CurveKeys, Screen):
         text.update("\n".join(parts))
         spark.display = n > 0
         spark.update(f"0 [cyan]{spark_text(self.gpu_hist)}[/] 100%")
+
+    def _cpu_lines(self) -> list[str]:
+        """Without a GPU: the trainer's CPU % and resident memory (from /proc, when it runs on this machine) and
+        the memory it logs (its peak resident set on a CPU, its peak CUDA allocation on a GPU)."""
+        with self.lock:
+            st = self.state
+            pid, running, device = st.pid, st.running and st.end is None, st.device
+            logged = num((st.last_train or {}).get("memory_mb"))
+        lines = []
+        if pid is not None and running:
+            if self._proc is None or self._proc.pid != pid:
+                self._proc = ProcUsage(pid)
+            cpu, rss = self._proc.read()
+            if rss is not None:
+                # short lines: the panel is about 30 columns wide at 80
+                lines.append(f"pid {pid}: CPU {f'{cpu:.0f}%' if cpu is not None else '…'} RSS {rss / 2**30:.2f} GiB")
+            else:
+                lines.append(f"pid {pid}: not on this machine")
+        if logged is not None:
+            what = "peak RSS" if device == "cpu" else f"peak {device} memory"
+            lines.append(f"logged {what} {logged:,.0f} MiB")
+        return lines
 
     # -- actions ------------------------------------------------------------------
     def action_toggle_log(self) -> None:
