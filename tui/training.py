@@ -15,17 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vdm.run import open_train_log, train_log_path
+
 
 class TrainingProcess:
     def __init__(self, argv: list[str], run_dir: str | os.PathLike):
         self.argv = list(argv)
         self.run_dir = Path(run_dir)
-        self.log_path = self.run_dir / "train.log"
+        self.log_path = train_log_path(self.run_dir)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "TrainingProcess":
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        with os.fdopen(open_train_log(self.run_dir), "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "vdm_cli", "train", *self.argv],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)

@@ -28,6 +28,7 @@ terminal UI or the scenes reads config.json or a sidecar itself.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -42,6 +43,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
+TRAIN_LOG = "train.log"  # the output of a trainer the terminal UI started in the background
 LOCK = ".lock"  # held (flock) by the one process writing the run; the kernel drops it when that process dies
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a huge file as one
 MAX_POINTS_BYTES = 1 << 24  # samples/*.npy: at most 10,000 points of 2 float64, 160 kB
@@ -52,6 +54,29 @@ SAMPLE_FILE = re.compile(r"step-(\d{8,})\.png")  # samples/step-<step>.png, writ
 def metrics_path(run_dir) -> Path:
     """<run>/metrics.jsonl."""
     return Path(run_dir) / METRICS
+
+
+def train_log_path(run_dir) -> Path:
+    """<run>/train.log."""
+    return Path(run_dir) / TRAIN_LOG
+
+
+def open_train_log(run_dir) -> int:
+    """<run>/train.log opened for appending (a descriptor), never through a symbolic or hard link: appending
+    through either would write a file outside the run (a ValueError names it)."""
+    path = train_log_path(run_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; a run's log is a file of its own.") from None
+        raise
+    try:
+        refuse_hard_link(fd, path)
+    except ValueError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def checkpoints_dir(run_dir) -> Path:

@@ -21,7 +21,7 @@ LAZY = {
     "run": "the monitor and the run list open runs without importing torch",
 }
 FACES = ("tui", "animations", "vdm_cli")
-RUN_NAMES = ("metrics.jsonl", "config.json", "latest.png", "latest.npy", "checkpoints", "samples", "step-")
+RUN_NAMES = ("metrics.jsonl", "config.json", "train.log", "latest.png", "latest.npy", "checkpoints", "samples", "step-")
 CONSTANTS = ("MAX_T", "MAX_COUNT", "MAX_THREADS", "MAX_BATCH", "MAX_STEP", "ALPHA_MARGIN", "PREDICTIONS", "MODELS",
              "DATASETS", "SCHEDULES", "KINDS", "WEIGHTINGS", "PRECISIONS", "RESUME_MUST_MATCH", "UNIFORM_BPD",
              "SIGMA_DATA", "DEFAULT_T", "EVAL_SEED", "GAMMA_MIN", "GAMMA_MAX")

@@ -458,3 +458,20 @@ def test_numbers_as_the_readme_writes_them_are_taken():
 
     assert [_positive_int(s) for s in ("3", "+7", " 12 ")] == [3, 7, 12]
     assert [_finite_float(s) for s in ("2e-4", "0.995", ".5", "3", "1E3", "-1.5e+2")] == [2e-4, 0.995, 0.5, 3.0, 1e3, -150.0]
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_the_background_trainers_log_is_never_written_through_a_link(tmp_path, link):
+    """`vdm train` in a terminal starts its trainer with output appended to the run's train.log: a link planted
+    there would carry the output to a file outside the run."""
+    from tui.training import TrainingProcess
+    from vdm.run import train_log_path
+
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"mine\n")
+    (os.link if link == "hard" else os.symlink)(outside, train_log_path(run))
+    with pytest.raises(ValueError, match="train.log is a (hard|symbolic) link"):
+        TrainingProcess(["--version-that-never-runs"], run).start()
+    assert outside.read_bytes() == b"mine\n"
