@@ -16,6 +16,7 @@ from pathlib import Path
 
 # name -> (module, class); the order is the lecture's
 SCENES = {
+    "opening": ("animations.opening", "Opening"),
     "forward": ("animations.forward_diffusion", "ForwardDiffusion"),
     "mhvae": ("animations.mhvae", "MarkovianHVAE"),
     "elbo-consistency": ("animations.elbo_consistency", "ConsistencyELBO"),
@@ -24,9 +25,11 @@ SCENES = {
     "training": ("animations.training", "Training"),
     "backward": ("animations.backward_diffusion", "BackwardDiffusion"),
     "diffusion-2d": ("animations.diffusion_2d", "Diffusion2D"),
+    "summary": ("animations.summary", "Summary"),
 }
 # the headings of OUT/lecture-notes.md, in the same order
 TITLES = {
+    "opening": "What a diffusion model does",
     "forward": "Forward diffusion and its closed form",
     "mhvae": "A VDM is a Markovian hierarchical VAE",
     "elbo-consistency": "The ELBO with consistency terms",
@@ -35,9 +38,10 @@ TITLES = {
     "training": "Training the denoiser",
     "backward": "Sampling: the backward chain",
     "diffusion-2d": "Diffusion in 2-D, to noise and back",
+    "summary": "Three results and the loss they lead to",
 }
 # scenes that draw with the 2-D model (animations.model2d): always, or when no image run is chosen
-POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("diffusion-2d",), ("training", "backward")
+POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("opening", "diffusion-2d"), ("training", "backward")
 QUALITIES = {"low": "low_quality", "medium": "medium_quality", "high": "high_quality", "4k": "fourk_quality"}
 DEBIAN_PACKAGES = "texlive-latex-base texlive-latex-extra dvisvgm"
 

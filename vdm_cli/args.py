@@ -282,7 +282,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _render_args(p: argparse.ArgumentParser, scene_nargs: str | None = None) -> None:
     p.add_argument("scene", nargs=scene_nargs, default="all",
-                   help="forward, mhvae, elbo-consistency, elbo-denoising, posterior, training, backward or all")
+                   help="opening, forward, mhvae, elbo-consistency, elbo-denoising, posterior, training, backward, "
+                        "diffusion-2d, summary or all")
     p.add_argument("--quality", choices=("low", "medium", "high", "4k"), default="low",
                    help="480p15, 720p30, 1080p60 or 2160p60 (default: low)")
     p.add_argument("--out", default="videos", help="folder for the videos (default: videos)")
@@ -343,7 +344,8 @@ _COMMANDS = [  # name, add_parser's help and description, the function adding th
                     description="Render one scene of animations/ or all of them with Manim (needs LaTeX)."), _render_args),
     ("slides", dict(help="render the lecture as slides and export offline HTML and PDF",
                     description="Render scenes with a pause at every derivation step (manim-slides), then write "
-                                "OUT/lecture.html (reveal.js from npm, no CDN) and OUT/lecture.pdf."), _slides_args),
+                                "OUT/lecture.html (reveal.js from npm, no CDN) and OUT/lecture.pdf (each step at 1920x1080, "
+                                "whatever --quality: the scenes are drawn again, one frame per step)."), _slides_args),
     ("tui", dict(help="the terminal UI: watch a run live, step through the chains",
                  description="Attach to a run directory (live or finished): curves, samples, GPU; "
                              "and the chain screen (forward chain, sampling chain). Keys: ? in the app."), _tui_args),

@@ -23,10 +23,14 @@ def _scene(name):
     return get(r.scene_class(name))
 
 
+# the opening (noise to data, under 30 s) and the closing summary are short by design; a topic has 5 steps or more
+MIN_PAUSES = {"opening": 3, "summary": 4}
+
+
 @pytest.mark.parametrize("name", list(r.SCENES))
 def test_text_inside_the_frame_and_apart(name):
     scene = _scene(name)
-    assert scene.pauses >= 5 and len(scene.layout_log) == scene.pauses
+    assert scene.pauses >= MIN_PAUSES.get(name, 5) and len(scene.layout_log) == scene.pauses
     problems = layout_problems(scene)
     assert not problems, "\n".join(problems[:20])
 
