@@ -32,7 +32,12 @@ def test_tui_in_tmux_follows_a_live_training_run(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     run = tmp_path / "live"
     sock = f"vdmtest{os.getpid()}"
-    # the UI starts before the run directory exists: it must wait for it, not fail
+    # the UI starts as soon as the run's folder exists, before its first record: a run being started is
+    # waited for (a folder that does not exist at all is a mistake, said at once)
+    deadline = time.monotonic() + 60
+    while not run.is_dir() and train.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.is_dir(), train.stderr.read().decode()[-500:] if train.poll() is not None else "no run folder"
     cmd = f"{sys.executable} -m vdm_cli tui {run}"
     _tmux(sock, "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", f"{cmd}; sleep 60")
     try:
