@@ -42,10 +42,10 @@ def elbo_report(den, meta: dict, data: str, test: torch.Tensor, n: int, opts: El
     standard error (:func:`vdm.elbo.mc_standard_error`, items fixed) and the spread across items / sqrt(n);
     nats for every form. A Gaussian-mixture data set adds "exact" (:func:`exact_references`).
     """
-    x = test[:n]
-    if len(x) + opts.calibration_n > len(test):
-        raise ValueError(f"the {len(test)} held-out items cannot hold --n {len(x)} evaluated and --calibration-n "
+    if n + opts.calibration_n > len(test):  # n as asked, not as many as there are (test[:n] would clip it)
+        raise ValueError(f"the {len(test)} held-out items cannot hold --n {n} evaluated and --calibration-n "
                          f"{opts.calibration_n} calibration items apart; ask for fewer.")
+    x = test[:n]
     x_cal = test[len(test) - opts.calibration_n:]
     s = den.schedule
     g = torch.Generator(device=device).manual_seed(opts.seed)

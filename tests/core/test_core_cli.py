@@ -325,3 +325,10 @@ def test_tiny_run_sample_elbo_forward(tiny_run, capsys, monkeypatch, tmp_path):
         assert im.size == _grid_size(n_frames, scale=3, ncol=n_frames)
     with Image.open("forward.gif") as im:
         assert im.n_frames >= 21
+
+
+def test_elbo_asking_for_more_items_than_there_are_says_what_was_asked(tiny_run, capsys):
+    """--n beyond the test split is refused naming the number typed, not the number the split could give."""
+    _, run_dir, _ = tiny_run
+    code, _, err = run(["elbo", str(run_dir), "--n", "10001"], capsys)
+    assert code == 2 and "--n 10001" in err and "--n 2000" not in err, err
