@@ -139,20 +139,118 @@ def render_scene(cls, quality: str, out: Path, sections: bool = False, overrides
         "format": "mp4",
         **(overrides or {}),
     }
-    with tempconfig(options):
-        scene = cls(output_folder=out / "slides")
-        scene.render()
-        return Path(scene.renderer.file_writer.movie_file_path)
+    outputs = scene_outputs(cls.__name__, out)
+    started = time.time()
+    set_aside(outputs)
+    try:
+        with tempconfig(options):
+            scene = cls(output_folder=out / "slides")
+            scene.render()
+            video = Path(scene.renderer.file_writer.movie_file_path)
+    except BaseException as e:
+        undo_render(outputs, out, started)
+        cause = os_error_in(e)
+        if cause is not None and cause.errno is not None:  # a full disk, say: one sentence naming the folder
+            raise OSError(cause.errno, cause.strerror or str(cause), str(out)) from None
+        raise
+    drop_set_aside(outputs)
+    return video
+
+
+# what a render of one scene writes into OUT and a user keeps (the slides play from slides/files/<Scene>)
+def scene_outputs(cls_name: str, out: Path) -> list[Path]:
+    return [out / f"{cls_name}.mp4", out / "sections" / cls_name, out / "slides" / f"{cls_name}.json",
+            out / "slides" / "files" / cls_name]
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def set_aside(outputs: list[Path]) -> None:
+    """Rename the outputs of an earlier render aside (a rename needs no space) so that a failed render can put
+    them back; a copy left by a render that was killed is the finished one and comes back first."""
+    for path in outputs:
+        previous = _previous(path)
+        if previous.exists():
+            _remove(path)
+            previous.rename(path)
+        if path.exists():
+            path.rename(previous)
+
+
+def drop_set_aside(outputs: list[Path]) -> None:
+    """After a render that finished: its outputs replace the earlier ones; what it did not write (sections, when not
+    asked for this time) comes back."""
+    for path in outputs:
+        previous = _previous(path)
+        if path.exists():
+            _remove(previous)
+        elif previous.exists():
+            previous.rename(path)
+
+
+def undo_render(outputs: list[Path], out: Path, started: float) -> None:
+    """After a failed render: remove what it half-wrote (its video, sections, slides, manim's partial movies and
+    the TeX it wrote) and put back what an earlier render had finished."""
+    for path in outputs:
+        _remove(path)
+        if _previous(path).exists():
+            _previous(path).rename(path)
+    name = outputs[0].stem
+    _remove(out / "media" / "partial_movie_files" / name)
+    for folder in (out / "media" / "partial_movie_files", out / "sections", out / "slides" / "files",
+                   out / "slides"):
+        try:
+            folder.rmdir()  # only when this render made it and left it empty
+        except OSError:
+            pass
+    tex = out / "media" / "Tex"
+    for f in tex.glob("*") if tex.is_dir() else ():
+        try:
+            if f.is_file() and f.stat().st_mtime >= started:  # maybe cut short; a later render writes it again
+                f.unlink()
+        except OSError:
+            pass
+
+
+def os_error_in(e: BaseException) -> OSError | None:
+    """The OSError an exception was raised from (manim wraps the encoder's "No space left on device"), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def to_gif(video: Path, gif: Path, width: int = 480, fps: int = 15) -> Path:
-    """The video as a GIF with its own palette (ffmpeg from imageio-ffmpeg)."""
+    """The video as a GIF with its own palette (ffmpeg from imageio-ffmpeg); on failure none is left half-written."""
+    import errno
+
     import imageio_ffmpeg
 
     graph = (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
              "[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer")
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(video), "-vf", graph, str(gif)]
-    subprocess.run(cmd, check=True)
+    partial = gif.with_name(f".{gif.name}.partial")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(video), "-vf", graph,
+           "-f", "gif", str(partial)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        if "No space left" in done.stderr:
+            raise OSError(errno.ENOSPC, "No space left on device", str(gif.parent))
+        last = (done.stderr.strip() or "no output").splitlines()[-1]
+        raise ValueError(f"ffmpeg could not make {gif} from {video}: {last[:300]}")
+    partial.replace(gif)
     return gif
 
 
