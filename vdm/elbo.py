@@ -328,13 +328,47 @@ def snr_proposal(schedule: Schedule, form: str = "denoising", mix: float = 0.1) 
     size of matching term t + 1, whose x̂_0 it evaluates.
     """
     lo, hi = t_range(schedule, form)
+    return proposal_from_sizes(_wiener_sizes(schedule, form), lo, hi, mix)
+
+
+def _wiener_sizes(schedule: Schedule, form: str = "denoising") -> torch.Tensor:
+    """[T+1] float64: each term's size for x̂_0 = c_skip(t) x_t (see :func:`snr_proposal`)."""
     snr = schedule.snr.double()
     size = torch.zeros(schedule.T + 1, dtype=torch.float64)
     _, c_out, _ = precond_coefs(schedule)
     size[2:] = 0.5 * (snr[1:-1] - snr[2:]) * c_out[2:] ** 2
     if form == "consistency":
         size = torch.cat([size[1:], size.new_zeros(1)])
-    return proposal_from_sizes(size, lo, hi, mix)
+    return size
+
+
+def knot_proposal(denoiser, schedule: Schedule, x_pilot: torch.Tensor, knots: int = 32, generator=None,
+                  mix: float = 0.1) -> torch.Tensor:
+    """A pilot proposal for the denoising form at a fraction of :func:`pilot_proposal`'s cost: the pilot's
+    sqrt(mean term_t^2) at ``knots`` evenly spaced t only, in between the Wiener-filter sizes of
+    :func:`snr_proposal` scaled by the ratio model / Wiener, interpolated linearly in log between knots.
+
+    The terms themselves change by orders of magnitude from t to t (through SNR(t-1) - SNR(t)); their
+    ratio to the Wiener filter's, how much better than x̂_0 = c_skip x_t the model is, changes slowly.
+    """
+    lo, hi = t_range(schedule, "denoising")
+    ts = torch.linspace(lo, hi, min(knots, hi - lo + 1)).round().long().unique()
+    wiener = _wiener_sizes(schedule)
+    with torch.no_grad():
+        size = torch.stack([denoising_term(denoiser, schedule, x_pilot, _full_t(x_pilot, int(t)), generator)
+                            .double().pow(2).mean().sqrt().cpu() for t in ts])
+    log_ratio = (size.clamp(min=1e-300) / wiener[ts].clamp(min=1e-300)).log()
+    every = torch.arange(lo, hi + 1, dtype=torch.float64)
+    i = torch.searchsorted(ts.double(), every).clamp(1, len(ts) - 1) if len(ts) > 1 else None
+    if i is None:
+        ratio = log_ratio.exp().expand(len(every))
+    else:
+        t0, t1 = ts[i - 1].double(), ts[i].double()
+        f = ((every - t0) / (t1 - t0)).clamp(0, 1)
+        ratio = (log_ratio[i - 1] * (1 - f) + log_ratio[i] * f).exp()
+    full = torch.zeros(schedule.T + 1, dtype=torch.float64)
+    full[lo:hi + 1] = wiener[lo:hi + 1] * ratio
+    return proposal_from_sizes(full, lo, hi, mix)
 
 
 def pilot_proposal(denoiser, schedule: Schedule, x_pilot: torch.Tensor, form: str = "denoising",

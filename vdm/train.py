@@ -347,7 +347,7 @@ class Trainer:
         """Held-out loss and the ELBO (denoising form) in bits/dim on the fixed held-out items, with its error.
 
         The -ELBO is `vdm elbo`'s estimator (vdm.report.heldout_draws): for images one t per image from the
-        importance proposal p(t) (vdm.elbo.snr_proposal, weight 1/p(t)), for points every t, EVAL_DRAWS
+        importance proposal p(t) (vdm.elbo.knot_proposal, weight 1/p(t)), for points every t, EVAL_DRAWS
         independent draws each from EVAL_SEED. ``bpd_mc_se`` is its Monte Carlo standard error with the items
         fixed (what `vdm elbo --estimator importance` on the same items and checkpoint agrees with), ``bpd_se``
         the spread of the items' estimates / sqrt(n). A learned run adds the continuous-time -ELBO
