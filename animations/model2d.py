@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from animations.latex import tex_text
@@ -156,7 +157,7 @@ def prepare(progress=print) -> PointModel:
 
 def reset() -> None:
     """Forget the chosen model and everything computed from it (lecture_data.use_run calls this)."""
-    for f in (point_model, held_out, forward_paths, backward_paths, elbo_table):
+    for f in (point_model, held_out, forward_paths, backward_paths, elbo_table, matching_bits):
         f.cache_clear()
 
 
@@ -244,6 +245,31 @@ def elbo_table(seed: int = 0) -> dict:
         out["nll"] = out["model_minus_optimal"] = out["optimal_gap"] = out["model_gap"] = None
     out["per_point"] = per
     return out
+
+
+@lru_cache(maxsize=None)
+def matching_bits(seed: int = 0) -> dict:
+    """Where the bits go: the denoising-matching terms of -ELBO t by t (vdm.elbo, denoising form, the full
+    estimator's per_t) of the model on its held-out points, each the mean over the points in bits per point, on
+    the noise elbo_table uses (the same generator seed).
+
+    Returns {"t": [T-1] ints 2..T, "bits": [T-1] floats (term t), "total": the matching term in bits per point
+    (vdm's own sum of the terms), "share": [T-1] cumulative share of the total up to each t, "half" and "most":
+    the smallest t whose cumulative share reaches 1/2 and 9/10, "first": the share of t = 2 alone, "T", "n"}.
+    """
+    from vdm.elbo import elbo
+
+    pm = point_model()
+    x0 = held_out()
+    with torch.no_grad():
+        e = elbo(pm.denoiser, pm.schedule, x0, "denoising", "full", generator=torch.Generator().manual_seed(seed))
+    bits = (e.per_t.double().mean(0) / math.log(2))[2:].numpy()
+    total = float(e.matching.double().mean()) / math.log(2)
+    share = np.cumsum(bits) / bits.sum()
+    t = np.arange(2, pm.schedule.T + 1)
+    return {"t": t, "bits": bits, "total": total, "share": share, "half": int(t[np.argmax(share >= 0.5)]),
+            "most": int(t[np.argmax(share >= 0.9)]), "first": float(bits[0] / bits.sum()), "T": pm.schedule.T,
+            "n": len(x0)}
 
 
 def near_modes(points: torch.Tensor, radius: float | None = None) -> float:

@@ -41,7 +41,7 @@ TITLES = {
     "summary": "Three results and the loss they lead to",
 }
 # scenes that draw with the 2-D model (animations.model2d): always, or when no image run is chosen
-POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("opening", "diffusion-2d"), ("training", "backward")
+POINT_SCENES, POINT_SCENES_WITHOUT_IMAGE_RUN = ("opening", "training", "diffusion-2d"), ("backward",)
 QUALITIES = {"low": "low_quality", "medium": "medium_quality", "high": "high_quality", "4k": "fourk_quality"}
 DEBIAN_PACKAGES = "texlive-latex-base texlive-latex-extra dvisvgm"
 

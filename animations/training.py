@@ -1,5 +1,6 @@
 """Scene 6, training (exercise 5): the denoising-matching term becomes a weighted MSE on x_0,
-uniform t turns its sum into one expectation, and a real run's loss and samples.
+uniform t turns its sum into one expectation, where the bits of that sum go t by t (the lecture's 2-D
+model's matching terms, animations.model2d.matching_bits), and a real run's loss and samples.
 
     KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) = w(t) ||x̂_0(x_t, t) - x_0||^2,  w(t) = (SNR(t-1) - SNR(t)) / 2
     sum_{t=2}^T E_{q(x_t|x_0)}[w(t) ||x̂_0 - x_0||^2] = (T - 1) E_{t ~ U{2..T}, eps}[w(t) ||x̂_0 - x_0||^2]
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, Dot, FadeIn, Group, ImageMobject, LaggedStart,
-                   SurroundingRectangle, Title, VGroup)
+from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, DashedLine, Dot, FadeIn, Group, ImageMobject,
+                   LaggedStart, Rectangle, SurroundingRectangle, Title, VGroup)
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 
 from animations.latex import plain_text, sci, tex_text
@@ -30,7 +31,7 @@ from animations.lecture_scene import LectureScene, cut, play_derivation, play_sn
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import polyline
 from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
-from animations.palette import BOX, DENOISING, EPS, X0, XHAT, XT
+from animations.palette import BOX, DENOISING, EPS, SCHEDULE, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
 from vdm.metrics import number
@@ -132,6 +133,7 @@ class Training(LectureScene):
         self.add(self.title)
         self.section_loss()
         self.section_expectation()
+        self.section_bits()
         self.section_weight()
         self.section_step()
         self.section_algorithm()
@@ -194,7 +196,64 @@ class Training(LectureScene):
                                r"\left[\frac{1}{D}\, " + mse + r"\right]"])
         cut(self, self.title)
 
-    # -- 3. the weight the simple loss drops -----------------------------------------------------------------
+    # -- 3. where the bits go: the matching terms t by t, before the weight is looked at -----------------------
+    def section_bits(self):
+        self.next_section("where the bits go")
+        from animations import model2d
+
+        pm = model2d.point_model()
+        b = model2d.matching_bits()
+        self.bits = b
+        T, t, bits, share = b["T"], b["t"], b["bits"], b["share"]
+        top = nice_step(bits.max(), 4) * np.ceil(bits.max() / nice_step(bits.max(), 4))
+        step = nice_step(top, 4)
+        axes = Axes(x_range=[0, T, nice_step(T, 5)], y_range=[0, top, step], x_length=9.0, y_length=4.0, tips=False,
+                    axis_config={"stroke_width": 2, "include_ticks": True}).shift(DOWN * 0.35 + LEFT * 0.4)
+        xs = np.arange(0, T + 1, nice_step(T, 5))
+        ticks_x = VGroup(*labels(*[str(int(v)) for v in xs], size=22))
+        for lab, v in zip(ticks_x, xs):
+            lab.next_to(axes.c2p(v, 0), DOWN, buff=0.15)
+        ys = np.arange(0, top + step / 2, step)
+        ticks_y = VGroup(*labels(*[f"{v:g}" for v in ys], size=22))
+        for lab, v in zip(ticks_y, ys):
+            lab.next_to(axes.c2p(0, v), LEFT, buff=0.15)
+        # the cumulative share on the right-hand scale: 0 at the axis, 100 % at the top
+        shares = VGroup(*labels(r"0\,\%", r"50\,\%", r"100\,\%", colors=[SCHEDULE] * 3, size=22))
+        for lab, f in zip(shares, (0, 0.5, 1)):
+            lab.next_to(axes.c2p(T, f * top), RIGHT, buff=0.15)
+        x_lab = label(r"step $t$", size=24).next_to(ticks_x, DOWN, buff=0.15)
+        y_lab = label(r"bits per point", DENOISING, size=22).rotate(np.pi / 2).next_to(ticks_y, LEFT, buff=0.2)
+        s_lab = label(r"share so far", SCHEDULE, size=22).rotate(-np.pi / 2).next_to(shares, RIGHT, buff=0.15)
+        bars = VGroup(*[Rectangle(width=axes.x_length / T * 0.8, height=max(axes.c2p(0, v)[1] - axes.c2p(0, 0)[1], 1e-4),
+                                  stroke_width=0, fill_color=DENOISING, fill_opacity=0.9)
+                        .move_to(axes.c2p(k, 0), aligned_edge=DOWN) for k, v in zip(t, bits)])
+        self.bits_axes, self.bits_bars = axes, bars
+        head = one_line(rf"Where the bits go: the {T - 1} denoising-matching terms, "
+                        rf"{tex_text(pm.what)}, {b['n']} held-out points", size=22).next_to(self.title, DOWN, buff=0.15)
+        self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(head))
+        self.play(LaggedStart(*[FadeIn(bar) for bar in bars], lag_ratio=0.02), run_time=2)
+        self.pause(2, f"Where do the bits of the ELBO go? Each bar is one denoising-matching term, the KL at step t, "
+                      f"for the trained 2-D model, averaged over {b['n']} held-out points and written in bits. Together "
+                      f"they are the matching term, {b['total']:.2f} bits per point. Step 2 alone is "
+                      f"{bits[0]:.2f} bits; the last step is {bits[-1]:.4f}. {pm.detail} The terms come from the full "
+                      f"sum over t of vdm's ELBO (per_t of vdm.elbo.elbo).")
+        cumulative = polyline(axes, np.concatenate([[t[0] - 0.5], t + 0.5]), np.concatenate([[0], share]) * top,
+                              SCHEDULE, stroke_width=3)
+        half = DashedLine(axes.c2p(b["half"] + 0.5, 0), axes.c2p(b["half"] + 0.5, top), color=SCHEDULE, stroke_width=2)
+        self.bits_caption = (rf"half of the {b['total']:.2f} matching bits come from $t \le {b['half']}$ of {T}, "
+                             rf"nine tenths from $t \le {b['most']}$; $t = 2$ alone holds "
+                             rf"{100 * b['first']:.0f}\,\%")
+        caption = one_line(self.bits_caption, size=24).to_edge(DOWN, buff=0.25)
+        self.play(FadeIn(shares), FadeIn(s_lab), Create(cumulative), run_time=1.5)
+        self.play(Create(half), FadeIn(caption))
+        self.pause(3, f"The blue curve adds the bars up from the left. Half of the matching bits come from the steps up "
+                      f"to t = {b['half']} of {T}, nine tenths from those up to t = {b['most']}, and step 2 alone holds "
+                      f"{100 * b['first']:.0f} percent. The ELBO is decided at the first, least noisy steps; the "
+                      f"many noisy steps add little. Next: the weight w(t) in each term, and what the simple loss, which "
+                      f"drops it, does to this balance.")
+        cut(self, self.title)
+
+    # -- 4. the weight the simple loss drops -----------------------------------------------------------------
     def section_weight(self):
         self.next_section("the weight w(t) the simple loss drops")
         s = self.schedule

@@ -1,0 +1,68 @@
+"""Where the bits go (training scene): the denoising-matching terms of the 2-D model t by t, as bars with their
+cumulative share. The bars are the terms of vdm's full ELBO estimator and add up to its matching term; the
+caption's numbers are recomputed here from the terms, not read from the scene's helpers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+
+from built_scenes import get
+
+
+def _terms():
+    """The matching terms t = 2..T in bits per point, and the matching term, straight from vdm.elbo."""
+    from animations import model2d
+    from vdm.elbo import elbo
+
+    pm = model2d.point_model()
+    x0 = model2d.held_out()
+    with torch.no_grad():
+        e = elbo(pm.denoiser, pm.schedule, x0, "denoising", "full", generator=torch.Generator().manual_seed(0))
+    return (e.per_t.double().mean(0)[2:] / math.log(2)).numpy(), float(e.matching.double().mean()) / math.log(2)
+
+
+def _scene():
+    from animations.training import Training
+
+    return get(Training)
+
+
+def test_bars_are_the_matching_terms_and_add_up_to_the_matching_term():
+    scene = _scene()
+    bits, matching = _terms()
+    axes, bars = scene.bits_axes, scene.bits_bars
+    assert len(bars) == len(bits) == scene.bits["T"] - 1
+    heights = np.array([axes.p2c(bar.get_top())[1] - axes.p2c(bar.get_bottom())[1] for bar in bars])
+    assert np.allclose(heights, bits, rtol=1e-6, atol=1e-6)
+    assert math.isclose(heights.sum(), matching, rel_tol=1e-6)
+    # each bar stands over its own t
+    centres = np.array([axes.p2c(bar.get_bottom())[0] for bar in bars])
+    assert np.allclose(centres, np.arange(2, scene.bits["T"] + 1), atol=1e-6)
+
+
+def test_caption_numbers_follow_from_the_terms():
+    scene = _scene()
+    bits, matching = _terms()
+    share = np.cumsum(bits) / bits.sum()
+    t = np.arange(2, len(bits) + 2)
+    half, most = int(t[np.argmax(share >= 0.5)]), int(t[np.argmax(share >= 0.9)])
+    caption = scene.bits_caption
+    m = re.search(r"half of the ([0-9.]+) matching bits come from \$t \\le (\d+)\$ of (\d+), nine tenths from "
+                  r"\$t \\le (\d+)\$; \$t = 2\$ alone holds (\d+)", caption)
+    assert m, caption
+    assert m.group(1) == f"{matching:.2f}"
+    assert int(m.group(2)) == half and int(m.group(3)) == len(bits) + 1 and int(m.group(4)) == most
+    assert int(m.group(5)) == round(100 * bits[0] / bits.sum())
+    # what "half" and "nine tenths" mean: the steps before fall short, those up to it reach it
+    assert share[half - 2] >= 0.5 > (share[half - 3] if half > 2 else 0)
+    assert share[most - 2] >= 0.9 > share[most - 3]
+
+
+def test_every_slide_of_the_section_has_notes():
+    scene = _scene()
+    notes = [n for name, n in zip(scene.slide_names, scene.slide_notes) if name == "where the bits go"]
+    assert len(notes) == 2 and all(n.strip() for n in notes)
