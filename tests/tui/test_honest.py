@@ -16,7 +16,7 @@ from hypothesis import strategies as hs
 from tui.app import VdmApp
 from tui.gpu import GpuReader
 from tui.run_state import RunState
-from tui_fixtures import FakeNvml, FakeTraining, record, text, wait_for, write_run
+from tui_fixtures import FakeNvml, FakeTraining, five_runs, record, text, wait_for, write_run
 from vdm.tailer import parse_batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -360,18 +360,13 @@ async def test_the_gpu_panel_shows_every_gpu_its_processes_and_no_invented_histo
 
 # -- every run ------------------------------------------------------------------------------
 
-def _five_runs(root: Path) -> Path:
-    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "eps"]):
-        write_run(root / name, n_train=10 + 5 * i, with_sample=False)
-    return root
-
 
 @pytest.mark.anyio
 async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
     from tui.monitor import MonitorScreen
     from tui.run_list import RunsScreen
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     (root / "notes.txt").write_text("not a run")
     app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -401,7 +396,7 @@ async def test_the_run_list_shows_every_run_and_opens_one(tmp_path):
 async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
     from tui.run_list import OverlayScreen
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
     async with app.run_test(size=(120, 36)) as pilot:
         s = app.screen
@@ -423,7 +418,7 @@ async def test_overlay_draws_the_marked_runs_a_colour_each(tmp_path):
 def test_vdm_tui_on_a_folder_of_runs_opens_the_list_not_a_wait(tmp_path):
     from tui.run_list import is_runs_folder
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     assert is_runs_folder(root) and not is_runs_folder(root / "alpha") and not is_runs_folder(tmp_path / "nowhere")
 
 
@@ -574,7 +569,7 @@ async def test_the_overlay_puts_only_like_train_losses_on_one_axis(tmp_path):
     from tui.plot import Plot
     from tui_fixtures import set_config
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     set_config(root / "delta", schedule="learned")
     set_config(root / "gamma", weighting="edm")
     set_config(root / "beta", prediction="x0-precond")  # an x_0 MSE as alpha's
@@ -602,7 +597,7 @@ async def test_the_overlay_puts_only_like_train_losses_on_one_axis(tmp_path):
 async def test_the_overlays_legends_are_one_line_at_80_columns(tmp_path):
     from tui.plot import Plot
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     app = VdmApp(None, runs_root=root, clock=lambda: 1100.0, **NO_GPU)
     async with app.run_test(size=(80, 24)) as pilot:
         s = app.screen
@@ -689,7 +684,7 @@ async def test_the_run_list_shows_the_configuration_that_differs_and_sorts_by_an
 
     from tui_fixtures import set_config
 
-    root = _five_runs(tmp_path / "runs")
+    root = five_runs(tmp_path / "runs")
     for name, batch in (("alpha", 128), ("beta", 64), ("gamma", 512), ("delta", 256), ("eps", 128)):
         set_config(root / name, batch_size=batch, ema=0.999)
     set_config(root / "beta", prediction="eps")

@@ -8,7 +8,7 @@ ETA), a fake NVML, and chains with a fixed seed. Update the baselines with
 
 from tui.app import ChainSource, VdmApp
 from tui.gpu import GpuReader
-from tui_fixtures import FakeNvml, write_run
+from tui_fixtures import FakeNvml, five_runs, write_run
 
 
 async def _until(pilot, cond, timeout=60.0):
@@ -56,15 +56,10 @@ def test_chain_screen_backward_oracle(snap_compare):
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
 
-def _five_runs(root):
-    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "eps"]):
-        write_run(root / name, n_train=10 + 5 * i, with_sample=False)
-    return root
-
 
 def test_run_list(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the title shows the folder: keep it the same on every machine
-    _five_runs(tmp_path / "runs")
+    five_runs(tmp_path / "runs")
     app = VdmApp(None, runs_root="runs", clock=lambda: 1100.0, gpu_factory=lambda: GpuReader(nvml=object()))
 
     async def ready(pilot):
@@ -76,7 +71,7 @@ def test_run_list(snap_compare, tmp_path, monkeypatch):
 
 def test_overlay_of_five_runs(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _five_runs(tmp_path / "runs")
+    five_runs(tmp_path / "runs")
     app = VdmApp(None, runs_root="runs", clock=lambda: 1100.0, gpu_factory=lambda: GpuReader(nvml=object()))
 
     async def ready(pilot):

@@ -41,6 +41,14 @@ def write_run(run: Path, n_train: int = 40, with_sample: bool = True) -> Path:
     return run
 
 
+
+def five_runs(root: Path) -> Path:
+    """root/alpha .. root/eps: five runs of 10, 15, .. 30 train records, without sample grids."""
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "eps"]):
+        write_run(root / name, n_train=10 + 5 * i, with_sample=False)
+    return root
+
+
 def set_config(run: Path, **changes) -> Path:
     """A write_run run with other configuration values, in config.json and in its start record."""
     cfg = {**json.loads((run / "config.json").read_text()), **changes}
