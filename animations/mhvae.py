@@ -36,6 +36,8 @@ from animations.palette import ALPHA, BOX, EPS, X0, XHAT, XT
 from vdm.diffusion import forward_chain
 
 NODE_T = ("0", "1", "2", None, "T-1", "T")  # None: the dots between x_2 and x_{T-1}
+NODE_R = 0.52  # the nodes' radius
+NODE_FILL = 0.72  # the widest label spans at most this share of the circle's diameter
 JOINT = r"\frac{p(x_{0:T})}{q(x_{1:T} \mid x_0)}"
 JENSEN_Y = (0.5, 4.0)  # the two equally likely values of Y in the picture of Jensen's inequality
 
@@ -58,13 +60,16 @@ class MarkovianHVAE(LectureScene):
         title = Title("A VDM is a Markovian hierarchical VAE (exercise 2)", font_size=38)
         nodes = VGroup()
         for name in NODE_T:
-            if name is None:
-                nodes.add(tex(r"\cdots", font_size=40))
+            if name is None:  # the dots take a node's place, so that the arrows end above and below them, not on them
+                nodes.add(VGroup(Circle(radius=NODE_R, stroke_opacity=0), tex(r"\cdots", font_size=40)))
                 continue
             key = "x_0" if name == "0" else ("x_{" + name + "}" if len(name) > 1 else "x_" + name)
-            circle = Circle(radius=0.45, color=X0 if name == "0" else XT, stroke_width=3)
-            nodes.add(VGroup(circle, tex(key, font_size=34).move_to(circle)))
-        nodes.arrange(RIGHT, buff=1.1).shift(UP * 0.9)
+            circle = Circle(radius=NODE_R, color=X0 if name == "0" else XT, stroke_width=3)
+            label = tex(key, font_size=34)
+            if label.width > NODE_FILL * 2 * NODE_R:  # x_{T-1} inside its circle, clear of the stroke
+                label.scale_to_fit_width(NODE_FILL * 2 * NODE_R)
+            nodes.add(VGroup(circle, label.move_to(circle)))
+        nodes.arrange(RIGHT, buff=1.0).shift(UP * 0.9)
         enc, dec = VGroup(), VGroup()
         for a, b in zip(nodes[:-1], nodes[1:]):
             enc.add(CurvedArrow(a.get_top() + RIGHT * 0.1, b.get_top() + LEFT * 0.1, angle=-1.0, color=XT,
