@@ -28,7 +28,7 @@ from animations.lecture_scene import LectureScene, cut, play_derivation, play_te
 from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import histogram_edges
-from animations.mobjects.text import label, tex
+from animations.mobjects.text import label, one_line, tex
 from animations.palette import CONSISTENCY, PRIOR, RECONSTRUCTION
 
 PRIOR_TEX = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
@@ -127,12 +127,14 @@ class ConsistencyELBO(LectureScene):
                "The third reads three latents: x_(t-1), x_t and x_(t+1). To estimate it we must draw all three "
                "jointly from the encoder."]
         lines = self.steps(rows, notes, say, fs=24, buff=0.5, focus=[r[2] for r in rows])
+        # two sentences, each on one line (a caption broken mid-phrase is hard to read)
         why = VGroup(
-            label(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
-                  r"so this expectation of a log-ratio", size=26),
-            label(r"can be negative; the seed's $\mathbb{E}_{q(x_{t-1}, x_{t+1} \mid x_0)}[D_{\mathrm{KL}}(\cdot)]$ "
-                  r"is this joint expectation", size=26),
+            one_line(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
+                     r"so this expectation of a log-ratio can be negative", size=26),
+            one_line(r"the assignment's $\mathbb{E}_{q(x_{t-1}, x_{t+1} \mid x_0)}[D_{\mathrm{KL}}(\cdot)]$ "
+                     r"means this joint expectation", size=26),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(lines, DOWN, buff=0.5)
+        self.why = why
         self.play(FadeIn(why, shift=UP * 0.1))
         self.pause(2, "Careful: the third term is not a KL divergence. Given x_(t+1), the variable x_t does not "
                       "follow q of x_t given x_(t-1), so this expectation of a log-ratio can be negative. Written "

@@ -1,5 +1,6 @@
-"""The mhvae scene's chain graph is legible: each node's label lies inside its circle, clear of the stroke, and
-no arrow (its arc or its head) runs over the dots that stand for the latents in between."""
+"""Legibility, checked on the built scenes: in the mhvae scene's chain graph each node's label lies inside its
+circle, clear of the stroke, and no arrow (its arc or its head) runs over the dots that stand for the latents in
+between; the elbo-consistency caption on the consistency term is two whole lines."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def test_no_arrow_over_the_dots():
             pts = np.concatenate([arrow.points, *[tip.points for tip in arrow.get_tips()]])
             inside = np.all((pts[:, :2] >= lo[:2]) & (pts[:, :2] <= hi[:2]), axis=1)
             assert not inside.any(), "an arrow runs over the dots between the nodes"
+
+
+def test_consistency_caption_is_two_whole_lines():
+    """The caption on why the consistency term is not a KL: two sentences, neither broken across lines (a line
+    of this size is under 0.5 units tall; a broken one is twice that)."""
+    from animations.elbo_consistency import ConsistencyELBO
+
+    why = get(ConsistencyELBO).why
+    assert len(why) == 2
+    assert all(line.height < 0.5 for line in why), [round(line.height, 2) for line in why]
+    assert "log-ratio can be negative" in why[0].tex_string
