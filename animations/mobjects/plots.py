@@ -11,6 +11,18 @@ from animations.mobjects.text import label, labels, one_line
 from animations.palette import ALPHA, SCHEDULE
 
 
+TICKS_Z = 5  # above every curve and bar drawn on the axes
+
+
+def ticks_on_top(axes, opacity: float = 0.85):
+    """The y axis's tick numbers drawn over what is plotted, each on a black patch: where the y axis stands mid-plot
+    (at x = 0), a curve passing behind a number leaves it legible. Returns ``axes``."""
+    for number in axes.y_axis.numbers:
+        number.add_background_rectangle(opacity=opacity, buff=0.04)
+        number.set_z_index(TICKS_Z)
+    return axes
+
+
 def polyline(axes, xs, ys, color, stroke_width: float = 4) -> VMobject:
     """The points (xs[i], ys[i]) joined by straight segments on ``axes`` (one vectorised c2p call)."""
     pts = axes.c2p(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))

@@ -1,10 +1,12 @@
 """Legibility, checked on the built scenes: in the mhvae scene's chain graph each node's label lies inside its
 circle, clear of the stroke, and no arrow (its arc or its head) runs over the dots that stand for the latents in
-between; the elbo-consistency caption on the consistency term is two whole lines."""
+between; the elbo-consistency caption on the consistency term is two whole lines; where a y axis stands mid-plot
+(forward, posterior), its numbers stay on top of the curves drawn through them."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from manim import Circle
 
 from built_scenes import get
@@ -54,3 +56,42 @@ def test_consistency_caption_is_two_whole_lines():
     assert len(why) == 2
     assert all(line.height < 0.5 for line in why), [round(line.height, 2) for line in why]
     assert "log-ratio can be negative" in why[0].tex_string
+
+
+def test_tick_numbers_stay_readable_under_a_curve():
+    """A thick curve drawn through the y axis's numbers (which stand mid-plot, at x = 0) leaves them on top: the
+    pixels of the number's patch hold the number's white and black, none of the curve's red."""
+    from manim import RED, Axes, Camera
+
+    from animations.mobjects.plots import polyline, ticks_on_top
+
+    axes = ticks_on_top(Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
+                             axis_config={"include_numbers": True, "font_size": 20}))
+    one = axes.y_axis.numbers[0]
+    y = axes.p2c(one.get_center())[1]
+    xs = np.linspace(-1.6, 1.6, 400)
+    curve = polyline(axes, xs, np.full_like(xs, y), RED, 12)  # straight through the number "1"
+    camera = Camera(pixel_width=1920, pixel_height=1080)
+    camera.capture_mobjects([axes, curve])
+    frame = camera.get_image().convert("RGB")
+    w, h = frame.size
+    fw, fh = camera.frame_width, camera.frame_height
+    x0, y0 = one.get_corner(np.array([-1, 1, 0]))[:2]
+    x1, y1 = one.get_corner(np.array([1, -1, 0]))[:2]
+    box = (int((x0 + fw / 2) / fw * w) + 1, int((fh / 2 - y0) / fh * h) + 1,
+           int((x1 + fw / 2) / fw * w) - 1, int((fh / 2 - y1) / fh * h) - 1)
+    pixels = np.asarray(frame.crop(box)).reshape(-1, 3).astype(int)
+    reddish = (pixels[:, 0] > 150) & (pixels[:, 1] < 110)
+    assert not reddish.any(), f"{reddish.sum()} pixels of the curve over the tick number"
+    assert (pixels.min(1) > 200).any(), "the tick number is not drawn"
+
+
+@pytest.mark.parametrize("scene_name, attrs", [("forward", ["pixel_axes"]), ("posterior", ["product_axes", "axes"])])
+def test_mid_plot_y_axes_keep_their_numbers_on_top(scene_name, attrs):
+    from animations import render as r
+    from animations.mobjects.plots import TICKS_Z
+
+    scene = get(r.scene_class(scene_name))
+    for attr in attrs:
+        numbers = getattr(scene, attr).y_axis.numbers
+        assert len(numbers) and all(n.z_index == TICKS_Z for n in numbers), attr
