@@ -36,7 +36,7 @@ from tui.readout import Readout
 from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
 from vdm.config import CLOCK_FIRST_S, UNIFORM_BPD
-from vdm.run import is_run, metrics_path, read_grid, read_points, sample_grids, sample_path
+from vdm.run import CONFIG, METRICS, is_run, metrics_path, read_grid, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -224,7 +224,7 @@ class MonitorScreen(CurveKeys, Screen):
         if not self.run_dir.is_dir():
             self.notify(f"{self.run_dir} does not exist.", severity="warning", timeout=8)
         elif not is_run(self.run_dir) and not metrics_path(self.run_dir).exists():
-            self.notify(f"{self.run_dir} is not a run directory (no config.json or metrics.jsonl); waiting.",
+            self.notify(f"{self.run_dir} is not a run directory (no {CONFIG} or {METRICS}); waiting.",
                         severity="warning", timeout=8)
         self._draw()
         self.tail()
@@ -241,7 +241,7 @@ class MonitorScreen(CurveKeys, Screen):
             return "waiting for the first record"
         if is_run(self.run_dir):  # config.json written, the trainer not yet writing
             return "a run being started: waiting for its first record"
-        return f"{self.run_dir.name} is not a run (no config.json or {self.tailer.path.name})"
+        return f"{self.run_dir.name} is not a run (no {CONFIG} or {self.tailer.path.name})"
 
     @work(thread=True, group="held-out")
     def _load_held_out(self) -> None:

@@ -255,7 +255,8 @@ def _read_classifier(path: Path) -> ShapesClassifier | None:
             if (f.metadata() or {}).get("recipe") != RECIPE:
                 return None
             state = {k: f.get_tensor(k) for k in f.keys()}
-        net = ShapesClassifier()
+        with torch.random.fork_rng(devices=[]):  # its initial weights, overwritten at once, would draw from
+            net = ShapesClassifier()  # torch's global generator: a run scoring its grids would train differently
         net.load_state_dict(state)
     except Exception:  # safetensors raises its own error types for truncated or foreign files
         return None

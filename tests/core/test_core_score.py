@@ -357,3 +357,13 @@ def test_a_runs_sample_records_carry_the_cheap_score_of_their_grid(classifier, t
 
 def test_no_cheap_score_where_there_is_no_shapes_classifier():
     assert S.cheap_score(torch.zeros(8, 2), "gmm") == {} and S.cheap_score(torch.zeros(8, 3, 32, 32), "cifar10") == {}
+
+
+def test_scoring_leaves_torchs_global_generator_alone():
+    """The trainer scores every grid: loading the classifier and scoring must not draw from torch's global
+    generator, or a run that scores its grids trains differently from one that does not (resume tests caught it)."""
+    S._classifier_at.cache_clear()
+    S._cheap_reference.cache_clear()
+    before = torch.get_rng_state()
+    S.cheap_score(to_float(shapes(5, "test")[0]))
+    assert torch.equal(before, torch.get_rng_state())
