@@ -296,7 +296,15 @@ def render_stills(name: str, out: str | Path, size: tuple[int, int] = STILL_SIZE
     options = {"pixel_width": size[0], "pixel_height": size[1], "dry_run": True, "disable_caching": True,
                "media_dir": str(out / "media"), "verbosity": "WARNING", "progress_bar": "none", **(overrides or {})}
     with tempconfig(options):
-        scene_class(name)(skip_animations=True, stills=folder).render()
+        try:
+            scene_class(name)(skip_animations=True, stills=folder).render()
+        except BaseException as e:
+            for page in folder.glob("*.png"):  # a page cut short must not pass for a finished one (stills_for)
+                page.unlink(missing_ok=True)
+            cause = os_error_in(e)
+            if cause is not None and cause.errno is not None:
+                raise OSError(cause.errno, cause.strerror or str(cause), str(folder)) from None
+            raise
     return sorted(folder.glob("*.png"))
 
 
@@ -342,8 +350,15 @@ def write_pdf(pages: list[Path], target: Path, dpi: float = PDF_DPI) -> Path:
 
     Written here, one image at a time, rather than by Pillow, whose multi-page PDF holds every page decoded
     at once (a lecture's 150 1080p frames, about 1 GB) or, appending, copies all earlier pages per page.
-    JPEG at quality 92 keeps thin formula strokes sharp at a tenth of the PNG's size.
+    JPEG at quality 92 keeps thin formula strokes sharp at a tenth of the PNG's size. Written whole or not at all
+    (whole_file).
     """
+    with whole_file(target) as partial:
+        _write_pdf(pages, partial, dpi)
+    return target
+
+
+def _write_pdf(pages: list[Path], target: Path, dpi: float) -> None:
     import io
 
     from PIL import Image
@@ -381,7 +396,28 @@ def write_pdf(pages: list[Path], target: Path, dpi: float = PDF_DPI) -> Path:
         f.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
         f.write(b"".join(b"%010d 00000 n \n" % o for o in offsets))
         f.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(offsets) + 1, xref))
-    return target
+
+
+class whole_file:
+    """``with whole_file(target) as partial:`` write ``partial`` (a hidden name beside ``target``); it replaces
+    ``target`` only when complete. On failure the partial file is removed, ``target`` is as it was, and an OSError
+    (a full disk) names the folder."""
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.partial = self.target.with_name(f".{self.target.name}.partial")
+
+    def __enter__(self) -> Path:
+        return self.partial
+
+    def __exit__(self, kind, error, tb):
+        if kind is None:
+            self.partial.replace(self.target)
+            return False
+        self.partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise OSError(error.errno, error.strerror or str(error), str(self.target.parent)) from None
+        return False
 
 
 def export_slides(names: list[str], out: str | Path, html: bool = True, pdf: bool = True,
@@ -448,7 +484,8 @@ def write_lecture_notes(names: list[str], out: str | Path) -> Path:
             notes = slide.get('notes', '')
             lines += [f"{k}. {notes.strip() if isinstance(notes, str) else ''}", ""]
     target = out / "lecture-notes.md"
-    target.write_text("\n".join(lines))
+    with whole_file(target) as partial:
+        partial.write_text("\n".join(lines))
     return target
 
 

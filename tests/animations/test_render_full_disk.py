@@ -71,3 +71,32 @@ def test_a_failed_gif_leaves_no_partial_file(tmp_path):
     with pytest.raises(ValueError, match="ffmpeg could not make"):
         r.to_gif(not_a_video, tmp_path / "Scene.gif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Scene.mp4"]
+
+
+def test_a_pdf_cut_short_by_a_full_disk_leaves_the_earlier_one(tmp_path, monkeypatch):
+    from PIL import Image
+
+    pages = []
+    for i in range(3):
+        pages.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (32, 18), (i * 80, 0, 0)).save(pages[-1])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lecture.pdf").write_bytes(b"%PDF an earlier, finished lecture")
+    real_open, saved = Image.open, []
+
+    def open_until_full(path, *a, **k):
+        saved.append(path)
+        if len(saved) == 3:  # the third page finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / ".lecture.pdf.partial"))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(Image, "open", open_until_full)
+    with pytest.raises(OSError) as e:
+        r.write_pdf(pages, out / "lecture.pdf")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(out)
+    assert sorted(p.name for p in out.iterdir()) == ["lecture.pdf"]
+    assert (out / "lecture.pdf").read_bytes() == b"%PDF an earlier, finished lecture"
+    monkeypatch.setattr(Image, "open", real_open)
+    r.write_pdf(pages, out / "lecture.pdf")
+    assert (out / "lecture.pdf").read_bytes().startswith(b"%PDF-1.4") and sorted(p.name for p in out.iterdir()) == ["lecture.pdf"]
