@@ -276,8 +276,8 @@ def _exact_lines(ex: dict) -> list[str]:
         f"  {'gap: optimal - true':<34} {num(ex['optimal_minus_nll'], 'se_nats')}   the bound's own gap at this T: "
         "E KL(q(x_1:T|x_0) || p(x_1:T|x_0)) + KL(q(x_0) || p(x_0)), no x̂_0 model removes it",
         "  ± is the Monte Carlo standard error with the points fixed (the model - optimal difference is paired).",
-        "  The trainer's closing numbers and the monitor's used all held-out points with one draw of the noise, so they",
-        "  differ from these by about their errors; both estimate the same bounds.",
+        "  The trainer's closing numbers and the monitor's come from their own draws of the noise on all held-out",
+        "  points, so they differ from these by about their errors; both estimate the same bounds.",
     ]
 
 
