@@ -369,7 +369,7 @@ class MonitorScreen(CurveKeys, Screen):
             self.query_one(RunStats).numbers = RunNumbers(
                 lr=lr, per_s=ips, loss=float(train["loss"][-1]) if len(train["loss"]) else None,
                 elbo=Elbo.of(last_eval), points=self.points, own=bool(self._own()), records=records, bad=bad,
-                report_s=report_s, elapsed=elapsed, after=self._first_eval_when())
+                report_s=report_s, elapsed=elapsed, after=self._first_eval_when(), sample=last_sample)
             if last_sample:  # the label of the grid shown (it used to be overwritten with the bare step here)
                 self.query_one("#samples").border_subtitle = self.shown_grid()[2] or f"step {last_sample.get('step')}"
         self._tick()

@@ -111,6 +111,7 @@ class RunNumbers:
     report_s: float = 0.0  # seconds spent evaluating and sampling (training time lost), per the log
     elapsed: float = 0.0
     after: str = "after the first evaluation"  # when the first -ELBO comes
+    sample: dict | None = None  # the newest sample record: its cheap score (vdm.score.cheap_score's fields)
 
 
 class RunStats(Widget):
@@ -146,6 +147,9 @@ class RunStats(Widget):
                 lines.append(f"to optimal {with_error(e.gap, e.gap_se)} (paired)")
         else:
             lines.append(f"-ELBO: {n.after}")
+        shapes, tiles = (num(n.sample.get(k)) for k in ("cheap_shapes", "cheap_n")) if n.sample else (None, None)
+        if shapes is not None and tiles:  # the newest grid, in the shapes classifier's eyes
+            lines.append(f"grid: {round(shapes * tiles)} of {tiles:.0f} tiles hold a shape")
         if n.report_s > 0 and n.elapsed > 0:
             lines.append(f"eval+samples {n.report_s:,.0f} s, {100 * n.report_s / n.elapsed:.0f}% of the time")
         lines.append(f"records {n.records:,}" + (f"  [b red]{n.bad} bad lines[/]" if n.bad else ""))

@@ -72,6 +72,19 @@ async def test_the_monitor_shows_the_elbo_with_its_error_everywhere(tmp_path):
         assert "eval+samples 3 s, 10% of the time" in text(app, "#stats")
 
 
+@pytest.mark.anyio
+async def test_the_info_panel_says_how_many_tiles_of_the_newest_grid_hold_a_shape(tmp_path):
+    """The trainer scores each grid (vdm.score.cheap_score); the panel reads the newest sample record's score."""
+    run = write_run(tmp_path / "run", n_train=30)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(record("sample", 1032.0, step=31, epoch=3, path="samples/latest.png", n=36, cheap_n=36,
+                       cheap_shapes=9 / 36, cheap_fd=837.0, cheap_fd_heldout=418.0))
+    app = VdmApp(run, poll_interval=0.05, clock=lambda: 1033.0, **NO_GPU)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "tiles hold a shape" in text(app, "#stats"))
+        assert "grid: 9 of 36 tiles hold a shape" in text(app, "#stats")
+
+
 def _run(root, name, evals):
     run = root / name
     run.mkdir()
