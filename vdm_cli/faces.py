@@ -50,7 +50,7 @@ def _serve_tui(args) -> int:
         raise CommandError("--host is empty; give the address to listen on: localhost (this machine only), "
                            "or 0.0.0.0 for every network interface.")
     try:
-        from textual_serve.server import Server
+        from tui.serve import LocalServer as Server  # textual-serve's, its page asking for nothing off this machine
     except ImportError:
         raise CommandError("vdm tui --serve needs textual-serve: .venv/bin/pip install textual-serve") from None
     argv = [sys.executable, "-m", "vdm_cli", "tui"]
