@@ -447,9 +447,8 @@ class Trainer:
         return {"continuous": {k: float(nats_to_bpd(torch.cat([p.terms()[k] for p in parts]).double().mean(), dims))
                                for k in ("reconstruction", "prior", "diffusion", "total")}}
 
-    def write_samples(self, n: int | None = None) -> Path:
-        """samples/step-<step>.png and latest.png: a grid of ``n`` (default n_samples) images, or for points a
-        scatter over the held-out data, with the points themselves in step-<step>.npy and latest.npy."""
+    def draw_samples(self, n: int | None = None) -> torch.Tensor:
+        """``n`` (default n_samples) ancestral samples of the evaluation model, seeded by the run's seed."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
@@ -458,7 +457,12 @@ class Trainer:
         x = sample(m, self.schedule, n or cfg.n_samples, datasets.shape_of(cfg.data), seed=cfg.seed, device=self.device,
                    clip=not cfg.points)  # x̂_0 of points is not bounded to [-1, 1]
         m.train(was_training)
-        if cfg.points:
+        return x
+
+    def write_samples(self, x: torch.Tensor) -> Path:
+        """samples/step-<step>.png and latest.png: a grid of the samples ``x``, or for points a scatter over
+        the held-out data, with the points themselves in step-<step>.npy and latest.npy."""
+        if self.cfg.points:
             pts = x.float().cpu().numpy()
             img = scatter(pts, None if self.eval_data is None else self.eval_data.cpu())
             for step in (self.step, None):
@@ -467,7 +471,6 @@ class Trainer:
             img = grid(x, scale=2)
         path = save_png(img, sample_path(self.run_dir, self.step))
         save_png(img, sample_path(self.run_dir))
-        self.last_samples = x
         return path
 
     # -- the loop ------------------------------------------------------------------
@@ -589,7 +592,6 @@ class Trainer:
                 "eval": last_eval or self.last_eval, "score": self.last_score}
 
     last_eval: dict | None = None
-    last_samples: torch.Tensor | None = None  # the newest grid's samples ([-1, 1]), for its score
     last_score: dict | None = None  # the newest grid's vdm.score.cheap_score fields
 
     def _epoch_end(self, log: MetricsWriter, last: bool) -> None:
@@ -645,10 +647,10 @@ class Trainer:
         if not self.dist.main:
             return
         t0 = time.time()
-        self.last_samples = None
-        path = self.write_samples(n)
+        x = self.draw_samples(n)
+        path = self.write_samples(x)
         # the grid's quality in a classifier's features (shapes data only; a few dozen samples, so "cheap")
-        score = cheap_score(self.last_samples, self.cfg.data) if self.last_samples is not None else {}
+        score = cheap_score(x, self.cfg.data)
         took = time.time() - t0
         self.report_s += took
         self.last_score = score or self.last_score

@@ -208,7 +208,7 @@ def run_cli_killed_in(where: str, at_step: int, argv: list[str], log: str) -> No
     elif where == "grid":
         real_write = Trainer.write_samples
 
-        def write_samples(self, n=None):
+        def write_samples(self, x):
             if self.step == at_step:
                 real_replace = os.replace
 
@@ -217,7 +217,7 @@ def run_cli_killed_in(where: str, at_step: int, argv: list[str], log: str) -> No
                         die()
                     return real_replace(src, dst, *a, **k)
                 vdm.atomic.os.replace = replace
-            return real_write(self, n)
+            return real_write(self, x)
         Trainer.write_samples = write_samples
     elif where == "end":
         real = MetricsWriter.write
