@@ -270,16 +270,11 @@ def packaged_classifier_path() -> Path:
     return PACKAGED_DIR / classifier_path().name
 
 
-def classifier_is_ready() -> bool:
-    """Whether :func:`load_classifier` reads a classifier rather than training one (seconds)."""
-    return _read_classifier(packaged_classifier_path()) is not None or classifier_path().is_file()
-
-
-def load_classifier(progress=None) -> ShapesClassifier:
+def load_classifier(progress=None, announce=None) -> ShapesClassifier:
     """The shapes classifier: the one shipped with vdm (:func:`packaged_classifier_path`) while it is this
     RECIPE's, else read from the cache (:func:`classifier_path`), else trained (train_classifier, seconds) and
     written there atomically; a corrupt or foreign cache file is trained anew and replaced. A cache folder
-    that cannot be written leaves the classifier in memory only."""
+    that cannot be written leaves the classifier in memory only. ``announce()`` is called only before training."""
     net = _read_classifier(packaged_classifier_path())
     if net is not None:
         return net
@@ -289,6 +284,8 @@ def load_classifier(progress=None) -> ShapesClassifier:
         return net
     from safetensors.torch import save_file
 
+    if announce is not None:
+        announce()
     net = train_classifier(progress)
     try:
         with atomic_path(path) as tmp:
@@ -298,14 +295,15 @@ def load_classifier(progress=None) -> ShapesClassifier:
     return net
 
 
-@lru_cache(maxsize=2)
-def _classifier_at(path: str) -> ShapesClassifier:
-    return load_classifier()
+_CLASSIFIERS: dict[str, ShapesClassifier] = {}  # cache location -> classifier, read once per process
 
 
-def classifier() -> ShapesClassifier:
-    """load_classifier, once per process and cache location."""
-    return _classifier_at(str(classifier_path()))
+def classifier(announce=None) -> ShapesClassifier:
+    """load_classifier, once per process and cache location (``announce`` as there)."""
+    key = str(classifier_path())
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = load_classifier(announce=announce)
+    return _CLASSIFIERS[key]
 
 
 # -- feature spaces ---------------------------------------------------------------------------------------
@@ -328,17 +326,18 @@ class FeatureSpace:
         return self.net(x), None
 
 
-def shapes_space(data: str = "shapes") -> FeatureSpace:
+def shapes_space(data: str = "shapes", announce=None) -> FeatureSpace:
     """The feature space of the classifier trained on the shapes data's own labels; for other ``data`` (no
-    classifier of their own here) the same features, named as a rough proxy, without the shape share."""
+    classifier of their own here) the same features, named as a rough proxy, without the shape share.
+    ``announce()`` is called if the classifier has to be trained first (seconds)."""
     if data == "shapes":
         return FeatureSpace("shapes classifier", "Fréchet distance in the features of a small classifier trained on "
                             "the shapes data's labels: not comparable to published FID (Inception features, 50,000 "
-                            "images)", classifier(), True)
+                            "images)", classifier(announce), True)
     return FeatureSpace(f"shapes classifier (trained on the shapes data, not on {data})",
                         f"a rough proxy: these features know shapes and colours, not {data}'s content; not comparable "
                         "to published FID (pass --inception with pytorch-fid's weights file for its features)",
-                        classifier(), False)
+                        classifier(announce), False)
 
 
 def features(space: FeatureSpace, images: torch.Tensor, batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor | None]:

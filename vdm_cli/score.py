@@ -38,9 +38,8 @@ def cmd_score(args) -> int:
     if args.inception:
         space = S.inception_space(args.inception)
     else:
-        if not S.classifier_is_ready():
-            print(f"training the shapes classifier once (seconds), kept in {S.classifier_path()}", file=sys.stderr)
-        space = S.shapes_space(data)
+        space = S.shapes_space(data, announce=lambda: print(
+            f"training the shapes classifier once (seconds), kept in {S.classifier_path()}", file=sys.stderr))
     if len(images) <= S.K_NEIGHBOURS:
         raise CommandError(f"{len(images)} images are too few to score; give at least {S.K_NEIGHBOURS + 1}.")
     r = S.report(images, data, space, data_dir, args.batch_size)

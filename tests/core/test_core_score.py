@@ -221,11 +221,14 @@ def test_the_cache_is_read_and_a_corrupt_one_is_rebuilt(tmp_path, monkeypatch):
         return S.ShapesClassifier().eval()
 
     monkeypatch.setattr(S, "train_classifier", fake_train)
-    first = S.load_classifier()
+    said = []
+    first = S.load_classifier(announce=lambda: said.append(len(trained)))
     path = S.classifier_path()
     assert path.parent == tmp_path and path.is_file() and len(trained) == 1
+    assert said == [0]  # told before training, once
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left beside it
-    again = S.load_classifier()
+    again = S.load_classifier(announce=lambda: said.append("again"))
+    assert said == [0]  # a cached classifier is read without a word
     assert len(trained) == 1 and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                                         again.state_dict().values()))
     for bad in (b"", b"not a safetensors file", path.read_bytes()[:-100]):
@@ -362,7 +365,7 @@ def test_no_cheap_score_where_there_is_no_shapes_classifier():
 def test_scoring_leaves_torchs_global_generator_alone():
     """The trainer scores every grid: loading the classifier and scoring must not draw from torch's global
     generator, or a run that scores its grids trains differently from one that does not (resume tests caught it)."""
-    S._classifier_at.cache_clear()
+    S._CLASSIFIERS.clear()
     S._cheap_reference.cache_clear()
     before = torch.get_rng_state()
     S.cheap_score(to_float(shapes(5, "test")[0]))
