@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from manim import (DOWN, LEFT, RIGHT, UP, Axes, Create, DashedLine, FadeIn, FadeOut, Group, LaggedStart, Rectangle,
-                   SurroundingRectangle, Title, TransformMatchingTex, ValueTracker, VGroup, Write, always_redraw, linear)
+                   SurroundingRectangle, Title, ValueTracker, VGroup, Write, always_redraw, linear)
 
 from animations.lecture_data import example_x0, lecture_schedule
-from animations.lecture_scene import LectureScene, cut, play_derivation
+from animations.lecture_scene import LectureScene, cut, morph, play_derivation
 from animations.mobjects.images import framed, pixel_image, set_pixels
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.plots import polyline, snr_one_at, ticks_on_top
@@ -285,7 +285,7 @@ class ForwardDiffusion(LectureScene):
         self.pause(1, "In general the schedule may change alpha at every step; alpha-bar is the product of all the "
                       "alphas so far. With the assignment's constant alpha it is simply alpha to the t.")
         self.play(FadeIn(res[1], shift=0.2 * DOWN))
-        self.play(TransformMatchingTex(res[1].copy(), res[2]), run_time=1.5)
+        morph(self, res[1], res[2], run_time=1.5)
         self.play(Create(box))
         self.pause(2, "The result of exercise 1b: q(x_t given x_0) is a Gaussian with mean the square root of "
                       "alpha-bar times x_0 and variance one minus alpha-bar. This is what makes training cheap: any "

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (DOWN, UP, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, TransformMatchingTex, VGroup,
-                   config)
+from manim import (DOWN, UP, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, Transform, VGroup, config,
+                   smooth, squish_rate_func)
 
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.plots import snr_panel
@@ -181,7 +181,7 @@ def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28,
                     transform: bool = False, focus=None, terms: dict | None = None, caption_size: float = 26):
     """Write a derivation on the board line by line, a slide per line; returns the lines.
 
-    Each new line comes in (TransformMatchingTex from the previous one with
+    Each new line comes in (``morph`` from the previous one with
     ``transform``, else a fade from above) with its caption ``captions[i]`` at the bottom
     and ``say[i]`` as the slide's presenter notes;
     ``focus[i]`` (a part of line i, see ``derivation``; or None) is then boxed while its
@@ -204,16 +204,67 @@ def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28,
         if box is not None:
             out.append(FadeOut(box))
         if transform and i:
-            come = TransformMatchingTex(lines[i - 1].copy(), line)
+            morph(scene, lines[i - 1], line, *out, cap, run_time=1.2)
         else:
-            come = FadeIn(line, shift=DOWN * 0.2)
-        scene.play(come, *out, cap, run_time=1.2 if i else 1.0)
+            scene.play(FadeIn(line, shift=DOWN * 0.2), *out, cap, run_time=1.2 if i else 1.0)
         box = None
         if focus[i] is not None:
             box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
             scene.play(Create(box), run_time=0.6)
         scene.pause(i + 1, say[i])
     return lines
+
+
+def morph_plan(old, new) -> tuple[list, list, list]:
+    """How ``new`` (a MathTex) comes out of ``old``: (pairs, gone, fresh). ``pairs``: (part of old, part of new)
+    with the same TeX, repeated parts paired left to right; ``gone``: old's parts new lacks; ``fresh``: new's
+    parts old lacks."""
+    src: dict = {}
+    for p in old.submobjects:
+        src.setdefault(getattr(p, "tex_string", None), []).append(p)
+    dst: dict = {}
+    for q in new.submobjects:
+        dst.setdefault(getattr(q, "tex_string", None), []).append(q)
+    pairs, gone = [], []
+    for key, ps in src.items():
+        qs = dst.get(key, []) if key is not None else []
+        pairs += list(zip(ps, qs))
+        gone += ps[len(qs):]
+    paired = {id(q) for _, q in pairs}
+    return pairs, gone, [q for q in new.submobjects if id(q) not in paired]
+
+
+class _Emerge(Transform):
+    """A part moving to its new place, transparent while it still overlaps where it came from: it fades in
+    along the last 60 % of its path (the old line stays on the board, so a copy drifting over it would read
+    as a half-merged formula)."""
+
+    def interpolate_mobject(self, alpha: float) -> None:
+        super().interpolate_mobject(alpha)
+        a = self.rate_func(alpha)
+        self.mobject.set_fill(opacity=min(1.0, max(0.0, (a - 0.4) / 0.6)), family=True)
+
+
+def morph(scene, old, new, *also, run_time: float = 1.2) -> None:
+    """Play ``new`` (a MathTex) coming out of a copy of ``old`` (``old`` stays), with ``also`` alongside, in three
+    stages that never overlap: the parts of ``old`` that ``new`` lacks fade out where they are, the parts both
+    have move to their places in ``new`` (fading in as they leave ``old``, which stays: _Emerge), then ``new``'s
+    own parts fade in (morph_plan).
+
+    Not TransformMatchingTex: it merges every copy of a repeated part into one and flies the unmatched parts
+    towards the new ones, so a frame mid-way shows a half-merged formula (log p(log)).
+    """
+    pairs, gone, fresh = morph_plan(old, new)
+    movers = [p.copy() for p, _ in pairs]
+    anims = [_Emerge(m, q, rate_func=squish_rate_func(smooth, 0.3, 0.75)) for m, (_, q) in zip(movers, pairs)]
+    if gone:
+        anims.append(FadeOut(VGroup(*[p.copy() for p in gone]), rate_func=squish_rate_func(smooth, 0.0, 0.3)))
+    come = VGroup(*[q.copy() for q in fresh])
+    if fresh:
+        anims.append(FadeIn(come, rate_func=squish_rate_func(smooth, 0.75, 1.0)))
+    scene.play(*anims, *also, run_time=run_time)
+    scene.remove(*movers, come)
+    scene.add(new)
 
 
 def cut(scene, *keep) -> None:

@@ -1,7 +1,8 @@
 """Legibility, checked on the built scenes: in the mhvae scene's chain graph each node's label lies inside its
 circle, clear of the stroke, and no arrow (its arc or its head) runs over the dots that stand for the latents in
 between; the elbo-consistency caption on the consistency term is two whole lines; where a y axis stands mid-plot
-(forward, posterior), its numbers stay on top of the curves drawn through them."""
+(forward, posterior), its numbers stay on top of the curves drawn through them; a derivation line that comes
+out of the previous one moves only whole matching parts."""
 
 from __future__ import annotations
 
@@ -95,3 +96,19 @@ def test_mid_plot_y_axes_keep_their_numbers_on_top(scene_name, attrs):
     for attr in attrs:
         numbers = getattr(scene, attr).y_axis.numbers
         assert len(numbers) and all(n.z_index == TICKS_Z for n in numbers), attr
+
+
+def test_derivation_morphs_move_only_whole_matching_parts():
+    """A derivation line that comes out of the previous one (mhvae's likelihood, forward's closed form) moves only
+    parts that are the same TeX in both lines, each to one place; the rest fades out or in where it stands. (The
+    TransformMatchingTex it replaces merged repeated parts and flew the others over the new ones: "log p(log)".)"""
+    from animations.lecture_scene import morph_plan
+    from animations.mhvae import MarkovianHVAE
+
+    lines = get(MarkovianHVAE).likelihood
+    for old, new in zip(lines[:-1], lines[1:]):
+        pairs, gone, fresh = morph_plan(old, new)
+        assert all(p.tex_string == q.tex_string for p, q in pairs)
+        assert sorted(map(id, [p for p, _ in pairs] + gone)) == sorted(map(id, old.submobjects))
+        assert sorted(map(id, [q for _, q in pairs] + fresh)) == sorted(map(id, new.submobjects))
+        assert len({id(q) for _, q in pairs}) == len(pairs)  # no two parts merge into one
