@@ -210,8 +210,9 @@ class ForwardDiffusion(LectureScene):
                 continue
             target = np.log(stop + 1) / np.log(T + 1)
             new_cap = one_line(note(stop), size=26).to_edge(DOWN, buff=0.3)
-            out = [FadeOut(caption)] if caption is not None else []
-            self.play(u.animate.set_value(target), *out, run_time=2.5, rate_func=linear)
+            if caption is not None:  # the last stop's numbers leave before t moves on: no frame shows them stale
+                self.play(FadeOut(caption), run_time=0.4)
+            self.play(u.animate.set_value(target), run_time=2.5, rate_func=linear)
             trace = polyline(axes, PIXEL_GRID, self.pixel_density(stop), XT, 2).set_stroke(opacity=0.35)
             self.add(trace)
             self.play(FadeIn(new_cap), run_time=0.5)
