@@ -348,12 +348,13 @@ class Training(LectureScene):
                     pixel_image(ex["x0_hat"][i].clamp(-1, 1), h)]
             arrow = Arrow(LEFT * 0.35, RIGHT * 0.35, buff=0, stroke_width=3, max_tip_length_to_length_ratio=0.3,
                           color=XHAT)
-            row = Group(imgs[0], texts[0], imgs[1], texts[1], texts[2], imgs[2], arrow, imgs[3],
+            # each coefficient before the image it multiplies: a x_0 + b eps = x_t, read left to right
+            row = Group(texts[0], imgs[0], texts[1], imgs[1], texts[2], imgs[2], arrow, imgs[3],
                         info).arrange(RIGHT, buff=0.18)
             row.imgs = imgs
             rows.add(row)
         rows.arrange(DOWN, buff=0.28, aligned_edge=LEFT)
-        for head, k in zip(heads, (0, 2, 5, 7)):
+        for head, k in zip(heads, (1, 3, 5, 7)):
             head.next_to(rows[0][k], UP, buff=0.15)
         block = Group(VGroup(*heads), rows)
         block.next_to(self.title, DOWN, buff=0.3).set_x(0)

@@ -2,7 +2,7 @@
 circle, clear of the stroke, and no arrow (its arc or its head) runs over the dots that stand for the latents in
 between; the elbo-consistency caption on the consistency term is two whole lines; where a y axis stands mid-plot
 (forward, posterior), its numbers stay on top of the curves drawn through them; a derivation line that comes
-out of the previous one moves only whole matching parts."""
+out of the previous one moves only whole matching parts; a training example's coefficients precede their images."""
 
 from __future__ import annotations
 
@@ -112,3 +112,19 @@ def test_derivation_morphs_move_only_whole_matching_parts():
         assert sorted(map(id, [p for p, _ in pairs] + gone)) == sorted(map(id, old.submobjects))
         assert sorted(map(id, [q for _, q in pairs] + fresh)) == sorted(map(id, new.submobjects))
         assert len({id(q) for _, q in pairs}) == len(pairs)  # no two parts merge into one
+
+
+def test_training_coefficients_precede_their_images():
+    """One training example reads left to right: 0.751 · x_0 + 0.661 · eps = x_t, each coefficient just left of the
+    image it multiplies, with the scene's own schedule's values."""
+    from animations.training import Training
+
+    scene = get(Training)
+    for row, (t, a, b, *_rest) in zip(scene.rows, scene.example_texts):
+        x0_img, eps_img, xt_img = row.imgs[:3]
+        coef_a, coef_b, eq = row[0], row[2], row[4]
+        assert f"{a:.3f}" in coef_a.tex_string and f"{b:.3f}" in coef_b.tex_string and "=" in eq.tex_string
+        assert coef_a.get_right()[0] < x0_img.get_left()[0] < x0_img.get_right()[0] < coef_b.get_left()[0]
+        assert coef_b.get_right()[0] < eps_img.get_left()[0] < eps_img.get_right()[0] < eq.get_left()[0]
+        assert eq.get_right()[0] < xt_img.get_left()[0]
+        assert a == pytest.approx(float(scene.schedule.signal_coef()[t]))
