@@ -2,10 +2,10 @@
 
 Each cell is "▀" with the foreground colour = the top pixel and the background
 = the bottom pixel. Colours are truecolor; on a 256-colour terminal the image is
-quantised here, with ordered dithering, to the xterm palette's 6x6x6 cube and 24
-greys (Rich's own downgrade maps every colour of low saturation to a grey and
-posterises the rest). Images are drawn at the largest scale that fits
-their box (nearest-neighbour, so pixels stay sharp), centred both ways. A sample
+quantised here to the xterm palette's 6x6x6 cube and 24 greys, ordered-dithered where
+the image varies smoothly and flat areas kept flat (Rich's own downgrade maps every
+colour of low saturation to a grey and posterises the rest). Images are drawn at the
+largest scale that fits their box (nearest-neighbour, so pixels stay sharp), centred both ways. A sample
 grid is re-laid out by ``mosaic``: every tile at the size that fits, separators kept.
 """
 
@@ -106,6 +106,10 @@ BAYER4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]
 DITHER = 40.0  # the spread of the dither: about one step of the cube
 GREY_DITHER = 10.0  # one step of the grey ramp
 NEUTRAL = 12  # a colour whose channels differ by less than this is dithered along the grey ramp
+SMOOTH = 0.5  # a change of up to this many palette steps per pixel is a smooth variation (a gradient), more an edge
+XTERM_RGB = np.zeros((256, 3))  # the colours of 16-255 (0-15 unused here)
+XTERM_RGB[16:232] = np.stack(np.meshgrid(CUBE, CUBE, CUBE, indexing="ij"), -1).reshape(-1, 3)
+XTERM_RGB[232:] = (8 + 10 * np.arange(24))[:, None]
 
 
 def nearest_256(rgb: np.ndarray) -> np.ndarray:
@@ -124,13 +128,69 @@ def nearest_256(rgb: np.ndarray) -> np.ndarray:
     return np.where(d_grey < d_cube, 232 + gi, 16 + 36 * lv[..., 0] + 6 * lv[..., 1] + lv[..., 2])
 
 
-def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
-    """An H x W x 3 uint8 image as xterm colour numbers (H x W), ordered-dithered (Bayer 4x4).
+def _run_length(changes: np.ndarray) -> int:
+    """The most common length of the runs of identical rows (or columns), given where each differs from the
+    one before: 1 for an image at its own resolution, k for one enlarged k times by nearest neighbour."""
+    starts = np.flatnonzero(np.r_[True, changes])
+    return int(np.bincount(np.diff(np.r_[starts, len(changes) + 1])).argmax())
 
-    Each pixel gets spread * (threshold - mean) added before its nearest palette colour is taken
-    (spread: the palette's step near the pixel's colour, GREY_DITHER for near-neutral colours, else DITHER),
-    so a colour between two palette entries becomes a fine mix of both whose average is close
-    to it, where the nearest colour alone would band (and Rich's downgrade would turn it grey).
+
+def varies_smoothly(x: np.ndarray, step: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Where the image varies smoothly: an H x W mask, True at a pixel that lies on a slope, i.e. along some
+    line through it (a row, a column or a diagonal) it has, on both sides within ``radius`` pixels, a neighbour
+    of another colour that differs from it by at most SMOOTH palette steps (``step``, per pixel) per pixel of
+    distance (max over the channels).
+
+    A neighbour further away in colour is across an edge (or in a texture whose nearest colours change
+    every few pixels anyway: nothing bands there) and does not count; asking for both sides keeps the edge
+    of a uniform area uniform even next to a region of nearly its colour. So a uniform line or frame next to
+    a tile, or a flat shape on a background, is not "varying". The radius is in the image's own pixels: times
+    the usual run of repeated rows (columns) when it was enlarged by nearest neighbour. An image enlarged 4
+    times or more has no varying pixel: each of its pixels is a flat area of 4 x 4 or more on the screen,
+    which a dither would checker (its colour changes only from one such square to the next).
+    """
+    h, w = x.shape[:2]
+    ky = _run_length((x[1:] != x[:-1]).any(axis=(1, 2)))
+    kx = _run_length((x[:, 1:] != x[:, :-1]).any(axis=(0, 2)))
+    if min(ky, kx) >= len(BAYER4):  # each of its pixels covers a Bayer tile or more: a flat area on the screen
+        return np.zeros((h, w), bool)
+    ry, rx = radius * ky, radius * kx
+    pad = np.pad(x, ((ry, ry), (rx, rx), (0, 0)), mode="edge")
+
+    def smooth(j: int, i: int) -> np.ndarray:  # the neighbour at (j, i) image pixels differs, smoothly
+        y0, x0 = ry + j * ky, rx + i * kx
+        d = np.abs(pad[y0:y0 + h, x0:x0 + w] - x).max(-1)
+        return (d > 0) & (d <= SMOOTH * step * max(abs(i), abs(j)))
+
+    out = np.zeros((h, w), bool)
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        ahead = np.zeros((h, w), bool)
+        behind = np.zeros((h, w), bool)
+        for r in range(1, radius + 1):
+            ahead |= smooth(r * dy, r * dx)
+            behind |= smooth(-r * dy, -r * dx)
+        out |= ahead & behind
+    return out
+
+
+def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
+    """An H x W x 3 uint8 image as xterm colour numbers (H x W), ordered-dithered (Bayer 4x4) where that helps.
+
+    Where dithered, a pixel gets spread * (threshold - mean) added before its nearest palette colour is
+    taken (spread: the palette's step near the pixel's colour, GREY_DITHER for near-neutral colours, else
+    DITHER), so a colour between two palette entries becomes a fine mix of both whose average is close to it,
+    where the nearest colour alone would band (and Rich's downgrade would turn it grey).
+
+    The rule for where: a dither pattern lowers the error the eye sees only where the image itself varies.
+    There its texture is masked by the image's, and it replaces the bands (false contours) and the
+    offsets of the nearest colour with the right mean colour over a few cells. On a uniform area it is a
+    texture the image does not have: a checkerboard, a worse error than the nearest colour's small offset
+    in colour. So a pixel is dithered only where the image varies smoothly around it (``varies_smoothly``:
+    on both sides of it along a row, column or diagonal, a neighbour within 2 of the image's pixels of a
+    different colour, at most half a palette step away per pixel), and only in the 4 x 4 blocks (the Bayer
+    matrix's) where the dithered block's mean colour is closer to the image's than the nearest colours' mean.
+    A flat area (a background, a tile's padding, the frame round a grid, a flat shape) takes its one nearest
+    colour; a gradient is dithered, and bands no more.
     """
     x = img[..., :3].astype(np.float64)
     if not dither:
@@ -140,8 +200,25 @@ def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
     # step: a cube-wide dither there flickers between black and a grey far from it), about 40 for any
     # colour with a hue, dark ones too (they are mixed from black and the cube's first level, 95)
     spread = np.where(np.ptp(x, axis=-1) < NEUTRAL, GREY_DITHER, DITHER)
-    x = x + (spread * np.tile(BAYER4, (h // 4 + 1, w // 4 + 1))[:h, :w])[..., None]
-    return nearest_256(np.clip(x, 0, 255))
+    varies = varies_smoothly(img[..., :3].astype(np.int16), spread)
+    nearest = nearest_256(x)
+    if not varies.any():
+        return nearest
+    offset = spread * np.tile(BAYER4, (h // 4 + 1, w // 4 + 1))[:h, :w]
+    dithered = nearest.copy()
+    dithered[varies] = nearest_256(np.clip(x[varies] + offset[varies][:, None], 0, 255))
+    # and only in the 4 x 4 blocks (the Bayer matrix's) where it brings the block's mean colour closer
+    better = _block_error(XTERM_RGB[dithered], x) < _block_error(XTERM_RGB[nearest], x)
+    return np.where(better, dithered, nearest)
+
+
+def _block_error(q: np.ndarray, x: np.ndarray, k: int = 4) -> np.ndarray:
+    """Per pixel, the distance between the mean colours of q and x over the k x k block (from the top left) it is in."""
+    h, w = x.shape[:2]
+    H, W = -(-h // k) * k, -(-w // k) * k
+    d = np.pad(q - x, ((0, H - h), (0, W - w), (0, 0)), mode="edge")
+    e = np.sqrt((d.reshape(H // k, k, W // k, k, 3).mean(axis=(1, 3)) ** 2).sum(-1))
+    return np.repeat(np.repeat(e, k, 0), k, 1)[:h, :w]
 
 
 _XTERM = [Color(f"color({i})", ColorType.EIGHT_BIT, number=i) for i in range(256)]
