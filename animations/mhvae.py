@@ -14,7 +14,9 @@ Then the bound, as on a board:
               >= E_q[log p(x_{0:T}) / q(x_{1:T}|x_0)]                        (Jensen: log is concave)
 
 and Jensen drawn: the chord of log between two values of Y lies below the curve, so the
-mean of log Y (on the chord) is at most log of the mean of Y (on the curve). The next scene
+mean of log Y (on the chord) is at most log of the mean of Y (on the curve); a probe slides along the
+chord with the curve above it, and the two values of Y close in on their mean until the gap (the KL) is zero,
+the side's numbers following the picture. The next scene
 (elbo_consistency.py) starts from this bound.
 
 Render: manim -pql animations/mhvae.py MarkovianHVAE
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Axes, Circle, Create, CurvedArrow, DashedLine, Dot, FadeIn, GrowFromCenter,
-                   LaggedStart, Line, SurroundingRectangle, Title, VGroup, Write)
+from manim import (DOWN, LEFT, RIGHT, UP, Axes, Circle, Create, CurvedArrow, DashedLine, Dot, FadeIn, FadeOut,
+                   GrowFromCenter, LaggedStart, Line, SurroundingRectangle, Title, ValueTracker, VGroup, Write,
+                   always_redraw, linear)
 
 from animations.lecture_data import example_x0, lecture_schedule
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.images import pixel_image
+from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.plots import polyline
 from animations.mobjects.text import label, one_line, tex
 from animations.palette import ALPHA, BOX, EPS, X0, XHAT, XT
@@ -192,15 +196,84 @@ class MarkovianHVAE(LectureScene):
         self.play(Create(chord), FadeIn(on_chord), FadeIn(side[2]))
         self.pause(3, f"The mean of log Y is the midpoint of the chord between the two points: {mean_log:.2f}.")
         self.play(Create(drop), FadeIn(on_curve), FadeIn(side[1]))
-        self.pause(4, f"The log of the mean of Y is on the curve above the same point: {log_mean:.2f}.")
+        self.pause(2, f"The log of the mean of Y is on the curve above the same point: {log_mean:.2f}.")
         self.play(Create(gap), FadeIn(side[3]), FadeIn(caps[0]))
-        self.pause(5, f"A concave curve lies above its chords, so the gap, {log_mean - mean_log:.2f} here, is never "
-                      "negative. With Y the ratio of the joint to the encoder, this is exactly the step we took.")
+        # "a concave curve is above its chords", shown: a probe slides along the whole chord, the curve above it
+        x = ValueTracker(y1)
+
+        def probe():
+            xv = x.get_value()
+            on = float(np.interp(xv, [y1, y2], [np.log(y1), np.log(y2)]))
+            top, bottom = axes.c2p(xv, float(np.log(xv))), axes.c2p(xv, on)
+            if top[1] - bottom[1] < 1e-3:  # at the chord's ends the curve meets it
+                return VGroup(Dot(bottom, radius=0.06, color=BOX))
+            return VGroup(Line(bottom, top, color=BOX, stroke_width=2.5), Dot(bottom, radius=0.06, color=X0),
+                          Dot(top, radius=0.06, color=ALPHA))
+
+        slider = always_redraw(probe)
+        self.add(slider)
+        self.play(x.animate.set_value(y2), run_time=3, rate_func=linear)
+        self.remove(slider)
+        self.pause(1, f"A concave curve lies above its chords: wherever we stand on the chord, the curve is above "
+                      f"it. So the gap, {log_mean - mean_log:.2f} here, is never negative. With Y the ratio of the "
+                      "joint to the encoder, this is exactly the step we took.", hold=2.5)
+        self.play(FadeIn(caps[1]), caps[0].animate.next_to(caps[1], UP, buff=0.15))
+        # "zero only if Y is constant", shown: the two values of Y close in on their mean, the chord shrinks onto
+        # the curve and the gap closes; the side's numbers follow the picture while it moves
+        spread = ValueTracker(1.0)
+
+        def values():
+            s = max(spread.get_value(), 1e-3)
+            return mean_y - s * (mean_y - y1), mean_y + s * (y2 - mean_y)
+
+        def picture():
+            a, b = values()
+            pa, pb = axes.c2p(a, float(np.log(a))), axes.c2p(b, float(np.log(b)))
+            mid = axes.c2p(mean_y, float((np.log(a) + np.log(b)) / 2))
+            return VGroup(Line(pa, pb, color=X0, stroke_width=3), Dot(pa, color=X0), Dot(pb, color=X0),
+                          Line(mid, on_curve.get_center(), color=BOX, stroke_width=5), Dot(mid, color=X0))
+
+        fs = 24
+        live = VGroup(
+            VGroup(label(r"$Y =$", size=fs), LiveNumber(y1, "{:.2f}", fs), label("or", size=fs),
+                   LiveNumber(y2, "{:.2f}", fs), label(r", each with probability $\frac{1}{2}$", size=fs)),
+            VGroup(label(r"$\mathbb{E}[\log Y] =$", X0, fs), LiveNumber(mean_log, "{:.2f}", fs, X0)),
+            VGroup(label("gap", size=fs), LiveNumber(log_mean - mean_log, "{:.2f}", fs), label(r"$\geq 0$", size=fs)),
+        )
+        for row, k in zip(live, (0, 2, 3)):
+            row.arrange(RIGHT, buff=0.12).move_to(side[k], aligned_edge=LEFT)
+        live[0][4].shift(LEFT * 0.1)  # the comma against its number
+
+        def follow(_):
+            a, b = values()
+            m = float((np.log(a) + np.log(b)) / 2)
+            live[0][1].set_value(a)
+            live[0][3].set_value(b)
+            live[1][1].set_value(m)
+            live[2][1].set_value(log_mean - m)
+
+        moving = always_redraw(picture)
+        fixed = (chord, dots, on_chord, gap)  # removed one by one: removing a group not on screen removes nothing
+        # one after the other: a cross-fade of two sentences in one place is unreadable
+        self.play(FadeOut(side[0]), FadeOut(side[2]), FadeOut(side[3]), run_time=0.4)
+        self.play(FadeIn(live), run_time=0.4)
+        self.remove(*fixed)
+        self.add(moving, on_curve)
+        live.add_updater(follow)
+        self.play(spread.animate.set_value(0.0), run_time=3)
+        self.wait(1)
+        self.play(spread.animate.set_value(1.0), run_time=2)
+        live.clear_updaters()
+        self.remove(moving)
+        self.add(dots, chord, on_chord, drop, on_curve, gap)  # back in the order they were drawn in
         box = SurroundingRectangle(side[3], buff=0.08, color=BOX, stroke_width=2.5)
-        self.play(FadeIn(caps[1]), caps[0].animate.next_to(caps[1], UP, buff=0.15), Create(box))
-        self.pause(6, "For the ELBO the gap has a name: the KL divergence from the encoder to the true posterior of "
-                      "the latents. It vanishes only if Y is constant, that is if the encoder is the true posterior. "
-                      "Next we split the ELBO into terms we can compute.")
+        self.play(FadeOut(live), run_time=0.4)
+        self.play(FadeIn(side[0]), FadeIn(side[2]), FadeIn(side[3]), Create(box), run_time=0.6)
+        self.pause(1, f"For the ELBO the gap has a name: the KL divergence from the encoder to the true posterior of "
+                      f"the latents. It vanishes only if Y is constant: as the two values of Y close in on their mean, "
+                      f"{mean_y:g}, the chord shrinks onto the curve and the gap closes to zero. That is the case where "
+                      f"the encoder is the true posterior. Back at {y1:g} and {y2:g} the gap is "
+                      f"{log_mean - mean_log:.2f} again. Next we split the ELBO into terms we can compute.", hold=3)
         self.jensen_side = side
 
     def section_restrictions(self):
