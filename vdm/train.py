@@ -375,10 +375,10 @@ class Trainer:
         if self.cfg.points:
             out["density"] = True
         if gmm.is_mixture(self.cfg.data):
-            out["reference"] = self.references()  # first: it fills _optimal_nats
+            out["reference"] = self.references()
             # the model minus the optimal denoiser, point by point on the same t and x_t: its error is the paired
             # one, far below either -ELBO's spread over the points (which the two share)
-            diff = nats_to_bpd((draws["total"] - self._optimal_nats).mean(0), dims)
+            diff = nats_to_bpd((draws["total"] - self.optimal_nats()).mean(0), dims)
             out["gap_to_optimal"] = {"mean": float(diff.mean()),
                                      "se": float(diff.std() / math.sqrt(n)) if n > 1 else 0.0}
         return out
@@ -408,24 +408,27 @@ class Trainer:
             losses.append(F.mse_loss(m.raw(x_t, t), m.target(x0, x_t, t, eps), reduction="sum") / x0[0].numel())
         return losses
 
-    _references: dict | None = None
     _optimal_nats: torch.Tensor | None = None  # the optimal denoiser's -ELBO draws [EVAL_DRAWS, n] (nats), once
+
+    def optimal_nats(self) -> torch.Tensor:
+        """The Bayes-optimal denoiser's -ELBO draws on the held-out points, [EVAL_DRAWS, n] nats: computed once,
+        as they depend on the points and the fixed schedule alone."""
+        if self._optimal_nats is None:
+            optimal = gmm.OptimalDenoiser(gmm.layout(self.cfg.data), self.schedule)
+            self._optimal_nats = self._elbo_draws(optimal)["total"]
+        return self._optimal_nats
 
     def references(self) -> dict:
         """A Gaussian-mixture run's exact references on the held-out points, in bits/dim (of a density), each with
         its standard error over the points: ``optimal``, the -ELBO of the Bayes-optimal denoiser
         E[x_0 | x_t] (vdm.gmm.OptimalDenoiser) on the same t and x_t as the model's, and ``nll``, the true
-        -log q(x_0). Computed once: they depend on the points and the fixed schedule alone."""
-        if self._references is None:
-            mixture = gmm.layout(self.cfg.data)
-            self._optimal_nats = self._elbo_draws(gmm.OptimalDenoiser(mixture, self.schedule))["total"]
-            dims = self.eval_data[0].numel()
-            opt = nats_to_bpd(self._optimal_nats.mean(0), dims)
-            nll = nats_to_bpd(-mixture.log_prob(datasets.to_float(self.eval_data)).double().cpu(), dims)
-            n = len(opt)
-            self._references = {"optimal": float(opt.mean()), "optimal_se": float(opt.std() / math.sqrt(n)) if n > 1 else 0.0,
-                                "nll": float(nll.mean()), "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else 0.0}
-        return self._references
+        -log q(x_0)."""
+        dims = self.eval_data[0].numel()
+        opt = nats_to_bpd(self.optimal_nats().mean(0), dims)
+        nll = nats_to_bpd(-gmm.layout(self.cfg.data).log_prob(datasets.to_float(self.eval_data)).double().cpu(), dims)
+        n = len(opt)
+        return {"optimal": float(opt.mean()), "optimal_se": float(opt.std() / math.sqrt(n)) if n > 1 else 0.0,
+                "nll": float(nll.mean()), "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else 0.0}
 
     def gamma_endpoints(self) -> dict:
         """gamma(0), gamma(1) = -log SNR at t = 0 and 1 (a learned run; a read-back from the device)."""
