@@ -41,6 +41,10 @@ RECIPES = {
     "unet-lr2e-3": MAIN + ["--model", "unet", "--lr", "2e-3"],
     "batch64": [*MAIN[:7], "64", *MAIN[8:]],
     "ema0.999": [*MAIN[:9], "0.999", *MAIN[10:]],
+    "small": MAIN + ["--model", "unet-small"],
+    "small-lr2e-3": MAIN + ["--model", "unet-small", "--lr", "2e-3"],
+    "small-b16": [*MAIN[:7], "16", *MAIN[8:], "--model", "unet-small"],
+    "small-ema0.99": [*MAIN[:9], "0.99", *MAIN[10:], "--model", "unet-small"],
     "unet-b64": [*MAIN[:7], "64", *MAIN[8:], "--model", "unet"],
 }
 

@@ -17,7 +17,7 @@ IMAGE_DATASETS = ("shapes", "cifar10", "folder")  # uint8 [N, 3, 32, 32]
 # (vdm.gmm); moons and swissroll are curves with Gaussian noise of a stated std (vdm.points)
 POINT_DATASETS = ("gmm", "gmm-grid", "moons", "swissroll")
 DATASETS = IMAGE_DATASETS + POINT_DATASETS
-MODELS = ("auto", "assignment", "unet", "mlp")  # auto: assignment for images, mlp for points
+MODELS = ("auto", "assignment", "unet", "unet-small", "mlp")  # auto: assignment for images, mlp for points
 PREDICTIONS = ("x0", "eps", "x0-precond")
 SCHEDULES = ("constant", "linear", "cosine", "learned")  # learned: vdm.continuous, gamma(t) trained with the model
 WEIGHTINGS = ("default", "edm")  # what trains the network; "default": the assignment's MSE, or the -ELBO if learned
@@ -92,6 +92,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs
     sample_every: int = 1  # epochs; 0: only at the end
     n_samples: int = 0  # 0: resolved on construction, 64 images (a grid) or 1,000 points (a scatter)
+    sample_steps: int = 0  # the run's grids in this many evenly spaced reverse steps (0: all T, the assignment's)
     ckpt_every: int = 0  # steps; 0: once per epoch
     log_every: int = 20  # steps between loss read-backs (the only host syncs)
     keep: int = 2  # checkpoints kept
@@ -126,7 +127,7 @@ class TrainConfig:
         for k in ("epochs", "batch_size", "T", "n_samples", "log_every", "keep"):
             if getattr(self, k) < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}.")
-        for k in ("data_n", "limit", "eval_size", "eval_every", "sample_every", "ckpt_every", "threads"):
+        for k in ("data_n", "limit", "eval_size", "eval_every", "sample_every", "sample_steps", "ckpt_every", "threads"):
             if getattr(self, k) < 0:
                 raise ValueError(f"--{k.replace('_', '-')} must not be negative, got {getattr(self, k)}.")
         for k, hi in (("T", MAX_T), ("n_samples", MAX_COUNT), ("threads", MAX_THREADS), ("batch_size", MAX_BATCH),
@@ -142,6 +143,8 @@ class TrainConfig:
                              "256 pixel levels); for 2-D points use constant, linear or cosine.")
         if self.weighting == "edm" and self.prediction == "eps":
             raise ValueError("--weighting edm weights the error of x̂_0 (x0 or x0-precond), not an eps model's.")
+        if self.sample_steps > self.T:
+            raise ValueError(f"--sample-steps must be at most T = {self.T}, got {self.sample_steps}.")
         if self.alpha is not None and not (ALPHA_MARGIN <= self.alpha <= 1 - ALPHA_MARGIN):
             raise ValueError(f"--alpha must lie in [{ALPHA_MARGIN:g}, 1 - {ALPHA_MARGIN:g}], got {self.alpha!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):

@@ -451,14 +451,15 @@ class Trainer:
                                for k in ("reconstruction", "prior", "diffusion", "total")}}
 
     def draw_samples(self, n: int | None = None) -> torch.Tensor:
-        """``n`` (default n_samples) ancestral samples of the evaluation model, seeded by the run's seed."""
+        """``n`` (default n_samples) ancestral samples of the evaluation model, seeded by the run's seed, in
+        ``sample_steps`` evenly spaced steps (0: all T)."""
         self.sync_schedule()
         m = self.eval_model
         was_training = m.training
         m.eval()
         cfg = self.cfg
         x = sample(m, self.schedule, n or cfg.n_samples, datasets.shape_of(cfg.data), seed=cfg.seed, device=self.device,
-                   clip=not cfg.points)  # x̂_0 of points is not bounded to [-1, 1]
+                   clip=not cfg.points, steps=cfg.sample_steps or None)  # x̂_0 of points is not bounded to [-1, 1]
         m.train(was_training)
         return x
 

@@ -91,6 +91,9 @@ def test_unet_shape_and_time_dependence():
 def test_build_net_and_summary():
     assert isinstance(build_net("assignment", 10), AssignmentNet)
     assert isinstance(build_net("unet", 10), UNet)
+    small = build_net("unet-small", 10)  # the help's figures: 0.62M and 0.16M parameters
+    assert isinstance(small, UNet) and small.ch == 16 and round(count_parameters(small), -4) == 160_000
+    assert round(count_parameters(build_net("unet", 10)), -4) == 620_000
     with pytest.raises(ValueError, match="'resnet'"):
         build_net("resnet", 10)
     text = summary(AssignmentNet(10))
