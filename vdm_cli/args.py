@@ -199,7 +199,8 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA weights exist")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="K",
-                   help="sample in K evenly spaced steps from t = T to t = 1 (1..T; default: all T)")
+                   help="sample in K evenly spaced steps from t = T to t = 1 (1..T; default: the run's --sample-steps "
+                        "if it set one, else all T)")
     p.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral",
                    help="ancestral: x_s ~ q(x_s | x_t, x̂_0); ddim: DDIM's deterministic update (default: ancestral)")
     p.set_defaults(func=cmd_sample)
@@ -271,7 +272,7 @@ def _score_args(p: argparse.ArgumentParser) -> None:
                    help="pytorch-fid's Inception weights file (pt_inception-2015-12-05-6726825d.pth) for FID's "
                         "features instead of the shapes classifier's")
     p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="K",
-                   help="sample in K evenly spaced steps (default: all T)")
+                   help="sample in K evenly spaced steps (default: the run's --sample-steps if it set one, else all T)")
     p.add_argument("--sampler", choices=("ancestral", "ddim"), default="ancestral")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=256, help="images per pass of the feature network")

@@ -12,6 +12,16 @@ from vdm_cli.errors import CommandError
 ELBO_IMAGES, ELBO_POINTS = 64, 1000  # vdm elbo's default held-out items (points are cheap: T calls on all at once)
 
 
+def reverse_steps(asked: int | None, T: int, run) -> int:
+    """K, the reverse steps to sample in: the --steps asked, else the run's own --sample-steps (what its grids
+    were drawn with), else all T."""
+    own = run.config.sample_steps if run is not None else 0
+    K = asked if asked is not None else (own or T)
+    if not 1 <= K <= T:
+        raise CommandError(f"--steps must lie in 1..{T} (this model's T), got {K}.")
+    return K
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -27,9 +37,7 @@ def cmd_sample(args) -> int:
     if args.animation:
         _check_out(args.animation, (".gif", ".mp4"))
     T = den.schedule.T
-    K = T if args.steps is None else args.steps
-    if not 1 <= K <= T:
-        raise CommandError(f"--steps must lie in 1..{T} (this model's T), got {K}.")
+    K = reverse_steps(args.steps, T, run)
     points = meta.get("model") == "mlp"
     n = args.n or (POINT_SAMPLES if points else IMAGE_SAMPLES)
     with tqdm(total=K, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:

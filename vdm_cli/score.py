@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vdm_cli.commands import reverse_steps
 from vdm_cli.errors import CommandError
 
 SCORE_IMAGES = 256  # samples drawn from a run: enough for a 64-dimensional covariance, minutes on a CPU
@@ -67,9 +68,7 @@ def _sample(args):
         raise CommandError(f"{args.source} is a model of 2-D points; vdm score measures images.")
     cfg = run.config if run is not None else TrainConfig()
     T = den.schedule.T
-    K = T if args.steps is None else args.steps
-    if not 1 <= K <= T:
-        raise CommandError(f"--steps must lie in 1..{T} (this model's T), got {K}.")
+    K = reverse_steps(args.steps, T, run)
     n = args.n or SCORE_IMAGES
     with tqdm(total=K, unit="step", file=sys.stderr, dynamic_ncols=True, desc=f"sampling {n} images") as bar:
         x = sample(den, den.schedule, n, (3, 32, 32), seed=args.seed, device=device, steps=K, sampler=args.sampler,
