@@ -19,7 +19,7 @@ from textual.screen import Screen
 from tui.chain import ChainScreen
 from tui.dialogs import HelpScreen, QuitScreen
 from tui.gpu import GpuReader
-from tui.monitor import MonitorScreen, exit_reason
+from tui.monitor import GPU_INTERVAL_S, MonitorScreen, exit_reason
 from vdm import DEFAULT_T
 from vdm.tailer import MetricsTailer
 
@@ -201,7 +201,8 @@ class VdmApp(App):
 
     def __init__(self, run_dir: str | Path | None = None, *, source: ChainSource | None = None, process=None,
                  start: str | None = None, clock=time.time, poll_interval: float = 0.5, gpu_factory=GpuReader,
-                 tailer: MetricsTailer | None = None, runs_root: str | Path | None = None):
+                 tailer: MetricsTailer | None = None, runs_root: str | Path | None = None,
+                 gpu_interval: float = GPU_INTERVAL_S):
         super().__init__()
         self.runs_root = Path(runs_root) if runs_root is not None else None  # `vdm tui runs/`: the run list
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -210,6 +211,7 @@ class VdmApp(App):
         self.clock = clock
         self.poll_interval = poll_interval
         self.gpu_factory = gpu_factory
+        self.gpu_interval = gpu_interval  # seconds between the monitor's GPU readings
         self.tailer = tailer  # of RUN_DIR/metrics.jsonl, when the caller started reading it already
         self.start_mode = start or ("runs" if self.runs_root is not None else
                                     "monitor" if self.run_dir is not None else "chain")
@@ -285,7 +287,8 @@ class VdmApp(App):
             self.remove_mode("chain")
             self.add_mode("chain", self._chain_screen)
             self._chain_kind = None
-        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory)
+        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory,
+                               gpu_interval=self.gpu_interval)
         self.push_screen(screen)
 
     def _watch_process(self) -> None:
@@ -358,7 +361,8 @@ class VdmApp(App):
                 screen.stop_asked()
 
     def _monitor_screen(self) -> MonitorScreen:
-        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory, self.tailer)
+        screen = MonitorScreen(self.run_dir, self.poll_interval, self.clock, self.gpu_factory, self.tailer,
+                               self.gpu_interval)
         self._monitors.append(screen)
         return screen
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from tui.readout import Readout
 from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
 from vdm.config import CLOCK_FIRST_S, UNIFORM_BPD
+from vdm.metrics import valid
 from vdm.run import CONFIG, METRICS, is_run, metrics_path, read_grid, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
@@ -58,6 +60,39 @@ def exit_reason(code: int | None) -> str:
     return f"the training process exited with status {code}"
 
 
+# held-out shapes images the shapes plot's reference line is measured on (vdm.score's classifier, once a process)
+HELD_OUT_SHAPES = 512
+
+
+@lru_cache(maxsize=2)
+def held_out_shape_share(n: int = HELD_OUT_SHAPES) -> float:
+    """The share of n held-out shapes images that the shapes classifier gives one shape class over 0.9
+    (vdm.score.shape_share): what the cheap score's tiles holding a shape reach for real data. Seconds of CPU."""
+    from vdm.score import features, held_out, shape_share, shapes_space
+
+    x, _ = held_out("shapes", n)
+    _, probs = features(shapes_space(), x)
+    return shape_share(probs)
+
+
+def sample_scores(records) -> list[tuple[float, float, float, float]]:
+    """(step, time, cheap_shapes, cheap_n) of each sample record carrying vdm.score.cheap_score's share of tiles
+    holding a shape (runs of the shapes data); time NaN where the record has none."""
+    out = []
+    for r in records:
+        if r.get("kind") != "sample" or not valid(r):
+            continue
+        step, share, n = num(r.get("step")), num(r.get("cheap_shapes")), num(r.get("cheap_n"))
+        if step is None or share is None or not 0 <= share <= 1 or not n or n < 1:
+            continue
+        t = num(r.get("time"))
+        out.append((step, t if t is not None else float("nan"), share, n))
+    return out
+
+
+GPU_INTERVAL_S = 2.0  # seconds between the GPU panel's readings: NVML is cheap, a sparkline a minute long
+
+
 def spark_text(values) -> str:
     """A sparkline on a fixed 0-100 scale (a flat 3 % is not drawn as a full bar), one character a reading."""
     return "".join(BLOCKS[min(max(int(round(v / 100 * 8)), 0), 8)] for v in values)
@@ -73,6 +108,14 @@ class SampleLoaded(Message):
     def __init__(self, image: np.ndarray | None, mtime: float, error: str = "", grids=None, points=None):
         super().__init__()
         self.image, self.mtime, self.error, self.grids, self.points = image, mtime, error, grids, points
+
+
+class ShapesReference(Message):
+    """The held-out share of tiles holding a shape (held_out_shape_share), of n images, or why it is missing."""
+
+    def __init__(self, share: float | None, n: int, error: str = ""):
+        super().__init__()
+        self.share, self.n, self.error = share, n, error
 
 
 class HeldOutLoaded(Message):
@@ -149,10 +192,11 @@ class MonitorScreen(CurveKeys, Screen):
     ]
 
     def __init__(self, run_dir: Path | None, poll_interval: float = 0.5, clock=time.time, gpu_factory=GpuReader,
-                 tailer: MetricsTailer | None = None):
+                 tailer: MetricsTailer | None = None, gpu_interval: float = GPU_INTERVAL_S):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.poll_interval = poll_interval
+        self.gpu_interval = gpu_interval  # seconds between readings of the GPU panel
         self.clock = clock
         self.gpu_factory = gpu_factory
         self.state = RunState(self.run_dir)
@@ -176,8 +220,11 @@ class MonitorScreen(CurveKeys, Screen):
         self._proc: ProcUsage | None = None  # the trainer's CPU and memory, read from /proc without a GPU
         self.pid_check = pid_alive
         self.log_scale = False
-        self.view = View()  # smoothing, x by step or wall time, zoom and scroll of both plots
+        self.view = View()  # smoothing, x by step or wall time, zoom and scroll of every plot
         self._cols: dict | None = None  # the columns last copied from the state, for redrawing the curves
+        self._scores: list[tuple] = []  # (step, time, cheap_shapes, cheap_n) of each scored sample record
+        self.shapes_ref: tuple[float, int] | None = None  # (held-out share of tiles holding a shape, images)
+        self._shapes_ref_state = ""  # "", "measuring", or why it could not be measured
         self._warned_missing = False
         self._drawn_version = -1
 
@@ -196,6 +243,7 @@ class MonitorScreen(CurveKeys, Screen):
             with Vertical(id="monitor-left"):
                 yield Plot(id="loss-plot", legend=True)
                 yield Plot(id="bpd-plot", legend=True)
+                yield Plot(id="shapes-plot", legend=True, legend_rows=1)
             with Vertical(id="monitor-right"):
                 yield HalfBlockImage(id="samples")
                 yield PointSamples(id="point-samples")
@@ -210,12 +258,14 @@ class MonitorScreen(CurveKeys, Screen):
         self.query_one("#loss-plot", Plot).empty = "no train record yet"
         self.query_one("#bpd-plot", Plot).empty = "after the first evaluation (the end of an epoch)"
         self.query_one("#bpd-plot").border_title = "-ELBO bits/dim"
+        self.query_one("#shapes-plot").display = False  # only for runs whose sample records have a cheap score
+        self.query_one("#shapes-plot", Plot).y_range = (0.0, 100.0)
         self.query_one("#samples").border_title = "samples"
         self.query_one("#point-samples").display = False
         self.query_one("#gpu-panel").border_title = "GPU"
         self.gpu = self.gpu_factory()
         self._update_gpu()
-        self.set_interval(2.0, self._update_gpu)
+        self.set_interval(self.gpu_interval, self._update_gpu)
         self.set_interval(1.0, self._tick)
         if self.run_dir is None:
             self.query_one(RunStatus).facts = StatusFacts(
@@ -289,7 +339,9 @@ class MonitorScreen(CurveKeys, Screen):
                         break
                     if tailer.restarted:
                         self.state.clear()
+                        self._scores = []
                     self.state.add(batch)
+                    self._scores += sample_scores(batch.records)
             batch = None
             self._check_samples()
             caught_up = tailer.behind == 0
@@ -341,6 +393,7 @@ class MonitorScreen(CurveKeys, Screen):
 
     def on_resize(self) -> None:
         self._draw_samples()
+        self.call_after_refresh(self._shapes_legend)
 
     # -- drawing ------------------------------------------------------------------
     def _draw(self) -> None:
@@ -357,6 +410,7 @@ class MonitorScreen(CurveKeys, Screen):
                 ips = num(st.last_train.get("images_per_s")) if st.last_train else None
                 last_eval = st.last_eval
                 last_sample = st.last_sample
+                scores = np.array(self._scores, dtype=np.float64).reshape(-1, 4)
                 report_s, elapsed = st.report_s(), st.elapsed(self.clock(), False)
             records, bad = st.records, st.bad
             points = is_points(str(st.config.get("data", "")))
@@ -364,7 +418,9 @@ class MonitorScreen(CurveKeys, Screen):
             self._drawn_version = version
             if points and not self.points:
                 self._become_points()
-            self._cols = {"train": train, "eval": ev, "t0": t0, "reference": (last_eval or {}).get("reference")}
+            sample = dict(zip(("step", "time", "shapes", "n"), scores.T))
+            self._cols = {"train": train, "eval": ev, "sample": sample, "t0": t0,
+                          "reference": (last_eval or {}).get("reference")}
             self.draw_curves()
             self.query_one(RunStats).numbers = RunNumbers(
                 lr=lr, per_s=ips, loss=float(train["loss"][-1]) if len(train["loss"]) else None,
@@ -374,21 +430,21 @@ class MonitorScreen(CurveKeys, Screen):
                 self.query_one("#samples").border_subtitle = self.shown_grid()[2] or f"step {last_sample.get('step')}"
         self._tick()
 
-    # -- curves: both plots share one View (smoothing, x axis, zoom, scroll) --------------
+    # -- curves: the plots share one View (smoothing, x axis, zoom, scroll) --------------
     def curve_span(self) -> float:
         c = self._cols
         if c is None:
             return 1.0
-        return x_span(x_of(c["train"], self.view.wall, c["t0"]), x_of(c["eval"], self.view.wall, c["t0"]))
+        return x_span(*(x_of(c[k], self.view.wall, c["t0"]) for k in ("train", "eval", "sample")))
 
     def draw_curves(self) -> None:
-        """Both plots from the columns last copied, through the view: the window, the smoothing, the x axis."""
+        """The plots from the columns last copied, through the view: the window, the smoothing, the x axis."""
         c = self._cols
         if c is None:
             return
         v, train, ev = self.view, c["train"], c["eval"]
-        tx, ex = x_of(train, v.wall, c["t0"]), x_of(ev, v.wall, c["t0"])
-        lo, hi = v.window(0.0, x_span(tx, ex))
+        tx, ex, sx = (x_of(c[k], v.wall, c["t0"]) for k in ("train", "eval", "sample"))
+        lo, hi = v.window(0.0, x_span(tx, ex, sx))
         fmt = duration if v.wall else None
         # a learned schedule or EDM's weighting trains on its own objective, while the held-out eval_loss
         # stays the plain MSE: two quantities that one axis would present as one. Its held-out is the -ELBO plot.
@@ -405,9 +461,53 @@ class MonitorScreen(CurveKeys, Screen):
             terms += [Series("rec", ex, ev["reconstruction"], "cyan", dash="dotted"),
                       Series("match", ex, ev["matching"], "magenta", dash="dashed"),
                       Series("prior", ex, ev["prior"], "yellow", dash="dashdot")]
-        self.query_one("#bpd-plot", Plot).set_series(terms + self._references(lo, hi) if len(ex) else [],
-                                                     x_range=(lo, hi), x_format=fmt)
+        bpd = self.query_one("#bpd-plot", Plot)
+        # beside the shapes plot (a third plot: at 80x24 each has a few rows), the -ELBO's legend keeps to two lines
+        # (its entries shortened to their last values where they would take more; the info panel has the terms)
+        bpd.legend_rows = 2 if len(sx) else None
+        bpd.set_series(terms + self._references(lo, hi) if len(ex) else [], x_range=(lo, hi), x_format=fmt)
+        self._draw_shapes(sx, lo, hi, fmt)
         self._set_legends()
+
+    def _draw_shapes(self, sx: np.ndarray, lo: float, hi: float, fmt) -> None:
+        """The cheap score's tiles holding a shape, in percent, one point per sample record ± its binomial error
+        sqrt(p (1 - p) / n), over the held-out share (measured once: held_out_shape_share). Shown only for runs
+        whose sample records carry it (the shapes data); the other plots keep the room of the rest."""
+        sm = self._cols["sample"]
+        plot = self.query_one("#shapes-plot", Plot)
+        if bool(len(sx)) != plot.display:
+            plot.display = bool(len(sx))
+            self.call_after_refresh(self._shapes_legend)  # its title in the words its new width holds
+        if not len(sx):
+            return
+        if not self._shapes_ref_state and self.shapes_ref is None:
+            self._shapes_ref_state = "measuring"
+            self._measure_shapes_reference()
+        p, n = sm["shapes"], sm["n"]
+        err = 100 * np.sqrt(p * (1 - p) / n)
+        series = [Series("samples", sx, 100 * p, "green", err=err)]
+        if self.shapes_ref is not None:
+            share, images = self.shapes_ref
+            series.append(Series("held-out", np.array([lo, hi]), np.full(2, 100 * share), REFERENCE_GREY,
+                                 stats=False, dash="sparse", key=f"held-out {100 * share:.0f}%"))
+        plot.set_series(series, x_range=(lo, hi), x_format=fmt)
+
+    @work(thread=True, group="shapes-ref")
+    def _measure_shapes_reference(self) -> None:
+        """The shapes plot's reference line, off the screen's thread (the classifier on held-out images)."""
+        try:
+            share = held_out_shape_share(HELD_OUT_SHAPES)
+        except Exception as e:  # noqa: BLE001 - a missing classifier or data must not take the monitor down
+            self.post_message(ShapesReference(None, HELD_OUT_SHAPES, f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(ShapesReference(share, HELD_OUT_SHAPES))
+
+    def on_shapes_reference(self, m: ShapesReference) -> None:
+        if m.share is None:
+            self._shapes_ref_state = f"no held-out line ({m.error})"
+        else:
+            self.shapes_ref, self._shapes_ref_state = (m.share, m.n), ""
+        self.draw_curves()
 
     def _first_eval_when(self) -> str:
         """When the first -ELBO comes: by the clock for a time-limited run, else at the end of the first epoch; a run
@@ -457,6 +557,26 @@ class MonitorScreen(CurveKeys, Screen):
             bpd.border_title = ("-ELBO bits/dim" + log +
                                 f" [{REFERENCE_GREY}]({glyph} {UNIFORM_BPD:g}: uniform)[/]")
         bpd.border_subtitle = "last ↓min ↑max in view"
+        self._shapes_legend()
+
+    def _shapes_legend(self) -> None:
+        """The shapes plot's title, named as the cheap score it is, in as many words as its border holds."""
+        plot = self.query_one("#shapes-plot", Plot)
+        sm = (self._cols or {}).get("sample")
+        log = " (log)" if self.log_scale else ""
+        if sm is None or not len(sm["n"]):
+            plot.border_title = "tiles holding a shape, % (cheap score)" + log  # hidden: no sample record has one
+            return
+        a, b = int(np.min(sm["n"])), int(np.max(sm["n"]))
+        each = f"{a}" if a == b else f"{a}-{b}"
+        room = plot.size.width - 4
+        titles = [f"tiles holding a shape, % ({each} samples each, cheap score)",
+                  f"tiles with a shape, % (cheap score, {each} each)", f"tiles with a shape % (cheap, {each} each)",
+                  f"shape tiles % (cheap, {each} each)", "shape tiles % (cheap)"]
+        plot.border_title = (next((t for t in titles if len(t) + len(log) <= room), titles[-1])
+                             if room > 0 else titles[0]) + log
+        ref = f"held-out: {self.shapes_ref[1]} images · " if self.shapes_ref else ""
+        plot.border_subtitle = self._shapes_ref_state or f"{ref}± binomial"
 
     def _tick(self) -> None:
         """Status line and progress: the clock moves them even when no record arrives."""
@@ -633,7 +753,7 @@ class MonitorScreen(CurveKeys, Screen):
             for pid, used in (g.processes or [])[:3]:
                 parts.append(f"  pid {pid}" + (f" {used / 2**30:.1f} GiB" if used is not None else ""))
         n = len(self.gpu_hist)
-        parts.append(f"GPU {readings[0].index} util every 2 s ({n}):")
+        parts.append(f"GPU {readings[0].index} util every {self.gpu_interval:g} s ({n}):")
         text.styles.height = len(parts)
         text.update("\n".join(parts))
         spark.display = n > 0
@@ -666,6 +786,7 @@ class MonitorScreen(CurveKeys, Screen):
         self.log_scale = not self.log_scale
         self.query_one("#loss-plot", Plot).set_log(self.log_scale)
         self.query_one("#bpd-plot", Plot).set_log(self.log_scale)
+        self.query_one("#shapes-plot", Plot).set_log(self.log_scale)  # a share of 0 % has no log: not drawn then
         self._set_legends(0)
 
     def action_back(self) -> None:
@@ -725,6 +846,7 @@ class MonitorScreen(CurveKeys, Screen):
         with self.lock:
             self.tailer = MetricsTailer(metrics_path(self.run_dir))
             self.state.clear()
+            self._scores = []
             self.sample_mtime = 0.0
         self._drawn_version = -1
         self._draw()

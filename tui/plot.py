@@ -245,11 +245,12 @@ def _flow(entries: list[tuple[str, Style]], width: int) -> list[list[tuple[str, 
 
 def render(series: list[Series], width: int, height: int, log: bool = False,
            x_range: tuple[float, float] | None = None, axis_style: str = "grey50", legend: bool = False,
-           x_format=None, empty: str = "", dashes: bool = False, legend_rows: int | None = None) -> list[Strip]:
+           x_format=None, empty: str = "", dashes: bool = False, legend_rows: int | None = None,
+           y_range: tuple[float, float] | None = None) -> list[Strip]:
     """The plot as ``height`` strips of ``width`` cells: y labels, braille area, an x axis line, and with
     ``legend`` each series' last, min and max value in the x range below it. ``dashes``: each line in its
     series' style (Series.dash), for a terminal without colour. ``legend_rows``: the legend's most lines
-    (legend_lines).
+    (legend_lines). ``y_range``: a fixed y axis (a share in percent on 0-100) instead of the data's range.
 
     Only the points inside ``x_range`` are drawn (a zoomed window); ``x_format`` writes the x labels.
     With no point to draw, the plot is blank but for ``empty`` (or "no points in view" when the
@@ -302,6 +303,8 @@ def render(series: list[Series], width: int, height: int, log: bool = False,
         if say:
             strips[(plot_h - 1) // 2] = Strip([Segment(say[:width].center(width), Style.parse(axis_style))], width)
         return strips
+    if y_range is not None and not log:  # on a log scale the data's range (a fixed 0 has no logarithm)
+        y_lo, y_hi = float(y_range[0]), float(y_range[1])
     if y_hi - y_lo < 1e-12:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
     # dot grid: which series owns each cell. A cell has one colour; where lines cross, the series
@@ -418,6 +421,7 @@ class Plot(Widget):
         self.empty = ""  # what the plot says while it has no point to draw
         self.cursor: float | None = None
         self.x_range: tuple[float, float] | None = None
+        self.y_range: tuple[float, float] | None = None  # a fixed y axis, else the data's range
         self._key = None
         self._strips: list[Strip] = []
         self._version = 0
@@ -446,7 +450,8 @@ class Plot(Widget):
         if key != self._key:
             self._strips = render(self.series, w, h, self.log_scale, self.x_range, legend=self.legend,
                                   x_format=self.x_format, empty=self.empty,
-                                  dashes=dashes, legend_rows=self.legend_rows) if w > GUTTER and h > 1 else []
+                                  dashes=dashes, legend_rows=self.legend_rows,
+                                  y_range=self.y_range) if w > GUTTER and h > 1 else []
             self._key = key
         if y >= len(self._strips):
             return Strip.blank(w, PLAIN)

@@ -23,7 +23,9 @@ async def _until(pilot, cond, timeout=60.0):
 def test_monitor_screen(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the status line shows the run path: keep it the same on every machine
     write_run(tmp_path / "run", n_train=30)
-    app = VdmApp("run", poll_interval=0.05, clock=lambda: 1031.0, gpu_factory=lambda: GpuReader(nvml=FakeNvml()))
+    # one GPU reading, at mount: the panel's count of readings must not depend on how long the test takes
+    app = VdmApp("run", poll_interval=0.05, clock=lambda: 1031.0, gpu_factory=lambda: GpuReader(nvml=FakeNvml()),
+                 gpu_interval=3600.0)
 
     async def ready(pilot):
         s = app.screen
