@@ -106,6 +106,7 @@ BAYER4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]
 DITHER = 40.0  # the spread of the dither: about one step of the cube
 GREY_DITHER = 10.0  # one step of the grey ramp
 NEUTRAL = 12  # a colour whose channels differ by less than this is dithered along the grey ramp
+MIX_MAX = 45  # the farthest apart (per channel) two colours the dither mixes: one step of the cube above 95
 SMOOTH = 0.5  # a change of up to this many palette steps per pixel is a smooth variation (a gradient), more an edge
 XTERM_RGB = np.zeros((256, 3))  # the colours of 16-255 (0-15 unused here)
 XTERM_RGB[16:232] = np.stack(np.meshgrid(CUBE, CUBE, CUBE, indexing="ij"), -1).reshape(-1, 3)
@@ -190,7 +191,10 @@ def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
     different colour, at most half a palette step away per pixel), and only in the 4 x 4 blocks (the Bayer
     matrix's) where the dithered block's mean colour is closer to the image's than the nearest colours' mean.
     A flat area (a background, a tile's padding, the frame round a grid, a flat shape) takes its one nearest
-    colour; a gradient is dithered, and bands no more.
+    colour; a gradient is dithered, and bands no more. Nor does it mix two colours more than MIX_MAX apart in a
+    channel (black and the cube's 95, a grey of the ramp and a hue of the cube): at a terminal cell's size such a
+    mix is a coarse checkerboard, grain that on a sample grid reads as noise the model left; a dark gradient
+    bands instead.
     """
     x = img[..., :3].astype(np.float64)
     if not dither:
@@ -207,6 +211,10 @@ def quantise_256(img: np.ndarray, dither: bool = True) -> np.ndarray:
     offset = spread * np.tile(BAYER4, (h // 4 + 1, w // 4 + 1))[:h, :w]
     dithered = nearest.copy()
     dithered[varies] = nearest_256(np.clip(x[varies] + offset[varies][:, None], 0, 255))
+    # a mix of two colours further apart than MIX_MAX is seen at a terminal cell's size as a texture: grain,
+    # which on a sample grid reads as noise the model left. Such pixels keep their nearest colour (they band)
+    far = np.abs(XTERM_RGB[dithered] - XTERM_RGB[nearest]).max(-1) > MIX_MAX
+    dithered = np.where(far, nearest, dithered)
     # and only in the 4 x 4 blocks (the Bayer matrix's) where it brings the block's mean colour closer
     better = _block_error(XTERM_RGB[dithered], x) < _block_error(XTERM_RGB[nearest], x)
     return np.where(better, dithered, nearest)

@@ -53,10 +53,10 @@ def test_dithered_256_colours_look_closer_than_nearest_colour_and_richs_downgrad
     rich = np.array([Color.from_rgb(*map(int, p)).downgrade(ColorSystem.EIGHT_BIT).get_truecolor()
                      for p in img.reshape(-1, 3)], dtype=np.float64).reshape(img.shape)
     err = {k: np.abs(seen(v) - truth).mean() for k, v in (("dithered", dithered), ("nearest", nearest), ("rich", rich))}
-    # the grid's flat shapes, flat backgrounds and padding keep their nearest colour (no checkerboards): only
-    # its gradient backgrounds are dithered, so it gains less than the gradient alone
-    assert err["dithered"] < (0.8 if name == "gradient" else 0.9) * err["nearest"], err
-    assert err["dithered"] < 0.8 * err["rich"], err
+    # the grid's flat shapes, flat backgrounds and padding keep their nearest colour (no checkerboards), and
+    # its dark backgrounds (between black and the cube's 95) are not mixed: it gains less than the gradient
+    assert err["dithered"] < (0.8 if name == "gradient" else 1.0) * err["nearest"], err
+    assert err["dithered"] < (0.8 if name == "gradient" else 0.85) * err["rich"], err
     # and the dither stays near the image: every pixel's colour is within one cube step of it
     assert np.abs(dithered - img).max() <= 95, err
 
@@ -190,3 +190,18 @@ def test_an_image_enlarged_so_much_that_its_pixels_are_areas_is_not_dithered():
     img = _images()["gradient"][:32, :32]
     big = quantise_256(resize(img, 32 * 6, 32 * 6))
     assert (big == resize(quantise_256(img, dither=False)[..., None], 32 * 6, 32 * 6)[..., 0]).all()
+
+
+def texture(img):
+    """The mean absolute difference between neighbouring pixels (rows and columns): how grainy a picture is."""
+    a = img.astype(np.float64)
+    return (np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean()) / 2
+
+
+def test_a_sample_grid_on_256_colours_is_not_much_grainier_than_itself():
+    """On a monitor of a diffusion model, grain is what a learner reads as noise the model left in its samples:
+    the quantised grid may add texture where it bands or mixes, but not turn smooth dark backgrounds into
+    checkerboards of black and the cube's first step (a mix 95 apart; the texture was 1.55x the grid's)."""
+    img = _images()["samples"]
+    assert texture(rgb_of(quantise_256(img))) < 1.35 * texture(img)
+    assert texture(rgb_of(quantise_256(img, dither=False))) < 1.35 * texture(img)  # what the bound allows for

@@ -672,9 +672,11 @@ async def test_on_16_colours_the_reference_is_not_the_white_of_the_total(tmp_pat
     app = VdmApp(run, poll_interval=0.05, clock=lambda: 1041.0, **NO_GPU)
     async with app.run_test(size=(80, 24)) as pilot:
         s = app.screen
-        await wait_for(pilot, lambda: len(s.state.eval["step"]) == 4)
-        colours = {sr.name: Style.parse(sr.color).color.downgrade(ColorSystem.STANDARD)
-                   for sr in s.query_one("#bpd-plot", Plot).series}
+        plot = s.query_one("#bpd-plot", Plot)
+        # the records are read by the tail worker, the plot drawn after them: wait for the drawing
+        await wait_for(pilot, lambda: {"total", "uniform"} <= {sr.name for sr in plot.series}
+                       and len(s.state.eval["step"]) == 4)
+        colours = {sr.name: Style.parse(sr.color).color.downgrade(ColorSystem.STANDARD) for sr in plot.series}
         assert colours["uniform"] != colours["total"]
 
 
