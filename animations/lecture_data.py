@@ -173,7 +173,9 @@ def elbo_model_note() -> str:
     src = lecture_source()
     if src.denoiser is not None:
         return src.note + ", uniform-$t$ estimator"
-    return (rf"no trained run: a deliberately imperfect $\hat{{x}}_0 = x_0 + {LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$, "
+    # a stand-in, said as such: no "no trained run" on a student's slide; the break keeps the formula on one line
+    return (r"a deliberately imperfect stand-in for a trained network: \\ "
+            rf"$\hat{{x}}_0 = x_0 + {LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$, "
             rf"constant $\alpha$, $T = {ELBO_T_NO_RUN}$, full sum over $t$")
 
 
