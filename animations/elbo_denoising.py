@@ -107,9 +107,15 @@ class DenoisingELBO(LectureScene):
         self.play(FadeIn(product), FadeIn(note))
         self.pause(1, "Look at the ratios of marginals alone, written out. Each marginal in a numerator meets the "
                       "same marginal in the denominator of the next factor.")
+        dots = FACTORS.index(r"\cdots")
+
+        def strike(i):
+            return FadeIn(Cross(product[i], stroke_width=3, stroke_color=WHITE))
+
         for k, (i, j) in enumerate(CANCEL):
-            self.play(FadeIn(Cross(product[i], stroke_width=3, stroke_color=WHITE)),
-                      FadeIn(Cross(product[j], stroke_width=3, stroke_color=WHITE)), run_time=1.2)
+            # the dots stand for factors that cancel among themselves: a cross over them is a smudge, so only
+            # their partner outside them is crossed
+            self.play(*(strike(n) for n in (i, j) if n != dots), run_time=1.2)
             self.pause(0, "They cancel in pairs." if k == 0 else "And the next pair.", hold=1.5)
         self.play(FadeIn(result, shift=DOWN * 0.2))
         self.pause(2, "The product telescopes: only the last numerator, q of x_T given x_0, and the first "
