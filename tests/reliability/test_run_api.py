@@ -37,7 +37,7 @@ def test_metrics_that_is_not_a_file_is_refused_at_once(run, kind):
     t = time.monotonic()
     with pytest.raises(ValueError, match=f"is a {'FIFO' if kind == 'fifo' else 'directory'}, not a metrics log"):
         open_run(run).metrics()
-    assert time.monotonic() - t < 2, "blocked on the FIFO"
+    assert time.monotonic() - t < 30, "blocked on the FIFO"  # a blocked open never returns: any bound tells
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", "[" * 1000 + "]" * 1000, '{"T": ' + "[" * 100000 + "]" * 100000 + "}",

