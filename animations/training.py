@@ -372,7 +372,9 @@ class Training(LectureScene):
         big_t = int(ex["t"].argmax())
         small_t = int(ex["t"].argmin())
         box = SurroundingRectangle(Group(rows[big_t][7], rows[big_t][8]), buff=0.06, color=BOX, stroke_width=2.5)
-        cap = one_line(rf"large $t$ ({int(ex['t'][big_t])}): little of $x_0$ is left in $x_t$, the guess is blurry and its MSE"
+        # a network's guess from little signal is a blurry average; the stand-in's is x_0 plus more of the noise
+        guess = "blurry" if self.src.denoiser is not None else "noisier"
+        cap = one_line(rf"large $t$ ({int(ex['t'][big_t])}): little of $x_0$ is left in $x_t$, the guess is {guess} and its MSE"
                       rf" {float(ex['mse'][big_t]):.4f} is {'larger' if ex['mse'][big_t] > ex['mse'][small_t] else 'not larger'}"
                          rf" than at $t = {int(ex['t'][small_t])}$", size=24)
         cap.next_to(who_lab, UP, buff=0.2)
