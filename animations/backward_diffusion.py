@@ -17,7 +17,7 @@ from __future__ import annotations
 from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, ValueTracker, VGroup, linear
 
 from animations.cloud2d import CloudPanel
-from animations.latex import tex_text
+from animations.latex import schedule_tex
 from animations.lecture_data import lecture_source
 from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
 from animations.mobjects.images import pixel_image, set_pixels
@@ -132,7 +132,7 @@ class BackwardDiffusion(LectureScene):
         t_label = VGroup(tex("t =", font_size=36), self.num_t).arrange(RIGHT, buff=0.15)
         t_label.next_to(self.title, DOWN, buff=0.2)
         self.num_t.add_updater(lambda m: m.set_value(step()))
-        sched = label("schedule: " + tex_text(self.schedule.describe()), size=22).to_edge(DOWN, buff=0.25)
+        sched = label("schedule: " + schedule_tex(self.schedule), size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(*top, *bottom)), FadeIn(row_top), FadeIn(row_bottom), FadeIn(t_label), FadeIn(sched))
         self.pause(1, SWEEP_WORDS)
         self.play(u.animate.set_value(0.0), run_time=SWEEP_SECONDS, rate_func=linear)
@@ -192,7 +192,7 @@ class BackwardDiffusion(LectureScene):
         t_label.move_to(Group(left, right)).align_to(heads, UP)
         self.num_t.add_updater(lambda m: m.set_value(step()))
         note = (r"shading: the exact $q(x_t)$ (left) and the data's $q(x_0)$ (right); " if shades else "")
-        sched = one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + tex_text(self.schedule.describe()),
+        sched = one_line(note + rf"{self.chain.x.shape[1]:,} samples; schedule " + schedule_tex(self.schedule),
                          size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(Group(left, right, *shades, top, bottom)), FadeIn(heads), FadeIn(t_label), FadeIn(sched))
         self.pause(1, SWEEP_WORDS)

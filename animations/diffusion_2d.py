@@ -21,7 +21,7 @@ from manim import (DOWN, LEFT, RIGHT, UP, WHITE, BraceBetweenPoints, Create, Dot
 
 from animations import model2d as m2
 from animations.cloud2d import CloudPanel, set_path
-from animations.latex import sci, tex_text
+from animations.latex import schedule_tex, sci, tex_text
 from animations.lecture_scene import LectureScene, cut
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.text import MAX_WIDTH, derivation, label, labels, one_line, tex
@@ -131,7 +131,7 @@ class Diffusion2D(LectureScene):
             self.fwd, list(range(self.T + 1)), lambda t: X0 if t == 0 else XT,
             r"$q$: $x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1 - \alpha_t}\,\epsilon$, one step at a time",
             [self.data_line(), *shade, rf"white: {len(self.traced)} of the points and their last {TAIL} steps",
-             rf"schedule {tex_text(self.schedule.describe())}"],
+             rf"schedule {schedule_tex(self.schedule)}"],
             "Diffusion in two dimensions, where we can see the whole distribution at once, as in Sohl-Dickstein and "
             "colleagues' first figure. Each point is one data point; the shading is the exact density of x_t. "
             "Watch the forward chain dissolve the clusters into a standard Gaussian.")
@@ -146,7 +146,7 @@ class Diffusion2D(LectureScene):
             x, list(range(self.T, -1, -1)), lambda t: XT,
             r"$p_\theta$: $x_{t-1} \sim q(x_{t-1} \mid x_t, \hat{x}_\theta(x_t, t))$ from $x_T \sim \mathcal{N}(0, \mathbf{I})$",
             [rf"{x.shape[1]:,} samples; white: {len(self.traced)} of them and their last {TAIL} steps", *shade,
-             self.pm.note, rf"schedule {tex_text(self.schedule.describe())}"],
+             self.pm.note, rf"schedule {schedule_tex(self.schedule)}"],
             "Now backwards, with the trained model: fresh Gaussian noise, and at every step the posterior with the "
             "network's guess of x_0. " + self.pm.detail)
         if self.pm.mixture is not None:

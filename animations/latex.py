@@ -24,6 +24,14 @@ def tex_text(s: str) -> str:
     return s.replace("--", "-{}-")  # not an en dash
 
 
+def schedule_tex(schedule) -> str:
+    """A schedule's describe() as slide text: its symbols (alpha, T, s) set as math, like the formulas around them."""
+    s = tex_text(schedule.describe())
+    for word, math in (("alpha = ", r"$\alpha$ = "), ("T = ", "$T$ = "), ("(s = ", "($s$ = ")):
+        s = s.replace(word, math)
+    return s
+
+
 def plain_text(s: str) -> str:
     """LaTeX text as plain words for presenter notes: the math delimiters and spacing dropped, a few symbols
     written out (``$-$ELBO 1.00 $\\pm$ 0.04`` reads -ELBO 1.00 ± 0.04)."""

@@ -25,7 +25,7 @@ from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, DashedLine, Dot, 
                    LaggedStart, Rectangle, SurroundingRectangle, Title, VGroup)
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 
-from animations.latex import plain_text, sci, tex_text
+from animations.latex import plain_text, schedule_tex, sci, tex_text
 from animations.lecture_data import LEAK, LeakyOracle, example_images, example_x0, lecture_source
 from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
 from animations.mobjects.images import pixel_image
@@ -288,7 +288,7 @@ class Training(LectureScene):
             one_line(rf"${sci(ratio)}$ times more", size=24),
             one_line(rf"than $t = {T}$", size=24),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).shift(UP * 1.0)
-        sched = label(r"schedule: " + tex_text(s.describe()).replace("alpha", r"$\alpha$"), size=22)
+        sched = label(r"schedule: " + schedule_tex(s), size=22)
         sched.next_to(self.title, DOWN, buff=0.15)
         self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(sched))
         self.play(Create(self.weight_curve), run_time=2.5)
