@@ -5,7 +5,7 @@
                            mu_q = [sqrt(alpha_t)(1 - alpha_bar_{t-1}) x_t + sqrt(alpha_bar_{t-1})(1 - alpha_t) x_0] / (1 - alpha_bar_t)
                            sigma_q^2(t) = (1 - alpha_t)(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
     ELBO (ex. 3)           log p(x_0) >= reconstruction - prior matching - sum_t denoising matching
-    loss (ex. 5)           L_simple = E_{t, x_0, eps} || x̂_0(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) - x_0 ||^2
+    loss (ex. 5)           L_simple = E_{t, x_0, eps} || x̂_0(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) - x_0 ||^2 / D
 
 The ELBO is written with the very strings the exercise-3 scene derives it in (elbo_denoising).
 
@@ -31,7 +31,8 @@ POSTERIOR = (r"q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\!\left(x_{t-1};\ \mu_q(x_t
 ELBO = ((r"\log p(x_0) \ \geq\ ", RECON_TEX, PRIOR_TEX), (DENOISE,))
 MSE = (r"\left\| \hat{x}_0\!\left(\sqrt{\bar{\alpha}_t}\, x_0 + \sqrt{1-\bar{\alpha}_t}\,\epsilon,\ t\right)"
        r" - x_0 \right\|^2")
-LOSS = (r"\mathcal{L}_{\mathrm{simple}} = \mathbb{E}_{t,\, x_0,\, \epsilon}\left[" + MSE + r"\right]",)
+# the training scene's L_simple: the mean over the D values of x_0, so the 1/D is written here too
+LOSS = (r"\mathcal{L}_{\mathrm{simple}} = \mathbb{E}_{t,\, x_0,\, \epsilon}\left[\frac{1}{D}" + MSE + r"\right]",)
 TERMS = {RECON_TEX: RECONSTRUCTION, PRIOR_TEX: PRIOR, DENOISE: DENOISING}
 NAME_WIDTH = 3.0  # the column of names on the left; the formulas start after it
 
