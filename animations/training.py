@@ -500,7 +500,9 @@ class Training(LectureScene):
             facts.append(rf"{cv['elapsed'] / 60:.1f} min on {tex_text(str(cv['device']))}")
         self.loss_facts = facts
         keys = ([label(r"train loss: continuous-time $-$ELBO", XHAT, 22)] if learned else
-                [label(r"train loss: EDM-weighted", XHAT, 22)] if edm else
+                # the weight 1/c_out(t)^2 is not derived on these slides: say what it is and why it is harmless
+                [label(r"train loss: MSE on $x_0$ $/\, c_{\mathrm{out}}(t)^2$", XHAT, 22),
+                 label(r"(a weight per $t$, like $w(t)$)", XHAT, 22)] if edm else
                 [label("train loss (mean per record)", XHAT, 22), label("held-out loss (eval)", X0, 22)])
         legend = VGroup(*keys, *labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
@@ -508,7 +510,12 @@ class Training(LectureScene):
         self.pause(2, "Now a real run. " + self.run_words)
         self.play(Create(self.train_line), run_time=3)
         self.play(FadeIn(self.eval_dots), FadeIn(legend))
-        self.pause(len(facts), "Its loss curve as it trained, and on the right what the run measured: " +
+        edm_words = ("This run trained on the MSE on x_0 weighted per t by 1/c_out(t)^2, the weighting of Karras et "
+                     "al. 2022 (EDM): c_out(t) is the standard deviation of what x_t leaves unknown of x_0, so each t "
+                     "counts about alike. Like w(t), a weight per t changes where the network spends its capacity, not the best "
+                     "x̂_0 at any t, which is still E[x_0 | x_t]; the held-out MSE below is the simple loss itself. "
+                     if edm and not learned else "")
+        self.pause(len(facts), edm_words + "Its loss curve as it trained, and on the right what the run measured: " +
                    "; ".join(plain_text(f) for f in facts) + ".")
         cut(self, self.title)
 
