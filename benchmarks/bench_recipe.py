@@ -50,6 +50,7 @@ RECIPES = {
     "small-fast-lr3e-3": MAIN + ["--model", "unet-small", "--lr", "3e-3", "--sample-steps", "100"],
     "small-fast-b16": [*MAIN[:7], "16", *MAIN[8:], "--model", "unet-small", "--lr", "2e-3", "--sample-steps", "100"],
     "small-fast-b16-lr1e-3": [*MAIN[:7], "16", *MAIN[8:], "--model", "unet-small", "--sample-steps", "100"],
+    "small-fast-ema0.99": [*MAIN[:9], "0.99", *MAIN[10:], "--model", "unet-small", "--lr", "2e-3", "--sample-steps", "100"],
     "unet-b64": [*MAIN[:7], "64", *MAIN[8:], "--model", "unet"],
 }
 
