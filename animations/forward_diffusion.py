@@ -17,7 +17,7 @@ from animations.lecture_data import example_x0, lecture_schedule
 from animations.lecture_scene import LectureScene, cut, morph, play_derivation
 from animations.mobjects.images import framed, pixel_image, set_pixels
 from animations.mobjects.live_number import LiveNumber
-from animations.mobjects.plots import polyline, snr_one_at, ticks_on_top
+from animations.mobjects.plots import EdgeAxes, polyline, snr_one_at
 from animations.mobjects.text import derivation, label, labels, one_line, tex
 from animations.palette import ALPHA, BOX, EPS, X0, XT
 from vdm.diffusion import forward_chain, q_mean_var, q_sample
@@ -136,10 +136,9 @@ class ForwardDiffusion(LectureScene):
         self.pixel_chain = forward_chain(self.schedule, self.pixel_x0.expand(PIXEL_DRAWS).clone(), generator=g)
         title = Title(r"One pixel, " + f"{PIXEL_DRAWS:,}" + r" runs of the chain: $q(x_t \mid x_0)$ spreads",
                       font_size=36)
-        self.pixel_axes = axes = Axes(x_range=[-3.2, 3.2, 1], y_range=[0, 3.4, 1], x_length=8.6, y_length=4.0,
+        self.pixel_axes = axes = EdgeAxes(x_range=[-3.2, 3.2, 1], y_range=[0, 3.4, 1], x_length=8.6, y_length=4.0,
                                       tips=False, axis_config={"include_numbers": True, "font_size": 22}
                                       ).shift(LEFT * 1.9 + DOWN * 0.1)
-        ticks_on_top(axes)  # the y axis stands at x = 0, where the densities pass
         x_lab = label(r"$x_t$: the pixel's value after $t$ steps (data scale $[-1, 1]$)", size=24)
         x_lab.next_to(axes.x_axis, DOWN, buff=0.4)
         y_lab = label("density", size=24).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)

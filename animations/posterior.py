@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Axes, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
+from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
                    ValueTracker, VGroup, always_redraw, linear)
 
 from animations.latex import sci
 from animations.lecture_data import example_x0, lecture_schedule
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.live_number import LiveNumber
-from animations.mobjects.plots import polyline, ticks_on_top
+from animations.mobjects.plots import EdgeAxes, polyline
 from animations.mobjects.text import derivation, label, labels, one_line, tex
 from animations.palette import BOX, POSTERIOR, X0, XT
 from vdm.diffusion import forward_step, posterior, posterior_coefs, q_mean_var, q_sample
@@ -84,9 +84,8 @@ class Posterior(LectureScene):
     def section_product(self):
         """Before the algebra: two Gaussians in x_{t-1} multiplied point by point are the posterior."""
         self.next_section("two Gaussians multiply into the posterior")
-        axes = Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
+        axes = EdgeAxes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
                     axis_config={"include_numbers": True, "font_size": 20}).to_edge(DOWN, buff=1.55).shift(LEFT * 1.6)
-        ticks_on_top(axes)  # the y axis stands at x_{t-1} = 0, where the densities pass
         x_lab = label(r"$x_{t-1}$: one pixel's value", size=24).next_to(axes.x_axis, DOWN, buff=0.35)
         y_lab = label("density", size=22).rotate(np.pi / 2).next_to(axes, LEFT, buff=0.1)
         self.product_axes = axes
@@ -245,13 +244,12 @@ class Posterior(LectureScene):
 
         panel.add_updater(refresh)
 
-        self.axes = Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=9.0, y_length=3.9, tips=False,
+        self.axes = EdgeAxes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=9.0, y_length=3.9, tips=False,
                          axis_config={"include_numbers": True, "font_size": 20}).to_edge(DOWN, buff=0.9).shift(LEFT * 1.0)
-        ticks_on_top(self.axes)
         x_lab = label(r"$x_{t-1}$: one pixel's value (data scale $[-1, 1]$)", size=24)
         x_lab.next_to(self.axes.x_axis, DOWN, buff=0.4)
         y_lab = label("density (per unit of pixel value)", size=22).rotate(1.5708)
-        y_lab.next_to(self.axes, LEFT, buff=0.15)  # the y axis sits at x_{t-1} = 0, mid-plot: label the box's edge
+        y_lab.next_to(self.axes, LEFT, buff=0.15)
         styles = {"likelihood": (XT, r"$q(x_t \mid x_{t-1})$ in $x_{t-1}$", 3),
                   "prior": (X0, r"$q(x_{t-1} \mid x_0)$", 3),
                   "posterior": (POSTERIOR, r"$q(x_{t-1} \mid x_t, x_0)$, thick", 7)}

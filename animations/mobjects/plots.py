@@ -11,16 +11,24 @@ from animations.mobjects.text import label, labels, one_line
 from animations.palette import ALPHA, SCHEDULE
 
 
-TICKS_Z = 5  # above every curve and bar drawn on the axes
+class EdgeAxes(Axes):
+    """Axes whose y axis stands at the left end of the x range (the x axis at the bottom of the y range), outside
+    the plotted data, instead of at x = 0: no curve or bar drawn on the axes passes over the y axis's tick numbers.
+    With x = 0 inside the x range, the x axis gets the tick and number at 0 that plain Axes leave to the y axis."""
 
+    @staticmethod
+    def _origin_shift(axis_range) -> float:
+        return axis_range[0]
 
-def ticks_on_top(axes, opacity: float = 0.85):
-    """The y axis's tick numbers drawn over what is plotted, each on a black patch: where the y axis stands mid-plot
-    (at x = 0), a curve passing behind a number leaves it legible. Returns ``axes``."""
-    for number in axes.y_axis.numbers:
-        number.add_background_rectangle(opacity=opacity, buff=0.04)
-        number.set_z_index(TICKS_Z)
-    return axes
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        axis = self.x_axis
+        if axis.x_min < 0 < axis.x_max:
+            tick = axis.get_tick(0, axis.tick_size)
+            axis.ticks.add(tick)
+            if getattr(axis, "numbers", None) is not None and len(axis.numbers):
+                number = axis.get_number_mobject(0, font_size=axis.font_size)
+                axis.numbers.add(number)
 
 
 def polyline(axes, xs, ys, color, stroke_width: float = 4) -> VMobject:

@@ -1,7 +1,8 @@
 """Legibility, checked on the built scenes: in the mhvae scene's chain graph each node's label lies inside its
 circle, clear of the stroke, and no arrow (its arc or its head) runs over the dots that stand for the latents in
-between; the elbo-consistency caption on the consistency term is two whole lines; where a y axis stands mid-plot
-(forward, posterior), its numbers stay on top of the curves drawn through them; a derivation line that comes
+between; the elbo-consistency caption on the consistency term is two whole lines; the density plots' y axes
+(forward, posterior) stand at the left edge of the plotted range, so no curve passes over their numbers and none
+needs a patch behind it; a derivation line that comes
 out of the previous one moves only whole matching parts; a training example's coefficients precede their images."""
 
 from __future__ import annotations
@@ -59,43 +60,58 @@ def test_consistency_caption_is_two_whole_lines():
     assert "log-ratio can be negative" in why[0].tex_string
 
 
-def test_tick_numbers_stay_readable_under_a_curve():
-    """A thick curve drawn through the y axis's numbers (which stand mid-plot, at x = 0) leaves them on top: the
-    pixels of the number's patch hold the number's white and black, none of the curve's red."""
+def test_tick_numbers_stay_clear_of_a_curve():
+    """A thick curve drawn across the whole plotted x range at the height of the y axis's number "1" passes beside
+    it, not over it (the y axis stands at the range's left edge, not at x = 0): the number's pixels hold none of the
+    curve's red, and the curve's own pixels are whole (no patch cuts a gap into them). The data's coordinates are
+    those of plain Axes, and the x axis numbers its 0, which the y axis no longer marks."""
     from manim import RED, Axes, Camera
 
-    from animations.mobjects.plots import polyline, ticks_on_top
+    from animations.mobjects.plots import EdgeAxes, polyline
 
-    axes = ticks_on_top(Axes(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
-                             axis_config={"include_numbers": True, "font_size": 20}))
+    kw = dict(x_range=[-1.6, 1.6, 0.4], y_range=[0, 4.5, 1], x_length=8.6, y_length=3.8, tips=False,
+              axis_config={"include_numbers": True, "font_size": 20})
+    axes, plain = EdgeAxes(**kw), Axes(**kw)
+    for xy in [(-1.6, 0), (0, 0), (1.6, 4.5), (0.4, 1.0)]:
+        assert np.allclose(axes.c2p(*xy), plain.c2p(*xy))
+    assert np.isclose(axes.y_axis.get_start()[0], axes.c2p(-1.6, 0)[0])
+    assert any(np.isclose(float(n.get_value()), 0) for n in axes.x_axis.numbers)
     one = axes.y_axis.numbers[0]
+    assert one.get_right()[0] < axes.c2p(-1.6, 0)[0]
     y = axes.p2c(one.get_center())[1]
     xs = np.linspace(-1.6, 1.6, 400)
-    curve = polyline(axes, xs, np.full_like(xs, y), RED, 12)  # straight through the number "1"
+    curve = polyline(axes, xs, np.full_like(xs, y), RED, 12)  # straight across, at the number "1"
     camera = Camera(pixel_width=1920, pixel_height=1080)
     camera.capture_mobjects([axes, curve])
-    frame = camera.get_image().convert("RGB")
-    w, h = frame.size
+    frame = np.asarray(camera.get_image().convert("RGB")).astype(int)
+    h, w = frame.shape[:2]
     fw, fh = camera.frame_width, camera.frame_height
-    x0, y0 = one.get_corner(np.array([-1, 1, 0]))[:2]
-    x1, y1 = one.get_corner(np.array([1, -1, 0]))[:2]
-    box = (int((x0 + fw / 2) / fw * w) + 1, int((fh / 2 - y0) / fh * h) + 1,
-           int((x1 + fw / 2) / fw * w) - 1, int((fh / 2 - y1) / fh * h) - 1)
-    pixels = np.asarray(frame.crop(box)).reshape(-1, 3).astype(int)
+
+    def px(point):
+        return int((point[0] + fw / 2) / fw * w), int((fh / 2 - point[1]) / fh * h)
+
+    (x0, y0), (x1, y1) = px(one.get_corner(np.array([-1, 1, 0]))), px(one.get_corner(np.array([1, -1, 0])))
+    pixels = frame[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3)
     reddish = (pixels[:, 0] > 150) & (pixels[:, 1] < 110)
     assert not reddish.any(), f"{reddish.sum()} pixels of the curve over the tick number"
     assert (pixels.min(1) > 200).any(), "the tick number is not drawn"
+    (cx0, cy), (cx1, _) = px(axes.c2p(-1.5, y)), px(axes.c2p(1.5, y))
+    row = frame[cy, cx0:cx1]
+    assert ((row[:, 0] > 150) & (row[:, 1] < 110)).all(), "a gap in the curve"
 
 
 @pytest.mark.parametrize("scene_name, attrs", [("forward", ["pixel_axes"]), ("posterior", ["product_axes", "axes"])])
-def test_mid_plot_y_axes_keep_their_numbers_on_top(scene_name, attrs):
+def test_density_y_axes_stand_left_of_the_data(scene_name, attrs):
     from animations import render as r
-    from animations.mobjects.plots import TICKS_Z
 
     scene = get(r.scene_class(scene_name))
     for attr in attrs:
-        numbers = getattr(scene, attr).y_axis.numbers
-        assert len(numbers) and all(n.z_index == TICKS_Z for n in numbers), attr
+        axes = getattr(scene, attr)
+        left = axes.c2p(axes.x_range[0], 0)[0]
+        assert np.isclose(axes.y_axis.get_start()[0], left), attr
+        numbers = axes.y_axis.numbers
+        assert len(numbers) and all(n.get_right()[0] < left for n in numbers), attr
+        assert not any(hasattr(n, "background_rectangle") for n in numbers), attr
 
 
 def test_derivation_morphs_move_only_whole_matching_parts():
