@@ -317,7 +317,9 @@ def play_terms_on_chain(scene, terms, intro: tuple[str, str]):
             block.scale_to_fit_width(MAX_WIDTH)
         block.to_edge(DOWN, buff=0.4)
         dim = [graph.animate.fade_arrows()] if term is terms[0] else []  # the arrows step back once, for every term
-        scene.play(*shown, *dim, FadeIn(lit), FadeIn(block))
+        # the old words out before the new come in: they take the same place, and crossed they read as one
+        scene.play(*shown, run_time=0.4)
+        scene.play(*dim, FadeIn(lit), FadeIn(block))
         scene.chain_log.append((term.name, [d.tex for d in term.dists]))
         scene.pause(3, term.say)
         shown = [FadeOut(lit), FadeOut(block)]
