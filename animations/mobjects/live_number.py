@@ -20,6 +20,7 @@ class LiveNumber(VGroup):
     """
 
     _glyphs: dict = {}
+    _metrics: dict = {}
 
     def __init__(self, value: float, fmt: str = "{:.4f}", font_size: float = 36, color=WHITE,
                  slots: int | None = None):
@@ -41,6 +42,24 @@ class LiveNumber(VGroup):
             cls._glyphs[font_size] = {ch: part.family_members_with_points()[0] for ch, part in zip(chars, m)}
         return cls._glyphs[font_size]
 
+    @classmethod
+    def _metric_table(cls, font_size):
+        """{char: (ink offset, advance)} as TeX sets them: where a character's ink starts after the end of the
+        one before, and how far the next one starts (digits are all one advance wide in TeX's fonts). Measured
+        between zeros, so the numbers look as the same string set by MathTex does."""
+        if font_size not in cls._metrics:
+            z = MathTex(*["0"] * 11, font_size=font_size)
+            adv = (z[10].get_left()[0] - z[0].get_left()[0]) / 10
+            table = {}
+            for ch in "0123456789.":
+                m = MathTex("0", ch, "0", font_size=font_size)
+                start = m[0].get_left()[0] + adv
+                table[ch] = (m[1].get_left()[0] - start, m[2].get_left()[0] - start)
+            m = MathTex("-", "0", font_size=font_size)  # a leading minus (unary: no space of a binary one)
+            table["-"] = (0.0, m[1].get_left()[0] - m[0].get_left()[0])
+            cls._metrics[font_size] = table
+        return cls._metrics[font_size]
+
     @property
     def glyphs(self) -> list:
         """The slots that show a character now (the others have no points)."""
@@ -48,6 +67,7 @@ class LiveNumber(VGroup):
 
     def _draw(self, value):
         table = self._glyph_table(self.font_size_)
+        metrics = self._metric_table(self.font_size_)
         text = self.fmt.format(value)
         while len(self.submobjects) < len(text):
             self.add(VMobject(fill_color=self.color_, fill_opacity=1.0, stroke_width=0))
@@ -60,11 +80,12 @@ class LiveNumber(VGroup):
                 continue
             g = table[text[i]]
             pts = g.points.copy()
-            pts[:, 0] += x - g.get_left()[0]
+            ink, advance = metrics[text[i]]
+            pts[:, 0] += x + ink - g.get_left()[0]
             if i == 0:
                 self._origin = pts[0].copy()  # slot 0's first point before any translation
             slot.set_points(pts + offset)
-            x += g.width + 0.12 * self.font_size_ / 48 * (0.5 if text[i] == "." else 1.0)
+            x += advance
         self.value = value
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from manim import MathTex
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 from manim.utils.color import ManimColor
 
@@ -280,6 +281,18 @@ def test_live_number_redraws_in_place():
     assert n.glyphs[-1].get_center()[1] == pytest.approx(zero_y)  # on the same baseline
     n.set_value(12.0)
     assert len(n.glyphs) == len("12.0000")
+
+
+@pytest.mark.parametrize("value, fmt, size", [(0.301, "{:.3f}", 30), (100, "{:d}", 24), (-1.2119, "{:.4f}", 36)])
+def test_live_number_is_spaced_as_tex_sets_the_same_string(value, fmt, size):
+    """Each glyph where LaTeX puts that character in the same string (MathTex, one part per character): once
+    each glyph was advanced by its ink width plus a fixed gap, and "0.301" read as "0.3 0 1"."""
+    text = fmt.format(value)
+    n = LiveNumber(value, fmt, font_size=size)
+    ref = MathTex(*text, font_size=size)
+    got = np.array([g.get_left()[0] for g in n.glyphs]) - n.glyphs[0].get_left()[0]
+    want = np.array([p.get_left()[0] for p in ref]) - ref[0].get_left()[0]
+    np.testing.assert_allclose(got, want, atol=0.01 * size / 48)
 
 
 # -- the pictures before the algebra -------------------------------------------------------
