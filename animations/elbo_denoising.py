@@ -19,7 +19,7 @@ Render: manim -pql animations/elbo_denoising.py DenoisingELBO
 
 from __future__ import annotations
 
-from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write
+from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write, config
 
 from animations import elbo_panels
 from animations.latex import RECON_TEX
@@ -226,12 +226,17 @@ class DenoisingELBO(LectureScene):
                                          width=5.0, height=1.4, log=log)
         VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.2)
         tables = elbo_panels.compare_table(cons, den, size=20)
+        self.compare_rows = tables.rows
         spread = elbo_panels.spread_panel(cons, den, width=3.4, height=1.4)
         low = VGroup(tables, spread).arrange(RIGHT, buff=1.2).next_to(VGroup(left, right), DOWN, buff=0.4)
         low.set_x(0)
         if low.width > 13.6:  # a trained run's numbers are longer: keep the row inside the frame
             low.scale_to_fit_width(13.6)
         means = label(elbo_panels.compare_caption(a, b), size=22).next_to(low, DOWN, buff=0.3)
+        below = -config.frame_height / 2 + 0.2 - means.get_bottom()[1]  # a margin under the caption's last line
+        if below > 0:
+            low.shift(UP * min(below, 0.25))
+            means.next_to(low, DOWN, buff=0.3 - max(0.0, below - 0.25))
         self.play(Write(title), FadeIn(sub))
         self.play(FadeIn(left), FadeIn(right))
         self.pause(2, f"Exercise 3 asks whether this is a better optimisation target. The same image, {len(a)} draws "

@@ -13,8 +13,9 @@ from manim import DOWN, LEFT, RIGHT, WHITE, Axes, Rectangle, Tex, VGroup
 
 from animations.lecture_data import agreement
 from animations.mobjects.plots import histogram_panel
-from animations.mobjects.text import label, labels
+from animations.mobjects.text import label, labels, one_line
 from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
+from vdm.report import error_decimals
 
 TERMS = ("reconstruction", "prior", "matching", "total")
 NAMES = {"consistency": {"reconstruction": "reconstruction", "prior": "prior matching", "matching": "consistency",
@@ -37,12 +38,35 @@ def stats(e) -> dict:
     return out
 
 
+def mean_and_error(mean: float, se: float) -> tuple[str, str]:
+    """(mean, "± error") as TeX, the mean ending at the error's second significant digit; a term that is the same
+    every draw (se = 0: a KL in closed form given x_0) as three significant digits and "exact"."""
+    if np.isfinite(se) and se > 1e-9 * abs(mean):
+        d = error_decimals(se)
+        return _minus(f"{mean:,.{d}f}"), rf"$\pm$ {se:,.{d}f}"
+    d = max(0, 2 - int(np.floor(np.log10(abs(mean))))) if mean != 0 else 0
+    return _minus(f"{mean:,.{d}f}"), "exact"
+
+
+def _minus(number: str) -> str:
+    """A leading minus as a minus sign, not the hyphen text mode sets for "-"."""
+    return "$-$" + number[1:] if number.startswith("-") else number
+
+
+def _foot(lines: list[str], cells: list[str], size: float) -> VGroup:
+    """The lines under a table, left-aligned, one more where a cell says "exact", to say what that means."""
+    if any(c.endswith("exact") for c in cells):
+        lines = [*lines, "exact: a KL in closed form, the same in every draw"]
+    return VGroup(*[one_line(t, size=size) for t in lines]).arrange(DOWN, aligned_edge=LEFT, buff=0.08)
+
+
 def term_table(e, form: str, size: float = 26) -> VGroup:
     """name | mean | ± standard error, one row per term; ``.rows[i][1].tex_string`` is the mean shown."""
     st = stats(e)
     colours = [COLOURS.get(k, matching_colour(form)) for k in TERMS]
-    cells = labels(*[NAMES[form][k] for k in TERMS], *[f"{st[k][0]:,.1f}" for k in TERMS],
-                   *[rf"$\pm$ {st[k][1]:,.1f}" for k in TERMS], colors=colours * 3, size=size)
+    shown = [mean_and_error(*st[k][:2]) for k in TERMS]
+    cells = labels(*[NAMES[form][k] for k in TERMS], *[m for m, _ in shown], *[err for _, err in shown],
+                   colors=colours * 3, size=size)
     n = len(TERMS)
     rows = VGroup(*[VGroup(cells[i], cells[i + n], cells[i + 2 * n]) for i in range(n)])
     for r in rows:
@@ -53,8 +77,8 @@ def term_table(e, form: str, size: float = 26) -> VGroup:
     for r in rows:  # the means right-aligned in one column, the errors after them
         r[1].move_to(r[0]).shift(RIGHT * (right - r[1].get_right()[0]))
         r[2].next_to(r[1], RIGHT, buff=0.2)
-    head = label(rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
-                 rf"{e.bpd()['total']:.3f} bits/dim", size=20)
+    head = _foot([rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
+                  rf"{e.bpd()['total']:.3f} bits/dim"], [x for _, x in shown], size=20)
     table = VGroup(rows, head.next_to(rows, DOWN, buff=0.25, aligned_edge=LEFT))
     table.rows = rows
     return table
@@ -67,7 +91,7 @@ def compare_table(cons, den, size: float = 20) -> VGroup:
              "total": r"total $-$ELBO"}
     texts = [r"term", r"consistency form", r"denoising form"]
     for k in TERMS:
-        texts += [names[k], rf"{sc[k][0]:,.1f} $\pm$ {sc[k][1]:,.1f}", rf"{sd[k][0]:,.1f} $\pm$ {sd[k][1]:,.1f}"]
+        texts += [names[k], " ".join(mean_and_error(*sc[k][:2])), " ".join(mean_and_error(*sd[k][:2]))]
     colours = [WHITE, CONSISTENCY, DENOISING]
     for k in TERMS:
         colours += [COLOURS.get(k, WHITE), CONSISTENCY, DENOISING]
@@ -82,7 +106,7 @@ def compare_table(cons, den, size: float = 20) -> VGroup:
     for r in rows[1:]:  # keep the right-aligned number columns after arrange moved whole rows
         r[1].align_to(rows[0][1], RIGHT)
         r[2].align_to(rows[0][2], RIGHT)
-    foot = label(rf"nats per image, mean $\pm$ standard error of {cons.total.shape[0]} draws", size=size - 2)
+    foot = _foot([rf"nats per image, mean $\pm$ standard error of {cons.total.shape[0]} draws"], texts, size=size - 2)
     table = VGroup(rows, foot.next_to(rows, DOWN, buff=0.15, aligned_edge=LEFT))
     table.rows = rows
     return table
@@ -119,7 +143,8 @@ def sign_caption(e) -> str:
     st = stats(e)
     prior, matching = st["prior"][0], st["matching"][0]
     if matching < 0:
-        return (rf"the consistency sum is negative ({matching:,.1f} nats): a joint expectation of log-ratios, not a KL; "
+        shown = _minus(f"{matching:,.1f}")
+        return (rf"the consistency sum is negative ({shown} nats): a joint expectation of log-ratios, not a KL; "
                 rf"with the prior term ({prior:+,.1f}) it sums to {prior + matching:,.1f}")
     return rf"prior matching {prior:,.1f} and consistency {matching:,.1f} nats: both positive here"
 

@@ -16,6 +16,8 @@ from textual.binding import Binding
 from textual.strip import Strip
 from textual.widget import Widget
 
+from vdm.report import error_decimals
+
 # bit of the braille dot at (row 0..3, column 0..1) of a cell (Unicode U+2800 block)
 _DOT = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint16)
 GUTTER = 8  # characters for the y labels
@@ -198,7 +200,7 @@ def with_error(v: float, se: float | None) -> str:
     a value without an error as :func:`nice` writes it."""
     if se is None or not math.isfinite(se) or se <= 0 or not math.isfinite(v):
         return nice(v)
-    digits = min(max(1 - math.floor(math.log10(se)), 0), 6)
+    digits = error_decimals(se)
     return f"{v:.{digits}f}±{se:.{digits}f}"
 
 

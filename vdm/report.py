@@ -20,6 +20,12 @@ from vdm import gmm
 TERMS = ("reconstruction", "prior", "matching", "total")
 
 
+def error_decimals(se: float, most: int = 6) -> int:
+    """Decimals that end a number at its error's second significant digit (0.043 -> 3, 3.2 -> 1, 12 -> 0):
+    the digits after that are noise. ``se`` > 0 and finite."""
+    return min(max(1 - math.floor(math.log10(se)), 0), most)
+
+
 @dataclass(frozen=True)
 class ElboOptions:
     """How `vdm elbo` estimates: the estimator, p(t) of the importance one, draws per item, which decoders, the

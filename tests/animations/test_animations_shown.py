@@ -167,11 +167,39 @@ def test_consistency_histogram_is_vdms(elbo_scenes, elbo_reference):
     bars = scene.histogram[1]
     np.testing.assert_array_equal(bars.counts, np.histogram(totals, bins=bars.edges)[0])
     assert bars.counts.sum() == 200 and (bars.edges[0] < totals.min()) and (bars.edges[-1] > totals.max())
-    shown = [row[1].tex_string for row in scene.table_rows]
-    expected = [f"{v:,.1f}" for v in elbo_reference["consistency"].nats().values()]
-    assert shown == expected
+    for row, (name, v) in zip(scene.table_rows, elbo_reference["consistency"].terms().items()):
+        assert_mean_and_error_shown(row[1].tex_string + " " + row[2].tex_string, v.double().numpy())
     # never the oracle: every matching term is positive and random
     assert (elbo_reference["denoising"].matching > 0).all() and elbo_reference["denoising"].matching.std() > 0
+
+
+def assert_mean_and_error_shown(text: str, draws: np.ndarray):
+    """``text`` is "mean ± error" of ``draws`` (or "mean exact" where every draw is the same): the error with two
+    significant digits (whole numbers from 10 up), the mean rounded to the error's last digit."""
+    words = text.replace("$-$", "-").replace(r"$\pm$", "±").replace(",", "").split()
+    mean, se = draws.mean(), draws.std(ddof=1) / np.sqrt(len(draws))
+    if words[-1] == "exact":
+        assert draws.std() == 0 and len(words) == 2
+        assert float(words[0]) == pytest.approx(mean, rel=5e-3)  # three significant digits
+        return
+    assert words[1] == "±" and len(words) == 3
+    decimals = len(words[2].split(".")[1]) if "." in words[2] else 0
+    assert float(words[2]) == pytest.approx(se, abs=0.5 * 10.0 ** -decimals)
+    assert 10 <= float(words[2]) * 10 ** decimals < 100 or (decimals == 0 and se >= 10)
+    assert (len(words[0].split(".")[1]) if "." in words[0] else 0) == decimals
+    assert abs(float(words[0]) - mean) <= 0.5 * 10.0 ** -decimals + 1e-9 * abs(mean)
+
+
+def test_compare_table_shows_each_term_to_its_error(elbo_scenes, elbo_reference):
+    """Each cell is the term's mean to its error's second digit; the denoising form's prior term, the same KL in
+    every draw of one image, says "exact" and its value, not "0.0 ± 0.0"."""
+    rows = elbo_scenes[1].compare_rows
+    assert [r[0].tex_string for r in rows[1:]] == ["reconstruction", "prior matching", "matching terms",
+                                                   r"total $-$ELBO"]
+    for r, k in zip(rows[1:], ("reconstruction", "prior", "matching", "total")):
+        for cell, form in ((r[1], "consistency"), (r[2], "denoising")):
+            assert_mean_and_error_shown(cell.tex_string, elbo_reference[form].terms()[k].double().numpy())
+    assert rows[2][2].tex_string.endswith("exact")
 
 
 def test_denoising_form_has_lower_spread(elbo_scenes, elbo_reference):
