@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from manim import (DOWN, LEFT, RIGHT, UP, Arrow, Axes, Create, DashedLine, Dot, FadeIn, Group, ImageMobject,
-                   LaggedStart, Rectangle, SurroundingRectangle, Title, VGroup)
+from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Arrow, Axes, Create, DashedLine, Dot, FadeIn, Group,
+                   ImageMobject, LaggedStart, Line, Rectangle, SurroundingRectangle, Title, VGroup)
 from manim.mobject.types.image_mobject import RESAMPLING_ALGORITHMS
 
 from animations.latex import plain_text, schedule_tex, sci, tex_text
@@ -80,7 +80,8 @@ def training_examples(denoiser, schedule, x0: torch.Tensor, n: int = N_DRAWS, se
 
 
 def curve(records: list[dict]) -> dict:
-    """The run's loss over steps: train records' (step, loss), eval records' (step, eval_loss, bpd total).
+    """The run's loss over steps: train records' (step, loss), eval records' (step, eval_loss, bpd total), and
+    ``bound``: (step, bpd total, its standard error) of the evals that state both.
 
     ``records`` are vdm.metrics.read_all's (Run.metrics): their numbers already checked by the rules every
     face reads by (vdm.metrics.valid); the fields those leave open are taken only when they are numbers.
@@ -92,7 +93,8 @@ def curve(records: list[dict]) -> dict:
     refs = [r["reference"] for r in records if r["kind"] == "eval" and isinstance(r.get("reference"), dict)
             and all(number(r["reference"].get(k)) is not None for k in ("optimal", "optimal_se", "nll", "nll_se"))]
     ses = [number(r.get("bpd_se")) for r in records if r["kind"] == "eval" and "eval_loss" in r]
-    return {"train": train, "eval": evals, "elapsed": ends[-1]["elapsed"] if ends else None,
+    bound = [(s, v, se) for (s, _, v), se in zip(evals, ses) if v is not None and se is not None]
+    return {"train": train, "eval": evals, "bound": bound, "elapsed": ends[-1]["elapsed"] if ends else None,
             "reference": refs[-1] if refs else None, "bpd_se": ses[-1] if ses else None,
             "device": next((r["device"] for r in reversed(records) if isinstance(r.get("device"), str) and r["device"]),
                            None)}
@@ -517,6 +519,55 @@ class Training(LectureScene):
                      if edm and not learned else "")
         self.pause(len(facts), edm_words + "Its loss curve as it trained, and on the right what the run measured: " +
                    "; ".join(plain_text(f) for f in facts) + ".")
+        cut(self, self.title)
+        if points and cv["reference"] is not None and len(cv["bound"]) >= 2:
+            self.section_bound(cv, who)
+
+    def section_bound(self, cv: dict, who):
+        """A 2-D run's held-out -ELBO at each evaluation, ± its standard error, between the optimal denoiser's
+        -ELBO and the true -log q(x_0) (vdm.gmm, in the run's eval records): the progress a flat loss hides."""
+        self.next_section("a real run: the bound")
+        b, ref = np.array(cv["bound"], dtype=np.float64), cv["reference"]
+        x_max = max(b[:, 0].max(), cv["train"][-1][0]) * 1.02
+        y_max = max((b[:, 1] + b[:, 2]).max(), ref["optimal"] + ref["optimal_se"]) * 1.12
+        xs, ys = nice_step(x_max), nice_step(y_max, 4)
+        self.bound_axes = axes = Axes(
+            x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
+            axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
+            x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
+            y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys))))}}
+        ).shift(LEFT * 1.2 + DOWN * 0.6)
+        x_lab = label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
+        y_lab = label(r"held-out $-$ELBO (bits/dim)", size=24).rotate(np.pi / 2).next_to(
+            VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT, buff=0.25)
+        lines = VGroup()
+        for v, colour in ((ref["optimal"], XHAT), (ref["nll"], X0)):
+            lines.add(DashedLine(axes.c2p(0, v), axes.c2p(x_max, v), color=colour, stroke_width=3))
+        self.bound_bars = VGroup(*[Line(axes.c2p(s, v - e), axes.c2p(s, v + e), color=XT, stroke_width=3)
+                                   for s, v, e in b])
+        self.bound_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.045, color=XT) for s, v, _ in b])
+        (s0, v0, e0), (s1, v1, e1) = b[0], b[-1]
+        facts = [(rf"model: {v0:.2f} $\pm$ {e0:.2f} at step {s0:.0f}", XT),
+                 (rf"$\to$ {v1:.2f} $\pm$ {e1:.2f} at step {s1:.0f}", XT),
+                 (rf"optimal $\hat{{x}}_0 = \mathbb{{E}}[x_0 \mid x_t]$: {ref['optimal']:.2f} $\pm$ "
+                  rf"{ref['optimal_se']:.2f}", XHAT),
+                 (rf"true $-\log q(x_0)$: {ref['nll']:.2f} $\pm$ {ref['nll_se']:.2f}", X0),
+                 (r"bits/dim; bars: $\pm$ one standard error", WHITE)]
+        self.bound_facts = [f for f, _ in facts]
+        legend = VGroup(*labels(*self.bound_facts, colors=[c for _, c in facts], size=22)).arrange(
+            DOWN, aligned_edge=LEFT, buff=0.12).next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
+        self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
+        self.play(FadeIn(self.bound_dots), FadeIn(self.bound_bars), FadeIn(legend[:2]))
+        first, last = cv["train"][0][1], cv["train"][-1][1]
+        self.pause(2, f"The loss hardly moved, {first:.2f} to {last:.2f}: most of it is what no denoiser can know "
+                      f"about x_0 from x_t. The bound shows the progress: the held-out negative ELBO at each "
+                      f"evaluation, with its standard error, fell from {v0:.2f} to {v1:.2f} bits per dimension.")
+        self.play(Create(lines), FadeIn(legend[2:]))
+        self.pause(3, f"For this data set both references are exact. The optimal denoiser, the true E[x_0 | x_t], "
+                      f"reaches {ref['optimal']:.2f}: the model ends {v1 - ref['optimal']:.2f} above it. The true "
+                      f"negative log-likelihood is {ref['nll']:.2f}: the distance from the optimal bound to it is the "
+                      f"bound's own gap: Gaussian reverse steps, T of them, and the prior and decoder terms. No "
+                      f"network closes it, since E[x_0 | x_t] is the best x-hat-0 there is.")
         cut(self, self.title)
 
     # -- 7. the run's noise schedule ------------------------------------------------------------------------

@@ -182,6 +182,30 @@ def test_training_without_an_image_run_shows_the_2d_run(model):
         np.testing.assert_array_equal(pts, read_points(path))
 
 
+def test_training_shows_the_2d_runs_bound_falling_to_the_optimal_one(model):
+    """The flat weighted loss hides the progress: the held-out -ELBO of each eval record, ± its standard error,
+    is drawn over the exact references (the optimal denoiser's -ELBO and the true -log q) the records carry."""
+    import json
+
+    from animations.training import Training
+
+    scene = get(Training)
+    recs = [json.loads(line) for line in (model.run.path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evals = [r for r in recs if r["kind"] == "eval"]
+    want = np.array([(r["step"], r["bpd"]["total"], r["bpd_se"]) for r in evals], dtype=np.float64)
+    ax = scene.bound_axes
+    dots = np.array([ax.p2c(d.get_center())[:2] for d in scene.bound_dots])
+    np.testing.assert_allclose(dots, want[:, :2], rtol=1e-6, atol=1e-6)
+    for bar, (step, v, se) in zip(scene.bound_bars, want):
+        lo, hi = sorted((ax.p2c(bar.get_start())[1], ax.p2c(bar.get_end())[1]))
+        assert lo == pytest.approx(v - se, abs=1e-6) and hi == pytest.approx(v + se, abs=1e-6)
+    ref = evals[-1]["reference"]
+    shown = " ".join(scene.bound_facts)
+    assert f"{want[0, 1]:.2f}" in shown and f"{want[-1, 1]:.2f}" in shown
+    assert f"{ref['optimal']:.2f}" in shown and f"{ref['nll']:.2f}" in shown
+    assert want[-1, 1] < want[0, 1]  # what the slide is there to show: the bound fell as the model trained
+
+
 def test_a_2d_run_given_with_run_is_used(model, tmp_path):
     """`vdm render --run` with a 2-D run: the 2-D model is that run; the image scenes see no image run."""
     from animations.lecture_data import lecture_source, use_run
