@@ -29,7 +29,7 @@ from animations.latex import plain_text, schedule_tex, sci, tex_text
 from animations.lecture_data import LEAK, LeakyOracle, example_images, example_x0, lecture_source
 from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
 from animations.mobjects.images import pixel_image
-from animations.mobjects.plots import polyline
+from animations.mobjects.plots import nice_step, polyline
 from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
 from animations.palette import BOX, DENOISING, EPS, SCHEDULE, X0, XHAT, XT
 from vdm.diffusion import q_sample
@@ -109,13 +109,6 @@ def sample_grids(run, most: int = MAX_GRIDS) -> list[tuple[int, object]]:
         return found
     idx = sorted({round(i * (len(found) - 1) / (most - 1)) for i in range(most)})
     return [found[i] for i in idx]
-
-
-def nice_step(span: float, ticks: int = 5) -> float:
-    """A round tick spacing (1, 2 or 5 times a power of ten) for about ``ticks`` ticks over ``span``."""
-    raw = max(span, 1e-12) / ticks
-    base = 10 ** np.floor(np.log10(raw))
-    return float(next(m * base for m in (1, 2, 5, 10) if m * base >= raw))
 
 
 def grid_image(path, height: float) -> ImageMobject:

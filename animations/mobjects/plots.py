@@ -119,12 +119,34 @@ def snr_panel(schedule, width: float = 7.6, height: float = 3.9) -> VGroup:
     return panel
 
 
-def histogram_edges(values, bins: int = 24) -> np.ndarray:
-    """Common bin edges for a set of value arrays, so histograms side by side compare."""
+def nice_step(span: float, ticks: int = 5) -> float:
+    """A round tick spacing (1, 2 or 5 times a power of ten) for about ``ticks`` ticks over ``span``."""
+    raw = max(span, 1e-12) / ticks
+    base = 10 ** np.floor(np.log10(raw))
+    return float(next(m * base for m in (1, 2, 5, 10) if m * base >= raw))
+
+
+def round_range(lo: float, hi: float, ticks: int = 4) -> tuple[float, float, float]:
+    """(lo', hi', step): [lo, hi] widened to multiples of a round step (nice_step of the widened span, so
+    that an axis over [lo', hi'] with that step has round numbers at its ticks)."""
+    for _ in range(8):
+        step = nice_step(hi - lo, ticks)
+        lo2, hi2 = np.floor(lo / step) * step, np.ceil(hi / step) * step
+        if nice_step(hi2 - lo2, ticks) == step:
+            return float(lo2), float(hi2), step
+        lo, hi = lo2, hi2
+    return float(lo2), float(hi2), step
+
+
+def histogram_edges(values, bins: int = 24, ticks: int = 5) -> np.ndarray:
+    """Common bin edges for a set of value arrays, so histograms side by side compare: the values' range,
+    padded, widened to round tick positions (round_range), in about ``bins`` bins that fit the ticks."""
     v = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in values])
     lo, hi = float(v.min()), float(v.max())
-    pad = max((hi - lo) * 0.05, 1.0)
-    return np.linspace(lo - pad, hi + pad, bins + 1)
+    pad = (hi - lo) * 0.05 if hi > lo else max(abs(lo) * 0.01, 0.5)  # one value only: a bin round it
+    lo, hi, step = round_range(lo - pad, hi + pad, ticks)
+    n = int(round((hi - lo) / step))
+    return np.linspace(lo, hi, n * max(1, int(round(bins / n))) + 1)
 
 
 def histogram_bars(axes, values, edges, color) -> VGroup:
@@ -149,10 +171,12 @@ def histogram_panel(values, edges, color, caption: str, width: float = 5.5, heig
     counts, _ = np.histogram(np.asarray(values, dtype=np.float64), bins=edges)
     top = max(int(counts.max()), 1)
     lo, hi = float(edges[0]), float(edges[-1])
-    axes = Axes(x_range=[lo, hi, (hi - lo) / 4], y_range=[0, top * 1.1, max(top // 2, 1)], x_length=width,
+    step = nice_step(hi - lo, 5)  # round ticks where the edges came from histogram_edges (ticks = 5)
+    axes = Axes(x_range=[lo, hi, step], y_range=[0, top * 1.1, max(nice_step(top, 3), 1)], x_length=width,
                 y_length=height, tips=False, axis_config={"stroke_width": 2},
                 x_axis_config={"include_numbers": True, "font_size": 20,
-                               "decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
+                               "decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(step)))),
+                                                         "group_with_commas": False}},
                 y_axis_config={"include_numbers": True, "font_size": 18,
                                "decimal_number_config": {"num_decimal_places": 0}})
     bars = histogram_bars(axes, values, edges, color)

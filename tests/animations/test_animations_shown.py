@@ -173,6 +173,19 @@ def test_consistency_histogram_is_vdms(elbo_scenes, elbo_reference):
     assert (elbo_reference["denoising"].matching > 0).all() and elbo_reference["denoising"].matching.std() > 0
 
 
+def test_histogram_ticks_are_round_numbers(elbo_scenes, elbo_reference):
+    """The x axis is labelled at multiples of 1, 2 or 5 times a power of ten (once at a quarter of the padded
+    range: 16374, 16429, ...), at least four labels, and the bins cover every draw."""
+    for axes, totals in ((elbo_scenes[0].histogram[0], elbo_reference["consistency"].total),
+                         (elbo_scenes[1].panels[0][0], elbo_reference["consistency"].total)):
+        shown = np.array([n.number for n in axes.x_axis.numbers], dtype=np.float64)
+        step = np.diff(shown)[0]
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert len(shown) >= 4 and np.allclose(np.diff(shown), step)
+        assert any(np.isclose(mantissa, m) for m in (1, 2, 5)) and np.allclose(shown / step, np.round(shown / step))
+        assert axes.x_range[0] < totals.min().item() and axes.x_range[1] > totals.max().item()
+
+
 def assert_mean_and_error_shown(text: str, draws: np.ndarray):
     """``text`` is "mean ± error" of ``draws`` (or "mean exact" where every draw is the same): the error with two
     significant digits (whole numbers from 10 up), the mean rounded to the error's last digit."""
