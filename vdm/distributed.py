@@ -18,6 +18,7 @@ checkpoint resumes under any world size.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -85,9 +86,17 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     return d, device
 
 
-def cleanup() -> None:
+def cleanup(together: bool = True) -> None:
+    """Leave the process group. ``together`` (every rank finished its run): wait at a barrier first, so that no
+    rank tears down its connections while another still works (rank 0's closing evaluation and grid). Drop the
+    DDP module first (its reducer holds the group): a group torn down at interpreter exit, with no Python left to
+    run, aborted a rank on a loaded machine (SIGABRT, "terminate called without an active exception"). After a
+    failure there is no barrier: the failed rank never reaches it."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
+    gc.collect()  # the group's last references (a DDP reducer) go now, while Python can still run their teardown
 
 
 def shard(n: int, d: Dist) -> slice:

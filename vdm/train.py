@@ -595,6 +595,11 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "reason": self.stop_reason or "done",
                 "eval": last_eval or self.last_eval, "score": self.last_score}
 
+    def release(self) -> None:
+        """Drop the DDP wrapper (and any compiled one): training is over, and its reducer holds the process group,
+        which vdm.distributed.cleanup should tear down while Python still runs."""
+        self.train_net = self.model.net
+
     last_eval: dict | None = None
     last_score: dict | None = None  # the newest grid's vdm.score.cheap_score fields
 

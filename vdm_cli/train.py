@@ -40,7 +40,8 @@ def cmd_train(args) -> int:
     finally:
         if bar is not None:  # the limit that bound is reached: 100 %
             bar.close(full=result is not None and result["reason"] == "time limit")
-        distributed.cleanup()  # leave the process group (torchrun) before the prints
+        trainer.release()
+        distributed.cleanup(together=result is not None)  # leave the process group (torchrun) before the prints
     _closing_lines(result, trainer, run_dir)
     return 0
 
