@@ -9,7 +9,7 @@ vdm.elbo.ELBO objects from lecture_data.elbo_draws.
 from __future__ import annotations
 
 import numpy as np
-from manim import DOWN, LEFT, RIGHT, WHITE, Axes, Rectangle, Tex, VGroup
+from manim import DOWN, LEFT, RIGHT, UP, WHITE, Axes, Rectangle, Tex, VGroup
 
 from animations.lecture_data import agreement
 from animations.mobjects.plots import histogram_panel
@@ -163,7 +163,7 @@ def compare_caption(a, b, z: float = 3.0) -> str:
 def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
     """Per-term standard deviation per draw for both forms, bars on a log10 axis: [axes, bars, labels].
 
-    ``.spreads`` holds {form: {term: std}} as drawn; a std of 0 is drawn at the axis floor.
+    ``.spreads`` holds {form: {term: std}} as drawn; a std of 0 has no bar, a "0" at the axis floor instead.
     """
     spreads = {"consistency": {k: v[2] for k, v in stats(cons).items()},
                "denoising": {k: v[2] for k, v in stats(den).items()}}
@@ -178,7 +178,7 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
     every = max(1, (hi - lo + 3) // 4)  # at most about five tick labels
     ticks = VGroup(*[Tex(rf"$10^{{{k}}}$", font_size=18).next_to(axes.c2p(0, k - lo), LEFT, buff=0.1)
                      for k in range(lo, hi + 1, every)])
-    bars = VGroup()
+    bars, zeros = VGroup(), VGroup()
     for i, term in enumerate(TERMS):
         for j, (form, colour) in enumerate((("consistency", CONSISTENCY), ("denoising", DENOISING))):
             v = spreads[form][term]
@@ -188,10 +188,12 @@ def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:
             bar = Rectangle(width=abs(p1[0] - p0[0]), height=max(abs(p1[1] - p0[1]), 1e-3), stroke_width=0,
                             fill_color=colour, fill_opacity=0.85).move_to((p0 + p1) / 2)
             bars.add(bar)
+            if v == 0:  # no bar on a log axis: say the spread is nil where the bar would stand
+                zeros.add(Tex("0", font_size=18, color=colour).next_to(axes.c2p((x0 + x1) / 2, 0), UP, buff=0.06))
     names = labels("recon.", "prior", "matching", "total", size=18)
     for i, lab in enumerate(names):
         lab.next_to(axes.c2p(i + 0.5, 0), DOWN, buff=0.12)
     yl = label("std per draw (nats, log)", size=18).rotate(1.5708).next_to(ticks, LEFT, buff=0.15)
-    panel = VGroup(axes, bars, VGroup(ticks, *names, yl))
+    panel = VGroup(axes, bars, VGroup(ticks, *names, yl, *zeros))
     panel.spreads = spreads
     return panel

@@ -40,6 +40,7 @@ from vdm.run import sample_grids as vdm_sample_grids
 
 N_DRAWS = 3  # training examples drawn on screen, one slide each
 MAX_GRIDS = 4  # sample grids shown side by side
+DOT_RADIUS = 0.045  # an evaluation's dot on the bound's plot
 WEIGHT_TICKS = (2, 10, 50, 100, 250, 500)
 
 
@@ -538,17 +539,22 @@ class Training(LectureScene):
             lines.add(DashedLine(axes.c2p(0, v), axes.c2p(x_max, v), color=colour, stroke_width=3))
         self.bound_bars = VGroup(*[Line(axes.c2p(s, v - e), axes.c2p(s, v + e), color=XT, stroke_width=3)
                                    for s, v, e in b])
-        self.bound_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.045, color=XT) for s, v, _ in b])
+        self.bound_dots = VGroup(*[Dot(axes.c2p(s, v), radius=DOT_RADIUS, color=XT) for s, v, _ in b])
         (s0, v0, e0), (s1, v1, e1) = b[0], b[-1]
+        # a bar shorter than the dot it passes through is hidden by it: the legend says so instead of promising bars
+        hidden = all(bar.height < 2 * DOT_RADIUS for bar in self.bound_bars)
         facts = [(rf"model: {v0:.2f} $\pm$ {e0:.2f} at step {s0:.0f}", XT),
                  (rf"$\to$ {v1:.2f} $\pm$ {e1:.2f} at step {s1:.0f}", XT),
                  (rf"optimal $\hat{{x}}_0 = \mathbb{{E}}[x_0 \mid x_t]$: {ref['optimal']:.2f} $\pm$ "
                   rf"{ref['optimal_se']:.2f}", XHAT),
                  (rf"true $-\log q(x_0)$: {ref['nll']:.2f} $\pm$ {ref['nll_se']:.2f}", X0),
-                 (r"bits/dim; bars: $\pm$ one standard error", WHITE)]
+                 (r"bits/dim; bars: $\pm$ one standard error" + (r" (within the dots)" if hidden else ""), WHITE)]
         self.bound_facts = [f for f, _ in facts]
         legend = VGroup(*labels(*self.bound_facts, colors=[c for _, c in facts], size=22)).arrange(
             DOWN, aligned_edge=LEFT, buff=0.12).next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
+        over = legend.get_right()[0] - (MAX_WIDTH / 2)  # keep the legend inside the frame's margin
+        if over > 0:
+            VGroup(axes, x_lab, y_lab, self.bound_bars, self.bound_dots, lines, legend).shift(LEFT * over)
         self.play(FadeIn(who), Create(axes), FadeIn(x_lab), FadeIn(y_lab))
         self.play(FadeIn(self.bound_dots), FadeIn(self.bound_bars), FadeIn(legend[:2]))
         first, last = cv["train"][0][1], cv["train"][-1][1]

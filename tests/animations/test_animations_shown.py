@@ -186,6 +186,19 @@ def test_histogram_ticks_are_round_numbers(elbo_scenes, elbo_reference):
         assert axes.x_range[0] < totals.min().item() and axes.x_range[1] > totals.max().item()
 
 
+def test_a_spread_of_zero_is_written_not_left_blank(elbo_scenes, elbo_reference):
+    """A log axis has no bar for a std of 0 (the denoising form's prior term, a closed-form KL): a "0" stands in
+    its slot, above the axis floor, and nowhere else."""
+    spread = elbo_scenes[1].spread
+    axes, zeros = spread[0], [m for m in spread[2] if getattr(m, "tex_string", None) == "0"]
+    nil = [(i, j) for i, k in enumerate(("reconstruction", "prior", "matching", "total"))
+           for j, form in enumerate(("consistency", "denoising"))
+           if elbo_reference[form].terms()[k].double().std() == 0]
+    assert nil == [(1, 1)] and len(zeros) == 1
+    x, y = axes.p2c(zeros[0].get_center())[:2]
+    assert 1 + 0.12 + 0.38 < x < 1 + 0.12 + 2 * 0.38 and 0 < y < 0.5
+
+
 def assert_mean_and_error_shown(text: str, draws: np.ndarray):
     """``text`` is "mean ± error" of ``draws`` (or "mean exact" where every draw is the same): the error with two
     significant digits (whole numbers from 10 up), the mean rounded to the error's last digit."""
