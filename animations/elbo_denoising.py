@@ -215,7 +215,7 @@ class DenoisingELBO(LectureScene):
         self.next_section("both estimators on the same image")
         cons, den = self.draws["consistency"], self.draws["denoising"]
         a, b = cons.total.double().numpy(), den.total.double().numpy()
-        log = elbo_panels.needs_log([a, b])  # a trained run's uniform-t draws have tails decades long
+        log = elbo_panels.needs_log([a, b])  # a trained run's one-t draws can have tails decades long
         ha, hb = elbo_panels.histogram_values([a, b], log)
         edges = histogram_edges([ha, hb])
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)

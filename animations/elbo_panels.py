@@ -127,7 +127,7 @@ def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height
                  log: bool = False) -> VGroup:
     """plots.histogram_panel with its axes labelled: [axes, bars, caption, x label, y label].
 
-    ``log``: ``values`` and ``edges`` are log10 of -ELBO (heavy-tailed estimates, a trained run's uniform-t draws).
+    ``log``: ``values`` and ``edges`` are log10 of -ELBO (heavy-tailed estimates, a trained run's one-t draws).
     """
     panel = histogram_panel(values, edges, colour, caption, width=width, height=height)
     axes = panel[0]
@@ -150,14 +150,17 @@ def sign_caption(e) -> str:
 
 
 def compare_caption(a, b, z: float = 3.0) -> str:
-    """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers."""
+    """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers (to the error's
+    second significant digit)."""
     ok, diff, se = agreement(a, b, z)
     ma, mb = float(np.mean(a)), float(np.mean(b))
+    d = error_decimals(se) if np.isfinite(se) and se > 0 else 1
+    ma, mb, diff, se = (_minus(f"{v:,.{d}f}") for v in (ma, mb, diff, se))
     if ok:
-        return (rf"means {ma:,.1f} and {mb:,.1f} nats: they agree within their Monte Carlo error "
-                rf"(difference {diff:,.1f} $\pm$ {se:,.1f}): the same bound, estimated twice")
-    return (rf"means {ma:,.1f} and {mb:,.1f} nats differ by {diff:,.1f}, more than {z:g} standard errors "
-            rf"({se:,.1f}): with this model the two estimates do not agree")
+        return (rf"means {ma} and {mb} nats: they agree within their Monte Carlo error "
+                rf"(difference {diff} $\pm$ {se}): the same bound, estimated twice")
+    return (rf"means {ma} and {mb} nats differ by {diff}, more than {z:g} standard errors "
+            rf"({se}): with this model the two estimates do not agree")
 
 
 def spread_panel(cons, den, width: float = 5.6, height: float = 2.8) -> VGroup:

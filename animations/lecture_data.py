@@ -162,7 +162,9 @@ def elbo_model_words() -> str:
     """What the ELBO scenes estimate with, in plain words for the presenter notes."""
     src = lecture_source()
     if src.denoiser is not None:
-        return src.detail + " Each draw picks one t uniformly for each term, so one network call per term."
+        return src.detail + (" Each draw picks one t for each term from a proposal that favours the steps where "
+                              "the terms are large, and weights it by one over its probability: one network call "
+                              "per term, and the same expectation as the sum over all t.")
     return (f"There is no trained image run here, so a deliberately imperfect denoiser stands in: it leaves "
             f"{LEAK:g} of the noise in its estimate of x_0, on {ELBO_T_NO_RUN} steps of the constant schedule, "
             "and every term of the sum over t is computed.")
@@ -172,7 +174,7 @@ def elbo_model_note() -> str:
     """What the ELBO scenes estimate with, as LaTeX text."""
     src = lecture_source()
     if src.denoiser is not None:
-        return src.note + ", uniform-$t$ estimator"
+        return src.note + r", importance-sampled $t$ (one network call a term)"
     # a stand-in, said as such: no "no trained run" on a student's slide; the break keeps the formula on one line
     return (r"a deliberately imperfect stand-in for a trained network: \\ "
             rf"$\hat{{x}}_0 = x_0 + {LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$, "
@@ -183,8 +185,10 @@ def elbo_model_note() -> str:
 def elbo_draws(n: int = 200, seed: int = 0) -> dict:
     """-ELBO of one image drawn n times, both forms: {form: vdm.elbo.ELBO}; the spread is pure Monte Carlo.
 
-    With a trained run (lecture_source): its model and schedule and the uniform-t
-    estimator (one network call per term instead of T). Without one: LeakyOracle on
+    With a trained run (lecture_source): its model and schedule and the importance-sampled-t
+    estimator (one network call per term instead of T; with t drawn uniformly, a trained run's
+    per-draw spread is the t-draw's, decades wide in both forms, and hides the latents' spread
+    that exercise 3 is about). Without one: LeakyOracle on
     T = 20 steps of the tuned constant schedule and the full sum over t. Never the
     oracle x̂_0 = x_0, whose matching terms are all 0.
     """
@@ -195,7 +199,7 @@ def elbo_draws(n: int = 200, seed: int = 0) -> dict:
         s = Schedule.constant(T=ELBO_T_NO_RUN)
         den, estimator = LeakyOracle(x0, s, LEAK), "full"
     else:
-        den, s, estimator = src.denoiser, src.schedule, "uniform"
+        den, s, estimator = src.denoiser, src.schedule, "importance"
     out = {}
     with torch.no_grad():
         for form in ("consistency", "denoising"):

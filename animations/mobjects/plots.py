@@ -172,7 +172,7 @@ def histogram_panel(values, edges, color, caption: str, width: float = 5.5, heig
     top = max(int(counts.max()), 1)
     lo, hi = float(edges[0]), float(edges[-1])
     step = nice_step(hi - lo, 5)  # round ticks where the edges came from histogram_edges (ticks = 5)
-    axes = Axes(x_range=[lo, hi, step], y_range=[0, top * 1.1, max(nice_step(top, 3), 1)], x_length=width,
+    axes = EdgeAxes(x_range=[lo, hi, step], y_range=[0, top * 1.1, max(nice_step(top, 3), 1)], x_length=width,
                 y_length=height, tips=False, axis_config={"stroke_width": 2},
                 x_axis_config={"include_numbers": True, "font_size": 20,
                                "decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(step)))),

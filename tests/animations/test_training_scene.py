@@ -176,3 +176,26 @@ def test_constant_run_shows_its_one_schedule(scene):
     np.testing.assert_allclose(pts[:, 0], s / T, atol=1e-9)
     np.testing.assert_allclose(pts[:, 1] + panel.y0, np.log(alpha ** s / (1 - alpha ** s)), rtol=1e-5, atol=1e-5)
     assert "the assignment's constant" in panel.legend[0].tex_string
+
+
+def test_elbo_scenes_with_a_run_draw_t_by_importance_and_estimate_the_full_sum(run_dir):
+    """With a trained run each -ELBO draw takes one importance-sampled t per term (drawn uniformly, the t-draw's
+    spread, decades wide for a trained model, hid the latents' spread the scene is about); its mean is the
+    full sum over t, recomputed here with every t for the same image, within the two estimates' errors."""
+    from animations.elbo_denoising import DenoisingELBO
+    from animations.lecture_data import example_x0
+    from vdm.elbo import elbo
+    from vdm.run import open_run
+
+    scene = build_with_run(DenoisingELBO, run_dir)
+    assert {scene.draws[f].estimator for f in ("consistency", "denoising")} == {"importance"}
+    run = open_run(run_dir)
+    den, _ = run.denoiser("cpu")
+    den.eval()
+    x0 = example_x0(1).repeat(64, 1, 1, 1)
+    with torch.no_grad():
+        full = elbo(den, run.schedule, x0, form="denoising", estimator="full",
+                    generator=torch.Generator().manual_seed(7)).total.double().numpy()
+    shown = scene.draws["denoising"].total.double().numpy()
+    se = np.sqrt(shown.var(ddof=1) / len(shown) + full.var(ddof=1) / len(full))
+    assert abs(shown.mean() - full.mean()) < 4 * se
