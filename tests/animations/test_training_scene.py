@@ -75,7 +75,8 @@ def test_numbers_shown_are_the_runs(scene, run_dir):
     assert f"{train[0]['loss']:.4f} at step {train[0]['step']}" in shown
     assert f"{train[-1]['loss']:.4f} at step {train[-1]['step']}" in shown
     assert f"held-out {last_eval['eval_loss']:.4f} at step {last_eval['step']}" in shown
-    assert f"{last_eval['bpd']['total']:.2f} bits/dim" in shown
+    # the -ELBO with its error, as every -ELBO a learner is shown
+    assert rf"{last_eval['bpd']['total']:.2f} $\pm$ {last_eval['bpd_se']:.2f} bits/dim" in shown
     end = [r for r in recs if r["kind"] == "end"][-1]
     assert f"{end['elapsed'] / 60:.1f} min" in shown
     # the screen says what the model was trained on; the run's name and how it was chosen are the presenter's
