@@ -29,7 +29,7 @@ from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import histogram_edges
 from animations.mobjects.text import label, one_line, tex
-from animations.palette import CONSISTENCY, PRIOR, RECONSTRUCTION
+from animations.palette import CONSISTENCY, PRIOR, RECONSTRUCTION, X0
 
 PRIOR_TEX = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
 CONSIST = (r"- \sum_{t=1}^{T-1} \mathbb{E}_{q(x_{t-1}, x_t, x_{t+1} \mid x_0)}"
@@ -182,6 +182,7 @@ class ConsistencyELBO(LectureScene):
         if table.width > 6.0:  # a trained run's numbers are longer
             table.scale_to_fit_width(6.0)
         Group(image, table).arrange(DOWN, buff=0.3).to_edge(LEFT, buff=0.5).shift(DOWN * 0.4)
+        image_name = tex(r"x_0", font_size=30, color=X0).next_to(image, LEFT, buff=0.2)  # the image the draws are of
         totals = e.total.double().numpy()
         log = elbo_panels.needs_log([totals])
         shown = elbo_panels.histogram_values([totals], log)[0]
@@ -191,7 +192,7 @@ class ConsistencyELBO(LectureScene):
         panel.to_edge(RIGHT, buff=0.5).shift(DOWN * 0.3)
         verdict = label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
         self.play(Write(title), FadeIn(sub))
-        self.play(FadeIn(image), FadeIn(table))
+        self.play(FadeIn(image), FadeIn(image_name), FadeIn(table))
         self.pause(4, f"Now the numbers. We estimate each term for one image by drawing {n} independent chains from "
                       f"the encoder. The table gives each term's mean and its standard error, in nats per image. "
                       f"{elbo_model_words()}")
@@ -203,3 +204,4 @@ class ConsistencyELBO(LectureScene):
                       "divergences, so nothing keeps it positive. Next: a form of the ELBO whose terms are all KLs.")
         self.histogram = panel
         self.table_rows = table.rows
+        self.table_foot = table[1]

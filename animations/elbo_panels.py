@@ -15,6 +15,7 @@ from animations.lecture_data import agreement
 from animations.mobjects.plots import histogram_panel
 from animations.mobjects.text import label, labels, one_line
 from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
+from vdm.gaussian import nats_to_bpd
 from vdm.report import error_decimals
 
 TERMS = ("reconstruction", "prior", "matching", "total")
@@ -77,8 +78,9 @@ def term_table(e, form: str, size: float = 26) -> VGroup:
     for r in rows:  # the means right-aligned in one column, the errors after them
         r[1].move_to(r[0]).shift(RIGHT * (right - r[1].get_right()[0]))
         r[2].next_to(r[1], RIGHT, buff=0.2)
+    bpd, bpd_se = (nats_to_bpd(v, e.dims) for v in st["total"][:2])
     head = _foot([rf"nats per image: mean $\pm$ its standard error ({e.total.shape[0]} draws); "
-                  rf"{e.bpd()['total']:.3f} bits/dim"], [x for _, x in shown], size=20)
+                  rf"{' '.join(mean_and_error(bpd, bpd_se))} bits/dim"], [x for _, x in shown], size=20)
     table = VGroup(rows, head.next_to(rows, DOWN, buff=0.25, aligned_edge=LEFT))
     table.rows = rows
     return table
@@ -143,9 +145,9 @@ def sign_caption(e) -> str:
     st = stats(e)
     prior, matching = st["prior"][0], st["matching"][0]
     if matching < 0:
-        shown = _minus(f"{matching:,.1f}")
+        shown, total = _minus(f"{matching:,.1f}"), _minus(f"{prior + matching:,.1f}")
         return (rf"the consistency sum is negative ({shown} nats): a joint expectation of log-ratios, not a KL; "
-                rf"with the prior term ({prior:+,.1f}) it sums to {prior + matching:,.1f}")
+                rf"with the prior term ({prior:+,.1f}) it sums to {total}")
     return rf"prior matching {prior:,.1f} and consistency {matching:,.1f} nats: both positive here"
 
 

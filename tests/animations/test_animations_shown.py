@@ -169,6 +169,10 @@ def test_consistency_histogram_is_vdms(elbo_scenes, elbo_reference):
     assert bars.counts.sum() == 200 and (bars.edges[0] < totals.min()) and (bars.edges[-1] > totals.max())
     for row, (name, v) in zip(scene.table_rows, elbo_reference["consistency"].terms().items()):
         assert_mean_and_error_shown(row[1].tex_string + " " + row[2].tex_string, v.double().numpy())
+    # the total in bits/dim with its error too: nats / (D ln 2), D = 3 * 32 * 32
+    foot = scene.table_foot[0].tex_string
+    bits = totals / (3 * 32 * 32 * np.log(2))
+    assert_mean_and_error_shown(foot.split("draws); ")[1].removesuffix(" bits/dim}"), bits)
     # never the oracle: every matching term is positive and random
     assert (elbo_reference["denoising"].matching > 0).all() and elbo_reference["denoising"].matching.std() > 0
 
