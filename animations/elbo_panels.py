@@ -140,24 +140,33 @@ def totals_panel(values, edges, colour, caption: str, width: float = 5.4, height
     return panel
 
 
-def sign_caption(e) -> str:
-    """What the prior and matching means say, in words that follow from their signs and sizes."""
+def sign_caption(e, z: float = 2.0) -> str:
+    """What the prior and matching means say, in words that follow from their signs, sizes and errors: a sign
+    is claimed only where the mean is more than ``z`` standard errors from 0."""
     st = stats(e)
-    prior, matching = st["prior"][0], st["matching"][0]
-    if matching < 0:
-        shown, total = _minus(f"{matching:,.1f}"), _minus(f"{prior + matching:,.1f}")
+    prior, (matching, se) = st["prior"][0], st["matching"][:2]
+    shown = _minus(f"{matching:,.1f}")
+    if matching < 0 and -matching > z * se:
+        total = _minus(f"{prior + matching:,.1f}")
         return (rf"the consistency sum is negative ({shown} nats): a joint expectation of log-ratios, not a KL; "
                 rf"with the prior term ({prior:+,.1f}) it sums to {total}")
+    if matching < 0:
+        mean, err = mean_and_error(matching, se)
+        return (rf"the consistency sum is {mean} {err} nats: {len(e.total)} draws do not settle its sign; "
+                rf"a joint expectation of log-ratios, not a KL, it may be negative")
     return rf"prior matching {prior:,.1f} and consistency {matching:,.1f} nats: both positive here"
 
 
 def compare_caption(a, b, z: float = 3.0) -> str:
     """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers (to the error's
-    second significant digit)."""
+    second significant digit); an agreement past 2 standard errors is called narrow, with why."""
     ok, diff, se = agreement(a, b, z)
-    ma, mb = float(np.mean(a)), float(np.mean(b))
+    narrow, zs = ok and abs(diff) > 2 * se, abs(diff) / se if se > 0 else 0.0
     d = error_decimals(se) if np.isfinite(se) and se > 0 else 1
-    ma, mb, diff, se = (_minus(f"{v:,.{d}f}") for v in (ma, mb, diff, se))
+    ma, mb, diff, se = (_minus(f"{v:,.{d}f}") for v in (float(np.mean(a)), float(np.mean(b)), diff, se))
+    if narrow:
+        return (rf"means {ma} and {mb} nats: they agree within their Monte Carlo error, only just: the difference "
+                rf"{diff} $\pm$ {se} is {zs:.1f} standard errors")
     if ok:
         return (rf"means {ma} and {mb} nats: they agree within their Monte Carlo error "
                 rf"(difference {diff} $\pm$ {se}): the same bound, estimated twice")

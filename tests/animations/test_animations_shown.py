@@ -381,3 +381,30 @@ def test_product_of_gaussians_is_vdms_posterior(post):
         d = post.product_curves(t)
         np.testing.assert_allclose(d["product"], d["posterior"], rtol=1e-6, atol=1e-9)
         assert post.product_checks[t] < 1e-6
+
+
+def test_captions_claim_a_sign_or_an_agreement_only_as_far_as_the_errors_allow():
+    """The consistency sum is called negative only beyond 2 standard errors (a trained run's one-t draws gave
+    -4,288 ± 3,725); two means 2.3 standard errors apart agree "only just", with the number of errors said."""
+    from types import SimpleNamespace
+
+    from animations.elbo_panels import compare_caption, sign_caption
+
+    rng = np.random.default_rng(1)
+
+    def draws(matching):
+        m = torch.tensor(matching)
+        terms = {"reconstruction": torch.ones(len(m)), "prior": torch.full((len(m),), 1.5), "matching": m, "total": m}
+        return SimpleNamespace(total=m, terms=lambda: terms)
+
+    wide = rng.normal(0, 1, 200)
+    wide = (wide - wide.mean()) / wide.std(ddof=1) * 3725 * np.sqrt(200) - 4288  # mean -4,288, standard error 3,725
+    assert "negative (" not in sign_caption(draws(wide)) and "do not settle its sign" in sign_caption(draws(wide))
+    assert "negative ($-$1,368" in sign_caption(draws(rng.normal(-1368, 1, 200)))
+    a = rng.normal(0, 1, 200)
+    a = (a - a.mean()) / a.std(ddof=1)  # mean 0, standard error 1/sqrt(200) each
+    se = np.sqrt(2 / 200)
+    text = compare_caption(a, a + 2.3 * se)
+    assert "only just" in text and "2.3 standard errors" in text
+    assert "only just" not in compare_caption(a, a + 1.0 * se)
+    assert "do not agree" in compare_caption(a, a + 3.5 * se)
