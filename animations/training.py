@@ -180,13 +180,14 @@ class Training(LectureScene):
         ]
         notes = [r"the denoising-matching sum of exercise 3: one weighted squared error per step $t$",
                  r"a sum of $T-1$ terms is $T-1$ times their mean over a uniform $t$; $x_t$ in closed form (exercise 1b)",
-                 r"the loss trained here: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
+                 r"the simple loss of exercise 5: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
         say = ["The whole denoising-matching sum of exercise 3: one weighted squared error per step t, each an "
                "expectation over x_t.",
                "A sum of T-1 terms is T-1 times their average over a uniformly drawn t. So one random t per image "
                "gives an unbiased estimate, and x_t is one draw from the closed form.",
-               "The loss most implementations train, and this one too: drop the weight, average over the pixels. "
-               "A plain mean squared error on x_0, at a uniformly random step."]
+               "The loss most implementations train, and the one exercise 5 asks for: drop the weight, average over the "
+               "pixels. A plain mean squared error on x_0, at a uniformly random step. A run may weight the steps "
+               "otherwise; when we look at a real run, its loss is named."]
         play_derivation(self, rows, notes, say=say, below=self.title, font_size=26, buff=0.5,
                         focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
                                r"\left[\frac{1}{D}\, " + mse + r"\right]"])
