@@ -105,8 +105,8 @@ class Posterior(LectureScene):
             lines = [(like, r"likelihood $q(x_t \mid x_{t-1})$ as a function of $x_{t-1}$ "
                             r"(a Gaussian: the step read backwards)", XT),
                      (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", X0),
-                     (prod, r"their product, point by point, scaled to area 1 (white)", WHITE),
-                     (post, r"the posterior $q(x_{t-1} \mid x_t, x_0)$ in closed form: the same curve", POSTERIOR)]
+                     (post, r"the posterior $q(x_{t-1} \mid x_t, x_0)$ in closed form", POSTERIOR),
+                     (prod, r"their product, point by point, scaled to area 1 (white): the same curve", WHITE)]
             say = [f"Exercise 4: the posterior of one step back, given x_t and x_0. First as a picture, for one pixel "
                    f"at t = {t}. As a function of x_(t-1), the step q of x_t given x_(t-1) is a Gaussian: the forward "
                    "step read backwards.",
@@ -116,13 +116,12 @@ class Posterior(LectureScene):
                    f"largest gap to the product is {sci(100 * gap)} percent of its peak: rounding only.",
                    "Multiply the two factors point by point and rescale to area one: the white curve lies exactly on "
                    "the posterior. Bayes' rule, drawn."]
-            legend = VGroup(*labels(r"likelihood", r"prior", r"product", r"posterior",
-                                    colors=[XT, X0, WHITE, POSTERIOR], size=24))
+            legend = VGroup(*labels(r"likelihood", r"prior", r"posterior", r"product",
+                                    colors=[XT, X0, POSTERIOR, WHITE], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
             self.play(FadeIn(head))
             caption = None
-            order = [0, 1, 3, 2]  # the thick posterior goes under the thin white product
-            for k in order:
+            for k in range(4):  # the thick posterior before, so under, the thin white product; say[k] is line k's
                 curve, text, _ = lines[k]
                 cap = one_line(text, size=24).to_edge(DOWN, buff=0.3)
                 anims = [Create(curve), FadeIn(legend[k]), FadeIn(cap)]

@@ -408,3 +408,13 @@ def test_captions_claim_a_sign_or_an_agreement_only_as_far_as_the_errors_allow()
     assert "only just" in text and "2.3 standard errors" in text
     assert "only just" not in compare_caption(a, a + 1.0 * se)
     assert "do not agree" in compare_caption(a, a + 3.5 * se)
+
+
+def test_posterior_picture_notes_follow_the_curves_drawn(post):
+    """The closed-form posterior is drawn before the white product that lies on it, and each slide's notes speak
+    of the curve that slide adds (the notes once ran one slide behind the pictures: "the white curve lies on the
+    posterior" over a slide without the white curve)."""
+    notes = post.slide_notes
+    closed = [i for i, n in enumerate(notes) if n.startswith("The posterior in closed form")]
+    assert closed and all(notes[i + 1].startswith("Multiply the two factors") for i in closed)
+    assert all(notes[i - 1].startswith("The second factor is the prior") for i in closed)
