@@ -112,6 +112,25 @@ def sample_grids(run, most: int = MAX_GRIDS) -> list[tuple[int, object]]:
     return [found[i] for i in idx]
 
 
+def step_axes(x_max: float, y_max: float, y_text: str) -> tuple:
+    """(axes, x label, y label) of a run's quantity over training steps: [0, x_max] by [0, y_max] at round ticks,
+    at least two of them numbered on y (nice_step at 6: at 4, a y_max of 0.88 had one, 0.5), in the place the run's
+    plots take under the title."""
+    xs, ys = nice_step(x_max), nice_step(y_max, 6)
+    axes = Axes(
+        x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
+        axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
+        x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
+        # as many decimals as the tick step needs (a learned run's first losses are in the 100,000s)
+        y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys)))),
+                                                 "group_with_commas": False}}).shift(LEFT * 1.2 + DOWN * 0.6)
+    x_lab = label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
+    # beside the tick numbers, however wide they came out, not at a fixed distance from the axis line
+    y_lab = label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
+                                                                buff=0.25)
+    return axes, x_lab, y_lab
+
+
 def grid_image(path, height: float) -> ImageMobject:
     """A sample grid PNG drawn with sharp pixels, read as every face reads one (vdm.run.read_grid: a FIFO, a
     device or an image of absurd size is a ValueError naming the file)."""
@@ -458,20 +477,10 @@ class Training(LectureScene):
         losses = [v for _, v in cv["train"]] + [v for _, v, _ in evals]
         x_max = max(steps) * 1.02
         y_max = max(losses) * 1.1
-        xs, ys = nice_step(x_max), nice_step(y_max, 6)  # at least two numbered ticks (one at 4: 0.5 of 0.88)
-        self.loss_axes = axes = Axes(
-            x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
-            axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
-            x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
-            # as many decimals as the tick step needs (a learned run's first losses are in the 100,000s)
-            y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys)))),
-                                                     "group_with_commas": False}}).shift(LEFT * 1.2 + DOWN * 0.6)
-        x_lab = label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
         y_text = (r"$-$ELBO trained on (bits/dim)" if learned else
                   r"$\|x_0 - \hat{x}_0\|^2 / c_{\mathrm{out}}^2$ (per value)" if edm else r"MSE on $x_0$ (per value)")
-        # beside the tick numbers, however wide they came out, not at a fixed distance from the axis line
-        y_lab = label(y_text, size=24).rotate(np.pi / 2).next_to(VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT,
-                                                                    buff=0.25)
+        axes, x_lab, y_lab = step_axes(x_max, y_max, y_text)
+        self.loss_axes = axes
         who = one_line(note, size=20).next_to(self.title, DOWN, buff=0.15)
         self.run_note = who
         tr = np.array(cv["train"], dtype=np.float64)
@@ -523,16 +532,8 @@ class Training(LectureScene):
         b, ref = np.array(cv["bound"], dtype=np.float64), cv["reference"]
         x_max = max(b[:, 0].max(), cv["train"][-1][0]) * 1.02
         y_max = max((b[:, 1] + b[:, 2]).max(), ref["optimal"] + ref["optimal_se"]) * 1.12
-        xs, ys = nice_step(x_max), nice_step(y_max, 4)
-        self.bound_axes = axes = Axes(
-            x_range=[0, x_max, xs], y_range=[0, y_max, ys], x_length=8.0, y_length=4.0, tips=False,
-            axis_config={"include_numbers": True, "font_size": 20, "stroke_width": 2},
-            x_axis_config={"decimal_number_config": {"num_decimal_places": 0, "group_with_commas": False}},
-            y_axis_config={"decimal_number_config": {"num_decimal_places": max(0, -int(np.floor(np.log10(ys))))}}
-        ).shift(LEFT * 1.2 + DOWN * 0.6)
-        x_lab = label("training step", size=24).next_to(axes.x_axis, DOWN, buff=0.4)
-        y_lab = label(r"held-out $-$ELBO (bits/dim)", size=24).rotate(np.pi / 2).next_to(
-            VGroup(axes.y_axis, *axes.y_axis.numbers), LEFT, buff=0.25)
+        axes, x_lab, y_lab = step_axes(x_max, y_max, r"held-out $-$ELBO (bits/dim)")
+        self.bound_axes = axes
         lines = VGroup()
         for v, colour in ((ref["optimal"], XHAT), (ref["nll"], X0)):
             lines.add(DashedLine(axes.c2p(0, v), axes.c2p(x_max, v), color=colour, stroke_width=3))

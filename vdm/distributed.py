@@ -96,7 +96,7 @@ def cleanup(together: bool = True) -> None:
         if together:
             dist.barrier()
         dist.destroy_process_group()
-    gc.collect()  # the group's last references (a DDP reducer) go now, while Python can still run their teardown
+        gc.collect()  # the group's last references (a DDP reducer) go now, while Python can still run their teardown
 
 
 def shard(n: int, d: Dist) -> slice:
