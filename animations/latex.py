@@ -4,6 +4,8 @@ the one formula fragment both ELBO forms write the same. No manim and no torch h
 
 from __future__ import annotations
 
+import re
+
 # the reconstruction term, written the same in both ELBO forms (the other terms differ)
 RECON_TEX = r"\mathbb{E}_{q(x_1 \mid x_0)}\left[\log p_\theta(x_0 \mid x_1)\right]"
 
@@ -32,10 +34,18 @@ def schedule_tex(schedule) -> str:
     return s
 
 
+_PLAIN = ((r"\pm", "±"), (r"\times", "×"), (r"\to", "→"), (r"\hat{x}_0", "x̂_0"), (r"\bar{\alpha}", "ᾱ"),
+          (r"\alpha", "α"), (r"\epsilon", "ε"), (r"\sigma", "σ"), (r"\theta", "θ"), (r"\mathbb{E}", "E"),
+          (r"\log", "log"), (r"\mid", "|"), (r"\|", "‖"), (r"\,", " "), (r"\ ", " "), (r"\%", "%"), ("$", ""))
+
+
 def plain_text(s: str) -> str:
-    """LaTeX text as plain words for presenter notes: the math delimiters and spacing dropped, a few symbols
-    written out (``$-$ELBO 1.00 $\\pm$ 0.04`` reads -ELBO 1.00 ± 0.04)."""
-    for tex_, plain in ((r"\pm", "±"), (r"\to", "→"), (r"\hat{x}_0", "x̂_0"), (r"\,", " "), (r"\%", "%"),
-                        ("$", "")):
+    """LaTeX text as plain words for presenter notes: the math delimiters and spacing dropped, the symbols the
+    slides use written out (``$-$ELBO 1.00 $\\pm$ 0.04`` reads -ELBO 1.00 ± 0.04, ``9.3 \\times 10^{-14}``
+    9.3 × 10^-14, ``\\mathrm{SNR}`` SNR); what no rule covers keeps its name without the backslash."""
+    for tex_, plain in _PLAIN:
         s = s.replace(tex_, plain)
+    s = re.sub(r"\^\{(-?\d+)\}", r"^\1", s)  # 10^{-14} -> 10^-14
+    s = re.sub(r"\\(?:mathrm|text|mathbf|operatorname)\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\\([A-Za-z]+)", r"\1", s)
     return " ".join(s.split())

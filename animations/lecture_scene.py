@@ -6,17 +6,18 @@ Importing it sets the render's process-wide settings: no manim cache, one torch 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from manim import (DOWN, UP, Create, FadeIn, FadeOut, Succession, SurroundingRectangle, Transform, VGroup, config,
-                   smooth, squish_rate_func)
+from manim import (DOWN, UP, Axes, Create, FadeIn, FadeOut, SingleStringMathTex, Succession, SurroundingRectangle,
+                   Transform, VGroup, config, smooth, squish_rate_func)
 
+from animations.mobjects.highlight import Backdrop, covered_glyphs, glyph_bounds
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.plots import snr_panel
 from animations.mobjects.text import MAX_WIDTH, derivation, one_line, part
-from animations.palette import BOX
 
 # manim's cache hashes every play() call, which here costs more than rendering the
 # frames (about half of a scene's time); these scenes are short, so render afresh.
@@ -64,6 +65,7 @@ class LectureScene(_SlideBase):
         self.slide_notes: list[str] = []  # presenter notes, one per slide, in slide order
         self.layout_log: list = []  # (section, text_boxes) at every pause: what the layout tests check
         self.box_log: list = []  # highlight_boxes at every pause, beside layout_log
+        self.mark_log: list = []  # at every pause, glyphs a box's outline runs through or a backdrop wrongly covers
         self._topic = "start"
         self.chain_log: list = []  # (term, the TeX of the two distributions lit) at each slide of play_terms_on_chain
         # with ``stills`` (a folder), every slide's last frame is written there as NNN.png (1-based, slide order):
@@ -82,11 +84,16 @@ class LectureScene(_SlideBase):
         notes = " ".join(notes.split())
         if not notes:
             raise ValueError(f"{type(self).__name__}: slide {self.pauses + 1} ({self._topic}) has no presenter notes")
+        raw = re.search(r"\\[A-Za-z]+|\$", notes)
+        if raw:  # notes are read as words (speaker view, lecture-notes.md): LaTeX goes through plain_text first
+            raise ValueError(f"{type(self).__name__}: slide {self.pauses + 1} ({self._topic}): presenter notes hold "
+                             f"LaTeX {raw.group()!r}: {notes[:80]}")
         self.wait(hold_time(lines) if hold is None else hold)
         if self.stills_dir is not None:
             self.save_still(self.stills_dir / f"{self.pauses + 1:03d}.png")
         self.layout_log.append((self._topic, text_boxes(self)))
         self.box_log.append(highlight_boxes(self))
+        self.mark_log.append(mark_problems(self))
         self.pauses += 1
         self.slide_names.append(self._topic)
         self.slide_notes.append(notes)
@@ -104,6 +111,9 @@ class LectureScene(_SlideBase):
         the time elapsed, so the frame is the one the video holds at this point)."""
         from PIL import Image
 
+        # the frame is drawn afresh: manim keeps the last animation's still part as a background image, and
+        # drawing every mobject over it again would lay each translucent fill on screen twice
+        self.renderer.static_image = None
         self.renderer.update_frame(self, ignore_skipping=True)
         Image.fromarray(self.renderer.get_frame()).convert("RGB").save(path)
 
@@ -152,15 +162,17 @@ def _bounds(points) -> list:
     return [float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max())]
 
 
+def _is_text(m) -> bool:
+    return isinstance(m, (SingleStringMathTex, LiveNumber)) or hasattr(m, "tex_string")
+
+
 def text_boxes(scene) -> list:
     """(text, [x0, y0, x1, y1]) of every outermost piece of text on screen (TeX, live numbers),
     leaving out axis numbers, which belong to their axes."""
-    from manim import Axes, SingleStringMathTex
-
     def pick(m):
         if isinstance(m, Axes):
             return []
-        if isinstance(m, (SingleStringMathTex, LiveNumber)) or hasattr(m, "tex_string"):
+        if _is_text(m):
             pts = [p.points for p in m.family_members_with_points() if p.get_fill_opacity() > 0.05]
             if not pts:
                 return []
@@ -175,6 +187,26 @@ def highlight_boxes(scene) -> list:
     """[x0, y0, x1, y1] of every SurroundingRectangle on screen (the white boxes round a term or a result)."""
     return _collect(scene, lambda m: [_bounds(m.points)] if isinstance(m, SurroundingRectangle) and m.has_points()
                     else None)
+
+
+OUTLINE_CLEARANCE = 0.05  # frame units (7 px at 1080p) a glyph keeps from a box's outline: nearer, it reads as touching
+
+
+def mark_problems(scene) -> list[str]:
+    """Glyphs on screen a highlight spoils: one a Backdrop lies under without marking it, or one a
+    SurroundingRectangle's outline runs through or touches (within OUTLINE_CLEARANCE of it, inside or out)."""
+    backdrops = _collect(scene, lambda m: [m] if isinstance(m, Backdrop) else None)
+    out = [f"a backdrop at {np.round(b.bounds, 2).tolist()} lies under a glyph at {np.round(g, 2).tolist()}"
+           for b in backdrops for g in covered_glyphs(b, scene.mobjects)]
+    c = OUTLINE_CLEARANCE
+    glyphs = _collect(scene, lambda m: glyph_bounds(m) if _is_text(m) else [] if isinstance(m, Axes) else None)
+    for r in highlight_boxes(scene):
+        for g in glyphs:
+            near = g[0] < r[2] + c and g[2] > r[0] - c and g[1] < r[3] + c and g[3] > r[1] - c
+            inside = g[0] > r[0] + c and g[2] < r[2] - c and g[1] > r[1] + c and g[3] < r[3] - c
+            if near and not inside:
+                out.append(f"a box at {np.round(r, 2).tolist()} runs through a glyph at {np.round(g, 2).tolist()}")
+    return out
 
 
 def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28, buff: float = 0.35,
@@ -209,8 +241,8 @@ def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28,
             scene.play(FadeIn(line, shift=DOWN * 0.2), *out, cap, run_time=1.2 if i else 1.0)
         box = None
         if focus[i] is not None:
-            box = SurroundingRectangle(part(line, focus[i]), buff=0.06, color=BOX, stroke_width=2.5)
-            scene.play(Create(box), run_time=0.6)
+            box = Backdrop(part(line, focus[i]), lines)
+            scene.play(FadeIn(box), run_time=0.6)
         scene.pause(i + 1, say[i])
     return lines
 

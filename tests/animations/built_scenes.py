@@ -53,6 +53,8 @@ def layout_problems(scene) -> list[str]:
     problems = []
     for i, rects in enumerate(getattr(scene, "box_log", [])):
         problems += [f"step {i} ({scene.layout_log[i][0]}): {p}" for p in box_cuts_text(rects, scene.layout_log[i][1])]
+    for i, marks in enumerate(getattr(scene, "mark_log", [])):
+        problems += [f"step {i} ({scene.layout_log[i][0]}): {p}" for p in marks]
     for i, (topic, boxes) in enumerate(scene.layout_log):
         for text, (x0, y0, x1, y1) in boxes:
             if x0 < -w - EPS or x1 > w + EPS or y0 < -h - EPS or y1 > h + EPS:

@@ -268,3 +268,25 @@ def test_present_without_a_display_is_one_sentence(monkeypatch, capsys, tmp_path
     assert main(["slides", "mhvae", "--out", str(tmp_path / "v"), "--present"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no display" in err and not (tmp_path / "v").exists()
+
+
+def test_a_still_draws_each_translucent_fill_once(tmp_path):
+    """A slide's still shows a fill of opacity 0.2 over black as the video does, 0.2 x 255 = 51 grey; drawn over
+    manim's kept background of the last animation it came out twice as opaque (92)."""
+    from manim import LEFT, WHITE, FadeIn, Rectangle, Square, tempconfig
+
+    from animations.lecture_scene import LectureScene
+
+    class Tint(LectureScene):
+        def construct(self):
+            self.play(FadeIn(Square(1).shift(3 * LEFT)))  # on screen, still, while the tint fades in
+            self.play(FadeIn(Rectangle(width=4, height=2, stroke_width=0, fill_color=WHITE, fill_opacity=0.2)))
+            self.pause(1, "a tint")
+
+    with tempconfig({"dry_run": True, "disable_caching": True, "pixel_width": 160, "pixel_height": 90,
+                     "media_dir": str(tmp_path / "media"), "verbosity": "WARNING", "progress_bar": "none"}):
+        Tint(skip_animations=True, stills=tmp_path).render()
+    from PIL import Image
+
+    with Image.open(tmp_path / "001.png") as im:
+        assert im.getpixel((80, 45)) == (51, 51, 51)

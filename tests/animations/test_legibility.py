@@ -3,7 +3,8 @@ circle, clear of the stroke, and no arrow (its arc or its head) runs over the do
 between; the elbo-consistency caption on the consistency term is two whole lines; the density plots' y axes
 (forward, posterior) stand at the left edge of the plotted range, so no curve passes over their numbers and none
 needs a patch behind it; a derivation line that comes
-out of the previous one moves only whole matching parts; a training example's coefficients precede their images."""
+out of the previous one moves only whole matching parts; a training example's coefficients precede their images;
+a derivation's marked part is tinted with margins that stop short of its neighbours."""
 
 from __future__ import annotations
 
@@ -144,3 +145,21 @@ def test_training_coefficients_precede_their_images():
         assert coef_b.get_right()[0] < eps_img.get_left()[0] < eps_img.get_right()[0] < eq.get_left()[0]
         assert eq.get_right()[0] < xt_img.get_left()[0]
         assert a == pytest.approx(float(scene.schedule.signal_coef()[t]))
+
+
+def test_a_backdrop_keeps_off_its_neighbours():
+    """The margins round a marked part: the full pad where nothing is near; half the gap where a neighbour is
+    nearer than the pad (beside, above, or off a corner, where the farther axis gives way); a neighbour that
+    already overlaps the part leaves the margins alone."""
+    from animations.mobjects.highlight import fitted_margins
+
+    part = np.array([0.0, 0.0, 1.0, 0.5])
+    assert np.allclose(fitted_margins(part, [np.array([3.0, 0, 4, 0.5])], 0.1), [0.1, 0.1, 0.1, 0.1])
+    plus = np.array([-0.3, 0.1, -0.04, 0.4])  # 0.04 to the left: the left margin is 0.02
+    assert np.allclose(fitted_margins(part, [plus], 0.1), [0.02, 0.1, 0.1, 0.1])
+    below = np.array([0.2, -0.5, 0.8, -0.06])
+    assert np.allclose(fitted_margins(part, [plus, below], 0.1), [0.02, 0.03, 0.1, 0.1])
+    corner = np.array([1.05, 0.58, 1.5, 1.0])  # 0.05 right, 0.08 up: the top gives way to 0.04
+    assert np.allclose(fitted_margins(part, [corner], 0.1), [0.1, 0.1, 0.1, 0.04])
+    inside = np.array([0.9, 0.1, 1.2, 0.3])  # kerned into the part
+    assert np.allclose(fitted_margins(part, [inside], 0.1), [0.1, 0.1, 0.1, 0.1])
