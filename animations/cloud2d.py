@@ -142,11 +142,59 @@ class DensityShade(ImageMobject):
         return self
 
 
+def clip_segment(a, b, view: float):
+    """The part of the segment a -> b (2-D) inside the square [-view, view]^2, as (a', b'), or None where
+    none of it is (Liang-Barsky: the segment a + u (b - a), u in [0, 1], cut by each of the four edges)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = b - a
+    u0, u1 = 0.0, 1.0
+    for p, q in ((-d[0], a[0] + view), (d[0], view - a[0]), (-d[1], a[1] + view), (d[1], view - a[1])):
+        if p == 0:
+            if q < 0:
+                return None  # parallel to this edge and outside it
+            continue
+        u = q / p
+        if p < 0:
+            u0 = max(u0, u)
+        else:
+            u1 = min(u1, u)
+        if u0 > u1:
+            return None
+    return a + u0 * d, a + u1 * d
+
+
+def inside(point, view: float) -> bool:
+    return bool(np.all(np.abs(np.asarray(point, dtype=np.float64)) <= view))
+
+
 def set_path(panel: CloudPanel, line: VMobject, track) -> VMobject:
-    """Make ``line`` the polyline through ``track`` [K, 2] on ``panel`` (K = 1: a point of zero length); a
-    stretch outside the panel's square is drawn along its edge (the picture stays inside its frame)."""
-    pts = panel.c2p(np.clip(_array(track), -panel.view, panel.view))
-    if len(pts) == 1:
-        pts = np.concatenate([pts, pts])
-    line.set_points_as_corners(pts)
+    """Make ``line`` the polyline through ``track`` [K, 2] on ``panel``, cut where it leaves the panel's square:
+    a stretch outside is not drawn (a point drawn on the edge would be a place it never was), so the line
+    may fall into pieces. K = 1, or nothing inside: a path of zero length at the first point inside, else at
+    the centre (nothing visible)."""
+    track = _array(track)
+    pieces: list[list[np.ndarray]] = []
+    for a, b in zip(track[:-1], track[1:]):
+        cut = clip_segment(a, b, panel.view)
+        if cut is None:
+            continue
+        if pieces and np.allclose(pieces[-1][-1], cut[0]):
+            pieces[-1].append(cut[1])  # the previous segment ends where this one starts: one piece
+        else:
+            pieces.append([cut[0], cut[1]])
+    line.clear_points()
+    if not pieces:
+        anchor = next((p for p in track if inside(p, panel.view)), np.zeros(2))
+        pieces = [[anchor, anchor]]
+    for piece in pieces:
+        pts = panel.c2p(np.array(piece))
+        line.start_new_path(pts[0])
+        line.add_points_as_corners(pts[1:])
     return line
+
+
+def place_head(panel: CloudPanel, dot, point) -> None:
+    """Put a traced point's dot at ``point`` on ``panel``, shown only while the point is inside the square."""
+    point = _array(point)[0]
+    dot.move_to(panel.c2p(np.clip(point, -panel.view, panel.view)))
+    dot.set_opacity(1.0 if inside(point, panel.view) else 0.0)

@@ -20,12 +20,13 @@ from manim import (DOWN, LEFT, RIGHT, UP, WHITE, BraceBetweenPoints, Create, Dot
                    ValueTracker, VGroup, linear)
 
 from animations import model2d as m2
-from animations.cloud2d import CloudPanel, set_path
-from animations.latex import schedule_tex, sci, tex_text
+from animations.cloud2d import CloudPanel, inside, place_head, set_path
+from animations.latex import plain_text, schedule_tex, sci, tex_text
 from animations.lecture_scene import LectureScene, cut
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.text import MAX_WIDTH, derivation, label, labels, one_line, tex
 from animations.palette import DENOISING, PRIOR, RECONSTRUCTION, X0, XHAT, XT
+from vdm.report import error_decimals
 
 SWEEP_SECONDS = 8.0
 TAIL = 10  # steps of a traced point's path drawn behind it while the chain runs
@@ -39,8 +40,11 @@ def snapshot_steps(T: int) -> list[int]:
     return list(dict.fromkeys([0, T // 4, T // 2, T]))
 
 
-def pm_fmt(e, digits: int = 2) -> str:
-    """An Estimate as LaTeX: mean \\pm standard error (in powers of ten when the mean rounds to 0)."""
+def pm_fmt(e) -> str:
+    """An Estimate as LaTeX: mean \\pm standard error, both to the error's second significant digit
+    (vdm.report.error_decimals, as every table of the lecture), so that numbers shown side by side add up as
+    shown; in powers of ten when the mean rounds to 0 there."""
+    digits = error_decimals(e.se) if np.isfinite(e.se) and e.se > 0 else 2
     if e.mean != 0 and abs(e.mean) < 0.5 * 10 ** -digits:
         return rf"{sci(e.mean)} \pm {sci(e.se)}"
     return rf"{e.mean:.{digits}f} \pm {e.se:.{digits}f}"
@@ -82,8 +86,9 @@ class Diffusion2D(LectureScene):
         shade = panel.shading(self.densities[t0]) if self.densities is not None else None
         cloud = panel.cloud(rows[t0], colour_of(t0))
         paths = [panel.path(rows[t0:t0 + 1, i], PATH_COLOUR) for i in self.traced]
-        heads = [Dot(panel.c2p(rows[t0, i].clamp(-panel.view, panel.view).numpy()), radius=0.06, color=PATH_COLOUR)
-                 for i in self.traced]
+        heads = [Dot(radius=0.06, color=PATH_COLOUR) for _ in self.traced]
+        for i, d in zip(self.traced, heads):
+            place_head(panel, d, rows[t0, i])
         u = ValueTracker(0.0)
         last = len(order) - 1
 
@@ -99,7 +104,7 @@ class Diffusion2D(LectureScene):
             lo, hi = (max(t0, t - TAIL), t) if t >= t0 else (t, min(t0, t + TAIL))
             for i, p, d in zip(self.traced, paths, heads):
                 set_path(panel, p, rows[lo:hi + 1, i])
-                d.move_to(panel.c2p(rows[t, i].clamp(-panel.view, panel.view).numpy()))
+                place_head(panel, d, rows[t, i])
 
         num = LiveNumber(t0, "{:.0f}", 40)
         t_lab = VGroup(tex("t =", font_size=40), num).arrange(RIGHT, buff=0.15)
@@ -191,8 +196,8 @@ class Diffusion2D(LectureScene):
                 self.figure_clouds[name].append(cl)
                 lo, hi = tracks(t)
                 parts += [cl, *[p.path(data[lo:hi + 1, i], PATH_COLOUR, 2) for i in self.traced],
-                          *[Dot(p.c2p(data[t, i].clamp(-p.view, p.view).numpy()), radius=0.045, color=PATH_COLOUR)
-                            for i in self.traced]]
+                          *[Dot(p.c2p(data[t, i].numpy()), radius=0.045, color=PATH_COLOUR)
+                            for i in self.traced if inside(data[t, i].numpy(), p.view)]]
                 cells.append(Group(*parts))
             rows.append(cells)
         names = VGroup(
@@ -297,7 +302,8 @@ class Diffusion2D(LectureScene):
         self.play(FadeIn(line))
         self.pause(2, "The gap between the bound and the true likelihood has two parts: how far the model's "
                       "distribution is from the data's, and how far the encoder is from the model's posterior. Both "
-                      "are KL divergences, so both are non-negative.")
+                      "are KL divergences, so both are non-negative. We cannot compute either KL here, only their "
+                      "sum; the next picture splits that sum another way, by what could remove it.")
         nll, opt, mod = tab["nll"].mean, tab["optimal"]["total"].mean, tab["model"]["total"].mean
         lo, hi = min(nll, opt, mod), max(nll, opt, mod)
         pad = 0.08 * (hi - lo) + 1e-9
@@ -339,17 +345,22 @@ class Diffusion2D(LectureScene):
                         rf"($T = {self.T}$) gets below it: Gaussian steps cannot follow $q(x_{{1:T}} \mid x_0)$ exactly",
                         size=22).to_edge(DOWN, buff=0.25)
         self.play(FadeIn(why1))
-        self.pause(3, f"The first gap, {pm_fmt(gap_o)} nats, no model can close on this schedule: even the best "
-                      "denoiser's Gaussian steps cannot follow the true reverse process exactly.")
+        self.pause(3, f"The first gap, {plain_text(pm_fmt(gap_o))} nats, is the optimal denoiser's bound minus the "
+                      "true negative log-likelihood: both KLs of the decomposition, for the best model there is. The "
+                      "posterior mean of x_0 minimises every term, so no network that predicts x_0 on this schedule "
+                      "gets below it: Gaussian reverse steps cannot follow the true reverse process exactly.")
         z = gap_m.mean / gap_m.se if gap_m.se > 0 else float("inf")
-        verdict = (rf"the network is {gap_m.mean:.2f} nats per point from the best $\hat{{x}}_0$ there is "
-                   rf"({z:.0f} standard errors)" if z > 3 else
+        mean_m = pm_fmt(gap_m).split(r" \pm ")[0]
+        verdict = (rf"the network is {mean_m} nats per point above the best $\hat{{x}}_0$ there is "
+                   rf"({z:.0f} standard errors from 0)" if z > 3 else
                    r"the network is within 3 standard errors of the best $\hat{x}_0$ there is")
         self.verdict = verdict
         why2 = one_line(verdict, size=22).next_to(why1, UP, buff=0.12)
         self.play(FadeIn(b2), FadeIn(n2), FadeIn(t2), FadeIn(why2))
-        self.pause(4, f"The second gap, {pm_fmt(gap_m)} nats, is what training can still remove: the network's "
-                      "distance from the best denoiser there is, measured on the same noisy points.")
+        self.pause(4, f"The second gap, {plain_text(pm_fmt(gap_m))} nats, is the model's bound minus the optimal "
+                      "one, and it is what training can still remove. Both bounds are measured on the same noisy "
+                      "points, so they rise and fall together and their difference is known far more precisely "
+                      "than either bound: that is why its error is smaller than theirs.")
 
 
 def _spread_labels(labs: VGroup, xs: list[float], gap: float = 0.15) -> None:

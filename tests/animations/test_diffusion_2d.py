@@ -90,6 +90,50 @@ def test_terms_recompute_from_vdm(scene, model):
     assert per["model"]["total"].mean() > per["optimal"]["total"].mean()
 
 
+def test_the_gaps_read_as_the_differences_of_the_numbers_beside_them(scene):
+    """Subtracting the shown bounds gives the shown gaps to within a fifth of their standard error (1.49 - 1.40
+    beside "0.08 +- 0.01" read as a contradiction; it was rounding, of numbers cut at 2 decimals), and the
+    verdict under them repeats the shown gap's digits."""
+    nll = shown_value(scene.shown_nll)[0]
+    opt, mod = (shown_value(scene.shown_terms[k]["total"])[0] for k in ("optimal", "model"))
+    for key, diff in (("optimal_gap", opt - nll), ("model_minus_optimal", mod - opt)):
+        gap, se = shown_value(scene.gap_numbers[key])
+        assert abs(diff - gap) <= se / 5, (key, diff, scene.gap_numbers[key])
+    shown = scene.gap_numbers["model_minus_optimal"].split(r" \pm ")[0]
+    assert f"is {shown} nats" in scene.verdict or "within 3 standard errors" in scene.verdict, scene.verdict
+
+
+def test_a_traced_path_is_cut_at_the_panel_edge():
+    """A path through points inside and outside the panel's square draws exactly the parts inside: every drawn
+    point is inside, and every point of the true segments that is inside lies on the drawn path (checked
+    against 400 points along each segment, not against the clipping's own algebra)."""
+    from manim import VMobject
+
+    from animations.cloud2d import CloudPanel, clip_segment, set_path
+
+    panel = CloudPanel(side=4.0, view=2.0)
+    rng = np.random.default_rng(0)
+    track = rng.normal(0, 2.0, (40, 2))  # about a third of the points outside [-2, 2]^2
+    line = set_path(panel, VMobject(), track)
+    drawn = line.points[:, :2] - panel.frame.get_center()[:2]
+    assert np.all(np.abs(drawn) <= 2.0 + 1e-9)
+    pieces = [line.points[i:i + 4] for i in range(0, len(line.points), 4)]  # cubic segments: 4 points each
+    ends = np.array([[p[0, :2], p[3, :2]] for p in pieces]) - panel.frame.get_center()[:2]
+
+    def on_path(x):
+        a, b = ends[:, 0], ends[:, 1]
+        u = np.clip(np.einsum("ij,ij->i", x - a, b - a) / np.maximum(np.einsum("ij,ij->i", b - a, b - a), 1e-18), 0, 1)
+        return np.min(np.linalg.norm(a + u[:, None] * (b - a) - x, axis=1)) < 1e-6
+
+    for a, b in zip(track[:-1], track[1:]):
+        for u in np.linspace(0, 1, 400):
+            x = a + u * (b - a)
+            if np.all(np.abs(x) < 2.0 - 1e-6):
+                assert on_path(x), (a, b, u)
+    assert clip_segment([3, 3], [4, -5], 2.0) is None
+    assert np.allclose(clip_segment([-3, 0], [3, 0], 2.0), [[-2, 0], [2, 0]])
+
+
 def test_the_clouds_are_vdms_chains(scene, model):
     from vdm.cloud import backward_cloud, forward_cloud
 
