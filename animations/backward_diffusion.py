@@ -14,6 +14,7 @@ Render: manim -pql animations/backward_diffusion.py BackwardDiffusion
 
 from __future__ import annotations
 
+import torch
 from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, ValueTracker, VGroup, linear
 
 from animations.cloud2d import CloudPanel
@@ -28,8 +29,6 @@ from vdm.sample import sample
 
 SWEEP_WORDS = ("Now watch one sampling run from t = T down to 0. Top: the current x_t. Bottom: the network's guess of "
                "x_0 at that step. Early guesses are blurry averages; they sharpen as t falls.")
-STRIP_WORDS = ("One chain at a few steps, spaced logarithmically: most of the picture appears in the last few steps, "
-               "as the forward chain destroyed it in the first few.")
 N_IMAGES = 4
 STRIP_FRACTIONS = (1.0, 0.6, 0.4, 0.25, 0.1, 0.0)  # of log(T + 1): log-spaced steps, most near t = 0
 SWEEP_SECONDS = 12.0
@@ -39,6 +38,29 @@ def strip_steps(T: int) -> list[int]:
     """t = (T + 1)^f - 1 for f in STRIP_FRACTIONS, rounded, each once (for T below about 60, 0.1 and 0.0
     both round to t = 0: the strip would show x_0 twice)."""
     return list(dict.fromkeys(int(round((T + 1) ** f - 1)) for f in STRIP_FRACTIONS))
+
+
+def final_share(chain, steps: list[int]) -> list[float]:
+    """How much of the final sample each step's x_t already holds: corr(x_t, x_0)^2 over every value of the
+    chain's samples (pixels, or points' coordinates) at once; 0 for pure noise, 1 at t = 0."""
+    end = chain.x[0].double().flatten()
+    out = []
+    for s in steps:
+        now = chain.x[s].double().flatten()
+        c = torch.corrcoef(torch.stack([now, end]))[0, 1]
+        out.append(float(c) ** 2 if torch.isfinite(c) else 0.0)
+    return out
+
+
+def strip_words(steps: list[int], share: list[float]) -> str:
+    """The strip's notes from its numbers: each step's final_share, and between which two shown steps the most
+    of the picture appears."""
+    listed = ", ".join(f"t = {s}: {v:.2f}" for s, v in zip(steps, share))
+    gains = [b - a for a, b in zip(share, share[1:])]
+    k = max(range(len(gains)), key=gains.__getitem__)
+    return (f"One chain at a few steps, spaced logarithmically in t. How much of the final sample each step already "
+            f"holds, as the squared correlation of x_t with it: {listed}. The most appears between t = {steps[k]} and "
+            f"t = {steps[k + 1]}, a gain of {gains[k]:.2f}: where that happens depends on the schedule.")
 
 
 def backward_chain(n: int = N_IMAGES, seed: int = 0):
@@ -155,7 +177,7 @@ class BackwardDiffusion(LectureScene):
             lab.next_to(img, DOWN, buff=0.15)
         self.play(LaggedStart(*[FadeIn(img) for img in images], lag_ratio=0.3), FadeIn(tags), run_time=2)
         self.strip_steps = steps
-        self.pause(2, STRIP_WORDS)
+        self.pause(2, strip_words(steps, final_share(self.chain, steps)))
 
     # -- without an image run: the 2-D model's cloud ------------------------------------------------------
     def exact_density(self, t: int):
@@ -220,4 +242,4 @@ class BackwardDiffusion(LectureScene):
                   FadeIn(tags), run_time=2)
         self.strip_steps = steps
         self.strip_clouds = clouds
-        self.pause(2, STRIP_WORDS)
+        self.pause(2, strip_words(steps, final_share(self.chain, steps)))

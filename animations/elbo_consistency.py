@@ -86,7 +86,7 @@ class ConsistencyELBO(LectureScene):
                         r"\frac{p(x_T)}{q(x_T \mid x_{T-1})}\right] + \sum_{t=1}^{T-1}\mathbb{E}_{q}\left[\log "
                         r"\frac{p_\theta(x_t \mid x_{t+1})}{q(x_t \mid x_{t-1})}\right]"),
         ]
-        notes = [r"the bound the MHVAE scene ended on (Jensen): $\log p(x_0) \geq \mathrm{ELBO}$",
+        notes = [r"the bound Jensen's inequality gave us: $\log p(x_0) \geq \mathrm{ELBO}$",
                  r"the MHVAE: $p(x_{0:T}) = p(x_T)\prod_t p_\theta(x_{t-1} \mid x_t)$, "
                  r"$q(x_{1:T} \mid x_0) = \prod_t q(x_t \mid x_{t-1})$; $\mathbb{E}_q$ is over $q(x_{1:T} \mid x_0)$",
                  r"take out the decoder's first factor and the encoder's last",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animations.latex import tex_text
+from animations.latex import schedule_tex, tex_text
 from vdm import data as vdm_data
 from vdm import DEFAULT_T
 from vdm.elbo import elbo
@@ -65,7 +65,7 @@ class Source:
     detail: str = ""    # plain words for the presenter: which run, and how it was chosen
 
 
-DATA_NAMES = {"cifar10": "CIFAR-10", "shapes": "the embedded shapes", "folder": "a folder of images"}
+DATA_NAMES = {"cifar10": "CIFAR-10", "shapes": "32-pixel images of coloured shapes", "folder": "a folder of images"}
 
 
 _CHOICE = {"run": None, "search": True, "runs_dir": "runs"}
@@ -130,7 +130,7 @@ def lecture_source() -> Source:
     name = run.name if run is not None else Path(path).name
     data = DATA_NAMES.get(run.config.data, run.config.data) if run is not None else "images"
     return Source(den, den.schedule, run,
-                  f"model: trained on {tex_text(data)}, schedule {tex_text(den.schedule.describe())}",
+                  f"model: trained on {tex_text(data)}, schedule {schedule_tex(den.schedule)}",
                   detail=f"The model is the run {name} ({how}), schedule {den.schedule.describe()}.")
 
 

@@ -143,7 +143,7 @@ def point_model() -> PointModel:
             else rf"{tex_text(words)}, {run.config.epochs} epochs")
     note = rf"2-D model: {what}"
     detail = (f"The 2-D model was trained for this lecture: vdm train --data {data}, {run.config.epochs} epochs, "
-              f"seed {run.config.seed}, cached in {run.path}." if here else
+              f"seed {run.config.seed} (kept for the next render)." if here else
               f"The 2-D model is the run {run.name}, given with --run ({run.path}).")
     return PointModel(den, run.schedule, run, data, mixture, note, here, what, detail)
 

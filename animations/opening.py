@@ -50,7 +50,7 @@ class Opening(LectureScene):
         start = one_line(r"$x_T \sim \mathcal{N}(0, \mathbf{I})$: pure noise", size=26).next_to(left, DOWN, buff=0.3)
         self.play(FadeIn(left), FadeIn(cloud), FadeIn(t_lab), FadeIn(start))
         self.pause(1, f"A diffusion model turns noise into data. On the left, {x.shape[1]:,} points of pure Gaussian "
-                      f"noise in two dimensions: this is where sampling starts.")
+                      f"noise in two dimensions: this is where sampling starts.", hold=1.5)
         self.next_section("the backward chain")
         cloud.add_updater(lambda m: m.show(x[t_now()]))
         step = one_line(r"each step, a trained network removes a little noise", size=26).move_to(start)

@@ -18,7 +18,7 @@ import torch
 from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Create, DashedLine, FadeIn, FadeOut, SurroundingRectangle, Title,
                    ValueTracker, VGroup, always_redraw, linear)
 
-from animations.latex import sci
+from animations.latex import plain_text, sci
 from animations.lecture_data import example_x0, lecture_schedule
 from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.live_number import LiveNumber
@@ -33,8 +33,8 @@ GRID = torch.linspace(-1.6, 1.6, 161, dtype=torch.float64)  # values of x_{t-1}
 QUAD = r"\frac{\alpha_t}{1-\alpha_t} + \frac{1}{1-\bar{\alpha}_{t-1}}"
 LIN = r"\left(\frac{\sqrt{\alpha_t}\, x_t}{1-\alpha_t} + \frac{\sqrt{\bar{\alpha}_{t-1}}\, x_0}{1-\bar{\alpha}_{t-1}}\right)"
 T_END = 2  # sweep t from T down to 2, where prior and likelihood are equally wide
-SWEEP_STOPS = (100, 40, 10, T_END)
-PRODUCT_T = (20, 2)  # the product of Gaussians shown at these steps: likelihood narrower, then both as wide  # the sweep pauses at each; log-spaced, so most of its time is at small t
+SWEEP_STOPS = (100, 40, 10, T_END)  # the sweep pauses at each; log-spaced, so most of its time is at small t
+PRODUCT_T = (20, 2)  # the product of Gaussians shown at these steps: likelihood narrower, then both as wide
 
 
 def log_u(t: float, T: int) -> float:
@@ -70,7 +70,9 @@ class Posterior(LectureScene):
         prior = gaussian_log_prob(GRID, m, v).exp()
         pm, pv = posterior(s, x_t, self.x0, t)
         post = gaussian_log_prob(GRID, pm, pv).exp()
-        return {"likelihood": like, "prior": prior, "posterior": post}
+        # as a function of x_{t-1}, N(x_t; sqrt(alpha_t) x_{t-1}, beta_t) has width sqrt(beta_t / alpha_t)
+        widths = (float((s.beta[t] / s.alpha[t]).sqrt()), float(torch.as_tensor(v).sqrt()))
+        return {"likelihood": like, "prior": prior, "posterior": post, "widths": widths}
 
     def product_curves(self, t: int) -> dict:
         """At step t: likelihood and prior over GRID (vdm), their pointwise product normalised on the grid,
@@ -79,7 +81,7 @@ class Posterior(LectureScene):
         prod = (d["likelihood"] * d["prior"]).numpy()
         prod = prod / np.trapezoid(prod, GRID.numpy())
         return {"likelihood": d["likelihood"].numpy(), "prior": d["prior"].numpy(), "product": prod,
-                "posterior": d["posterior"].numpy()}
+                "posterior": d["posterior"].numpy(), "widths": d["widths"]}
 
     def section_product(self):
         """Before the algebra: two Gaussians in x_{t-1} multiplied point by point are the posterior."""
@@ -107,15 +109,30 @@ class Posterior(LectureScene):
                      (prior, r"prior $q(x_{t-1} \mid x_0)$: where the chain can be after $t-1$ steps", X0),
                      (post, r"the posterior $q(x_{t-1} \mid x_t, x_0)$ in closed form", POSTERIOR),
                      (prod, r"their product, point by point, scaled to area 1 (white): the same curve", WHITE)]
-            say = [f"Exercise 4: the posterior of one step back, given x_t and x_0. First as a picture, for one pixel "
-                   f"at t = {t}. As a function of x_(t-1), the step q of x_t given x_(t-1) is a Gaussian: the forward "
-                   "step read backwards.",
-                   "The second factor is the prior: where the chain can be after t-1 steps from x_0, the closed "
-                   "form of exercise 1b.",
-                   f"The posterior in closed form, the result we are about to derive, computed by the library. Its "
-                   f"largest gap to the product is {sci(100 * gap)} percent of its peak: rounding only.",
-                   "Multiply the two factors point by point and rescale to area one: the white curve lies exactly on "
-                   "the posterior. Bayes' rule, drawn."]
+            s_like, s_prior = d["widths"]  # the standard deviations, not read off the grid (it cuts the prior)
+            widths = (f"standard deviation {s_like:.3f}", f"standard deviation {s_prior:.3f}")
+            if t == PRODUCT_T[0]:
+                first_like = s_like
+                say = [f"Exercise 4: the posterior of one step back, given x_t and x_0. First as a picture, for one "
+                       f"pixel at t = {t}. As a function of x_(t-1), the step q of x_t given x_(t-1) is a Gaussian: "
+                       f"the forward step read backwards, {widths[0]}.",
+                       "The second factor is the prior: where the chain can be after t-1 steps from x_0, the closed "
+                       f"form of exercise 1b; here {widths[1]}.",
+                       "The posterior in closed form, the result we are about to derive, computed by the library. "
+                       f"Its largest gap to the product is {plain_text(sci(100 * gap))} percent of its peak: rounding "
+                       "only.",
+                       "Multiply the two factors point by point and rescale to area one: the white curve lies exactly "
+                       "on the posterior. Bayes' rule, drawn."]
+            else:
+                same = abs(s_like - first_like) <= 0.01 * first_like
+                say = [f"The same picture at t = {t}, near the end of the chain. The step read backwards " +
+                       (f"is as wide as at t = {PRODUCT_T[0]}, {widths[0]}: every step adds the same noise." if same
+                        else f"now has {widths[0]}."),
+                       f"The prior, after only {t - 1} step{'s' if t != 2 else ''} from x_0, is narrow too: "
+                       f"{widths[1]}.",
+                       "The closed-form posterior again, between the two this time. Its largest gap to the product is "
+                       f"{plain_text(sci(100 * gap))} percent of its peak.",
+                       "And again the product of the two factors lies on it."]
             legend = VGroup(*labels(r"likelihood", r"prior", r"posterior", r"product",
                                     colors=[XT, X0, POSTERIOR, WHITE], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
@@ -226,8 +243,8 @@ class Posterior(LectureScene):
         self.num_c_xt = LiveNumber(float(c_xt[T]), "{:.4f}", fs, XT)
         self.num_var = LiveNumber(float(var[T]), "{:.4f}", fs)
         self.num_t = LiveNumber(T, "{:.0f}", fs)
-        mu = VGroup(tex(r"\mu_q =", font_size=fs), self.num_c_x0, tex(r"\, x_0 +", font_size=fs),
-                    self.num_c_xt, tex(r"\, x_t", font_size=fs)).arrange(RIGHT, buff=0.15)
+        mu = VGroup(tex(r"\mu_q =", font_size=fs), self.num_c_x0, tex(r"\, x_0 \:+", font_size=fs),
+                    self.num_c_xt, tex(r"\, x_t", font_size=fs)).arrange(RIGHT, buff=0.15)  # \: the space TeX sets round a +
         sig = VGroup(tex(r"\sigma_q^2(t) =", font_size=fs), self.num_var).arrange(RIGHT, buff=0.15)
         tl = VGroup(tex("t =", font_size=fs), self.num_t).arrange(RIGHT, buff=0.15)
         panel = VGroup(tl, mu, sig).arrange(RIGHT, buff=0.7).next_to(self.title, DOWN, buff=0.3)

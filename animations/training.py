@@ -35,11 +35,13 @@ from animations.palette import BOX, DENOISING, EPS, SCHEDULE, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
 from vdm.metrics import number
+from vdm.images import grid as vdm_grid
 from vdm.run import read_grid
 from vdm.run import sample_grids as vdm_sample_grids
+from vdm.score import GRID_TILE, grid_scale
 
 N_DRAWS = 3  # training examples drawn on screen, one slide each
-MAX_GRIDS = 4  # sample grids shown side by side
+MAX_GRIDS = 3  # sample grids shown side by side, after a grid of the data
 DOT_RADIUS = 0.045  # an evaluation's dot on the bound's plot
 WEIGHT_TICKS = (2, 10, 50, 100, 250, 500)
 
@@ -131,13 +133,30 @@ def step_axes(x_max: float, y_max: float, y_text: str) -> tuple:
     return axes, x_lab, y_lab
 
 
-def grid_image(path, height: float) -> ImageMobject:
-    """A sample grid PNG drawn with sharp pixels, read as every face reads one (vdm.run.read_grid: a FIFO, a
-    device or an image of absurd size is a ValueError naming the file)."""
-    m = ImageMobject(read_grid(path))
+GRID_SIDE = 4  # every grid shown as 4 x 4 samples: the trainer's grids by the clock hold 16, its last 36
+
+
+def grid_pixels(images) -> np.ndarray:
+    """The first GRID_SIDE^2 of ``images`` (uint8 [N, 3, 32, 32]) tiled as vdm writes a grid (vdm.images.grid)."""
+    return vdm_grid(images[:GRID_SIDE ** 2], ncol=GRID_SIDE)
+
+
+def grid_image(pixels, height: float) -> ImageMobject:
+    """Grid pixels (uint8 [H, W, 3]) drawn with sharp pixels, ``height`` scene units tall."""
+    m = ImageMobject(pixels)
     m.set_resampling_algorithm(RESAMPLING_ALGORITHMS["nearest"])
     m.height = height
     return m
+
+
+def sample_grid_pixels(path) -> np.ndarray:
+    """A run's sample grid, read as every face reads one (vdm.run.read_grid: a FIFO, a device or an image of
+    absurd size is a ValueError naming the file), cut to its top-left GRID_SIDE x GRID_SIDE samples where it
+    has more (the trainer's grids by the clock hold 4 x 4, its last 6 x 6: all show alike)."""
+    a = read_grid(path)
+    scale = grid_scale(a.shape[1], a.shape[0])
+    side = None if scale is None else scale * (GRID_SIDE * GRID_TILE + 1)  # a vdm grid: tiles and 1-pixel lines
+    return a[:side, :side] if side is not None and side <= min(a.shape[:2]) else a
 
 
 class Training(LectureScene):
@@ -597,20 +616,23 @@ class Training(LectureScene):
         self.grids = grids
         if not grids:
             return self.no_run("sample grid")
-        h = min(3.4, 12.8 / len(grids) - 0.3)
-        imgs = [grid_image(p, h) for _, p in grids]
-        names = labels(*[("latest" if s < 0 else f"after step {s}") for s, _ in grids], size=24)
+        h = min(3.4, 12.8 / (len(grids) + 1) - 0.3)
+        data = grid_image(grid_pixels(run.test_images()), h)
+        imgs = [data] + [grid_image(sample_grid_pixels(p), h) for _, p in grids]
+        names = labels("held-out data", *[("latest" if s < 0 else f"after step {s}") for s, _ in grids], size=24)
         cells = Group(*[Group(img, lab) for img, lab in zip(imgs, names)])
         for img, lab in zip(imgs, names):
             lab.next_to(img, DOWN, buff=0.15)
         cells.arrange(RIGHT, buff=0.3).next_to(self.title, DOWN, buff=0.9).set_x(0)
-        self.grid_images = imgs
+        self.data_image, self.grid_images = imgs[0], imgs[1:]
         who = self.run_note if hasattr(self, "run_note") else one_line(self.src.note, size=20)
         who.next_to(self.title, DOWN, buff=0.15)
-        cap = one_line(r"each grid: samples from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
+        cap = one_line(r"left: held-out data; then samples from $x_T \sim \mathcal{N}(0, \mathbf{I})$ with the model "
                        r"as it was then", size=24).to_edge(DOWN, buff=0.4)
-        self.play(FadeIn(who), FadeIn(cap))
-        for (st, _), cell in zip(grids, cells):
+        self.play(FadeIn(who), FadeIn(cap), FadeIn(cells[0]))
+        self.pause(1, f"On the left, {GRID_SIDE * GRID_SIDE} images of the data the run trained on, held out from "
+                      "training: what its samples should come to look like.")
+        for (st, _), cell in zip(grids, cells[1:]):
             self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
             self.pause(1, "Samples drawn during training " + ("at the end" if st < 0 else f"after step {st}") +
                        ", each from pure noise with the model as it was then (the run's samples folder).", hold=2.5)

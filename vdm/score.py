@@ -455,7 +455,7 @@ def inception_space(weights: str | os.PathLike) -> FeatureSpace:
 GRID_TILE = SIZE + 1  # vdm.images.grid: a 32-pixel tile and a 1-pixel white separator, all upscaled alike
 
 
-def _vdm_grid_scale(w: int, h: int) -> int | None:
+def grid_scale(w: int, h: int) -> int | None:
     """The scale s of a vdm grid of w x h pixels (w = s (33 columns + 1), h = s (33 rows + 1)), or None."""
     for s in range(1, 17):
         if w % s == 0 and h % s == 0 and (w // s - 1) % GRID_TILE == 0 and (h // s - 1) % GRID_TILE == 0 \
@@ -487,7 +487,7 @@ def grid_tiles(path: str | os.PathLike, tile: int | None = None, pad: int = 0) -
         raise ValueError(f"{p} is not an image that can be read ({str(e)[:160]}).") from None
     h, w = a.shape[:2]
     if tile is None:
-        s = _vdm_grid_scale(w, h)
+        s = grid_scale(w, h)
         if s is None:
             raise ValueError(f"{p} ({w}x{h} pixels) is not laid out as a grid vdm writes; give --tile (the side "
                              "of one image in pixels) and --pad (the pixels between images).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from manim import DOWN, LEFT, RIGHT, UP, WHITE, Axes, Rectangle, Tex, VGroup, VMobject
 
-from animations.latex import tex_text
+from animations.latex import schedule_tex
 from animations.lecture_data import lecture_schedule
 from animations.mobjects.text import label, labels, one_line
 from animations.palette import ALPHA, SCHEDULE
@@ -77,9 +77,9 @@ def snr_panel(schedule, width: float = 7.6, height: float = 3.9) -> VGroup:
     runs = [(schedule, SCHEDULE, "this run")]
     ref = lecture_schedule(schedule.T)
     if schedule != ref:
-        runs.append((ref, ALPHA, r"the assignment's constant $\alpha$"))
+        runs.append((ref, ALPHA, "the assignment's schedule"))
     else:
-        runs[0] = (schedule, ALPHA, r"this run (the assignment's constant $\alpha$)")
+        runs[0] = (schedule, ALPHA, "this run (the assignment's schedule)")
     data = []
     for s, colour, who in runs:
         t, y = snr_curve(s)
@@ -111,7 +111,7 @@ def snr_panel(schedule, width: float = 7.6, height: float = 3.9) -> VGroup:
         curves.add(line)
         t_one = snr_one_at(t, y)
         panel.curves.append((line, t, y, s.describe(), t_one, colour))
-        legend.add(one_line(rf"{who}: {tex_text(s.describe())}", colour, 20))
+        legend.add(one_line(rf"{who}: {schedule_tex(s)}", colour, 20))
         sentences.append(_snr_sentence(who, t_one, t, y, s.T))
     legend.arrange(DOWN, aligned_edge=LEFT, buff=0.1).next_to(axes, UP, buff=0.2).align_to(axes, LEFT)
     panel.add(axes, VGroup(ticks_x, ticks_y, x_lab, y_lab), VGroup(one, one_lab), curves, legend)

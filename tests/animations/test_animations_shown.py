@@ -159,6 +159,23 @@ def test_posterior_density_is_vdms(post, t):
     assert abs(peak - float(c_x0[t] * x0 + c_xt[t] * x_t)) <= float(GRID[1] - GRID[0])
 
 
+def test_posterior_picture_notes_state_the_factors_widths(post):
+    """The widths the product-of-Gaussians notes state, against the closed forms: q(x_t | x_(t-1)) as a function
+    of x_(t-1) has std sqrt((1 - alpha) / alpha); the prior q(x_(t-1) | x_0) std sqrt(1 - alpha^(t-1))."""
+    import re
+
+    from animations.posterior import PRODUCT_T
+
+    alpha = float(Schedule.constant(T=500).alpha[1])
+    notes = post.slide_notes[:8]
+    for k, t in enumerate(PRODUCT_T):
+        like = float(re.search(r"standard deviation (\d\.\d+)", notes[4 * k]).group(1))
+        prior = float(re.search(r"standard deviation (\d\.\d+)", notes[4 * k + 1]).group(1))
+        assert like == pytest.approx(np.sqrt((1 - alpha) / alpha), abs=6e-4), (t, notes[4 * k])
+        assert prior == pytest.approx(np.sqrt(1 - alpha ** (t - 1)), abs=6e-4), (t, notes[4 * k + 1])
+    assert notes[0] != notes[4] and notes[1] != notes[5]  # the second picture is not introduced again
+
+
 # -- the two ELBO scenes ----------------------------------------------------------------
 
 def test_consistency_histogram_is_vdms(elbo_scenes, elbo_reference):
@@ -267,6 +284,29 @@ def test_backward_strip_is_the_sampler_chain():
     assert len(scene.strip_clouds) == len(scene.strip_steps)
     for step, cloud in zip(scene.strip_steps, scene.strip_clouds):
         np.testing.assert_allclose(cloud.points_shown, chain.x[step].double().numpy(), atol=1e-6)
+
+
+def test_backward_strip_notes_follow_the_chain():
+    """The strip's notes say how much of the final sample each shown step holds: on a chain made as
+    x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps the squared correlation is a_t (to sampling error), and the
+    notes name the two shown steps with the largest gain, wherever the schedule puts them."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from animations.backward_diffusion import BackwardDiffusion, final_share, strip_words
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 3, 32, 32, generator=g)
+    a = torch.tensor([1.0, 0.97, 0.9, 0.2, 0.05, 0.0])  # t = 0 .. 5
+    x = torch.stack([a_t.sqrt() * x0 + (1 - a_t).sqrt() * torch.randn(x0.shape, generator=g) for a_t in a])
+    steps = [5, 3, 2, 0]
+    share = final_share(SimpleNamespace(x=x), steps)
+    np.testing.assert_allclose(share, a[steps].numpy(), atol=0.03)
+    words = strip_words(steps, share)
+    assert "between t = 3 and t = 2" in words and "t = 5: 0.00" in words, words
+    shown = get(BackwardDiffusion)
+    assert shown.slide_notes[-1] == strip_words(shown.strip_steps, final_share(shown.chain, shown.strip_steps))
 
 
 def test_mhvae_shows_vdms_final_signal():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animations.latex import tex_text
+from animations.latex import schedule_tex
 from animations.mobjects.plots import snr_one_at
 from built_scenes import build_with_run, get, layout_problems
 
@@ -67,7 +67,7 @@ def test_learned_curve_is_snr_curve(scenes, name):
     np.testing.assert_allclose(on_steps, np.log(ab[1:] / (1 - ab[1:])), rtol=1e-4, atol=1e-4)
     # named by describe(), on screen
     assert panel.curves[0][3] == s.describe()
-    assert tex_text(s.describe()) in panel.legend[0].tex_string
+    assert schedule_tex(s) in panel.legend[0].tex_string
 
 
 @pytest.mark.parametrize("name", ["training", "backward"])

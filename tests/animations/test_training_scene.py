@@ -22,6 +22,7 @@ from animations import render as r
 from animations.latex import sci
 from animations.lecture_data import lecture_source, use_run
 from built_scenes import TEX, build_with_run, layout_problems
+from vdm.run import open_run
 
 TINY_RENDER = {"pixel_width": 128, "pixel_height": 72, "frame_rate": 3,
                "tex_dir": str(Path(tempfile.gettempdir()) / f"vdm-test-tex-{os.getuid()}")}
@@ -90,7 +91,40 @@ def test_sample_grids_are_the_runs_pngs(scene, run_dir):
     steps = [s for s, _ in scene.grids]
     assert steps == [int(f.stem.split("-")[1]) for f in files]  # three grids: all of them, oldest first
     for img, f in zip(scene.grid_images, files):
-        np.testing.assert_array_equal(img.pixel_array[:, :, :3], np.asarray(Image.open(f).convert("RGB")))
+        png = np.asarray(Image.open(f).convert("RGB"))
+        shown = img.pixel_array[:, :, :3]
+        # the file's top-left corner, 4 samples across where the file has more: grids of 16 and of 36 alike
+        np.testing.assert_array_equal(shown, png[:shown.shape[0], :shown.shape[1]])
+        assert _tiles_across(shown) == min(4, _tiles_across(png))
+    # beside them, 16 of the run's held-out images, in vdm's grid layout (1-pixel white lines)
+    data = scene.data_image.pixel_array[:, :, :3]
+    x = open_run(run_dir).test_images()[:16].permute(0, 2, 3, 1).numpy()
+    assert _tiles_across(data) == 4
+    for i in range(16):
+        r, c = divmod(i, 4)
+        np.testing.assert_array_equal(data[1 + 33 * r: 33 * (r + 1), 1 + 33 * c: 33 * (c + 1)], x[i])
+
+
+def test_a_grid_of_36_shows_its_top_left_16(tmp_path):
+    """The trainer's last grid holds 6 x 6 samples, those by the clock 4 x 4: the slide shows 4 x 4 of each, the
+    file's own pixels (a 6 x 6 grid written at scale 3 by vdm.images.grid, cut here by hand)."""
+    from animations.training import sample_grid_pixels
+    from vdm.images import grid
+
+    x = torch.randint(0, 250, (36, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "step-7.png"
+    Image.fromarray(grid(x, ncol=6, scale=3)).save(path)
+    shown = sample_grid_pixels(path)
+    assert shown.shape == (3 * (4 * 33 + 1), 3 * (4 * 33 + 1), 3) and _tiles_across(shown) == 4
+    tile = shown[3 + 3 * 33: 3 + 3 * 33 + 96: 3, 3: 3 + 96: 3]  # row 1, column 0: sample 6 of the 6-wide grid
+    np.testing.assert_array_equal(tile, x[6].permute(1, 2, 0).numpy())
+
+
+def _tiles_across(pixels) -> int:
+    """Images across a grid, counted from its white separating lines (runs of all-white columns)."""
+    white = (pixels == 255).all(axis=(0, 2))
+    runs = int(white[0]) + int(np.sum(white[1:] & ~white[:-1]))
+    return runs - 1
 
 
 def test_weight_is_half_the_snr_difference(scene):
@@ -176,7 +210,8 @@ def test_constant_run_shows_its_one_schedule(scene):
     alpha = 0.01 ** (2 / T)
     np.testing.assert_allclose(pts[:, 0], s / T, atol=1e-9)
     np.testing.assert_allclose(pts[:, 1] + panel.y0, np.log(alpha ** s / (1 - alpha ** s)), rtol=1e-5, atol=1e-5)
-    assert "the assignment's constant" in panel.legend[0].tex_string
+    legend = panel.legend[0].tex_string
+    assert "the assignment's schedule" in legend and legend.count("constant") == 1, legend  # not "constant: constant"
 
 
 def test_elbo_scenes_with_a_run_draw_t_by_importance_and_estimate_the_full_sum(run_dir):
