@@ -199,8 +199,10 @@ def mark_problems(scene) -> list[str]:
     out = [f"a backdrop at {np.round(b.bounds, 2).tolist()} lies under a glyph at {np.round(g, 2).tolist()}"
            for b in backdrops for g in covered_glyphs(b, scene.mobjects)]
     c = OUTLINE_CLEARANCE
-    glyphs = _collect(scene, lambda m: glyph_bounds(m) if _is_text(m) else [] if isinstance(m, Axes) else None)
-    for r in highlight_boxes(scene):
+    boxes = highlight_boxes(scene)
+    glyphs = _collect(scene, lambda m: glyph_bounds(m) if _is_text(m) else [] if isinstance(m, Axes) else None) \
+        if boxes else []
+    for r in boxes:
         for g in glyphs:
             near = g[0] < r[2] + c and g[2] > r[0] - c and g[1] < r[3] + c and g[3] > r[1] - c
             inside = g[0] > r[0] + c and g[2] < r[2] - c and g[1] > r[1] + c and g[3] < r[3] - c
