@@ -218,7 +218,7 @@ def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28,
     Each new line comes in (``morph`` from the previous one with
     ``transform``, else a fade from above) with its caption ``captions[i]`` at the bottom
     and ``say[i]`` as the slide's presenter notes;
-    ``focus[i]`` (a part of line i, see ``derivation``; or None) is then boxed while its
+    ``focus[i]`` (a part of line i, see ``derivation``; or None) is then tinted (a Backdrop) while its
     caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
     2 s plus 1 s per line on the board.
     """
