@@ -20,15 +20,16 @@ from manim import DOWN, LEFT, RIGHT, UP, FadeIn, Group, LaggedStart, Title, Valu
 from animations.cloud2d import CloudPanel
 from animations.latex import schedule_tex
 from animations.lecture_data import lecture_source
-from animations.lecture_scene import LectureScene, cut, play_derivation, play_snr
+from animations.lecture_scene import LectureScene, cut, play_derivation
 from animations.mobjects.images import pixel_image, set_pixels
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
 from animations.palette import XHAT, XT
 from vdm.sample import sample
 
-SWEEP_WORDS = ("Now watch one sampling run from t = T down to 0. Top: the current x_t. Bottom: the network's guess of "
-               "x_0 at that step. Early guesses are blurry averages; they sharpen as t falls.")
+SWEEP_WORDS = ("One sampling run from t = T down to 0. Top: the current x_t. Bottom: the network's guess of x_0 at "
+               "that step.")
+WATCH_WORDS = "Watch t fall from T to 0: early guesses are blurry averages; they sharpen as t falls. "
 N_IMAGES = 4
 STRIP_FRACTIONS = (1.0, 0.6, 0.4, 0.25, 0.1, 0.0)  # of log(T + 1): log-spaced steps, most near t = 0
 SWEEP_SECONDS = 12.0
@@ -87,7 +88,6 @@ class BackwardDiffusion(LectureScene):
         self.title = Title("Backward diffusion: sampling from noise", font_size=38)
         self.add(self.title)
         self.section_sampler()
-        self.section_schedule()
         self.section_denoising()
         self.section_strip()
 
@@ -114,19 +114,6 @@ class BackwardDiffusion(LectureScene):
         who = one_line(self.denoiser_label, size=24).next_to(lines, DOWN, buff=0.7)
         self.play(FadeIn(who))
         self.pause(3, "The model that samples in the next pictures. " + self.denoiser_words)
-        cut(self, self.title)
-
-    def section_schedule(self):
-        """With a run: the log SNR(t) it samples along, beside the assignment's (lecture_scene.play_snr)."""
-        self.snr = None
-        if lecture_source().denoiser is None:
-            return
-        self.next_section("the schedule it samples with")
-        self.snr = play_snr(self, self.schedule, self.title,
-                            r"each step $t \to t-1$ moves down this curve: $\sigma_q^2(t)$ and $\mu_q$ come from it",
-                            ("The schedule this model samples with, as log signal-to-noise ratio, next to the "
-                             "assignment's constant alpha.", "Each step of the sampler moves down this curve; the "
-                             "posterior's mean and variance at each step come from it."))
         cut(self, self.title)
 
     def section_denoising(self):
@@ -161,7 +148,8 @@ class BackwardDiffusion(LectureScene):
         for m in (*top, *bottom, self.num_t):
             m.clear_updaters()
         self.top, self.bottom, self.t = top, bottom, u
-        self.pause(2, "At t = 0 the sample and the final guess coincide: a new image drawn from the model.")
+        self.pause(2, WATCH_WORDS + "At t = 0 the sample and the final guess coincide: a new image drawn from the "
+                      "model.")
         cut(self, self.title)
 
     def section_strip(self):
@@ -226,7 +214,8 @@ class BackwardDiffusion(LectureScene):
         for m in (top, bottom, self.num_t, *shades):
             m.clear_updaters()
         self.top, self.bottom, self.t = [top], [bottom], u
-        self.pause(2, "At t = 0 the points have gathered where the data lie: the cloud is a sample from the model.")
+        self.pause(2, WATCH_WORDS + "At t = 0 the points have gathered where the data lie: the cloud is a sample "
+                      "from the model.")
         cut(self, self.title)
 
     def strip_cloud(self, steps):

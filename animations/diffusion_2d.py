@@ -21,16 +21,15 @@ from manim import (DOWN, LEFT, RIGHT, UP, WHITE, BraceBetweenPoints, Create, Dot
 
 from animations import model2d as m2
 from animations.cloud2d import CloudPanel, inside, place_head, set_path
-from animations.latex import plain_text, schedule_tex, sci, tex_text
+from animations.latex import plain_text, schedule_tex, sci, tex_percent, tex_text
 from animations.lecture_scene import LectureScene, cut
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.text import MAX_WIDTH, derivation, label, labels, one_line, tex
 from animations.palette import DENOISING, PRIOR, RECONSTRUCTION, X0, XHAT, XT
-from vdm.report import error_decimals
+from vdm.report import error_decimals, percent_with_error
 
 SWEEP_SECONDS = 8.0
-TAIL = 10  # steps of a traced point's path drawn behind it while the chain runs
-FIGURE_TAIL = 5  # and in the side-by-side figure
+TAIL = 5  # steps of a traced point's path drawn behind it, while the chain runs and in the side-by-side figure
 DENSITY_RES = 96
 PATH_COLOUR = WHITE
 
@@ -59,7 +58,7 @@ class Diffusion2D(LectureScene):
         self.samples, self.chain = m2.backward_paths()
         self.traced = m2.traced()
         self.densities = self.exact_densities()
-        self.title = Title(r"Diffusion in 2-D: to noise and back (Sohl-Dickstein et al.\ 2015, Fig.\ 1)",
+        self.title = Title(r"Diffusion in 2-D: to noise and back (after Sohl-Dickstein et al.\ 2015, Fig.\ 1)",
                            font_size=36)
         self.add(self.title)
         self.section_forward()
@@ -123,11 +122,21 @@ class Diffusion2D(LectureScene):
         draw(cloud)
         return panel, cloud, side
 
+    def last_step_words(self) -> str:
+        """Why the traced paths jump at large t, from the schedule: the noise std of the last step, sqrt(beta_T)."""
+        std = float(self.schedule.beta[self.T].sqrt())
+        if std < 0.5:
+            return ""
+        return (f" The last step alone adds noise of standard deviation {std:.2f}, so near t = T each step is close "
+                "to a fresh draw and the white paths jump across the panel.")
+
     def data_line(self) -> str:
         from vdm.points import noise_of
 
-        return (rf"{len(m2.held_out()):,} held-out points of {tex_text(m2.DATA_WORDS.get(self.pm.data, self.pm.data))} "
-                rf"({tex_text(noise_of(self.pm.data))})")
+        words, noise = m2.DATA_WORDS.get(self.pm.data, self.pm.data), noise_of(self.pm.data)
+        if self.pm.mixture is not None:  # "8 Gaussians on a ring (8 Gaussians of std 0.1)" says 8 twice
+            noise = f"each of std {self.pm.mixture.std:g}"
+        return rf"{len(m2.held_out()):,} held-out points of {tex_text(words)} ({tex_text(noise)})"
 
     def section_forward(self):
         self.next_section("forward: the data dissolve into noise")
@@ -138,9 +147,9 @@ class Diffusion2D(LectureScene):
             [self.data_line(), *shade, rf"white: {len(self.traced)} of the points and their last {TAIL} steps",
              rf"schedule {schedule_tex(self.schedule)}"],
             "Diffusion in two dimensions, where we can see the whole distribution at once, as in Sohl-Dickstein and "
-            "colleagues' first figure. Each point is one data point; the shading is the exact density of x_t. "
-            "Watch the forward chain dissolve the clusters into a standard Gaussian.")
-        self.pause(2, "At t = T the points are a standard Gaussian cloud: the data's structure is gone.")
+            "colleagues' first figure. Each point is one data point; the shading is the exact density of x_t.")
+        self.pause(2, "Watch the forward chain dissolve the clusters into a standard Gaussian. At t = T the points are "
+                      "a standard Gaussian cloud: the data's structure is gone." + self.last_step_words())
         cut(self, self.title)
 
     def section_backward(self):
@@ -158,12 +167,14 @@ class Diffusion2D(LectureScene):
             got, data = m2.near_modes(self.samples), m2.near_modes(m2.held_out())
             self.mode_shares = (got, data)
             r = 3 * self.pm.mixture.std
-            cap = one_line(rf"at $t = 0$: {100 * got:.0f}\% of the samples lie within {r:g} (3 std) of a mode; "
-                           rf"of the held-out data {100 * data:.0f}\%", size=24).to_edge(DOWN, buff=0.25)
+            g, d = percent_with_error(got, len(self.samples)), percent_with_error(data, len(m2.held_out()))
+            cap = one_line(rf"at $t = 0$: {tex_percent(g)} of the samples lie within {r:g} (3 std) of a mode; "
+                           rf"of the held-out data {tex_percent(d)}", size=24).to_edge(DOWN, buff=0.25)
             self.mode_caption = cap
             self.play(FadeIn(cap))
-            self.pause(2, f"At t = 0, {100 * got:.0f} percent of the samples lie within three standard deviations of "
-                          f"one of the mixture's modes, against {100 * data:.0f} percent of real held-out data.")
+            self.pause(2, f"At t = 0, {g.replace(' %', ' percent')} of the samples lie within three standard "
+                          f"deviations of one of the mixture's modes, against {d.replace(' %', ' percent')} of real "
+                          "held-out data.")
         cut(self, self.title)
 
     # -- Figure 1: both chains side by side at a few t -------------------------------------------------------
@@ -185,8 +196,8 @@ class Diffusion2D(LectureScene):
         rows = []
         self.figure_clouds = {"forward": [], "backward": []}
         for name, panels, data, colour_of, tracks in (
-                ("forward", top, self.fwd, lambda t: X0 if t == 0 else XT, lambda t: (max(0, t - FIGURE_TAIL), t)),
-                ("backward", bottom, x, lambda t: XT, lambda t: (t, min(self.T, t + FIGURE_TAIL)))):
+                ("forward", top, self.fwd, lambda t: X0 if t == 0 else XT, lambda t: (max(0, t - TAIL), t)),
+                ("backward", bottom, x, lambda t: XT, lambda t: (t, min(self.T, t + TAIL)))):
             cells = []
             for t, p in zip(steps, panels):
                 parts = [p]
@@ -208,7 +219,7 @@ class Diffusion2D(LectureScene):
         names[1].next_to(bottom[0], LEFT, buff=0.3)
         shade = "; shading: the exact $q(x_t)$" if self.densities is not None else ""
         cap = one_line(rf"top: the held-out points through $q$; bottom: the model's samples from $x_T${shade}; "
-                       rf"white: {len(self.traced)} points and their {FIGURE_TAIL} steps before", size=22).to_edge(DOWN, buff=0.22)
+                       rf"white: {len(self.traced)} points and their {TAIL} steps before", size=22).to_edge(DOWN, buff=0.22)
         self.play(FadeIn(heads), FadeIn(names[0]), *[FadeIn(cell) for cell in rows[0]])
         self.pause(2, "Both chains side by side. Top: the data pushed through the forward process, from data to "
                       "noise.")

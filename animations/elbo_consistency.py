@@ -28,7 +28,7 @@ from animations.lecture_scene import LectureScene, cut, play_derivation, play_te
 from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.images import pixel_image
 from animations.mobjects.plots import histogram_edges
-from animations.mobjects.text import label, one_line, tex
+from animations.mobjects.text import label, one_line, tex, unbroken_lines
 from animations.palette import CONSISTENCY, PRIOR, RECONSTRUCTION, X0
 
 PRIOR_TEX = r"- \mathbb{E}_{q(x_{T-1} \mid x_0)}\left[D_{\mathrm{KL}}\!\left(q(x_T \mid x_{T-1}) \,\|\, p(x_T)\right)\right]"
@@ -130,14 +130,16 @@ class ConsistencyELBO(LectureScene):
         # two sentences, each on one line (a caption broken mid-phrase is hard to read)
         why = VGroup(
             one_line(r"not a KL: given $x_{t+1}$, $x_t$ does not follow $q(x_t \mid x_{t-1})$, "
-                     r"so this expectation of a log-ratio can be negative", size=26),
+                     r"so this expectation of a log-ratio can be positive (minus a KL never is)", size=26),
             one_line(r"the assignment's $\mathbb{E}_{q(x_{t-1}, x_{t+1} \mid x_0)}[D_{\mathrm{KL}}(\cdot)]$ "
                      r"means this joint expectation", size=26),
         ).arrange(DOWN, aligned_edge=LEFT).next_to(lines, DOWN, buff=0.5)
         self.why = why
         self.play(FadeIn(why, shift=UP * 0.1))
         self.pause(2, "Careful: the third term is not a KL divergence. Given x_(t+1), the variable x_t does not "
-                      "follow q of x_t given x_(t-1), so this expectation of a log-ratio can be negative. Written "
+                      "follow q of x_t given x_(t-1), so this expectation of a log-ratio can be positive, which minus a KL "
+                      "never is; in the tables later, which give every term with the sign of minus the ELBO, that "
+                      "is a consistency term that can be negative. Written "
                       "as an expectation of a KL over x_(t-1) and x_(t+1), as the assignment does, it means this "
                       "joint expectation.")
         cut(self, self.title)
@@ -176,7 +178,7 @@ class ConsistencyELBO(LectureScene):
         e = self.draws
         n = e.total.shape[0]
         title = Title(r"Monte Carlo estimate of $-\mathrm{ELBO}$ (consistency form)", font_size=36)
-        sub = label(rf"one image, {n} draws; " + elbo_model_note(), size=22).next_to(title, DOWN, buff=0.15)
+        sub = unbroken_lines(rf"one image, {n} draws; " + elbo_model_note(), size=22).next_to(title, DOWN, buff=0.15)
         image = pixel_image(example_images(1)[0], height=1.0)
         table = elbo_panels.term_table(e, "consistency")
         if table.width > 6.0:  # a trained run's numbers are longer
@@ -187,7 +189,7 @@ class ConsistencyELBO(LectureScene):
         log = elbo_panels.needs_log([totals])
         shown = elbo_panels.histogram_values([totals], log)[0]
         edges = histogram_edges([shown])
-        panel = elbo_panels.totals_panel(shown, edges, CONSISTENCY, rf"$-$ELBO per draw: std {totals.std():,.1f} nats",
+        panel = elbo_panels.totals_panel(shown, edges, CONSISTENCY, rf"$-$ELBO per draw: std {elbo_panels.spread(totals.std())} nats",
                                          log=log)
         panel.to_edge(RIGHT, buff=0.5).shift(DOWN * 0.3)
         verdict = label(elbo_panels.sign_caption(e), size=24).to_edge(DOWN, buff=0.3)
@@ -198,7 +200,7 @@ class ConsistencyELBO(LectureScene):
                       f"{elbo_model_words()}")
         self.play(FadeIn(panel))
         self.pause(2, f"The histogram of the total over the {n} draws: each draw of the chain gives a quite different "
-                      f"value, a standard deviation of {totals.std():,.1f} nats. Keep this spread in mind.")
+                      f"value, a standard deviation of about {elbo_panels.spread(totals.std())} nats. Keep this spread in mind.")
         self.play(FadeIn(verdict))
         self.pause(2, "The sign of the consistency sum: it is a sum of expectations of log-ratios, not of KL "
                       "divergences, so nothing keeps it positive. Next: a form of the ELBO whose terms are all KLs.")

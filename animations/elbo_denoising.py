@@ -22,13 +22,13 @@ from __future__ import annotations
 from manim import DOWN, LEFT, RIGHT, UP, WHITE, Brace, Cross, FadeIn, MathTex, Title, VGroup, Write, config
 
 from animations import elbo_panels
-from animations.latex import RECON_TEX
+from animations.latex import RECON_TEX, plain_text
 from animations.lecture_data import elbo_draws, elbo_model_note, elbo_model_words
 from animations.elbo_consistency import RECON_WORDS
 from animations.lecture_scene import LectureScene, cut, play_derivation, play_terms_on_chain
 from animations.mobjects.chain_graph import ChainTerm, Dist
 from animations.mobjects.plots import histogram_edges
-from animations.mobjects.text import derivation, label, one_line, tex
+from animations.mobjects.text import derivation, label, one_line, tex, unbroken_lines
 from animations.palette import CONSISTENCY, DENOISING, PRIOR, RECONSTRUCTION
 
 PRIOR_TEX = r"- D_{\mathrm{KL}}\!\left(q(x_T \mid x_0) \,\|\, p(x_T)\right)"
@@ -190,8 +190,8 @@ class DenoisingELBO(LectureScene):
             one_line(r"1.\ one random variable per term: $x_t \sim q(x_t \mid x_0)$, "
                      r"where a consistency term needs $x_{t-1}, x_t, x_{t+1}$", size=28),
             one_line(r"2.\ inside it, a KL between two Gaussians in closed form: no sampling, never negative", size=28),
-            one_line(r"3.\ the prior term has no parameters and no sampling: "
-                     r"$D_{\mathrm{KL}}(q(x_T \mid x_0) \,\|\, p(x_T))$", size=28),
+            one_line(r"3.\ the prior term needs no sampling: "
+                     r"$D_{\mathrm{KL}}(q(x_T \mid x_0) \,\|\, p(x_T))$, where the other form draws $x_{T-1}$", size=28),
             one_line(rf"measured here: a spread per draw {ratio:.1f} times smaller" if ratio > 1 else
                      rf"measured here: the spread per draw is not smaller (ratio {ratio:.2f})", DENOISING, 28),
         ).arrange(DOWN, aligned_edge=LEFT, buff=0.4).next_to(head, DOWN, buff=0.6)
@@ -200,8 +200,9 @@ class DenoisingELBO(LectureScene):
                "form from x_0. A consistency term needs three latents drawn jointly, so its estimate is noisier.",
                "Second: what is inside the expectation is a KL divergence between two Gaussians, computed exactly. "
                "No sampling inside, and never negative.",
-               "Third: the prior matching term has no parameters and no sampling at all, so it drops out of the "
-               "gradient.",
+               "Third: the prior matching term needs no sampling at all, a KL in closed form given x_0. In the "
+               "consistency form it needed x_(T-1) drawn, which adds noise to the estimate. Neither version has "
+               "parameters, so neither affects the gradient; this is about the estimate's noise.",
                (f"And the demonstration agrees: a spread per draw {ratio:.1f} times smaller. Lower variance means "
                 "less noisy gradients for the same number of draws: a better optimisation target." if ratio > 1 else
                 f"Here the demonstration does not show it: the ratio of the spreads is {ratio:.2f}. The argument "
@@ -219,10 +220,10 @@ class DenoisingELBO(LectureScene):
         ha, hb = elbo_panels.histogram_values([a, b], log)
         edges = histogram_edges([ha, hb])
         title = Title(r"$-$ELBO of one image, drawn " + f"{len(a)} times, both forms", font_size=36)
-        sub = label(elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
-        left = elbo_panels.totals_panel(ha, edges, CONSISTENCY, rf"consistency (ex. 2): std {a.std():,.1f} nats",
+        sub = unbroken_lines(elbo_model_note(), size=22).next_to(title, DOWN, buff=0.12)
+        left = elbo_panels.totals_panel(ha, edges, CONSISTENCY, rf"consistency (ex. 2): std {elbo_panels.spread(a.std())} nats",
                                         width=5.0, height=1.4, log=log)
-        right = elbo_panels.totals_panel(hb, edges, DENOISING, rf"denoising matching (ex. 3): std {b.std():,.1f} nats",
+        right = elbo_panels.totals_panel(hb, edges, DENOISING, rf"denoising matching (ex. 3): std {elbo_panels.spread(b.std())} nats",
                                          width=5.0, height=1.4, log=log)
         VGroup(left, right).arrange(RIGHT, buff=1.2).next_to(sub, DOWN, buff=0.2)
         tables = elbo_panels.compare_table(cons, den, size=20)
@@ -241,16 +242,18 @@ class DenoisingELBO(LectureScene):
         self.play(FadeIn(left), FadeIn(right))
         self.pause(2, f"Exercise 3 asks whether this is a better optimisation target. The same image, {len(a)} draws "
                       f"of each estimator. {elbo_model_words()} On the left the consistency form, standard deviation "
-                      f"{a.std():,.1f} nats; on the right the denoising form, {b.std():,.1f} nats.")
+                      f"about {elbo_panels.spread(a.std())} nats; on the right the denoising form, about "
+                      f"{elbo_panels.spread(b.std())} nats.")
         self.play(FadeIn(tables))
         self.pause(4, "Term by term, mean and standard error. The reconstruction terms agree; the other two terms "
-                      "are split differently between the forms, but the totals agree.")
+                      "are split differently between the forms, and the totals estimate the same bound: how close their "
+                      "means come, we read off in a moment.")
         self.play(FadeIn(spread))
         self.pause(2, "The spread of each term per draw, on a log scale: the matching terms are where the consistency "
                       "form loses, because each of its terms needs three random latents.")
         self.play(FadeIn(means))
-        self.pause(2, "And the two means agree within their errors: both forms estimate the same ELBO, one with far "
-                      "less noise.")
+        self.pause(2, "The two means: " + plain_text(elbo_panels.compare_caption(a, b)) + ". Both forms estimate "
+                      "the same ELBO, one with far less noise.")
         self.section_why()
         self.panels = (left, right)
         self.spread = spread

@@ -30,6 +30,15 @@ def matching_colour(form: str):
     return CONSISTENCY if form == "consistency" else DENOISING
 
 
+def spread(std: float) -> str:
+    """A standard deviation per draw, to three significant digits (52,548.9 -> 52,500; 1.934 -> 1.93): the spread
+    of a spread estimated from a few hundred heavy-tailed draws is itself large, so more digits are noise."""
+    if std == 0 or not np.isfinite(std):
+        return f"{std:g}"
+    e = int(np.floor(np.log10(abs(std))))
+    return f"{round(std, 2 - e):,.0f}" if e >= 2 else f"{std:,.{2 - e}f}"
+
+
 def stats(e) -> dict:
     """{term: (mean, standard error of the mean, std per draw)} in nats per image."""
     out = {}
@@ -159,14 +168,15 @@ def sign_caption(e, z: float = 2.0) -> str:
 
 def compare_caption(a, b, z: float = 3.0) -> str:
     """Whether the two estimators' mean -ELBO agree within z standard errors, with the numbers (to the error's
-    second significant digit); an agreement past 2 standard errors is called narrow, with why."""
+    second significant digit). Between 2 and z standard errors nothing is called agreement: the caption says
+    how far apart they are, that the algebra makes their expectations equal, and why the error may be too small."""
     ok, diff, se = agreement(a, b, z)
     narrow, zs = ok and abs(diff) > 2 * se, abs(diff) / se if se > 0 else 0.0
     d = error_decimals(se) if np.isfinite(se) and se > 0 else 1
     ma, mb, diff, se = (_minus(f"{v:,.{d}f}") for v in (float(np.mean(a)), float(np.mean(b)), diff, se))
     if narrow:
-        return (rf"means {ma} and {mb} nats: they agree within their Monte Carlo error, only just: the difference "
-                rf"{diff} $\pm$ {se} is {zs:.1f} standard errors")
+        return (rf"means {ma} and {mb} nats, {zs:.1f} standard errors apart ({diff} $\pm$ {se}): equal in "
+                rf"expectation (exercise 3); heavy-tailed draws make the error itself unreliable")
     if ok:
         return (rf"means {ma} and {mb} nats: they agree within their Monte Carlo error "
                 rf"(difference {diff} $\pm$ {se}): the same bound, estimated twice")

@@ -80,8 +80,7 @@ class ForwardDiffusion(LectureScene):
         self.add(big, t_label, info)
         self.pause(1, "The forward process only adds noise. At every step we shrink the image a little, by the "
                       "square root of alpha, and add a little Gaussian noise, with variance one minus alpha. Nothing "
-                      "here is learned. Watch the image as t runs from 0 to T, and the number on the right: how much "
-                      "of the original image is left.")
+                      "here is learned. On the right: how much of the original image is left.")
         self.play(u.animate.set_value(1), run_time=CHAIN_SECONDS, rate_func=linear)
         big.clear_updaters()
         t_label[1].clear_updaters()
@@ -102,7 +101,8 @@ class ForwardDiffusion(LectureScene):
         self.play(LaggedStart(*[FadeIn(VGroup(cell), img) for cell, img in zip(strip, frames)], lag_ratio=0.3),
                   run_time=2)
         self.strip_images = frames
-        self.pause(2, "The same chain at a few steps. The steps are spaced logarithmically, because everything "
+        self.pause(2, "Watch the image as t runs from 0 to T, and the number on the right fall. Then the same chain "
+                      "at a few steps. The steps are spaced logarithmically, because everything "
                       "interesting happens early: by t = 100 the image is hard to recognise, and at t = T it is pure "
                       "noise. Keep this picture in mind when we choose alpha at the end of this part.")
         cut(self)  # the next section is the next slide

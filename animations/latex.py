@@ -26,6 +26,11 @@ def tex_text(s: str) -> str:
     return s.replace("--", "-{}-")  # not an en dash
 
 
+def tex_percent(text: str) -> str:
+    """A share written as vdm.report.percent_with_error writes it ("95.95 ± 0.44 %") set in LaTeX text."""
+    return text.replace("±", r"$\pm$").replace(" %", r"\,\%")
+
+
 def schedule_tex(schedule) -> str:
     """A schedule's describe() as slide text: its symbols (alpha, T, s) set as math, like the formulas around them."""
     s = tex_text(schedule.describe())

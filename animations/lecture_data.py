@@ -65,7 +65,7 @@ class Source:
     detail: str = ""    # plain words for the presenter: which run, and how it was chosen
 
 
-DATA_NAMES = {"cifar10": "CIFAR-10", "shapes": "32-pixel images of coloured shapes", "folder": "a folder of images"}
+DATA_NAMES = {"cifar10": "CIFAR-10", "shapes": "32 by 32 images of coloured shapes", "folder": "a folder of images"}
 
 
 _CHOICE = {"run": None, "search": True, "runs_dir": "runs"}
@@ -174,7 +174,7 @@ def elbo_model_note() -> str:
     """What the ELBO scenes estimate with, as LaTeX text."""
     src = lecture_source()
     if src.denoiser is not None:
-        return src.note + r", importance-sampled $t$ (one network call a term)"
+        return src.note + r", \\ one step $t$ per term, drawn more often where the terms are large"
     # a stand-in, said as such: no "no trained run" on a student's slide; the break keeps the formula on one line
     return (r"a deliberately imperfect stand-in for a trained network: \\ "
             rf"$\hat{{x}}_0 = x_0 + {LEAK:g}\,(x_t - \sqrt{{\bar\alpha_t}}\,x_0)$, "

@@ -222,7 +222,7 @@ def play_derivation(scene, rows, captions, *, say, below, font_size: float = 28,
     caption talks about it. Every line stays on screen hold_time(lines shown) seconds:
     2 s plus 1 s per line on the board.
     """
-    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms)
+    lines = derivation(rows, font_size=font_size, buff=buff, terms=terms, focus=focus)
     if lines.width > MAX_WIDTH:  # shrink first, then place: scaling moves the top edge
         lines.scale_to_fit_width(MAX_WIDTH)
     lines.next_to(below, DOWN, buff=0.4).set_x(0)

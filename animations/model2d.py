@@ -142,8 +142,8 @@ def point_model() -> PointModel:
     what = (rf"{tex_text(words)}, {run.config.epochs} epochs, trained for this lecture" if here
             else rf"{tex_text(words)}, {run.config.epochs} epochs")
     note = rf"2-D model: {what}"
-    detail = (f"The 2-D model was trained for this lecture: vdm train --data {data}, {run.config.epochs} epochs, "
-              f"seed {run.config.seed} (kept for the next render)." if here else
+    detail = (f"The 2-D model was trained for this lecture: {run.config.epochs} epochs of vdm train on this "
+              f"data, seed {run.config.seed}." if here else
               f"The 2-D model is the run {run.name}, given with --run ({run.path}).")
     return PointModel(den, run.schedule, run, data, mixture, note, here, what, detail)
 
@@ -254,7 +254,7 @@ def matching_bits(seed: int = 0) -> dict:
     the noise elbo_table uses (the same generator seed).
 
     Returns {"t": [T-1] ints 2..T, "bits": [T-1] floats (term t), "total": the matching term in bits per point
-    (vdm's own sum of the terms), "share": [T-1] cumulative share of the total up to each t, "half" and "most":
+    (vdm's own sum of the terms), "total_se": its standard error over the points (std / sqrt(n)), "share": [T-1] cumulative share of the total up to each t, "half" and "most":
     the smallest t whose cumulative share reaches 1/2 and 9/10, "first": the share of t = 2 alone, "T", "n"}.
     """
     from vdm.elbo import elbo
@@ -265,9 +265,10 @@ def matching_bits(seed: int = 0) -> dict:
         e = elbo(pm.denoiser, pm.schedule, x0, "denoising", "full", generator=torch.Generator().manual_seed(seed))
     bits = (e.per_t.double().mean(0) / math.log(2))[2:].numpy()
     total = float(e.matching.double().mean()) / math.log(2)
+    total_se = float(e.matching.double().std() / math.sqrt(len(x0))) / math.log(2)
     share = np.cumsum(bits) / bits.sum()
     t = np.arange(2, pm.schedule.T + 1)
-    return {"t": t, "bits": bits, "total": total, "share": share, "half": int(t[np.argmax(share >= 0.5)]),
+    return {"t": t, "bits": bits, "total": total, "total_se": total_se, "share": share, "half": int(t[np.argmax(share >= 0.5)]),
             "most": int(t[np.argmax(share >= 0.9)]), "first": float(bits[0] / bits.sum()), "T": pm.schedule.T,
             "n": len(x0)}
 

@@ -15,10 +15,12 @@ from manim import DOWN, RIGHT, UP, FadeIn, FadeOut, Succession, Title, ValueTrac
 
 from animations import model2d as m2
 from animations.cloud2d import CloudPanel
+from animations.latex import tex_percent
 from animations.lecture_scene import LectureScene
 from animations.mobjects.live_number import LiveNumber
 from animations.mobjects.text import label, one_line, tex
 from animations.palette import X0, XT
+from vdm.report import percent_with_error
 
 SWEEP_SECONDS = 6.0  # noise to data; with the three held slides the opening stays under 30 s
 MAX_SECONDS = 30.0
@@ -68,9 +70,10 @@ class Opening(LectureScene):
         if self.pm.mixture is not None:  # how close the samples come to the data, measured, not claimed
             got, real = m2.near_modes(x[0]), m2.near_modes(m2.held_out())
             self.mode_shares = (got, real)
-            words = (rf"within 3 std of a cluster: {100 * got:.0f}\% of the samples, {100 * real:.0f}\% of the data",
-                     f"{100 * got:.0f} percent of the samples lie within three standard deviations of one of the "
-                     f"clusters, against {100 * real:.0f} percent of the data.")
+            g, r = percent_with_error(got, len(x[0])), percent_with_error(real, len(m2.held_out()))
+            words = (rf"within 3 std of a cluster: {tex_percent(g)} of the samples, {tex_percent(r)} of the data",
+                     f"{g.replace(' %', ' percent')} of the samples lie within three standard deviations of one of "
+                     f"the clusters, against {r.replace(' %', ' percent')} of the data.")
         else:
             words = (r"the samples at $t = 0$ beside the data", "Compare the samples at t = 0 with the data.")
         end = one_line(words[0], size=24).to_edge(DOWN, buff=0.45)

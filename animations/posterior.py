@@ -118,21 +118,20 @@ class Posterior(LectureScene):
                        f"the forward step read backwards, {widths[0]}.",
                        "The second factor is the prior: where the chain can be after t-1 steps from x_0, the closed "
                        f"form of exercise 1b; here {widths[1]}.",
-                       "The posterior in closed form, the result we are about to derive, computed by the library. "
-                       f"Its largest gap to the product is {plain_text(sci(100 * gap))} percent of its peak: rounding "
-                       "only.",
-                       "Multiply the two factors point by point and rescale to area one: the white curve lies exactly "
-                       "on the posterior. Bayes' rule, drawn."]
+                       "The posterior in closed form: the result we are about to derive, drawn from its formula.",
+                       "Multiply the two factors point by point and rescale to area one: the white curve lies on the "
+                       f"posterior, their largest gap {plain_text(sci(100 * gap))} percent of its peak, rounding only. "
+                       "Bayes' rule, drawn."]
             else:
                 same = abs(s_like - first_like) <= 0.01 * first_like
-                say = [f"The same picture at t = {t}, near the end of the chain. The step read backwards " +
+                say = [f"The same picture at t = {t}, one step from the data. The step read backwards " +
                        (f"is as wide as at t = {PRODUCT_T[0]}, {widths[0]}: every step adds the same noise." if same
                         else f"now has {widths[0]}."),
                        f"The prior, after only {t - 1} step{'s' if t != 2 else ''} from x_0, is narrow too: "
                        f"{widths[1]}.",
-                       "The closed-form posterior again, between the two this time. Its largest gap to the product is "
-                       f"{plain_text(sci(100 * gap))} percent of its peak.",
-                       "And again the product of the two factors lies on it."]
+                       "The closed-form posterior again, between the two this time.",
+                       "And again the product of the two factors lies on it, their largest gap "
+                       f"{plain_text(sci(100 * gap))} percent of its peak."]
             legend = VGroup(*labels(r"likelihood", r"prior", r"posterior", r"product",
                                     colors=[XT, X0, POSTERIOR, WHITE], size=24))
             legend.arrange(DOWN, aligned_edge=LEFT).next_to(axes, RIGHT, buff=0.3).align_to(axes, UP)
@@ -290,8 +289,7 @@ class Posterior(LectureScene):
         self.play(FadeIn(panel), FadeIn(self.axes), FadeIn(x_lab), FadeIn(y_lab), FadeIn(legend))
         self.add(self.curves)
         self.pause(2, f"Now the coefficients live, for one pixel, as t sweeps down from {T}. At large t the mean is "
-                      "almost all x_t: the posterior follows the step back. Watch the weight on x_0 grow as t gets "
-                      "small.")
+                      "almost all x_t: the posterior follows the step back.")
         # a log-spaced sweep (u = log(t + 1) / log(T + 1)), pausing at each stop: t < 40, where the
         # posterior leaves the likelihood, gets most of the time
         u = ValueTracker(log_u(T, T))
@@ -304,9 +302,10 @@ class Posterior(LectureScene):
             for m in (self.t_tracker, panel, self.curves):
                 m.update()
             t = t_now()
-            self.pause(2, f"t = {t}: the mean is {float(c_x0[t]):.4f} times x_0 plus {float(c_xt[t]):.4f} times x_t, "
+            watch = "Watch the weight on x_0 grow as t gets small. " if stop == SWEEP_STOPS[0] else ""
+            self.pause(2, watch + f"t = {t}: the mean is {float(c_x0[t]):.4f} times x_0 plus {float(c_xt[t]):.4f} times x_t, "
                           f"the variance {float(var[t]):.4f}. "
-                          + ("Near the end of the chain x_0 carries real weight: the posterior knows where the "
+                          + ("Close to the data, at small t, x_0 carries real weight: the posterior knows where the "
                              "pixel is going." if t <= 10 else "The weight on x_0 is still small."))
         self.t_tracker.clear_updaters()
         self.panel = panel

@@ -68,7 +68,7 @@ class Summary(LectureScene):
             "Second, the posterior of one step back given x_0: a Gaussian again, with a mean that mixes x_t and x_0 "
             "and a variance that depends only on t. It is the target every reverse step is trained towards.",
             "Third, the ELBO in its denoising form: reconstruction, prior matching, and one KL per step between the "
-            "posterior and the decoder. Each is a KL between Gaussians, one random variable per term.",
+            "posterior and the decoder. The matching terms are KLs between Gaussians, one random variable per term.",
             "And the loss: make each decoder step the posterior with the network's guess of x_0 in place of x_0. "
             "Each KL becomes a weighted squared error on x_0; drop the weight, draw t uniformly and x_t in closed "
             "form, and we have the mean squared error that trains the model.",

@@ -19,6 +19,8 @@ Render: manim -pql animations/training.py Training
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 import torch
 from manim import (DOWN, LEFT, RIGHT, UP, WHITE, Arrow, Axes, Create, DashedLine, Dot, FadeIn, Group,
@@ -34,8 +36,9 @@ from animations.mobjects.text import MAX_WIDTH, label, labels, one_line, tex
 from animations.palette import BOX, DENOISING, EPS, SCHEDULE, X0, XHAT, XT
 from vdm.diffusion import q_sample
 from vdm.elbo import matching_kl
-from vdm.metrics import number
 from vdm.images import grid as vdm_grid
+from vdm.metrics import number
+from vdm.report import error_decimals
 from vdm.run import read_grid
 from vdm.run import sample_grids as vdm_sample_grids
 from vdm.score import GRID_TILE, grid_scale
@@ -218,13 +221,16 @@ class Training(LectureScene):
         ]
         notes = [r"the denoising-matching sum of exercise 3: one weighted squared error per step $t$",
                  r"a sum of $T-1$ terms is $T-1$ times their mean over a uniform $t$; $x_t$ in closed form (exercise 1b)",
-                 r"the simple loss of exercise 5: $w(t)$ dropped, the mean over the $D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
+                 r"the simple loss of exercise 5: $w(t)$ and $T-1$ dropped, $t = 1$ joins, the mean over "
+                 r"$D = 3 \cdot 32 \cdot 32$ values: the MSE on $x_0$"]
         say = ["The whole denoising-matching sum of exercise 3: one weighted squared error per step t, each an "
                "expectation over x_t.",
                "A sum of T-1 terms is T-1 times their average over a uniformly drawn t. So one random t per image "
                "gives an unbiased estimate, and x_t is one draw from the closed form.",
                "The loss most implementations train, and the one exercise 5 asks for: drop the weight, average over the "
-               "pixels. A plain mean squared error on x_0, at a uniformly random step. A run may weight the steps "
+               "pixels. A plain mean squared error on x_0, at a uniformly random step. Two more changes: the constant "
+               "T-1 goes, it does not move the minimum; and t now starts at 1, because with a Gaussian decoder the "
+               "reconstruction term is, up to constants, the same squared error at t = 1. A run may weight the steps "
                "otherwise; when we look at a real run, its loss is named."]
         play_derivation(self, rows, notes, say=say, below=self.title, font_size=26, buff=0.5,
                         focus=[None, r"(T-1)\ \mathbb{E}_{t \sim \mathcal{U}\{2, \dots, T\}}",
@@ -239,6 +245,8 @@ class Training(LectureScene):
         pm = model2d.point_model()
         b = model2d.matching_bits()
         self.bits = b
+        d = error_decimals(b["total_se"])
+        total = rf"{b['total']:.{d}f} $\pm$ {b['total_se']:.{d}f}"
         T, t, bits, share = b["T"], b["t"], b["bits"], b["share"]
         top = nice_step(bits.max(), 4) * np.ceil(bits.max() / nice_step(bits.max(), 4))
         step = nice_step(top, 4)
@@ -269,13 +277,14 @@ class Training(LectureScene):
         self.play(LaggedStart(*[FadeIn(bar) for bar in bars], lag_ratio=0.02), run_time=2)
         self.pause(2, f"Where do the bits of the ELBO go? Each bar is one denoising-matching term, the KL at step t, "
                       f"for the trained 2-D model, averaged over {b['n']} held-out points and written in bits. Together "
-                      f"they are the matching term, {b['total']:.2f} bits per point. Step 2 alone is "
+                      f"they are the matching term, {plain_text(total)} bits per point, or "
+                      f"{b['total'] * math.log(2):.{d}f} nats. Step 2 alone is "
                       f"{bits[0]:.2f} bits; the last step is {bits[-1]:.4f}. {pm.detail} The terms come from the full "
-                      f"sum over t of vdm's ELBO (per_t of vdm.elbo.elbo).")
+                      f"sum over t of the ELBO, no sampling of t.")
         cumulative = polyline(axes, np.concatenate([[t[0] - 0.5], t + 0.5]), np.concatenate([[0], share]) * top,
                               SCHEDULE, stroke_width=3)
         half = DashedLine(axes.c2p(b["half"] + 0.5, 0), axes.c2p(b["half"] + 0.5, top), color=SCHEDULE, stroke_width=2)
-        self.bits_caption = (rf"half of the {b['total']:.2f} matching bits come from $t \le {b['half']}$ of {T}, "
+        self.bits_caption = (rf"half of the {total} matching bits come from $t \le {b['half']}$ of {T}, "
                              rf"nine tenths from $t \le {b['most']}$; $t = 2$ alone holds "
                              rf"{100 * b['first']:.0f}\,\%")
         caption = one_line(self.bits_caption, size=24).to_edge(DOWN, buff=0.25)
@@ -329,15 +338,17 @@ class Training(LectureScene):
         self.play(Create(self.weight_curve), run_time=2.5)
         self.play(FadeIn(notes))
         self.pause(3, f"What does dropping the weight change? The ELBO's weight against t, on log scales: "
-                      f"{w[0]:.3g} at t = 2, {w[-1]:.2g} at t = {T}. The ELBO counts the first steps about "
-                      f"{ratio:.2g} times more than the last.")
+                      f"{plain_text(sci(w[0], 3))} at t = 2, {plain_text(sci(w[-1]))} at t = {T}. The ELBO counts the first "
+                      f"steps about {plain_text(sci(ratio))} times more than the last.")
         flat = one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
-                        r" which the ELBO barely counts (Ho et al. 2020: better samples)", size=24)
+                        r" which the ELBO barely counts (Ho et al. 2020 drop it too, on the noise)", size=24)
         flat.to_edge(DOWN, buff=0.3)
         self.play(FadeIn(flat))
         self.pause(2, "The simple loss counts every t alike, so it spends the network's capacity on large t, where the "
-                      "ELBO barely looks. Ho and colleagues found that this gives better samples, at the price of a "
-                      "worse likelihood.")
+                      "ELBO barely looks. Ho and colleagues dropped the weight too, for a network that predicts the "
+                      "noise: their unweighted loss is, written on x_0, weighted by the signal-to-noise ratio, and "
+                      "it gave better samples at the price of a worse likelihood. Which weighting gives the best "
+                      "samples is found by trying, not derived.")
         self.weight_notes = notes
         cut(self, self.title)
 
@@ -447,8 +458,7 @@ class Training(LectureScene):
                 self.pause(i + 1, say[i])
         self.play(FadeIn(note))
         self.pause(len(lines), "Repeat until the held-out loss stops falling. Every step draws new t and new noise, "
-                               "so the network sees every step of the chain. In this project that loop is vdm train "
-                               "(vdm/train.py, the loss in loss_on).")
+                               "so the network sees every step of the chain. In this project that loop is vdm train.")
         cut(self, self.title)
 
     # -- 6. a real run's loss ------------------------------------------------------------------------------
@@ -461,8 +471,8 @@ class Training(LectureScene):
 
     def shown_run(self):
         """(run, its schedule, the line naming it): the image run, else the lecture's 2-D model's run."""
-        if self.src.run is not None:
-            self.run_words = self.src.detail
+        if self.src.run is not None:  # the training examples were drawn with it and named it already
+            self.run_words = "The record of the run whose model drew the training examples, as it trained."
             return self.src.run, self.schedule, self.src.note
         from animations import model2d
 
@@ -506,10 +516,13 @@ class Training(LectureScene):
         self.train_line = polyline(axes, tr[:, 0], tr[:, 1], XHAT)
         self.eval_dots = VGroup(*[Dot(axes.c2p(s, v), radius=0.07, color=X0) for s, v, _ in evals])
         first, last = cv["train"][0], cv["train"][-1]
-        facts = [rf"train loss {first[1]:.4f} at step {first[0]}", rf"$\to$ {last[1]:.4f} at step {last[0]}"]
+        facts = [rf"{'weighted ' if edm and not learned else ''}train loss {first[1]:.4f} at step {first[0]}",
+                 rf"$\to$ {last[1]:.4f} at step {last[0]}"]
         if cv["eval"]:
             s_e, v_e, bpd = cv["eval"][-1]
             facts.append(rf"held-out {'MSE ' if own else ''}{v_e:.4f} at step {s_e}")
+            if own:  # the train loss above is another quantity
+                facts.append("(unweighted)")
             if bpd is not None:  # with the estimate's standard error where the record states one
                 se = cv["bpd_se"]
                 facts.append(rf"$-$ELBO {bpd:.2f}" + (rf" $\pm$ {se:.2f}" if se is not None else "") + " bits/dim")
@@ -525,7 +538,9 @@ class Training(LectureScene):
         keys = ([label(r"train loss: continuous-time $-$ELBO", XHAT, 22)] if learned else
                 # the weight 1/c_out(t)^2 is not derived on these slides: say what it is and why it is harmless
                 [label(r"train loss: MSE on $x_0$ $/\, c_{\mathrm{out}}(t)^2$", XHAT, 22),
-                 label(r"(a weight per $t$, like $w(t)$)", XHAT, 22)] if edm else
+                 label(r"$c_{\mathrm{out}}(t)^2$: the error of the best", XHAT, 22),
+                 label(r"linear guess of $x_0$ from $x_t$ (Karras", XHAT, 22),
+                 label(r"et al. 2022); not the simple loss", XHAT, 22)] if edm else
                 [label("train loss (mean per record)", XHAT, 22), label("held-out loss (eval)", X0, 22)])
         legend = VGroup(*keys, *labels(*facts, size=22)).arrange(DOWN, aligned_edge=LEFT, buff=0.12)
         legend.next_to(axes, RIGHT, buff=0.35).align_to(axes, UP)
@@ -533,13 +548,15 @@ class Training(LectureScene):
         self.pause(2, "Now a real run. " + self.run_words)
         self.play(Create(self.train_line), run_time=3)
         self.play(FadeIn(self.eval_dots), FadeIn(legend))
-        edm_words = ("This run trained on the MSE on x_0 weighted per t by 1/c_out(t)^2, the weighting of Karras et "
-                     "al. 2022 (EDM): c_out(t) is the standard deviation of what x_t leaves unknown of x_0, so each t "
-                     "counts about alike. Like w(t), a weight per t changes where the network spends its capacity, not the best "
-                     "x̂_0 at any t, which is still E[x_0 | x_t]; the held-out MSE below is the simple loss itself. "
-                     if edm and not learned else "")
+        edm_words = ("This run did not train on the simple loss. It divided each t's squared error by c_out of t "
+                     "squared, the weighting of Karras and colleagues, 2022; c_out of t squared is the error of the "
+                     "best linear guess of x_0 from x_t, so every t counts about alike. A weight per t changes where "
+                     "the network spends its capacity, not the best guess at any t, which is still the posterior "
+                     "mean of x_0. So the train loss is weighted and the held-out MSE is not: the two numbers are "
+                     "not comparable. " if edm and not learned else "")
+        measured = "; ".join(plain_text(f) for f in facts).replace("; (unweighted)", " (unweighted)")
         self.pause(len(facts), edm_words + "Its loss curve as it trained, and on the right what the run measured: " +
-                   "; ".join(plain_text(f) for f in facts) + ".")
+                   measured + ".")
         cut(self, self.title)
         if points and cv["reference"] is not None and len(cv["bound"]) >= 2:
             self.section_bound(cv, who)
@@ -635,7 +652,8 @@ class Training(LectureScene):
         for (st, _), cell in zip(grids, cells[1:]):
             self.play(FadeIn(cell, shift=UP * 0.1), run_time=1.0)
             self.pause(1, "Samples drawn during training " + ("at the end" if st < 0 else f"after step {st}") +
-                       ", each from pure noise with the model as it was then (the run's samples folder).", hold=2.5)
+                       ", each from pure noise with the model as it was then" +
+                       (" (the run's samples folder)." if st == grids[0][0] else "."), hold=2.5)
         self.pause(2, "From noise to something image-like: the samples improve as the loss falls.")
 
     def sample_clouds(self, run):

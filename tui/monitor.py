@@ -38,6 +38,7 @@ from tui.run_state import RunState, hms, num, own_objective, pid_alive
 from vdm.config import is_points
 from vdm.config import CLOCK_FIRST_S, UNIFORM_BPD
 from vdm.metrics import valid
+from vdm.report import share_error
 from vdm.run import CONFIG, METRICS, is_run, metrics_path, read_grid, read_points, sample_grids, sample_path
 from vdm.tailer import MetricsTailer
 
@@ -484,7 +485,7 @@ class MonitorScreen(CurveKeys, Screen):
             self._shapes_ref_state = "measuring"
             self._measure_shapes_reference()
         p, n = sm["shapes"], sm["n"]
-        err = 100 * np.sqrt(p * (1 - p) / n)
+        err = 100 * share_error(p, n)
         series = [Series("samples", sx, 100 * p, "green", err=err)]
         if self.shapes_ref is not None:
             share, images = self.shapes_ref

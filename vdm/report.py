@@ -26,6 +26,21 @@ def error_decimals(se: float, most: int = 6) -> int:
     return min(max(1 - math.floor(math.log10(se)), 0), most)
 
 
+def share_error(p, n):
+    """The standard error of a share p of n independent trials (binomial): sqrt(p (1 - p) / n)."""
+    return (p * (1 - p) / n) ** 0.5
+
+
+def percent_with_error(p: float, n: int) -> str:
+    """A share as "95.95 ± 0.44 %" (mean to its error's second significant digit, as every estimate shown), or
+    "100 %" / "0 %" when every trial or none succeeded (no spread to show)."""
+    se = share_error(p, n)
+    if se == 0:
+        return f"{100 * p:.0f} %"
+    d = error_decimals(100 * se)
+    return f"{100 * p:.{d}f} ± {100 * se:.{d}f} %"
+
+
 @dataclass(frozen=True)
 class ElboOptions:
     """How `vdm elbo` estimates: the estimator, p(t) of the importance one, draws per item, which decoders, the

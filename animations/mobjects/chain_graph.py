@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from manim import DOWN, LEFT, RIGHT, UP, Circle, CurvedArrow, VGroup
 
 from animations.mobjects.text import tex
@@ -15,6 +16,7 @@ from animations.palette import X0, XHAT, XT
 
 # the nodes drawn, left to right; None: the dots standing for the latents in between
 NODES = ("0", "1", None, "t-1", "t", "t+1", None, "T-1", "T")
+LABEL_CLEARANCE = 0.1  # a label's corners stay this far inside its circle: nearer, it reads as touching the ring
 
 
 def x(name: str) -> str:
@@ -64,7 +66,11 @@ class ChainGraph(VGroup):
                 self.nodes.add(VGroup(Circle(radius=radius, stroke_opacity=0), tex(r"\cdots", font_size=font_size + 6)))
                 continue
             circle = Circle(radius=radius, color=X0 if name == "0" else XT, stroke_width=3)
-            self.nodes.add(VGroup(circle, tex(x(name), font_size=font_size).move_to(circle)))
+            label = tex(x(name), font_size=font_size)
+            reach = np.hypot(label.width / 2, label.height / 2)  # the label's corners from the circle's centre
+            if reach > radius - LABEL_CLEARANCE:  # x_{T-1} is wider than the circle leaves room for
+                label.scale((radius - LABEL_CLEARANCE) / reach)
+            self.nodes.add(VGroup(circle, label.move_to(circle)))
             self.index[name] = i
         self.nodes.arrange(RIGHT, buff=buff)
         self.enc, self.dec = VGroup(), VGroup()

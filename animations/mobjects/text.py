@@ -42,18 +42,28 @@ def tex(*parts: str, terms: dict | None = None, **kwargs) -> MathTex:
     return m
 
 
-def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | None = None) -> VGroup:
+FOCUS_SPACE = r"\mkern6mu"  # set each side of a part that will be marked: TeX sets parts closer than a margin
+
+
+def derivation(rows, font_size: float = 30, buff: float = 0.3, terms: dict | None = None,
+               focus: list | None = None) -> VGroup:
     """Lines of a derivation, one MathTex each, aligned on their relation sign.
 
     ``rows``: (lhs, relation, rhs) with lhs None on continuation lines; rhs is a string
     or a tuple of strings, its parts (each a MathTex part, so that one can be
     highlighted: ``part(line, tex)``). Each line's ``.rel`` is its relation's glyphs;
     the lines are shifted so that every relation starts at the same x, as on a board.
+    ``focus[i]``, a part of line i (or None), gets FOCUS_SPACE on each side, as parts of their own
+    (no glyphs), so that the mark round it has room.
     """
     lines = VGroup()
-    for lhs, rel, rhs in rows:
+    focus = list(focus or [None] * len(rows))
+    for (lhs, rel, rhs), mark in zip(rows, focus):
         rhs_parts = (rhs,) if isinstance(rhs, str) or rhs is None else tuple(rhs)
         parts = [p for p in (lhs, rel, *rhs_parts) if p]
+        if mark is not None and mark in parts:
+            k = parts.index(mark)
+            parts[k:k + 1] = [FOCUS_SPACE, mark, FOCUS_SPACE]
         m = tex(*parts, terms=terms, font_size=font_size)
         skip = 0
         if lhs:  # the relation is the first part after the lhs's own pieces
@@ -90,6 +100,12 @@ def one_line(text: str, color=WHITE, size: float = 26, width: float | None = Non
     if m.width > width:
         m.scale_to_fit_width(width)
     return m
+
+
+def unbroken_lines(text: str, color=WHITE, size: float = 26) -> VGroup:
+    """A label of one or more lines, broken only where ``text`` says (at ``\\\\``): each line a one_line, so LaTeX
+    never breaks one inside a formula ("(s =" on one line, "0.008)" on the next), centred under each other."""
+    return VGroup(*[one_line(t.strip(), color, size) for t in text.split("\\\\")]).arrange(DOWN, buff=0.1)
 
 
 def labels(*texts: str, colors=None, size: float = 28, math: bool = False) -> list:

@@ -425,7 +425,8 @@ def test_product_of_gaussians_is_vdms_posterior(post):
 
 def test_captions_claim_a_sign_or_an_agreement_only_as_far_as_the_errors_allow():
     """The consistency sum is called negative only beyond 2 standard errors (a trained run's one-t draws gave
-    -4,288 ± 3,725); two means 2.3 standard errors apart agree "only just", with the number of errors said."""
+    -4,288 ± 3,725); two means 2.3 standard errors apart are not said to agree: the number of errors is said, with
+    why the algebra still makes them equal."""
     from types import SimpleNamespace
 
     from animations.elbo_panels import compare_caption, sign_caption
@@ -445,9 +446,16 @@ def test_captions_claim_a_sign_or_an_agreement_only_as_far_as_the_errors_allow()
     a = (a - a.mean()) / a.std(ddof=1)  # mean 0, standard error 1/sqrt(200) each
     se = np.sqrt(2 / 200)
     text = compare_caption(a, a + 2.3 * se)
-    assert "only just" in text and "2.3 standard errors" in text
-    assert "only just" not in compare_caption(a, a + 1.0 * se)
+    assert "agree" not in text and "2.3 standard errors apart" in text and "equal in expectation" in text
+    assert "they agree within" in compare_caption(a, a + 1.0 * se)
     assert "do not agree" in compare_caption(a, a + 3.5 * se)
+
+
+def test_a_spread_is_written_to_three_significant_digits():
+    from animations.elbo_panels import spread
+
+    assert [spread(v) for v in (52548.9, 2811.8, 999.6, 12.345, 1.934, 0.00261, 0.0)] == \
+        ["52,500", "2,810", "1,000", "12.3", "1.93", "0.00261", "0"]
 
 
 def test_posterior_picture_notes_follow_the_curves_drawn(post):
@@ -458,3 +466,5 @@ def test_posterior_picture_notes_follow_the_curves_drawn(post):
     closed = [i for i, n in enumerate(notes) if n.startswith("The posterior in closed form")]
     assert closed and all(notes[i + 1].startswith("Multiply the two factors") for i in closed)
     assert all(notes[i - 1].startswith("The second factor is the prior") for i in closed)
+    # the product's gap to the posterior is said where the product is drawn, not a slide before it
+    assert all("gap" not in notes[i] and "largest gap" in notes[i + 1] for i in closed)

@@ -147,9 +147,14 @@ def test_the_clouds_are_vdms_chains(scene, model):
 
 
 def test_mode_caption_follows_its_numbers(scene, model):
+    """Each share on the caption is the measured one with its binomial error sqrt(p (1 - p) / n), in percent:
+    the samples' first, then the held-out data's."""
     got, data = scene.mode_shares
-    assert f"{100 * got:.0f}\\% of the samples" in scene.mode_caption.tex_string
-    assert f"held-out data {100 * data:.0f}\\%" in scene.mode_caption.tex_string
+    shown = re.findall(r"(\d+(?:\.\d+)?) \$\\pm\$ (\d+(?:\.\d+)?)\\,\\%", scene.mode_caption.tex_string)
+    assert len(shown) == 2, scene.mode_caption.tex_string
+    for (mean, err), p, n in zip(shown, (got, data), (len(scene.samples), len(m2.held_out()))):
+        assert float(mean) == pytest.approx(100 * p, abs=0.06)
+        assert float(err) == pytest.approx(100 * np.sqrt(p * (1 - p) / n), abs=0.06)
 
 
 def test_backward_chain_ends_on_the_modes(model):

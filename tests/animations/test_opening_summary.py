@@ -3,6 +3,10 @@ its three results and the loss they lead to, on one slide."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
+import pytest
 import torch
 
 from animations import model2d as m2
@@ -27,7 +31,11 @@ def test_opening_is_noise_to_data_in_under_30_seconds():
     got, real = scene.mode_shares
     assert got == m2.near_modes(scene.samples) and real == m2.near_modes(m2.held_out())
     shown = " ".join(text for text, _ in scene.layout_log[-1][1])
-    assert f"{100 * got:.0f}\\% of the samples, {100 * real:.0f}\\% of the data" in shown
+    for p, n, before in ((got, len(scene.samples), " of the samples"), (real, len(m2.held_out()), " of the data")):
+        m = re.search(r"(\d+\.\d+) \$\\pm\$ (\d+\.\d+)\\,\\%" + before, shown)
+        assert m, shown  # the share with its binomial error, in percent
+        assert float(m.group(1)) == pytest.approx(100 * p, abs=0.06)
+        assert float(m.group(2)) == pytest.approx(100 * np.sqrt(p * (1 - p) / n), abs=0.06)
     assert m2.near_modes(scene.noise) < got  # the chain gathered the noise towards the clusters
 
 

@@ -1,7 +1,7 @@
 """The run's noise schedule on screen: the log SNR(t) curve drawn is the run's, beside the assignment's.
 
 A tiny run with a learned schedule (``--schedule learned --prediction x0-precond``, T = 20, one
-epoch) is trained once for the module; the training and backward scenes are built from it with
+epoch) is trained once for the module; the training scene is built from it with
 animations skipped (no video). The drawn points are read back through the axes and compared with
 vdm.continuous.snr_curve, and with log SNR recomputed here from each schedule's alpha_bar (the
 learned one) and from alpha = 0.01^(2/T) (the assignment's constant one, sqrt(alpha^T) = 0.01).
@@ -49,7 +49,7 @@ def drawn(panel, i):
     return pts[:, 0], pts[:, 1] + panel.y0
 
 
-@pytest.mark.parametrize("name", ["training", "backward"])
+@pytest.mark.parametrize("name", ["training"])
 def test_learned_curve_is_snr_curve(scenes, name):
     from vdm.continuous import snr_curve
 
@@ -70,7 +70,7 @@ def test_learned_curve_is_snr_curve(scenes, name):
     assert schedule_tex(s) in panel.legend[0].tex_string
 
 
-@pytest.mark.parametrize("name", ["training", "backward"])
+@pytest.mark.parametrize("name", ["training"])
 def test_constant_schedule_beside_it(scenes, name):
     panel = scenes[name].snr
     assert len(panel.curves) == 2
@@ -82,7 +82,7 @@ def test_constant_schedule_beside_it(scenes, name):
     assert "constant alpha" in panel.curves[1][3]
 
 
-@pytest.mark.parametrize("name", ["training", "backward"])
+@pytest.mark.parametrize("name", ["training"])
 def test_sentences_follow_from_the_curves(scenes, name):
     """Where each curve puts SNR = 1, found here by interpolating t against the (decreasing) log SNR."""
     panel = scenes[name].snr
@@ -108,11 +108,14 @@ def test_layout_with_a_learned_run(scenes):
         assert not problems, "\n".join(problems[:20])
 
 
-def test_no_run_no_schedule_section():
+def test_the_schedule_is_drawn_once_in_the_lecture(scenes):
+    """The training scene draws the run's schedule; the backward scene, right after it, names it without drawing
+    the same chart again (it did, 15 s of the same picture)."""
     from animations.backward_diffusion import BackwardDiffusion
 
-    scene = get(BackwardDiffusion)
-    assert scene.snr is None and "the schedule it samples with" not in scene.slide_names
+    assert scenes["training"].snr is not None
+    for scene in (get(BackwardDiffusion), scenes["backward"]):
+        assert not hasattr(scene, "snr") and "the schedule it samples with" not in scene.slide_names
 
 
 def test_learned_run_loss_is_not_called_an_mse(scenes, learned_run):
@@ -123,7 +126,7 @@ def test_learned_run_loss_is_not_called_an_mse(scenes, learned_run):
     recs = [json.loads(line) for line in (learned_run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last_eval = [r for r in recs if r["kind"] == "eval"][-1]
     assert len(scene.eval_dots) == 0
-    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts)
+    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts) and "(unweighted)" in scene.loss_facts
 
 
 def test_an_edm_run_loss_is_not_called_an_mse(tmp_path):
@@ -141,7 +144,7 @@ def test_an_edm_run_loss_is_not_called_an_mse(tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "edm" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last_eval = [r for r in recs if r["kind"] == "eval"][-1]
     assert len(scene.eval_dots) == 0
-    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts)
+    assert f"held-out MSE {last_eval['eval_loss']:.4f}" in " ".join(scene.loss_facts) and "(unweighted)" in scene.loss_facts
     problems = layout_problems(scene)
     assert not problems, "\n".join(problems[:20])
 

@@ -8,13 +8,15 @@ import math
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from built_scenes import get
 
 
-def _terms():
-    """The matching terms t = 2..T in bits per point, and the matching term, straight from vdm.elbo."""
+def _terms(per_point: bool = False):
+    """The matching terms t = 2..T in bits per point, and the matching term, straight from vdm.elbo (and with
+    ``per_point`` each point's matching term in bits)."""
     from animations import model2d
     from vdm.elbo import elbo
 
@@ -22,7 +24,8 @@ def _terms():
     x0 = model2d.held_out()
     with torch.no_grad():
         e = elbo(pm.denoiser, pm.schedule, x0, "denoising", "full", generator=torch.Generator().manual_seed(0))
-    return (e.per_t.double().mean(0)[2:] / math.log(2)).numpy(), float(e.matching.double().mean()) / math.log(2)
+    out = (e.per_t.double().mean(0)[2:] / math.log(2)).numpy(), float(e.matching.double().mean()) / math.log(2)
+    return (*out, (e.matching.double() / math.log(2)).numpy()) if per_point else out
 
 
 def _scene():
@@ -46,17 +49,23 @@ def test_bars_are_the_matching_terms_and_add_up_to_the_matching_term():
 
 def test_caption_numbers_follow_from_the_terms():
     scene = _scene()
-    bits, matching = _terms()
+    bits, matching, per_point = _terms(per_point=True)
     share = np.cumsum(bits) / bits.sum()
     t = np.arange(2, len(bits) + 2)
     half, most = int(t[np.argmax(share >= 0.5)]), int(t[np.argmax(share >= 0.9)])
     caption = scene.bits_caption
-    m = re.search(r"half of the ([0-9.]+) matching bits come from \$t \\le (\d+)\$ of (\d+), nine tenths from "
-                  r"\$t \\le (\d+)\$; \$t = 2\$ alone holds (\d+)", caption)
+    m = re.search(r"half of the ([0-9.]+) \$\\pm\$ ([0-9.]+) matching bits come from \$t \\le (\d+)\$ of (\d+), nine "
+                  r"tenths from \$t \\le (\d+)\$; \$t = 2\$ alone holds (\d+)", caption)
     assert m, caption
-    assert m.group(1) == f"{matching:.2f}"
-    assert int(m.group(2)) == half and int(m.group(3)) == len(bits) + 1 and int(m.group(4)) == most
-    assert int(m.group(5)) == round(100 * bits[0] / bits.sum())
+    # the matching term with its standard error over the points, the mean to the error's second digit
+    se = per_point.std() / math.sqrt(len(per_point))
+    assert float(m.group(2)) == pytest.approx(se, rel=0.05, abs=0.0006)
+    assert abs(float(m.group(1)) - matching) <= 0.5 * 10 ** -len(m.group(1).split(".")[1]) + 1e-12
+    m = re.match(r".*?(\d+)\$ of (\d+), nine tenths from \$t \\le (\d+)\$; \$t = 2\$ alone holds (\d+)",
+                 caption[caption.index("come from"):])
+    half_shown, T, most_shown, first = (int(g) for g in m.groups())
+    assert half_shown == half and T == len(bits) + 1 and most_shown == most
+    assert first == round(100 * bits[0] / bits.sum())
     # what "half" and "nine tenths" mean: the steps before fall short, those up to it reach it
     assert share[half - 2] >= 0.5 > (share[half - 3] if half > 2 else 0)
     assert share[most - 2] >= 0.9 > share[most - 3]
