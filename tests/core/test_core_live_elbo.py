@@ -98,3 +98,17 @@ def test_the_clock_skips_marks_once_evaluating_costs_more_than_its_share(tmp_pat
     mid = [r for r in recs if r["kind"] == "eval" and r["step"] % spe]
     end = [r for r in recs if r["kind"] == "end"][0]
     assert end["reason"] == "time limit" and len(mid) == 2  # the mark's, and the one at the stop
+
+
+def test_a_share_is_written_with_its_binomial_error():
+    """percent_with_error: the share and sqrt(p (1 - p) / n), both in percent to the error's second significant
+    digit; checked against the spread of simulated binomial shares, and the edge cases with no spread."""
+    import numpy as np
+
+    from vdm.report import percent_with_error, share_error
+
+    sims = np.random.default_rng(0).binomial(2000, 0.96, 20000) / 2000
+    assert share_error(0.96, 2000) == pytest.approx(sims.std(), rel=0.02)
+    assert percent_with_error(0.9595, 2000) == "95.95 ± 0.44 %"
+    assert percent_with_error(0.5, 100) == "50.0 ± 5.0 %"
+    assert percent_with_error(1.0, 36) == "100 %" and percent_with_error(0.0, 36) == "0 %"
