@@ -198,9 +198,11 @@ class ForwardDiffusion(LectureScene):
             if t == T:
                 return (f"At t = T the mean is {m:.3f} and the variance {v:.3f}: a standard normal, whatever the "
                         "pixel was. This is why the prior p(x_T) can be a fixed standard Gaussian.")
+            first = t == next(s for s in PIXEL_STOPS if s > 1)
             return (f"At t = {t} the mean has shrunk to {m:.3f} and the spread grown to a standard deviation of "
-                    f"{v ** 0.5:.3f}. The histogram of the simulated chains sits on the predicted Gaussian: the "
-                    "closed form is not an approximation.")
+                    f"{v ** 0.5:.3f}. " + ("The histogram of the simulated chains sits on the predicted Gaussian: the "
+                                           "closed form is not an approximation." if first else
+                                           "The histogram still sits on the curve."))
 
         caption = None
         self.pixel_stops = []
@@ -217,7 +219,7 @@ class ForwardDiffusion(LectureScene):
             self.play(FadeIn(new_cap), run_time=0.5)
             caption = new_cap
             self.pixel_stops.append(t_now())
-            self.pause(1, say(stop), hold=2.5)
+            self.pause(1, say(stop), hold=4.0)  # a caption of numbers needs about 4 s to be read
         panel.clear_updaters()
         self.pixel_panel = (num_t, num_m, num_v)
         self.pixel_curves = (density, bars)

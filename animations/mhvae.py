@@ -305,5 +305,5 @@ class MarkovianHVAE(LectureScene):
                       "process.")
         self.play(FadeIn(items[2], shift=UP * 0.2))
         self.pause(3, f"Third: the schedule is chosen so that the last latent is a standard Gaussian. With the "
-                      f"assignment's alpha, {a_T:.4f} of the image's amplitude is left at step T.")
+                      f"assignment's alpha, {100 * a_T:.2g} percent of the image's amplitude is left at step T.")
         self.items = items

@@ -337,7 +337,8 @@ class Training(LectureScene):
         self.play(Create(axes), FadeIn(ticks_x), FadeIn(ticks_y), FadeIn(x_lab), FadeIn(y_lab), FadeIn(sched))
         self.play(Create(self.weight_curve), run_time=2.5)
         self.play(FadeIn(notes))
-        self.pause(3, f"What does dropping the weight change? The ELBO's weight against t, on log scales: "
+        self.pause(3, f"Back from the 2-D model to the schedule of this part, {s.describe()}. What does dropping "
+                      f"the weight change? The ELBO's weight against t, on log scales: "
                       f"{plain_text(sci(w[0], 3))} at t = 2, {plain_text(sci(w[-1]))} at t = {T}. The ELBO counts the first "
                       f"steps about {plain_text(sci(ratio))} times more than the last.")
         flat = one_line(r"$\mathcal{L}_{\mathrm{simple}}$ weighs every $t$ alike: it spends the network on large $t$,"
