@@ -348,7 +348,7 @@ def _bomb_png(path, width: int = 30_000, height: int = 30_000) -> None:
 
 
 def test_a_decompression_bomb_grid_is_refused_alike_by_the_scene_and_the_monitor(run):
-    from animations.training import grid_image
+    from animations.training import sample_grid_pixels
     from tui.monitor import read_grid as monitor_reads
     from vdm.run import sample_grids
 
@@ -356,7 +356,7 @@ def test_a_decompression_bomb_grid_is_refused_alike_by_the_scene_and_the_monitor
     _bomb_png(grid)
     said = f"{grid} is a 30,000 x 30,000 image, more than the 67,108,864 pixels a sample grid can have"
     with pytest.raises(ValueError, match=said):
-        grid_image(grid, 2.0)
+        sample_grid_pixels(grid)
     with pytest.raises(ValueError, match=said):
         monitor_reads(grid)
 
