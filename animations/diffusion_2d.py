@@ -164,10 +164,11 @@ class Diffusion2D(LectureScene):
             "Now backwards, with the trained model: fresh Gaussian noise, and at every step the posterior with the "
             "network's guess of x_0. " + self.pm.detail)
         if self.pm.mixture is not None:
-            got, data = m2.near_modes(self.samples), m2.near_modes(m2.held_out())
+            held = m2.held_out()
+            got, data = m2.near_modes(self.samples), m2.near_modes(held)
             self.mode_shares = (got, data)
             r = 3 * self.pm.mixture.std
-            g, d = percent_with_error(got, len(self.samples)), percent_with_error(data, len(m2.held_out()))
+            g, d = percent_with_error(got, len(self.samples)), percent_with_error(data, len(held))
             cap = one_line(rf"at $t = 0$: {tex_percent(g)} of the samples lie within {r:g} (3 std) of a mode; "
                            rf"of the held-out data {tex_percent(d)}", size=24).to_edge(DOWN, buff=0.25)
             self.mode_caption = cap

@@ -65,12 +65,13 @@ class Opening(LectureScene):
         self.pause(1, f"Running the chain backwards, {T} small steps, a trained network removes a little noise at "
                       f"each one, and the cloud gathers into shapes. {self.pm.detail}")
         self.next_section("the data")
-        data = right.cloud(m2.held_out(), X0)
+        held = m2.held_out()  # drawn, and measured below: one load
+        data = right.cloud(held, X0)
         data_lab = label("the data it learned from", X0, 28).next_to(right, UP, buff=0.15)
         if self.pm.mixture is not None:  # how close the samples come to the data, measured, not claimed
-            got, real = m2.near_modes(x[0]), m2.near_modes(m2.held_out())
+            got, real = m2.near_modes(x[0]), m2.near_modes(held)
             self.mode_shares = (got, real)
-            g, r = percent_with_error(got, len(x[0])), percent_with_error(real, len(m2.held_out()))
+            g, r = percent_with_error(got, len(x[0])), percent_with_error(real, len(held))
             words = (rf"within 3 std of a cluster: {tex_percent(g)} of the samples, {tex_percent(r)} of the data",
                      f"{g.replace(' %', ' percent')} of the samples lie within three standard deviations of one of "
                      f"the clusters, against {r.replace(' %', ' percent')} of the data.")

@@ -9,7 +9,7 @@ glyph that is not part of what it marks. It sits behind the text, so nothing is 
 from __future__ import annotations
 
 import numpy as np
-from manim import WHITE, RoundedRectangle
+from manim import RoundedRectangle
 
 from animations.palette import BOX
 
@@ -59,7 +59,7 @@ class Backdrop(RoundedRectangle):
         x1, y1 = box[2] + margins[2], box[3] + margins[3]
         radius = min(0.05, (x1 - x0) / 4, (y1 - y0) / 4)
         super().__init__(width=x1 - x0, height=y1 - y0, corner_radius=radius, stroke_width=0,
-                         fill_color=color if color is not None else WHITE, fill_opacity=opacity)
+                         fill_color=color, fill_opacity=opacity)
         self.move_to([(x0 + x1) / 2, (y0 + y1) / 2, 0])
         self.set_z_index(-1)
         self.bounds = np.array([x0, y0, x1, y1])
